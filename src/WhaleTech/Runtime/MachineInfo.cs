@@ -1,0 +1,99 @@
+// A description of the machine a result was measured on. Every benchmark result and the `whale info`
+// command carry one, so a number in the repo always says where it came from.
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text.Json.Serialization;
+using TorchSharp;
+
+namespace WhaleTech.Runtime;
+
+public sealed record MachineInfo(
+    [property: JsonPropertyName("cpu")] string Cpu,
+    [property: JsonPropertyName("logical_cores")] int LogicalCores,
+    [property: JsonPropertyName("torch_threads")] int TorchThreads,
+    [property: JsonPropertyName("memory_gib")] double MemoryGiB,
+    [property: JsonPropertyName("os")] string Os,
+    [property: JsonPropertyName("dotnet")] string DotNet,
+    [property: JsonPropertyName("torchsharp")] string TorchSharp,
+    [property: JsonPropertyName("libtorch")] string LibTorch,
+    [property: JsonPropertyName("backend")] string Backend,
+    [property: JsonPropertyName("device")] string Device,
+    [property: JsonPropertyName("gpu")] string? Gpu,
+    [property: JsonPropertyName("gpu_memory_gib")] double? GpuMemoryGiB)
+{
+    /// <summary>Reads the description of this machine, for the given device.</summary>
+    public static MachineInfo Collect(torch.Device device)
+    {
+        Runtime.Backend.Initialize();
+        var (gpu, gpuMem) = device.type == DeviceType.CUDA ? QueryGpu() : (null, null);
+        return new MachineInfo(
+            Cpu: CpuModel(),
+            LogicalCores: Environment.ProcessorCount,
+            TorchThreads: torch.get_num_threads(),
+            MemoryGiB: Math.Round(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1024.0 * 1024 * 1024), 1),
+            Os: RuntimeInformation.OSDescription,
+            DotNet: RuntimeInformation.FrameworkDescription,
+            TorchSharp: typeof(torch).Assembly.GetName().Version?.ToString() ?? "?",
+            LibTorch: LibTorchVersion(),
+            Backend: Runtime.Backend.BackendName,
+            Device: device.ToString(),
+            Gpu: gpu,
+            GpuMemoryGiB: gpuMem);
+    }
+
+    /// <summary>One line for report headers.</summary>
+    public override string ToString()
+        => $"{Cpu} ({LogicalCores} logical cores, {TorchThreads} torch threads, {MemoryGiB} GiB), {Os}; {DotNet}; " +
+           $"TorchSharp {TorchSharp}, libtorch {LibTorch}, backend {Backend}; device {Device}" +
+           (Gpu is null ? "" : $" = {Gpu} ({GpuMemoryGiB} GiB)");
+
+    static string CpuModel()
+    {
+        try
+        {
+            if (File.Exists("/proc/cpuinfo"))
+                foreach (var line in File.ReadLines("/proc/cpuinfo"))
+                    if (line.StartsWith("model name", StringComparison.Ordinal))
+                        return line[(line.IndexOf(':') + 1)..].Trim();
+        }
+        catch (IOException) { }
+        return RuntimeInformation.ProcessArchitecture.ToString();
+    }
+
+    /// <summary>libtorch version: from an external PyTorch's version.py, else the version the package ships.</summary>
+    public static string LibTorchVersion()
+    {
+        var ext = Runtime.Backend.ExternalLibTorchFolder;
+        if (ext is not null)
+        {
+            var versionPy = Path.Combine(ext, "..", "version.py");
+            if (File.Exists(versionPy))
+                foreach (var line in File.ReadLines(versionPy))
+                    if (line.StartsWith("__version__", StringComparison.Ordinal))
+                        return line.Split('=', 2)[1].Trim().Trim('\'', '"');
+            return "external";
+        }
+        return "2.10.0 (TorchSharp 0.107 package)";
+    }
+
+    static (string?, double?) QueryGpu()
+    {
+        try
+        {
+            var psi = new ProcessStartInfo("nvidia-smi", "--query-gpu=name,memory.total --format=csv,noheader,nounits")
+            { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            using var p = Process.Start(psi);
+            if (p is null) return ("CUDA device", null);
+            var first = p.StandardOutput.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault();
+            p.WaitForExit(5000);
+            if (first is null) return ("CUDA device", null);
+            var parts = first.Split(',');
+            double? mem = parts.Length > 1 && double.TryParse(parts[1].Trim(), System.Globalization.CultureInfo.InvariantCulture, out var mib) ? Math.Round(mib / 1024.0, 1) : null;
+            return (parts[0].Trim(), mem);
+        }
+        catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
+        {
+            return ("CUDA device (nvidia-smi not found)", null);
+        }
+    }
+}
