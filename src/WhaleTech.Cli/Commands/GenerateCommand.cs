@@ -1,0 +1,13 @@
+using System.CommandLine;
+
+namespace WhaleTech.Cli.Commands;
+
+public static class GenerateCommand
+{
+    public static Command Build()
+    {
+        var cmd = new Command("generate", "(coming soon)");
+        cmd.SetAction(_ => { Console.WriteLine("not yet"); return 0; });
+        return cmd;
+    }
+}
