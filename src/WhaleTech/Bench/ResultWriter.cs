@@ -56,8 +56,8 @@ public static class ResultWriter
         var paramNames = r.Rows.SelectMany(x => x.Parameters.Keys).Distinct().ToList();
         var metrics = r.Rows.SelectMany(x => x.Metrics).GroupBy(m => m.Name).Select(g => (g.Key, g.First().Unit)).ToList();
         var sb = new StringBuilder();
-        sb.Append("| variant | ").Append(string.Join("", paramNames.Select(p => p + " | ")))
-          .Append(string.Join("", metrics.Select(m => $"{m.Key} ({m.Unit}) | "))).Append('\n');
+        sb.Append("| ").Append(string.Join(" | ", new[] { "variant" }.Concat(paramNames).Concat(metrics.Select(m => $"{m.Key} ({m.Unit})"))))
+          .Append(" |\n");
         sb.Append("|---|").Append(string.Concat(Enumerable.Repeat("---:|", paramNames.Count + metrics.Count))).Append('\n');
         foreach (var row in r.Rows)
         {
@@ -120,7 +120,7 @@ public static class ResultWriter
             line.MarkerSize = 7;
         }
         if (spec.LogX)
-            plt.Axes.Bottom.SetTicks(xsAll.Select(Math.Log2).ToArray(), xsAll.Select(x => FormatNumber(x)).ToArray());
+            plt.Axes.Bottom.SetTicks(xsAll.Select(Math.Log2).ToArray(), xsAll.Select(x => x == Math.Round(x) ? x.ToString("F0", CultureInfo.InvariantCulture) : FormatNumber(x)).ToArray());
         if (spec.LogY) LogTicks(plt);
     }
 
