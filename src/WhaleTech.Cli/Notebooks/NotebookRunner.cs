@@ -87,7 +87,7 @@ public static class NotebookRunner
         for (int i = 0; i < notebook.CellCount; i++)
         {
             if (notebook.CellType(i) != "code") continue;
-            string source = notebook.Source(i);
+            string source = StripKernelMagic(notebook.Source(i));
             if (failure is not null || string.IsNullOrWhiteSpace(source))
             {
                 notebook.SetOutputs(i, null, []);                 // not run: after a failure, or empty
@@ -131,6 +131,16 @@ public static class NotebookRunner
         notebook.Save(outputPath);
         if (failure is not null) throw failure;
         return new NotebookRunResult(outputPath, reports, total.Elapsed);
+    }
+
+    // Polyglot Notebooks may start a cell with `#!csharp` (its kernel selector); C# is all we run.
+    static string StripKernelMagic(string source)
+    {
+        var lines = source.Split('\n');
+        int first = Array.FindIndex(lines, l => l.Trim().Length > 0);
+        if (first >= 0 && lines[first].Trim() is var head && (head.Equals("#!csharp", StringComparison.OrdinalIgnoreCase) || head.Equals("#!c#", StringComparison.OrdinalIgnoreCase)))
+            lines[first] = "";                                      // blank, so error line numbers still match
+        return string.Join('\n', lines);
     }
 
     static string Describe(Diagnostic d)

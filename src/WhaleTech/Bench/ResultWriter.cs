@@ -44,8 +44,8 @@ public static class ResultWriter
             sb.Append("  \n**Settings:** ").Append(string.Join(", ", r.Parameters.Select(p => $"{p.Key} = {p.Value}")));
         sb.Append("\n\n");
         sb.Append(ToMarkdownTable(r)).Append('\n');
-        if (pngFileName is not null && r.Plot is { } plot)
-            sb.Append("![").Append(plot.Metric).Append(" vs ").Append(plot.XParameter).Append("](").Append(pngFileName).Append(")\n\n");
+        if (pngFileName is not null)
+            sb.Append("![").Append(r.Suite).Append(r.Plot is { } plot ? $": {plot.Metric} vs {plot.XParameter}" : "").Append("](").Append(pngFileName).Append(")\n\n");
         if (r.Command.Length > 0) sb.Append("Reproduce: `").Append(r.Command).Append("`\n");
         return sb.ToString();
     }

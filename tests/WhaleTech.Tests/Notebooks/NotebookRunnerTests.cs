@@ -106,7 +106,7 @@ public class NotebookRunnerTests : IDisposable
     [Fact]
     public void ACompileErrorNamesTheCellAndTheLine()
     {
-        var path = Write("compile.ipynb", Code("var ok = 1;"), Code("// comment\nint x = \"text\";"));
+        var path = Write("compile.ipynb", Code("#!csharp\nvar ok = 1;"), Code("// comment\nint x = \"text\";"));
         var e = Assert.Throws<NotebookCellException>(() => NotebookRunner.Run(path, new NotebookRunOptions { Device = "cpu" }));
         Assert.Equal(2, e.CellNumber);
         Assert.Contains("line 2", e.Message);
