@@ -51,7 +51,8 @@ root.SetAction(parse =>
 
     Console.WriteLine($"{suite.Name} on {device}{(quick ? " (quick)" : "")}: {suite.Description}");
     var result = suite.Run(device, options);
-    result.With("device", device.ToString()).With("quick", quick)
+    if (!result.Parameters.ContainsKey("device")) result.With("device", device.ToString());   // a suite may pin its own
+    result.With("quick", quick)
           .With("warmup", options.Warmup).With("repetitions", options.Repetitions);
     string? outGiven = parse.GetValue(outOpt);
     result.Command = "dotnet run -c Release --project benchmarks/WhaleTech.Benchmarks -- " + suite.Name +

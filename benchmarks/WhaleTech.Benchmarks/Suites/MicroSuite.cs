@@ -39,6 +39,7 @@ public sealed class MicroSuite : ISuite
         {
             Plot = new PlotSpec("median_us", "D", LogX: true),
         };
+        result.With("device", "cpu");
         foreach (var report in summary.Reports)
         {
             var perCallMs = report.AllMeasurements
