@@ -41,9 +41,11 @@ public class CheckpointTests : IDisposable
         var qv = q.to_type(ScalarType.Float32).data<float>().ToArray();
         var sv = s.data<float>().ToArray();
         var dv = deq.data<float>().ToArray();
+        int wrong = 0;
         for (int r = 0; r < 200; r++)
             for (int c = 0; c < 300; c++)
-                Assert.Equal(qv[r * 300 + c] * sv[(r / 128) * 3 + c / 128], dv[r * 300 + c]);
+                if (qv[r * 300 + c] * sv[(r / 128) * 3 + c / 128] != dv[r * 300 + c]) wrong++;
+        Assert.Equal(0, wrong);
         Assert.Throws<WhaleArgumentException>(() => Fp8BlockDequant.Dequantize(q, s.narrow(1, 0, 2)));
         q.Dispose(); s.Dispose();
     }
