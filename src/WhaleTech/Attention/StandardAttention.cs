@@ -28,7 +28,7 @@ public sealed class StandardAttention : AttentionLayer
         q_proj = linear(cfg.HiddenSize, H * Dh, cfg.AttentionBias, prefix + ".q_proj");
         k_proj = linear(cfg.HiddenSize, Hkv * Dh, cfg.AttentionBias, prefix + ".k_proj");
         v_proj = linear(cfg.HiddenSize, Hkv * Dh, cfg.AttentionBias, prefix + ".v_proj");
-        o_proj = linear(H * Dh, cfg.HiddenSize, false, prefix + ".o_proj");
+        o_proj = linear(H * Dh, cfg.HiddenSize, cfg.AttentionBias, prefix + ".o_proj");
         RegisterComponents();
     }
 

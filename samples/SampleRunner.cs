@@ -1,0 +1,52 @@
+// The samples' registry and runner. Each sample is a static class in its numbered folder with a Title
+// and Run(SampleContext); it prints what it shows and writes its plots to out/samples/NN/.
+using TorchSharp;
+using WhaleTech.Runtime;
+
+namespace WhaleTech.Samples;
+
+public sealed record SampleContext(torch.Device Device, string OutDir, bool Quick, TextWriter Out);
+
+public sealed record SampleInfo(string Number, string Title, Action<SampleContext> Run);
+
+public static class SampleRunner
+{
+    public static IReadOnlyList<SampleInfo> All { get; } =
+    [
+        new("01", S01AttentionKvCache.Title, S01AttentionKvCache.Run),
+        new("02", S02Mla.Title, S02Mla.Run),
+    ];
+
+    /// <summary>Runs sample <paramref name="number"/> (e.g. "01"); output under <paramref name="outRoot"/>/NN.</summary>
+    public static void Run(string number, torch.Device device, bool quick = false, string outRoot = "out/samples", TextWriter? output = null)
+    {
+        var sample = All.FirstOrDefault(s => s.Number == number || s.Number == number.PadLeft(2, '0'))
+            ?? throw new WhaleArgumentException("sample", number, "must be one of " + string.Join(", ", All.Select(s => s.Number)));
+        var dir = Path.Combine(outRoot, sample.Number);
+        Directory.CreateDirectory(dir);
+        var o = output ?? Console.Out;
+        o.WriteLine($"== Sample {sample.Number}: {sample.Title}");
+        sample.Run(new SampleContext(device, dir, quick, o));
+    }
+
+    public static int RunCommandLine(string[] args)
+    {
+        try
+        {
+            if (args.Length == 0 || args[0] is "list" or "--help" or "-h")
+            {
+                Console.WriteLine("usage: dotnet run -c Release --project samples -- <NN|all|list> [--quick] [--device auto|cpu|cuda]\n");
+                foreach (var s in All) Console.WriteLine($"  {s.Number}  {s.Title}");
+                return args.Length == 0 ? 2 : 0;
+            }
+            bool quick = args.Contains("--quick");
+            int di = Array.IndexOf(args, "--device");
+            var device = Backend.ResolveDevice(di >= 0 && di + 1 < args.Length ? args[di + 1] : "auto");
+            var unknown = args.Skip(1).Where((a, i) => a.StartsWith("--", StringComparison.Ordinal) && a is not "--quick" and not "--device").ToList();
+            if (unknown.Count > 0) throw new WhaleArgumentException("option", unknown[0], "must be --quick or --device");
+            foreach (var s in args[0] == "all" ? All.Select(s => s.Number) : [args[0]]) Run(s, device, quick);
+            return 0;
+        }
+        catch (WhaleArgumentException e) { Console.Error.WriteLine("error: " + e.Message); return 2; }
+    }
+}
