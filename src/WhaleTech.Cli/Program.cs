@@ -15,6 +15,7 @@ foreach (var command in new[]
     TrainCommand.Build(),
     GenerateCommand.Build(),
     KvCommand.Build(),
+    MlaCommand.Build(),
 })
     root.Subcommands.Add(command);
 

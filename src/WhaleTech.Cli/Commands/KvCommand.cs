@@ -87,14 +87,14 @@ public static class KvCommand
 
     static void WriteTable(TextWriter output, KvReport r)
     {
-        var table = new Table().Title($"KV cache of {Markup.Escape(r.Model)}: {r.Layers} layers, {r.Dtype}, batch {r.Batch} × context {r.Context}, budget {r.BudgetGiB} GiB")
-            .AddColumn("attention").AddColumn("per token per layer (Table 1)").AddColumn(new TableColumn("elements/tok/layer").RightAligned())
-            .AddColumn(new TableColumn("bytes/tok/layer").RightAligned()).AddColumn(new TableColumn("elements/token").RightAligned())
-            .AddColumn(new TableColumn("KiB/token").RightAligned()).AddColumn(new TableColumn("cache GiB").RightAligned())
-            .AddColumn(new TableColumn("max context").RightAligned());
+        var table = new Table().Title($"KV cache of {Markup.Escape(r.Model)}: {r.Layers} layers, {r.Dtype}, batch {r.Batch} × context {r.Context}")
+            .AddColumn("attention").AddColumn(new TableColumn("elem/tok/layer").RightAligned())
+            .AddColumn(new TableColumn("B/tok/layer").RightAligned()).AddColumn(new TableColumn("KiB/token").RightAligned())
+            .AddColumn(new TableColumn("cache GiB").RightAligned()).AddColumn(new TableColumn($"max ctx @{r.BudgetGiB}GiB").RightAligned());
         foreach (var row in r.Rows)
-            table.AddRow(row.Attention, Markup.Escape(row.Formula), $"{row.ElementsPerTokenPerLayer:N0}", $"{row.BytesPerTokenPerLayer:N0}",
-                $"{row.ElementsPerToken:N0}", $"{row.BytesPerToken / 1024:N1}", $"{row.CacheBytes / (1L << 30):N2}", $"{row.MaxContext:N0}");
+            table.AddRow(row.Attention, $"{row.ElementsPerTokenPerLayer:N0}", $"{row.BytesPerTokenPerLayer:N0}",
+                $"{row.BytesPerToken / 1024:N1}", $"{row.CacheBytes / (1L << 30):N2}", $"{row.MaxContext:N0}");
+        table.Caption("per token per layer (DeepSeek-V2 Table 1): " + Markup.Escape(string.Join("; ", r.Rows.Select(x => $"{x.Attention} {x.Formula}"))));
         Console(output).Write(table);
     }
 
