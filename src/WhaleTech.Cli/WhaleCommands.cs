@@ -19,6 +19,8 @@ public static class WhaleCommands
             TrainCommand.Build(),
             GenerateCommand.Build(),
             NotebookCommand.Build(),
+            KvCommand.Build(),
+            MlaCommand.Build(),
         })
             root.Subcommands.Add(command);
         return root;

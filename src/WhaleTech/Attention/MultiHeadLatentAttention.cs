@@ -17,8 +17,8 @@
 //   absorbed  cache only c^KV and k^R: Dc + Dr elements/token/layer; fold W_UK into the query
 //             (q^C·k^C = (W_UKᵀ q^C)·c^KV) and W_UV into the output (o = W_UV Σ p c^KV). All H heads then
 //             share one 576-wide "key" and 512-wide "value": decode is multi-query attention over the latent.
-//   auto      latent cache; a step with ≥ AutoCrossover new tokens (prefill) materializes K/V from the latent,
-//             shorter steps (decode) absorb.
+//   auto      latent cache; a step with < AutoCrossover new tokens over earlier cached tokens (decode) absorbs;
+//             prefill (no earlier tokens) and long chunks materialize K/V from the latent.
 //
 // Shapes: B batch, T new tokens, S keys, H heads, Dq q_lora_rank, Dc kv_lora_rank, Dn qk_nope_head_dim,
 // Dr qk_rope_head_dim, Dv v_head_dim, D hidden.
@@ -46,8 +46,12 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
 
     /// <summary>Inference path; changeable at any time, but a cache must be created under the mode that uses it.</summary>
     public MlaMode Mode { get; set; } = MlaMode.Auto;
-    /// <summary>In auto mode, steps with at least this many new tokens materialize K/V (prefill).</summary>
-    public long AutoCrossover { get; set; } = 32;
+    /// <summary>In auto mode, a step absorbs when it has fewer than this many new tokens AND attends to earlier
+    /// cached tokens; otherwise (prefill, training, long chunks) it materializes K/V from the latent. 128 sits just
+    /// below the FLOP crossover T* = S·Dc(Dn+Dv)/(S(2Dc−Dn−Dv)+Dc(Dn+Dv)) (146 at S = 1024, → 171 for long S, at
+    /// DeepSeek's Dc 512, Dn = Dv 128); with no earlier context (S = T) materializing is always fewer FLOPs.
+    /// See DecodeBenchmark.Crossover and docs/mla.md for the CPU measurement.</summary>
+    public long AutoCrossover { get; set; } = 128;
 
     public MultiHeadLatentAttention(ModelConfig cfg, RotaryEmbedding rope, LinearFactory linear, string prefix) : base("MultiHeadLatentAttention")
     {
@@ -80,13 +84,22 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
         public void Dispose() { K.Dispose(); V.Dispose(); }
     }
 
-    /// <summary>Absorbed cache: the normalized latent c^KV [B, C, Dc] and the post-RoPE k^R [B, C, Dr].</summary>
-    public sealed class LatentCache(long batch, long capacity, long latentDim, long ropeDim, ScalarType dtype, Device device) : ILayerCache
+    /// <summary>Absorbed cache: one tensor KV [B, C, Dc+Dr] holding the normalized latent c^KV and the post-RoPE
+    /// k^R side by side (the [latent | k_rope] layout of kv_a_proj_with_mqa), so the absorbed scores are one GEMM
+    /// over a (Dc+Dr)-wide key and the values are a strided view of the same rows.</summary>
+    public sealed class LatentCache : ILayerCache
     {
-        public Tensor Latent { get; } = torch.zeros([batch, capacity, latentDim], dtype: dtype, device: device);
-        public Tensor KRope { get; } = torch.zeros([batch, capacity, ropeDim], dtype: dtype, device: device);
-        public long Bytes => (Latent.NumberOfElements + KRope.NumberOfElements) * Latent.ElementSize;
-        public void Dispose() { Latent.Dispose(); KRope.Dispose(); }
+        public Tensor KV { get; }      // [B, C, Dc+Dr]
+        public Tensor Latent { get; }  // [B, C, Dc] view of KV
+        public Tensor KRope { get; }   // [B, C, Dr] view of KV
+        public LatentCache(long batch, long capacity, long latentDim, long ropeDim, ScalarType dtype, Device device)
+        {
+            KV = torch.zeros([batch, capacity, latentDim + ropeDim], dtype: dtype, device: device);
+            Latent = KV.narrow(-1, 0, latentDim);
+            KRope = KV.narrow(-1, latentDim, ropeDim);
+        }
+        public long Bytes => KV.NumberOfElements * KV.ElementSize;
+        public void Dispose() { Latent.Dispose(); KRope.Dispose(); KV.Dispose(); }
     }
 
     public override ILayerCache CreateCache(long batch, long capacity, ScalarType dtype, Device device) => Mode == MlaMode.Naive
@@ -124,11 +137,11 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
                 long start = ctx.Start, S = start + T;
                 lc.Latent.narrow(1, start, T).copy_(latent);
                 lc.KRope.narrow(1, start, T).copy_(kRope);
-                o = Attend(qNope, qRope, lc.Latent.narrow(1, 0, S), lc.KRope.narrow(1, 0, S), ctx.Mask, T);
+                o = Attend(qNope, qRope, lc.KV.narrow(1, 0, S), ctx.Mask, T);                // keys [B, S, Dc+Dr]
                 break;
             }
             case null:
-                o = Attend(qNope, qRope, latent, kRope, ctx.Mask, T);
+                o = Attend(qNope, qRope, torch.cat([latent, kRope], dim: -1), ctx.Mask, T);
                 break;
             default:
                 throw new InvalidOperationException("MLA got a cache of another attention kind");
@@ -136,11 +149,12 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
         return o_proj.forward(o.reshape(B, T, Heads * ValueDim)).MoveToOuterDisposeScope();  // [B, T, D]
     }
 
-    Tensor Attend(Tensor qNope, Tensor qRope, Tensor latent, Tensor kRope, Tensor mask, long newTokens)
+    /// <summary>Attention over the latent keys <paramref name="kv"/> [B, S, Dc+Dr] = [c^KV | k^R].</summary>
+    Tensor Attend(Tensor qNope, Tensor qRope, Tensor kv, Tensor mask, long newTokens)
     {
-        bool absorb = Mode == MlaMode.Absorbed || (Mode == MlaMode.Auto && newTokens < AutoCrossover);
-        if (absorb) return AttendAbsorbed(qNope, qRope, latent, kRope, mask);
-        var (k, v) = Materialize(latent, kRope);
+        bool absorb = Mode == MlaMode.Absorbed || (Mode == MlaMode.Auto && newTokens < AutoCrossover && kv.shape[1] > newTokens);
+        if (absorb) return AttendAbsorbed(qNope, qRope, kv, mask);
+        var (k, v) = Materialize(kv.narrow(-1, 0, LatentDim), kv.narrow(-1, LatentDim, RopeDim));
         return AttendMaterialized(qNope, qRope, k, v, mask);
     }
 
@@ -163,21 +177,22 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
         return torch.matmul(probs, v).transpose(1, 2);                                         // [B, T, H, Dv]
     }
 
-    /// <summary>Absorbed attention: all heads attend over the shared latent (multi-query attention with a
-    /// (Dc+Dr)-wide key and a Dc-wide value), W_UK folded into q and W_UV applied after.</summary>
-    Tensor AttendAbsorbed(Tensor qNope, Tensor qRope, Tensor latent, Tensor kRope, Tensor mask)
+    /// <summary>Absorbed attention (DeepSeek-V2 §2.1.2, "absorb W^UK into W^UQ and W^UV into W^O"): all heads attend
+    /// over the shared latent — multi-query attention with a (Dc+Dr)-wide key [c^KV | k^R] and a Dc-wide value c^KV.
+    /// The H·T query rows form one batched GEMM against the S cached rows, which are read once for the scores
+    /// and once (a strided view) for the values.</summary>
+    Tensor AttendAbsorbed(Tensor qNope, Tensor qRope, Tensor kv, Tensor mask)
     {
-        long B = qNope.shape[0], T = qNope.shape[1], S = latent.shape[1];
+        long B = qNope.shape[0], T = qNope.shape[1], S = kv.shape[1];
         var w = kv_b_proj.get_parameter("weight")!.view(Heads, NopeDim + ValueDim, LatentDim);  // [H, Dn+Dv, Dc]
         var wUK = w.narrow(1, 0, NopeDim).to_type(qNope.dtype);                                // [H, Dn, Dc]
         var wUV = w.narrow(1, NopeDim, ValueDim).to_type(qNope.dtype);                         // [H, Dv, Dc]
-        var qLat = torch.matmul(qNope.transpose(1, 2), wUK);                                   // [B, H, T, Dc]
-        // One batched GEMM over H·T query rows against the S latent rows (the MQA view).
-        var scores = torch.matmul(qLat.reshape(B, Heads * T, LatentDim), latent.transpose(1, 2))          // [B, H·T, S]
-                   + torch.matmul(qRope.transpose(1, 2).reshape(B, Heads * T, RopeDim), kRope.transpose(1, 2));
-        scores = scores.view(B, Heads, T, S).to_type(ScalarType.Float32) * SoftmaxScale + mask;           // [B, H, T, S]
-        var probs = scores.softmax(-1).to_type(latent.dtype);
-        var oLat = torch.matmul(probs.reshape(B, Heads * T, S), latent).view(B, Heads, T, LatentDim);     // [B, H, T, Dc]
-        return torch.matmul(oLat, wUV.transpose(1, 2)).transpose(1, 2);                        // [B, T, H, Dv]
+        var qLat = torch.matmul(qNope.transpose(1, 2), wUK);                                   // [B, H, T, Dc]: q^C folded through W_UK
+        var q = torch.cat([qLat, qRope.transpose(1, 2)], dim: -1).reshape(B, Heads * T, LatentDim + RopeDim); // [B, H·T, Dc+Dr]
+        var scores = torch.matmul(q, kv.transpose(1, 2));                                      // [B, H·T, S]: one GEMM (the MQA view)
+        scores = scores.view(B, Heads, T, S).to_type(ScalarType.Float32) * SoftmaxScale + mask; // [B, H, T, S] fp32
+        var probs = scores.softmax(-1).to_type(kv.dtype).view(B, Heads * T, S);
+        var oLat = torch.matmul(probs, kv.narrow(-1, 0, LatentDim)).view(B, Heads, T, LatentDim); // [B, H, T, Dc]
+        return torch.matmul(oLat, wUV.transpose(1, 2)).transpose(1, 2);                        // [B, T, H, Dv]: W_UV after
     }
 }

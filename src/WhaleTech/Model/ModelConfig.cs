@@ -116,6 +116,7 @@ public sealed record ModelConfig
         Guard.Positive("rms_norm_eps", RmsNormEps);
         Guard.Positive("rope_theta", RopeTheta);
         Guard.NonNegative("num_nextn_predict_layers", NumNextnPredictLayers);
+        Guard.Positive("initializer_range", InitializerRange);
         if (HiddenAct != "silu") throw new WhaleArgumentException("hidden_act", HiddenAct, "must be silu (SwiGLU)");
         _ = AttentionKind; // validates whaletech_attention
         if (AttentionKind == AttentionKind.Mla)
@@ -134,7 +135,7 @@ public sealed record ModelConfig
                 throw new WhaleArgumentException("num_attention_heads", NumAttentionHeads, $"must divide hidden_size = {HiddenSize} (or set whaletech_head_dim)");
             if (HeadDim is not null) Guard.Positive("whaletech_head_dim", HeadDim.Value);
             if (StandardHeadDim % 2 != 0)
-                throw new WhaleArgumentException("head_dim", StandardHeadDim, "must be even (RoPE rotates pairs)");
+                throw new WhaleArgumentException(HeadDim is null ? "hidden_size / num_attention_heads" : "whaletech_head_dim", StandardHeadDim, "must be even (RoPE rotates pairs of the head)");
             if (AttentionKind == AttentionKind.Gqa)
             {
                 Guard.Positive("num_key_value_heads", NumKeyValueHeads);
@@ -163,10 +164,14 @@ public sealed record ModelConfig
         if (RopeScaling is { } rs)
         {
             Guard.OneOf("rope_scaling.type", rs.Type, "yarn");
-            if (!(rs.Factor >= 1)) throw new WhaleArgumentException("rope_scaling.factor", rs.Factor, "must be ≥ 1");
+            if (!(rs.Factor >= 1) || !double.IsFinite(rs.Factor)) throw new WhaleArgumentException("rope_scaling.factor", rs.Factor, "must be a finite number ≥ 1");
             Guard.Positive("rope_scaling.original_max_position_embeddings", rs.OriginalMaxPositionEmbeddings);
             Guard.Positive("rope_scaling.beta_fast", rs.BetaFast);
             Guard.Positive("rope_scaling.beta_slow", rs.BetaSlow);
+            if (!(rs.BetaFast > rs.BetaSlow))
+                throw new WhaleArgumentException("rope_scaling.beta_fast", rs.BetaFast, $"must be > beta_slow = {rs.BetaSlow} (YaRN's ramp runs from beta_fast to beta_slow rotations)");
+            Guard.NonNegative("rope_scaling.mscale", rs.Mscale);
+            Guard.NonNegative("rope_scaling.mscale_all_dim", rs.MscaleAllDim);
         }
         return this;
     }
