@@ -15,14 +15,17 @@ using static TorchSharp.torch;
 
 namespace WhaleTech.Model;
 
-public sealed class RotaryEmbedding : nn.Module
+/// <summary>Not a Module on purpose: its tables hold no weights and must stay fp32 on any model.to(dtype).</summary>
+public sealed class RotaryEmbedding : IDisposable
 {
-    private readonly Tensor cos_cached; // [P, R] fp32, non-persistent buffer
-    private readonly Tensor sin_cached; // [P, R]
+    // [P, R] fp32 tables. Deliberately *not* registered as buffers: model.to(bfloat16) must not round
+    // them (bf16 angles lose RoPE precision at long positions). They follow the input's device lazily.
+    private Tensor cos_cached;
+    private Tensor sin_cached;
     public int Dim { get; }
     public int MaxPositions { get; }
 
-    public RotaryEmbedding(int dim, int maxPositions, double theta, RopeScaling? scaling) : base("RotaryEmbedding")
+    public RotaryEmbedding(int dim, int maxPositions, double theta, RopeScaling? scaling)
     {
         if (dim <= 0 || dim % 2 != 0) throw new Runtime.WhaleArgumentException("rope dim", dim, "must be a positive even number");
         Dim = dim;
@@ -33,9 +36,9 @@ public sealed class RotaryEmbedding : nn.Module
         var angles = torch.outer(t, invFreq);                                          // [P, R]
         cos_cached = (angles.cos() * attentionFactor).to_type(ScalarType.Float32);
         sin_cached = (angles.sin() * attentionFactor).to_type(ScalarType.Float32);
-        register_buffer("cos_cached", cos_cached, persistent: false);
-        register_buffer("sin_cached", sin_cached, persistent: false);
     }
+
+    public void Dispose() { cos_cached.Dispose(); sin_cached.Dispose(); }
 
     /// <summary>YaRN's attention temperature: 0.1·m·ln(s) + 1 for s &gt; 1 (YaRN eq. 22, DeepSeek's yarn_get_mscale).</summary>
     public static double YarnMscale(double factor, double mscale) => factor <= 1 ? 1.0 : 0.1 * mscale * Math.Log(factor) + 1.0;
@@ -59,6 +62,12 @@ public sealed class RotaryEmbedding : nn.Module
     /// <summary>Rotates interleaved pairs of <paramref name="x"/> [B, T, ..., d] at <paramref name="positions"/> [B, T].</summary>
     public Tensor Apply(Tensor x, Tensor positions)
     {
+        if (cos_cached.device_type != x.device_type || cos_cached.device_index != x.device_index)
+        {
+            var (c, s) = (cos_cached.to(x.device), sin_cached.to(x.device));
+            cos_cached.Dispose(); sin_cached.Dispose();
+            (cos_cached, sin_cached) = (c, s);
+        }
         using var scope = torch.NewDisposeScope();
         var cos = cos_cached.index_select(0, positions.reshape(-1)).reshape(positions.shape[0], positions.shape[1], -1); // [B, T, R]
         var sin = sin_cached.index_select(0, positions.reshape(-1)).reshape(positions.shape[0], positions.shape[1], -1);

@@ -55,3 +55,17 @@ public class RotaryTests
         Assert.Equal(0.1 * Math.Log(40) + 1, RotaryEmbedding.YarnMscale(40, 1), 12);
     }
 }
+
+public class RotaryPrecisionTests
+{
+    [Fact]
+    public void TablesStayFp32WhenTheModelIsCastToBf16()
+    {
+        var model = new DeepSeekLM(ModelConfig.Tiny("mla"));
+        model.to(ScalarType.BFloat16);
+        var x = torch.ones(1, 1, model.Config.QkRopeHeadDim, dtype: ScalarType.Float32);
+        var pos = torch.tensor(new long[] { 200 }).view(1, 1);
+        var fresh = new RotaryEmbedding(model.Config.QkRopeHeadDim, model.Config.MaxPositionEmbeddings, model.Config.RopeTheta, null);
+        Assert.Equal(0f, (model.Rotary.Apply(x, pos) - fresh.Apply(x, pos)).abs().max().item<float>());
+    }
+}
