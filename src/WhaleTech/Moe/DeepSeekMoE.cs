@@ -86,7 +86,7 @@ public sealed class DeepSeekMoE : nn.Module<Tensor, Tensor>
         _lastCounts?.Dispose();
         _lastCounts = counts;
         if (!training) return;
-        if (_stepCounts is null || _stepCounts.device != counts.device)
+        if (_stepCounts is null || _stepCounts.device_type != counts.device_type || _stepCounts.device_index != counts.device_index)
         {
             _stepCounts?.Dispose();
             _stepCounts = torch.zeros_like(counts).DetachFromDisposeScope();
