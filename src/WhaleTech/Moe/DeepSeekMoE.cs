@@ -63,6 +63,9 @@ public sealed class DeepSeekMoE : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The MLP factory DeepSeekLM uses for MoE layers (Model.MlpFactory).</summary>
+    public static MlpFactory Factory { get; } = (cfg, layer, prefix, linear) => new DeepSeekMoE(cfg, prefix, linear);
+
     /// <summary><paramref name="x"/> [B, T, D] or [N, D] → same shape.</summary>
     public override Tensor forward(Tensor x)
     {
