@@ -43,7 +43,7 @@ public sealed class DeepSeekMoE : nn.Module<Tensor, Tensor>
     public AuxLossOptions AuxLossOptions { get; set; } = AuxLossOptions.None;
 
     /// <summary>The aux loss of the last training forward (0-dim fp32, part of the autograd graph), or null.
-    /// It lives in the caller's dispose scope; collect it with <see cref="MoeLayers.TakeAuxLoss"/> before the scope ends.</summary>
+    /// Collect it with <see cref="MoeLayers.TakeAuxLoss"/> after the forward and add it to the loss before backward().</summary>
     public Tensor? LastAuxLoss { get; private set; }
 
     public DeepSeekMoE(ModelConfig config, string prefix, LinearFactory linear) : base(nameof(DeepSeekMoE))
@@ -78,7 +78,9 @@ public sealed class DeepSeekMoE : nn.Module<Tensor, Tensor>
         RecordCounts(routing.Indices);
         var y = Dispatch.Run(DispatchPath, flat, routing.Indices, routing.Weights, experts.ToList()); // [N, D]
         if (shared_experts is not null) y = y + shared_experts.forward(flat);   // [N, D]
-        LastAuxLoss = training && AuxLossOptions.Active ? AuxLoss.Compute(AuxLossOptions, routing, batch) : null;
+        LastAuxLoss?.Dispose();
+        // Kept outside dispose scopes (a decoder block's scope would free it); TakeAuxLoss hands it back to the caller's.
+        LastAuxLoss = training && AuxLossOptions.Active ? AuxLoss.Compute(AuxLossOptions, routing, batch).DetachFromDisposeScope() : null;
         return y.reshape(x.shape);                                                // [B, T, D] or [N, D]
     }
 
@@ -116,12 +118,14 @@ public sealed class DeepSeekMoE : nn.Module<Tensor, Tensor>
         return result;
     }
 
-    /// <summary>Takes (and forgets) the aux loss of the last training forward.</summary>
+    /// <summary>Takes (and forgets) the aux loss of the last training forward, as a tensor of the caller's dispose scope.</summary>
     public Tensor? TakeAuxLoss()
     {
-        var l = LastAuxLoss;
+        if (LastAuxLoss is not { } stored) return null;
         LastAuxLoss = null;
-        return l;
+        var result = stored.alias();      // a new handle on the same graph node, owned by the current scope
+        stored.Dispose();
+        return result;
     }
 
     protected override void Dispose(bool disposing)
@@ -130,6 +134,7 @@ public sealed class DeepSeekMoE : nn.Module<Tensor, Tensor>
         {
             _stepCounts?.Dispose(); _stepCounts = null;
             _lastCounts?.Dispose(); _lastCounts = null;
+            LastAuxLoss?.Dispose(); LastAuxLoss = null;
         }
         base.Dispose(disposing);
     }
