@@ -72,3 +72,16 @@ public class DispatchTests
 
     static double MaxDiff(Tensor a, Tensor b) => (a - b).abs().max().item<float>();
 }
+
+public class MoeBenchmarkTests
+{
+    [Fact]
+    public void CpuBenchmarkReturnsARowPerPathPassAndTokenCount()
+    {
+        var rows = MoeBenchmark.Run(MoeTestUtil.Config(), [16], [MoeDispatch.Sorted, MoeDispatch.PaddedBmm], torch.CPU,
+            warmup: 0, iterations: 1, peakFlops: 1e12, bias: [2, 0, 0, 0, 0, 0, 0, 0]);
+        Assert.Equal(1 * (2 + 1) * 2, rows.Count);                        // tokens × (paths + dense) × {fwd, fwd+bwd}
+        Assert.All(rows, r => Assert.True(r.Milliseconds > 0 && r.TokensPerSecond > 0 && r.Mfu > 0));
+        Assert.All(rows.Where(r => r.Variant == "Sorted"), r => Assert.True(r.MaxVio > 0.5));   // the bias imposes imbalance
+    }
+}
