@@ -35,13 +35,15 @@ public static class MoeCommand
         var gamma = new Option<double>("--gamma") { Description = "Bias update speed γ of loss-free balancing.", DefaultValueFactory = _ => defaults.Gamma };
         var alphas = new Option<string>("--alphas") { Description = "Comma-separated aux-loss α values.", DefaultValueFactory = _ => "1e-2,1e-3,1e-4" };
         var rule = new Option<string>("--rule") { Description = "Bias update rule: sign, centred or proportional.", DefaultValueFactory = _ => "sign" };
+        var threads = new Option<int>("--threads") { Description = "CPU threads for libtorch (default 1: this model's ops are too small to parallelize, and extra threads only spin).", DefaultValueFactory = _ => 1 };
         var dispatch = new Option<string>("--dispatch") { Description = "Dispatch path: sorted, bmm, expert-loop or token-loop.", DefaultValueFactory = _ => "sorted" };
         var cmd = new Command("experiment", "Train a small DeepSeekMoE LM with no balancing, aux losses α ∈ {1e-2,1e-3,1e-4} and loss-free balancing over " +
                                             "several seeds; report val loss and MaxVio_global with 95% CIs, the dilemma plot, MaxVio curves and heatmaps.")
-        { device, outDir, seeds, steps, batch, seqLen, hidden, layers, experts, topK, shared, width, lr, gamma, alphas, rule, dispatch };
+        { device, outDir, seeds, steps, batch, seqLen, hidden, layers, experts, topK, shared, width, lr, gamma, alphas, rule, dispatch, threads };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
+            if (dev.type == TorchSharp.DeviceType.CPU) TorchSharp.torch.set_num_threads(Guard.Positive("--threads", parse.GetValue(threads)));
             var o = new MoeExperimentOptions
             {
                 Seeds = parse.GetValue(seeds), Steps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), SequenceLength = parse.GetValue(seqLen),
