@@ -21,6 +21,7 @@ public static class WhaleCommands
             NotebookCommand.Build(),
             KvCommand.Build(),
             MlaCommand.Build(),
+            MoeCommand.Build(),
         })
             root.Subcommands.Add(command);
         return root;

@@ -50,9 +50,8 @@ public sealed class DeepSeekLM : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>The MoE factory used when none is given; set by the Moe module (WhaleTech.Moe.DeepSeekMoE).</summary>
-    public static MlpFactory DefaultMoe { get; set; } = (cfg, layer, prefix, linear) =>
-        throw new Runtime.WhaleArgumentException("n_routed_experts", cfg.NRoutedExperts, "needs a DeepSeekMoE factory (WhaleTech.Moe) — none is registered");
+    /// <summary>The MoE factory used when none is given: DeepSeekMoE (WhaleTech.Moe).</summary>
+    public static MlpFactory DefaultMoe { get; set; } = Moe.DeepSeekMoE.Factory;
 
     public IReadOnlyList<DecoderBlock> Layers => model.layers.ToList();
     public RotaryEmbedding Rotary => model.rotary_emb;

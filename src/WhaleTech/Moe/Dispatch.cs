@@ -1,0 +1,158 @@
+// Sending tokens to their experts and adding the weighted answers back: y_t = Σ_{i ∈ TopK(t)} g_{i,t} · FFN_i(x_t)
+// (DeepSeekMoE 2024 eq. 9, DeepSeek-V3 eq. 12 without the shared experts). No token is ever dropped.
+//
+// Four paths that compute the same sum (tests check outputs and gradients agree to 1e-5 in fp32):
+//   TokenLoop   the plainest reading: for every token, for every chosen expert, add g · FFN(x). Slow; for tests.
+//   ExpertLoop  DeepSeek-V3's inference/model.py: for every expert, gather its tokens, run it, index_add back.
+//               One small matmul per expert and the tokens are gathered with a data-dependent `where`.
+//   Sorted      sort the N·K (token, expert) pairs by expert so each expert's tokens are one contiguous slice,
+//               one gather, one matmul chain per non-empty slice, one weighted index_add. A single host sync
+//               (the per-expert counts, to cut the slices) per forward instead of one per expert.
+//   PaddedBmm   like Sorted, then scatter the slices into a capacity-padded [E, C, D] buffer (C = largest
+//               count, so nothing is dropped) and run all experts as three batched matmuls over stacked
+//               weights. Uses each linear's `weight` directly, so it bypasses a LinearFactory's own forward
+//               (for example FP8 simulation); use Sorted there.
+//
+// Shapes: N tokens, D hidden, K experts per token, E experts, F expert width, C capacity (max tokens of an expert).
+using TorchSharp;
+using WhaleTech.Runtime;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Moe;
+
+public enum MoeDispatch { TokenLoop, ExpertLoop, Sorted, PaddedBmm }
+
+public static class Dispatch
+{
+    /// <summary>y [N, D] = Σ_k weights[n, k] · experts[indices[n, k]](x[n]).</summary>
+    /// <param name="x">[N, D] tokens.</param>
+    /// <param name="indices">[N, K] int64 expert of each (token, slot).</param>
+    /// <param name="weights">[N, K] combine weights (any float dtype; cast to x's).</param>
+    public static Tensor Run(MoeDispatch path, Tensor x, Tensor indices, Tensor weights, IReadOnlyList<Expert> experts) => path switch
+    {
+        MoeDispatch.TokenLoop => TokenLoop(x, indices, weights, experts),
+        MoeDispatch.ExpertLoop => ExpertLoop(x, indices, weights, experts),
+        MoeDispatch.Sorted => Sorted(x, indices, weights, experts),
+        MoeDispatch.PaddedBmm => PaddedBmm(x, indices, weights, experts),
+        _ => throw new WhaleArgumentException("dispatch", path, "must be TokenLoop, ExpertLoop, Sorted or PaddedBmm"),
+    };
+
+    /// <summary>Reference: a loop over tokens and their K experts.</summary>
+    public static Tensor TokenLoop(Tensor x, Tensor indices, Tensor weights, IReadOnlyList<Expert> experts)
+    {
+        using var scope = torch.NewDisposeScope();
+        long n = x.shape[0], k = indices.shape[1];
+        var idx = indices.cpu().data<long>().ToArray();                      // host copy of the routing
+        var w = weights.to_type(x.dtype);
+        var rows = new Tensor[n];
+        for (long t = 0; t < n; t++)
+        {
+            var xt = x.narrow(0, t, 1);                                      // [1, D]
+            Tensor yt = torch.zeros_like(xt);
+            for (long j = 0; j < k; j++)
+                yt = yt + w[t, j] * experts[(int)idx[t * k + j]].forward(xt);  // [1, D]
+            rows[t] = yt;
+        }
+        return torch.cat(rows, 0).MoveToOuterDisposeScope();                 // [N, D]
+    }
+
+    /// <summary>DeepSeek's per-expert loop: gather each expert's tokens, run, index_add back.</summary>
+    public static Tensor ExpertLoop(Tensor x, Tensor indices, Tensor weights, IReadOnlyList<Expert> experts)
+    {
+        using var scope = torch.NewDisposeScope();
+        var counts = Counts(indices, experts.Count);                         // one host sync, to skip idle experts
+        var w = weights.to_type(x.dtype);
+        var y = torch.zeros_like(x);                                          // [N, D]
+        for (int e = 0; e < experts.Count; e++)
+        {
+            if (counts[e] == 0) continue;
+            var hit = (indices == e).nonzero();                              // [n_e, 2] (token, slot)
+            var token = hit[.., 0];                                          // [n_e]
+            var slot = hit[.., 1];                                           // [n_e]
+            var out_e = experts[e].forward(x.index_select(0, token));       // [n_e, D]
+            var g = w.index(token, slot).unsqueeze(-1);                      // [n_e, 1]
+            y = y.index_add(0, token, out_e * g, 1);
+        }
+        return y.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Fast path: sort (token, expert) pairs by expert, one matmul chain per contiguous slice.</summary>
+    public static Tensor Sorted(Tensor x, Tensor indices, Tensor weights, IReadOnlyList<Expert> experts)
+    {
+        using var scope = torch.NewDisposeScope();
+        var plan = Plan.Make(indices, experts.Count);
+        var xs = x.index_select(0, plan.Token);                               // [N·K, D] grouped by expert
+        var pieces = new List<Tensor>(experts.Count);
+        long offset = 0;
+        for (int e = 0; e < experts.Count; e++)
+        {
+            long c = plan.Counts[e];
+            if (c == 0) continue;
+            pieces.Add(experts[e].forward(xs.narrow(0, offset, c)));        // [c, D]
+            offset += c;
+        }
+        var ys = pieces.Count == 1 ? pieces[0] : torch.cat(pieces, 0);       // [N·K, D]
+        return Combine(x, ys, plan, weights).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Fast path: capacity-padded [E, C, D] buffer and three batched matmuls over stacked expert weights.</summary>
+    public static Tensor PaddedBmm(Tensor x, Tensor indices, Tensor weights, IReadOnlyList<Expert> experts)
+    {
+        using var scope = torch.NewDisposeScope();
+        int numExperts = experts.Count;
+        long d = x.shape[1];
+        var plan = Plan.Make(indices, numExperts);
+        long capacity = Math.Max(1, plan.Counts.Max());                        // C: nothing is dropped
+        // Row of each sorted pair inside the padded buffer: e·C + (its position among expert e's tokens).
+        var countsT = torch.tensor(plan.Counts, device: x.device);           // [E]
+        var starts = countsT.cumsum(0) - countsT;                             // [E] first sorted position of each expert
+        var position = torch.arange(plan.Expert.shape[0], device: x.device) - starts.index_select(0, plan.Expert); // [N·K]
+        var row = plan.Expert * capacity + position;                          // [N·K]
+        var xs = x.index_select(0, plan.Token);                               // [N·K, D]
+        var buffer = torch.zeros(numExperts * capacity, d, dtype: x.dtype, device: x.device)
+            .index_add(0, row, xs, 1).view(numExperts, capacity, d);            // [E, C, D]
+        var wGate = torch.stack(experts.Select(e => WeightOf(e.gate_proj)), 0); // [E, F, D]
+        var wUp = torch.stack(experts.Select(e => WeightOf(e.up_proj)), 0);     // [E, F, D]
+        var wDown = torch.stack(experts.Select(e => WeightOf(e.down_proj)), 0); // [E, D, F]
+        var h = nn.functional.silu(buffer.bmm(wGate.transpose(1, 2))) * buffer.bmm(wUp.transpose(1, 2)); // [E, C, F]
+        var out_ = h.bmm(wDown.transpose(1, 2)).view(numExperts * capacity, d); // [E·C, D]
+        var ys = out_.index_select(0, row);                                    // [N·K, D]
+        return Combine(x, ys, plan, weights).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>y [N, D] = Σ over sorted pairs of weight · ys, added back at each pair's token (weighted index_add).</summary>
+    static Tensor Combine(Tensor x, Tensor ys, Plan plan, Tensor weights)
+    {
+        var ws = weights.reshape(-1).index_select(0, plan.Order).to_type(x.dtype).unsqueeze(-1); // [N·K, 1]
+        return torch.zeros_like(x).index_add(0, plan.Token, ys * ws, 1);                        // [N, D]
+    }
+
+    /// <summary>Tokens per expert of this routing, copied to the host (one sync).</summary>
+    public static long[] Counts(Tensor indices, int experts)
+    {
+        using var c = indices.reshape(-1).bincount(null, experts);           // [E]
+        using var host = c.cpu();
+        return host.data<long>().ToArray();
+    }
+
+    static Tensor WeightOf(nn.Module<Tensor, Tensor> linear)
+    {
+        foreach (var (name, p) in linear.named_parameters())
+            if (name == "weight") return p;
+        throw new WhaleArgumentException("linear", linear.GetType().Name, "must register a `weight` parameter [out, in] for the PaddedBmm dispatch");
+    }
+
+    /// <summary>The expert-sorted order of the N·K (token, slot) pairs.</summary>
+    sealed record Plan(Tensor Order, Tensor Token, Tensor Expert, long[] Counts)
+    {
+        public static Plan Make(Tensor indices, int experts)
+        {
+            long k = indices.shape[1];
+            var flat = indices.reshape(-1);                                   // [N·K] expert of each pair
+            var order = flat.sort(0, false, true).Indices;                    // [N·K] pairs sorted by expert (stable)
+            var token = order.div(k, rounding_mode: RoundingMode.floor);      // [N·K] token of each sorted pair
+            var expert = flat.index_select(0, order);                         // [N·K] ascending experts
+            return new Plan(order, token, expert, Dispatch.Counts(indices, experts));
+        }
+    }
+}

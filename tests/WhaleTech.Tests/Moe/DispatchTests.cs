@@ -1,0 +1,87 @@
+using TorchSharp;
+using WhaleTech.Moe;
+using static TorchSharp.torch;
+using static WhaleTech.Tests.Moe.MoeTestUtil;
+
+namespace WhaleTech.Tests.Moe;
+
+public class DispatchTests
+{
+    // Every path sums the same fp32 products in a different order; at these magnitudes (|y| ~ 1) the
+    // float32 rounding of a reordered sum of a few terms stays far below 1e-5.
+    const double Tol = 1e-5;
+
+    [Theory]
+    [InlineData(MoeDispatch.ExpertLoop, false)]
+    [InlineData(MoeDispatch.Sorted, false)]
+    [InlineData(MoeDispatch.PaddedBmm, false)]
+    [InlineData(MoeDispatch.Sorted, true)]
+    [InlineData(MoeDispatch.PaddedBmm, true)]
+    public void FastPathsEqualTheTokenLoopInOutputsAndGradients(MoeDispatch path, bool skewed)
+    {
+        using var layer = Layer(Config(experts: 8, topK: 3, groups: 4, topkGroup: 2));
+        if (skewed)   // most experts idle, one overloaded: exercises empty slices and a large capacity
+            using (torch.no_grad()) layer.gate.Bias.copy_(torch.tensor(new float[] { 3, 0, -5, -5, 2, -5, -5, 1 }));
+        torch.manual_seed(7);
+        using var x0 = torch.randn(3, 7, 16);
+        using var r = torch.randn(3, 7, 16);
+
+        var (yRef, gradsRef) = Run(layer, MoeDispatch.TokenLoop, x0, r);
+        var (y, grads) = Run(layer, path, x0, r);
+
+        Assert.True(MaxDiff(y, yRef) <= Tol, $"output differs by {MaxDiff(y, yRef)}");
+        Assert.Contains("x", gradsRef.Keys);
+        Assert.Contains("gate.weight", gradsRef.Keys);
+        Assert.Contains("experts.0.down_proj.weight", gradsRef.Keys);
+        // An idle expert has no gradient on one path and a zero gradient on another (PaddedBmm): same thing.
+        foreach (var name in gradsRef.Keys.Union(grads.Keys))
+        {
+            var a = grads.GetValueOrDefault(name) ?? torch.zeros_like(gradsRef[name]);
+            var b = gradsRef.GetValueOrDefault(name) ?? torch.zeros_like(grads[name]);
+            Assert.True(MaxDiff(a, b) <= Tol, $"grad of {name} differs by {MaxDiff(a, b)}");
+        }
+    }
+
+    [Fact]
+    public void NoTokenIsDroppedEvenWhenEveryTokenPicksTheSameExperts()
+    {
+        using var layer = Layer(Config(groups: 1, topkGroup: 1, shared: 0));
+        using (torch.no_grad()) layer.gate.Bias.copy_(torch.tensor(new float[] { 9, 9, 0, 0, 0, 0, 0, 0 }));
+        layer.DispatchPath = MoeDispatch.PaddedBmm;
+        using var x = torch.randn(40, 16);
+        using var y = layer.forward(x);
+        Assert.Equal(new long[] { 40, 40, 0, 0, 0, 0, 0, 0 }, layer.LastCounts());
+        Assert.True(y.abs().sum(-1).min().item<float>() > 0);   // every token got its experts' output
+        layer.DispatchPath = MoeDispatch.TokenLoop;
+        using var yRef = layer.forward(x);
+        Assert.True(MaxDiff(y, yRef) <= Tol);
+    }
+
+    static (Tensor y, Dictionary<string, Tensor> grads) Run(DeepSeekMoE layer, MoeDispatch path, Tensor x0, Tensor r)
+    {
+        layer.zero_grad();
+        layer.DispatchPath = path;
+        var x = x0.clone().requires_grad_(true);
+        var y = layer.forward(x);
+        (y * r).sum().backward();
+        var grads = new Dictionary<string, Tensor> { ["x"] = x.grad!.clone() };
+        foreach (var (name, p) in layer.named_parameters())
+            if (p.grad is { } g) grads[name] = g.clone();
+        return (y.detach(), grads);
+    }
+
+    static double MaxDiff(Tensor a, Tensor b) => (a - b).abs().max().item<float>();
+}
+
+public class MoeBenchmarkTests
+{
+    [Fact]
+    public void CpuBenchmarkReturnsARowPerPathPassAndTokenCount()
+    {
+        var rows = MoeBenchmark.Run(MoeTestUtil.Config(), [16], [MoeDispatch.Sorted, MoeDispatch.PaddedBmm], torch.CPU,
+            warmup: 0, iterations: 1, peakFlops: 1e12, bias: [2, 0, 0, 0, 0, 0, 0, 0]);
+        Assert.Equal(1 * (2 + 1) * 2, rows.Count);                        // tokens × (paths + dense) × {fwd, fwd+bwd}
+        Assert.All(rows, r => Assert.True(r.Milliseconds > 0 && r.TokensPerSecond > 0 && r.Mfu > 0));
+        Assert.All(rows.Where(r => r.Variant == "Sorted"), r => Assert.True(r.MaxVio > 0.5));   // the bias imposes imbalance
+    }
+}
