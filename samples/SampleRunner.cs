@@ -15,6 +15,8 @@ public static class SampleRunner
     [
         new("01", S01AttentionKvCache.Title, S01AttentionKvCache.Run),
         new("02", S02Mla.Title, S02Mla.Run),
+        new("04", S04MoeRouting.Title, S04MoeRouting.Run),
+        new("05", S05LossFreeBalancing.Title, S05LossFreeBalancing.Run),
     ];
 
     /// <summary>Runs sample <paramref name="number"/> (e.g. "01"); output under <paramref name="outRoot"/>/NN.</summary>

@@ -34,6 +34,7 @@ public static class TourRunner
         new KvCacheChapter(),
         new DecodeSpeedChapter(),
         new TinyLmChapter(),
+        new MoeBalancingChapter(),
     ];
 
     /// <summary>Runs every chapter with progress bars, prints a summary table and writes out/tour/report.md.</summary>
