@@ -51,7 +51,7 @@ public static class Policy
     /// <summary>Longest completion the task needs (held-out solutions + EOS) plus slack.</summary>
     public static int DefaultMaxCompletionLength(IReadOnlyList<MathProblem> heldOut) => heldOut.Max(p => p.Solution.Length) + 1 + 4;
 
-    /// <summary>SFT warm start: <paramref name="steps"/> AdamW steps of next-token loss on solution tokens.
+    /// <summary>SFT warm start: sft_steps AdamW steps (warmup + cosine to 10%, Training.LrSchedule) of next-token loss on solution tokens.
     /// A share 1 − solvedFraction of examples shows the format with a wrong answer ("partially solved" data).
     /// Returns the loss of each step.</summary>
     public static List<double> Sft(DeepSeekLM model, MathTask task, GrpoOptions o, IReadOnlySet<string> heldOut, Action<int, double>? progress = null)
@@ -60,6 +60,7 @@ public static class Policy
         var device = model.Embedding.weight!.device;
         using var opt = torch.optim.AdamW(model.parameters(), o.SftLearningRate, weight_decay: 0.0);
         var losses = new List<double>();
+        var schedule = new Training.LrSchedule(o.SftLearningRate, Math.Min(20, o.SftSteps / 10), Math.Max(1, o.SftSteps), Floor: 0.1 * o.SftLearningRate);
         model.train();
         for (int step = 0; step < o.SftSteps; step++)
         {
@@ -72,7 +73,7 @@ public static class Policy
                 string answer = rng.NextDouble() < o.SftSolvedFraction ? p.Answer : task.Sample(rng).Answer;
                 prompts.Add(PromptIds(tok, p)); sols.Add(SolutionIds(tok, PromptTemplate.FormatAnswer(answer)));
             }
-            double lr = o.SftLearningRate * CosineWithWarmup(step, o.SftSteps, Math.Min(20, o.SftSteps / 10));
+            double lr = schedule.At(step);
             foreach (var g in opt.ParamGroups) g.LearningRate = lr;
             using var batch = PackedBatch.Create(prompts, sols, device);
             var (logp, _) = batch.TokenLogProbs(model);                                          // [B, Tc]
@@ -86,14 +87,6 @@ public static class Policy
             progress?.Invoke(step + 1, l);
         }
         return losses;
-    }
-
-    /// <summary>1 → 0 cosine after a linear warmup (multiplier of the base learning rate).</summary>
-    public static double CosineWithWarmup(int step, int total, int warmup)
-    {
-        if (warmup > 0 && step < warmup) return (step + 1) / (double)warmup;
-        double progress = total <= warmup ? 1 : (step - warmup) / (double)(total - warmup);
-        return 0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * Math.Clamp(progress, 0, 1)));
     }
 
     /// <summary>Held-out exact match and format rate with greedy decoding, in chunks of <paramref name="chunk"/>.</summary>
