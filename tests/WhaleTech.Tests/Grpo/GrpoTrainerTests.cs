@@ -100,6 +100,25 @@ public class GrpoTrainerTests
     }
 
     [Fact]
+    public void PackedLogProbsScoreWhatTheCachedRolloutGenerated()
+    {
+        // Greedy tokens from the KV-cache rollout must be the argmax of the packed full forward used by the loss
+        // (same positions, masks and left padding), i.e. the loss optimises the distribution that sampled.
+        var o = Tiny();
+        var model = Policy.Create(Policy.Config(o), 5, torch.CPU);
+        var tok = Policy.Tokenizer();
+        List<int[]> prompts = [[CharTokenizer.Bos, .. tok.Encode("12+3=")], [CharTokenizer.Bos, .. tok.Encode("4+5=")], [CharTokenizer.Bos, .. tok.Encode("100+99=")]];
+        var gen = Rollout.Generate(model, prompts, [0UL, 0UL, 0UL], new RolloutSampling(9, Temperature: 0));
+        using var batch = PackedBatch.Create(prompts, gen.Completions, torch.CPU);
+        using var noGrad = torch.no_grad();
+        var logits = model.Forward(batch.Ids, batch.Positions, null, batch.Valid).narrow(1, batch.PromptLength - 1, batch.CompletionLength);
+        var arg = logits.argmax(-1);
+        for (int b = 0; b < 3; b++)
+            for (int j = 0; j < gen.Completions[b].Length; j++)
+                Assert.Equal(gen.Completions[b][j], arg[b, j].item<long>());
+    }
+
+    [Fact]
     public void GumbelMaxSamplerMatchesTheDistribution()
     {
         // Gumbel-max with the counter-based noise samples softmax(logits/τ): check frequencies over 4000 keys.
