@@ -22,6 +22,7 @@ public static class WhaleCommands
             KvCommand.Build(),
             MlaCommand.Build(),
             MoeCommand.Build(),
+            GrpoCommand.Build(),
         })
             root.Subcommands.Add(command);
         return root;

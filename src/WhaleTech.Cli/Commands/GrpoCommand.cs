@@ -1,0 +1,212 @@
+// `whale grpo sft|train|eval` — GRPO on verifiable math tasks (src/WhaleTech/Grpo).
+//   whale grpo sft   --task addition --digits 3 --sft-steps 300 --out runs/sft
+//   whale grpo train --task addition --digits 3 --steps 300 --seed 1 --out runs/x  [--init runs/sft/sft.bin] [--resume]
+//   whale grpo eval  --run runs/x
+// Every field of GrpoOptions is an option (TRL GRPOConfig names, kebab-case).
+using System.CommandLine;
+using Spectre.Console;
+using WhaleTech.Grpo;
+using WhaleTech.Runtime;
+
+namespace WhaleTech.Cli.Commands;
+
+public static class GrpoCommand
+{
+    public static Command Build()
+    {
+        var cmd = new Command("grpo", "GRPO (DeepSeekMath) on verifiable math tasks: SFT warm start, training, evaluation.");
+        cmd.Subcommands.Add(BuildSft());
+        cmd.Subcommands.Add(BuildTrain());
+        cmd.Subcommands.Add(BuildEval());
+        return cmd;
+    }
+
+    // ---- the options, each bound to one GrpoOptions field ------------------------------------------
+
+    sealed class Binder
+    {
+        public readonly List<Option> Options = [];
+        readonly List<Func<ParseResult, GrpoOptions, GrpoOptions>> _apply = [];
+
+        public void Add<T>(string name, string description, T @default, Func<GrpoOptions, T, GrpoOptions> set)
+        {
+            var opt = new Option<T>(name) { Description = description, DefaultValueFactory = _ => @default };
+            Options.Add(opt);
+            _apply.Add((p, o) => set(o, p.GetValue(opt)!));
+        }
+
+        public GrpoOptions Bind(ParseResult p) => _apply.Aggregate(new GrpoOptions(), (o, f) => f(p, o)).Validate();
+    }
+
+    static Binder TaskAndModel(Binder b)
+    {
+        var d = new GrpoOptions();
+        b.Add("--task", "addition, multiplication, countdown or linear.", d.Task, (o, v) => o with { Task = v });
+        b.Add("--digits", "Operand digits (addition, multiplication).", d.Digits, (o, v) => o with { Digits = v });
+        b.Add("--numbers", "Countdown: how many numbers (3–4).", d.Numbers, (o, v) => o with { Numbers = v });
+        b.Add("--max-number", "Countdown: largest number; linear: largest |x| and |b|.", d.MaxNumber, (o, v) => o with { MaxNumber = v });
+        b.Add("--max-coefficient", "Linear: largest |a|.", d.MaxCoefficient, (o, v) => o with { MaxCoefficient = v });
+        b.Add("--held-out", "Held-out problems for evaluation.", d.HeldOut, (o, v) => o with { HeldOut = v });
+        b.Add("--rewards", "reward_funcs with weights: accuracy, format, partial (e.g. accuracy:1,format:0.1).", d.Rewards, (o, v) => o with { Rewards = v });
+        b.Add("--attention", "Policy attention: mla, mha, gqa or mqa.", d.Attention, (o, v) => o with { Attention = v });
+        b.Add("--hidden", "Policy hidden size.", d.Hidden, (o, v) => o with { Hidden = v });
+        b.Add("--layers", "Policy layers.", d.Layers, (o, v) => o with { Layers = v });
+        b.Add("--heads", "Policy attention heads.", d.Heads, (o, v) => o with { Heads = v });
+        b.Add("--sft-steps", "SFT warm-start steps (fewer = weaker start).", d.SftSteps, (o, v) => o with { SftSteps = v });
+        b.Add("--sft-batch", "SFT batch size.", d.SftBatch, (o, v) => o with { SftBatch = v });
+        b.Add("--sft-lr", "SFT learning rate.", d.SftLearningRate, (o, v) => o with { SftLearningRate = v });
+        b.Add("--sft-solved-fraction", "Share of SFT examples with a correct answer (rest: format only).", d.SftSolvedFraction, (o, v) => o with { SftSolvedFraction = v });
+        b.Add("--seed", "Seed of weights, data and every sampling stream.", d.Seed, (o, v) => o with { Seed = v });
+        return b;
+    }
+
+    static Binder Grpo(Binder b)
+    {
+        var d = new GrpoOptions();
+        b.Add("--steps", "GRPO steps.", d.Steps, (o, v) => o with { Steps = v });
+        b.Add("--prompts-per-step", "Prompts per step (P).", d.PromptsPerStep, (o, v) => o with { PromptsPerStep = v });
+        b.Add("--num-generations", "Samples per prompt (G).", d.NumGenerations, (o, v) => o with { NumGenerations = v });
+        b.Add("--max-completion-length", "Max new tokens (0 = task's longest solution + 4).", d.MaxCompletionLength, (o, v) => o with { MaxCompletionLength = v });
+        b.Add("--temperature", "Sampling temperature.", d.Temperature, (o, v) => o with { Temperature = v });
+        b.Add("--top-k", "Top-k (0 = off).", d.TopK, (o, v) => o with { TopK = v });
+        b.Add("--top-p", "Top-p (1 = off).", d.TopP, (o, v) => o with { TopP = v });
+        b.Add("--lr", "GRPO learning rate (AdamW).", d.LearningRate, (o, v) => o with { LearningRate = v });
+        b.Add("--warmup-steps", "Linear LR warmup steps.", d.WarmupSteps, (o, v) => o with { WarmupSteps = v });
+        b.Add("--max-grad-norm", "Gradient clipping norm.", d.MaxGradNorm, (o, v) => o with { MaxGradNorm = v });
+        b.Add("--scale-rewards", "Advantages: group, batch, none (Dr. GRPO) or rloo.", "group", (o, v) => o with { Advantage = GrpoOptions.ParseEnum<AdvantageKind>("--scale-rewards", v) });
+        b.Add("--bessel", "Group std with Bessel's correction (÷(G−1)); false = ÷G.", d.Bessel, (o, v) => o with { Bessel = v });
+        b.Add("--advantage-eps", "eps in (r − mean)/(std + eps).", d.AdvantageEps, (o, v) => o with { AdvantageEps = v });
+        b.Add("--epsilon", "Clip range ε.", d.Epsilon, (o, v) => o with { Epsilon = v });
+        b.Add("--epsilon-high", "Upper clip ε_high (DAPO clip-higher); negative = ε.", -1.0, (o, v) => o with { EpsilonHigh = v < 0 ? null : v });
+        b.Add("--beta", "KL coefficient β (0 = no reference model).", d.Beta, (o, v) => o with { Beta = v });
+        b.Add("--kl-estimator", "k1, k2 or k3.", "k3", (o, v) => o with { KlEstimator = GrpoOptions.ParseEnum<KlEstimator>("--kl-estimator", v) });
+        b.Add("--ref-sync-steps", "Copy the policy into the reference every N steps (0 = never).", d.RefModelSyncSteps, (o, v) => o with { RefModelSyncSteps = v });
+        b.Add("--loss-type", "grpo, bnpo, dapo or dr_grpo.", "grpo", (o, v) => o with { Loss = GrpoOptions.ParseEnum<LossAggregation>("--loss-type", v) });
+        b.Add("--num-iterations", "μ: updates per generation batch (against π_old).", d.NumIterations, (o, v) => o with { NumIterations = v });
+        b.Add("--micro-batches", "Gradient-accumulation micro-batches per update.", d.MicroBatches, (o, v) => o with { MicroBatches = v });
+        b.Add("--mask-truncated", "Exclude completions that hit the length limit from the loss.", d.MaskTruncatedCompletions, (o, v) => o with { MaskTruncatedCompletions = v });
+        b.Add("--dynamic-sampling", "DAPO: drop groups whose rewards are all equal and sample more.", d.DynamicSampling, (o, v) => o with { DynamicSampling = v });
+        b.Add("--max-sampling-rounds", "Dynamic sampling: most generation rounds per step.", d.MaxSamplingRounds, (o, v) => o with { MaxSamplingRounds = v });
+        b.Add("--eval-every", "Held-out evaluation every N steps.", d.EvalEvery, (o, v) => o with { EvalEvery = v });
+        b.Add("--sample-every", "Print and log sample completions every N steps.", d.SampleEvery, (o, v) => o with { SampleEvery = v });
+        b.Add("--checkpoint-every", "Checkpoint every N steps.", d.CheckpointEvery, (o, v) => o with { CheckpointEvery = v });
+        return b;
+    }
+
+    static Option<string> Out(string dflt) => new("--out") { Description = "Output folder.", DefaultValueFactory = _ => dflt };
+    static Option<int> Threads() => new("--threads") { Description = "torch CPU threads (0 = libtorch default).", DefaultValueFactory = _ => 0 };
+
+    static Command BuildSft()
+    {
+        var b = TaskAndModel(new Binder());
+        var (device, outDir, threads) = (Cli.DeviceOption(), Out("runs/grpo-sft"), Threads());
+        var cmd = new Command("sft", "Supervised warm start on task solutions; saves sft.bin and reports held-out exact match.") { device, outDir, threads };
+        foreach (var o in b.Options) cmd.Options.Add(o);
+        cmd.SetAction(p =>
+        {
+            var options = b.Bind(p);
+            var dev = Setup(p.GetValue(device), p.GetValue(threads));
+            GrpoRun.Sft(options, p.GetValue(outDir)!, dev, Events(options, interactive: false));
+            return 0;
+        });
+        return cmd;
+    }
+
+    static Command BuildTrain()
+    {
+        var b = Grpo(TaskAndModel(new Binder()));
+        var (device, outDir, threads) = (Cli.DeviceOption(), Out("runs/grpo"), Threads());
+        var init = new Option<string?>("--init") { Description = "Start from these SFT weights (sft.bin) instead of running SFT." };
+        var resume = new Option<bool>("--resume") { Description = "Continue from <out>/checkpoint (its stored options win)." };
+        var plain = new Option<bool>("--plain") { Description = "Plain log lines instead of the live table." };
+        var cmd = new Command("train", "SFT warm start (unless --init) then GRPO; metrics.jsonl, samples, plots, checkpoints in --out.") { device, outDir, threads, init, resume, plain };
+        foreach (var o in b.Options) cmd.Options.Add(o);
+        cmd.SetAction(p =>
+        {
+            var options = b.Bind(p);
+            var dev = Setup(p.GetValue(device), p.GetValue(threads));
+            var initPath = p.GetValue(init);
+            if (initPath is not null) Guard.ExistingFile("--init", initPath);
+            bool interactive = !p.GetValue(plain) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
+            GrpoSummary summary;
+            if (interactive)
+            {
+                var table = new Table().Title("whale grpo train").AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
+                summary = null!;
+                AnsiConsole.Live(table).AutoClear(false).Start(ctx =>
+                {
+                    var ev = new GrpoRunEvents
+                    {
+                        Message = msg => { table.Caption(Markup.Escape(msg)); ctx.Refresh(); },
+                        SftStep = (s, n, l) => { if (s % 10 == 0 || s == n) { Fill(table, s, n, new() { ["sft/loss"] = l }, "SFT"); ctx.Refresh(); } },
+                        Step = (s, n, m) => { Fill(table, s, n, m, "GRPO"); ctx.Refresh(); },
+                    };
+                    summary = GrpoRun.Train(options, p.GetValue(outDir)!, dev, initPath, p.GetValue(resume), ev);
+                });
+            }
+            else summary = GrpoRun.Train(options, p.GetValue(outDir)!, dev, initPath, p.GetValue(resume), Events(options, interactive: false));
+            Cli.PrintTable("GRPO summary", [
+                ("task", summary.Task), ("seed", summary.Seed.ToString()), ("parameters", summary.Parameters.ToString("N0")),
+                ("steps", summary.Steps.ToString()), ("held-out at start", summary.SftAccuracy.ToString("P1")),
+                ("held-out final", summary.FinalAccuracy.ToString("P1")), ("held-out best", summary.BestAccuracy.ToString("P1")),
+                ("first step ≥ 95%", summary.FirstStepAtOrAbove95?.ToString() ?? "-"),
+                ("SFT time", $"{summary.SftSeconds:F0} s"), ("GRPO time", $"{summary.GrpoSeconds:F0} s"), ("output", p.GetValue(outDir)!)]);
+            return 0;
+        });
+        return cmd;
+    }
+
+    static Command BuildEval()
+    {
+        var run = new Option<string>("--run") { Description = "A run folder (options.json + policy.bin or sft.bin).", Required = true };
+        var weights = new Option<string?>("--weights") { Description = "Weights to evaluate (default: the run's policy.bin, else sft.bin)." };
+        var heldOut = new Option<int?>("--held-out") { Description = "Held-out problems (default: the run's)." };
+        var show = new Option<int>("--show") { Description = "Print this many completions.", DefaultValueFactory = _ => 5 };
+        var (device, threads) = (Cli.DeviceOption(), Threads());
+        var cmd = new Command("eval", "Held-out exact match (greedy) of a GRPO or SFT run.") { run, weights, heldOut, show, device, threads };
+        cmd.SetAction(p =>
+        {
+            var dev = Setup(p.GetValue(device), p.GetValue(threads));
+            var (acc, fmt, examples) = GrpoRun.Eval(p.GetValue(run)!, dev, p.GetValue(weights), p.GetValue(heldOut));
+            foreach (var (prob, completion) in examples.Take(Math.Max(0, p.GetValue(show))))
+                Console.WriteLine($"{prob.Question}  →  {completion}   (answer {prob.Answer})");
+            Cli.PrintTable("GRPO eval", [("held-out problems", examples.Count.ToString()), ("exact match", acc.ToString("P1")), ("format", fmt.ToString("P1"))]);
+            return 0;
+        });
+        return cmd;
+    }
+
+    static TorchSharp.torch.Device Setup(string? device, int threads)
+    {
+        var dev = Backend.ResolveDevice(device);
+        if (threads < 0) throw new WhaleArgumentException("--threads", threads, "must be ≥ 0");
+        if (threads > 0) TorchSharp.torch.set_num_threads(threads);
+        return dev;
+    }
+
+    static GrpoRunEvents Events(GrpoOptions o, bool interactive) => new()
+    {
+        Message = Console.WriteLine,
+        SftStep = (s, n, l) => { if (s % 50 == 0 || s == n) Console.WriteLine($"sft {s}/{n} loss {l:F4}"); },
+        Step = (s, n, m) => Console.WriteLine(
+            $"step {s}/{n} reward {m["reward"]:F3} ±{m["reward_std"]:F3} zero-std {m["frac_reward_zero_std"]:F2} len {m["completions/mean_length"]:F1} " +
+            $"clipped {m["completions/clipped_ratio"]:F2} entropy {m["entropy"]:F3} kl {m.GetValueOrDefault("kl"):F4} " +
+            $"gen/score/update {m["step_time/generation"]:F2}/{m["step_time/scoring"]:F3}/{m["step_time/update"]:F2}s" +
+            (m.TryGetValue("eval/accuracy", out var a) ? $" | held-out {a:P1}" : "")),
+        Samples = (s, groups) =>
+        {
+            foreach (var g in groups.Take(1))
+                for (int i = 0; i < Math.Min(3, g.Texts.Length); i++)
+                    Console.WriteLine($"  sample  {g.Problem.Question}{g.Texts[i]}   reward {g.Rewards[i]:F2}");
+        },
+    };
+
+    static void Fill(Table table, int step, int total, SortedDictionary<string, double> m, string phase)
+    {
+        table.Rows.Clear();
+        int width = 30, done = total == 0 ? width : (int)(width * (double)step / total);
+        table.AddRow(phase, $"[green]{new string('█', done)}[/][grey]{new string('░', width - done)}[/] {step}/{total}");
+        foreach (var (k, v) in m)
+            if (k != "step") table.AddRow(Markup.Escape(k), v.ToString(Math.Abs(v) >= 100 ? "F0" : "F4"));
+    }
+}

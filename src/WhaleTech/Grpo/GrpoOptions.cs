@@ -1,0 +1,108 @@
+// Every knob of a GRPO run, with the names TRL's GRPOConfig uses where one exists (num_generations,
+// max_completion_length, epsilon, epsilon_high, beta, loss_type, scale_rewards, num_iterations,
+// mask_truncated_completions, ref_model_sync_steps, reward_weights, max_grad_norm). The CLI exposes each one.
+using System.Text.Json.Serialization;
+using WhaleTech.Runtime;
+
+namespace WhaleTech.Grpo;
+
+public sealed record GrpoOptions
+{
+    // ---- task ------------------------------------------------------------------------------------
+    [JsonPropertyName("task")] public string Task { get; init; } = "addition";
+    [JsonPropertyName("digits")] public int Digits { get; init; } = 3;
+    [JsonPropertyName("numbers")] public int Numbers { get; init; } = 3;
+    [JsonPropertyName("max_number")] public int MaxNumber { get; init; } = 20;
+    [JsonPropertyName("max_coefficient")] public int MaxCoefficient { get; init; } = 9;
+    [JsonPropertyName("held_out")] public int HeldOut { get; init; } = 200;
+    /// <summary>reward_funcs with reward_weights, e.g. "accuracy:1,format:0.1".</summary>
+    [JsonPropertyName("rewards")] public string Rewards { get; init; } = "accuracy:1,format:0.1";
+
+    // ---- policy ----------------------------------------------------------------------------------
+    [JsonPropertyName("attention")] public string Attention { get; init; } = "mla";
+    [JsonPropertyName("hidden")] public int Hidden { get; init; } = 128;
+    [JsonPropertyName("layers")] public int Layers { get; init; } = 4;
+    [JsonPropertyName("heads")] public int Heads { get; init; } = 4;
+
+    // ---- SFT warm start --------------------------------------------------------------------------
+    [JsonPropertyName("sft_steps")] public int SftSteps { get; init; } = 300;
+    [JsonPropertyName("sft_batch")] public int SftBatch { get; init; } = 64;
+    [JsonPropertyName("sft_learning_rate")] public double SftLearningRate { get; init; } = 2e-3;
+    /// <summary>Share of SFT examples whose answer is correct; the rest show the format with a wrong answer.</summary>
+    [JsonPropertyName("sft_solved_fraction")] public double SftSolvedFraction { get; init; } = 1.0;
+
+    // ---- GRPO ------------------------------------------------------------------------------------
+    [JsonPropertyName("steps")] public int Steps { get; init; } = 300;
+    [JsonPropertyName("prompts_per_step")] public int PromptsPerStep { get; init; } = 16;
+    [JsonPropertyName("num_generations")] public int NumGenerations { get; init; } = 8;
+    /// <summary>0 = the longest solution of the task + 4.</summary>
+    [JsonPropertyName("max_completion_length")] public int MaxCompletionLength { get; init; }
+    [JsonPropertyName("temperature")] public double Temperature { get; init; } = 1.0;
+    [JsonPropertyName("top_k")] public int TopK { get; init; }
+    [JsonPropertyName("top_p")] public double TopP { get; init; } = 1.0;
+    [JsonPropertyName("learning_rate")] public double LearningRate { get; init; } = 5e-4;
+    [JsonPropertyName("warmup_steps")] public int WarmupSteps { get; init; } = 10;
+    [JsonPropertyName("max_grad_norm")] public double MaxGradNorm { get; init; } = 1.0;
+    [JsonPropertyName("scale_rewards")] public AdvantageKind Advantage { get; init; } = AdvantageKind.Group;
+    /// <summary>std with Bessel's correction (÷(G−1), torch/TRL) when true; ÷G when false.</summary>
+    [JsonPropertyName("bessel")] public bool Bessel { get; init; } = true;
+    [JsonPropertyName("advantage_eps")] public double AdvantageEps { get; init; } = 1e-4;
+    [JsonPropertyName("epsilon")] public double Epsilon { get; init; } = 0.2;
+    /// <summary>DAPO clip-higher; null = epsilon.</summary>
+    [JsonPropertyName("epsilon_high")] public double? EpsilonHigh { get; init; }
+    [JsonPropertyName("beta")] public double Beta { get; init; } = 0.04;
+    [JsonPropertyName("kl_estimator")] public KlEstimator KlEstimator { get; init; } = KlEstimator.K3;
+    /// <summary>Copy the policy into the reference model every N steps; 0 = keep the SFT model.</summary>
+    [JsonPropertyName("ref_model_sync_steps")] public int RefModelSyncSteps { get; init; }
+    [JsonPropertyName("loss_type")] public LossAggregation Loss { get; init; } = LossAggregation.Grpo;
+    /// <summary>μ: policy updates per generation batch, against π_old (DeepSeekMath Alg. 1).</summary>
+    [JsonPropertyName("num_iterations")] public int NumIterations { get; init; } = 1;
+    [JsonPropertyName("micro_batches")] public int MicroBatches { get; init; } = 1;
+    [JsonPropertyName("mask_truncated_completions")] public bool MaskTruncatedCompletions { get; init; }
+    /// <summary>DAPO dynamic sampling: drop groups whose rewards are all equal and sample more prompts.</summary>
+    [JsonPropertyName("dynamic_sampling")] public bool DynamicSampling { get; init; }
+    [JsonPropertyName("max_sampling_rounds")] public int MaxSamplingRounds { get; init; } = 3;
+
+    // ---- run -------------------------------------------------------------------------------------
+    [JsonPropertyName("seed")] public int Seed { get; init; } = 1;
+    [JsonPropertyName("eval_every")] public int EvalEvery { get; init; } = 25;
+    [JsonPropertyName("sample_every")] public int SampleEvery { get; init; } = 25;
+    [JsonPropertyName("checkpoint_every")] public int CheckpointEvery { get; init; } = 50;
+
+    [JsonIgnore] public double EffectiveEpsilonHigh => EpsilonHigh ?? Epsilon;
+
+    public MathTask CreateTask() => MathTask.Create(Task, Digits, Numbers, MaxNumber, MaxCoefficient);
+
+    public GrpoOptions Validate()
+    {
+        CreateTask();
+        Guard.Positive("held_out", HeldOut);
+        Guard.OneOf("attention", Attention, "mla", "mha", "gqa", "mqa");
+        Guard.Positive("hidden", Hidden); Guard.Positive("layers", Layers); Guard.Positive("heads", Heads);
+        Guard.NonNegative("sft_steps", SftSteps); Guard.Positive("sft_batch", SftBatch); Guard.Positive("sft_learning_rate", SftLearningRate);
+        Guard.InRange("sft_solved_fraction", SftSolvedFraction, 0, 1);
+        Guard.NonNegative("steps", Steps); Guard.Positive("prompts_per_step", PromptsPerStep);
+        Guard.InRange("num_generations", NumGenerations, 2, 4096);
+        Guard.NonNegative("max_completion_length", MaxCompletionLength);
+        Guard.NonNegative("temperature", Temperature); Guard.NonNegative("top_k", TopK);
+        if (!(TopP > 0 && TopP <= 1)) throw new WhaleArgumentException("top_p", TopP, "must be in (0, 1]");
+        Guard.Positive("learning_rate", LearningRate); Guard.NonNegative("warmup_steps", WarmupSteps);
+        Guard.Positive("max_grad_norm", MaxGradNorm); Guard.NonNegative("advantage_eps", AdvantageEps);
+        Guard.InRange("epsilon", Epsilon, 0, 10); Guard.InRange("epsilon_high", EffectiveEpsilonHigh, 0, 10);
+        Guard.NonNegative("beta", Beta); Guard.NonNegative("ref_model_sync_steps", RefModelSyncSteps);
+        Guard.InRange("num_iterations", NumIterations, 1, 100);
+        Guard.InRange("micro_batches", MicroBatches, 1, PromptsPerStep * NumGenerations);
+        Guard.InRange("max_sampling_rounds", MaxSamplingRounds, 1, 100);
+        Guard.Positive("eval_every", EvalEvery); Guard.Positive("sample_every", SampleEvery); Guard.Positive("checkpoint_every", CheckpointEvery);
+        return this;
+    }
+
+    public static T ParseEnum<T>(string parameter, string value) where T : struct, Enum
+    {
+        var norm = value.Replace("_", "").Replace("-", "");
+        return Enum.TryParse<T>(norm, ignoreCase: true, out var r) && Enum.IsDefined(r) ? r
+            : throw new WhaleArgumentException(parameter, value, "must be one of " + string.Join(", ", Enum.GetNames<T>().Select(Snake)));
+    }
+
+    public static string Snake(string pascal) => pascal switch { "DrGrpo" => "dr_grpo", _ => pascal.ToLowerInvariant() };
+}

@@ -1,0 +1,234 @@
+// One GRPO iteration (DeepSeekMath Algorithm 1, with the variants of GrpoLoss.cs):
+//   1. sample a batch of P prompts (stateless stream keyed by (seed, step, slot))
+//   2. π_old ← π_θ; generate G completions per prompt in ONE batched rollout with the KV cache
+//   3. score them with the weighted reward functions; (dynamic sampling: drop groups whose rewards are all
+//      equal and sample more prompts, up to max_sampling_rounds rounds)
+//   4. compute group advantages Â_i; mask truncated completions if asked
+//   5. for μ iterations: per micro-batch, loss = aggregate(−min(ρÂ, clip(ρ)Â) + β·KL), backward; clip the
+//      gradient norm; skip the update if it is not finite; AdamW step
+//   6. every ref_model_sync_steps steps: π_ref ← π_θ
+// Metrics use TRL's GRPOTrainer names (reward, reward_std, rewards/<fn>/mean, frac_reward_zero_std,
+// completions/mean_length, completions/clipped_ratio, entropy, kl, clip_ratio/low_mean, clip_ratio/high_mean).
+//
+// Shapes: P prompts, G samples per prompt, B = P·G sequences, Tc completion tokens.
+using System.Diagnostics;
+using TorchSharp;
+using WhaleTech.Model;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Grpo;
+
+/// <summary>One prompt's group: the problem, its G completions (tokens and text) and their rewards.</summary>
+public sealed record GroupSample(int Slot, MathProblem Problem, int[] Prompt, int[][] Completions, string[] Texts, bool[] Stopped, double[] Rewards);
+
+public sealed class GrpoTrainer : IDisposable
+{
+    public GrpoOptions Options { get; }
+    public DeepSeekLM Policy { get; }
+    public DeepSeekLM? Reference { get; private set; }
+    public MathTask Task { get; }
+    public IReadOnlyList<WeightedReward> RewardFunctions { get; }
+    public IReadOnlyList<MathProblem> HeldOut { get; }
+    public int MaxCompletionLength { get; }
+    /// <summary>Steps completed so far.</summary>
+    public int Step { get; internal set; }
+    public long NumTokens { get; internal set; }
+    internal TorchSharp.Modules.AdamW Optimizer { get; }
+    /// <summary>The groups of the last step (for sample printing).</summary>
+    public IReadOnlyList<GroupSample> LastGroups { get; private set; } = [];
+
+    readonly CharTokenizer _tok = WhaleTech.Grpo.Policy.Tokenizer();
+    readonly HashSet<string> _heldOutQuestions;
+    readonly Device _device;
+
+    public GrpoTrainer(GrpoOptions options, DeepSeekLM policy)
+    {
+        Options = options.Validate();
+        Policy = policy;
+        _device = policy.Embedding.weight!.device;
+        Task = options.CreateTask();
+        RewardFunctions = Rewards.Parse(options.Rewards, Task);
+        HeldOut = Task.HeldOut(options.Seed, options.HeldOut);
+        _heldOutQuestions = HeldOut.Select(p => p.Question).ToHashSet();
+        MaxCompletionLength = options.MaxCompletionLength > 0 ? options.MaxCompletionLength : WhaleTech.Grpo.Policy.DefaultMaxCompletionLength(HeldOut);
+        Reference = options.Beta > 0 ? WhaleTech.Grpo.Policy.Clone(policy) : null;          // β = 0: no reference kept
+        Optimizer = torch.optim.AdamW(policy.parameters(), options.LearningRate, beta1: 0.9, beta2: 0.99, weight_decay: 0.0);
+    }
+
+    public IReadOnlySet<string> HeldOutQuestions => _heldOutQuestions;
+
+    /// <summary>Runs one GRPO step and returns its metrics (TRL names; times in seconds).</summary>
+    public SortedDictionary<string, double> TrainStep()
+    {
+        var o = Options;
+        int step = Step;                                                 // 0-based index of this step
+        var m = new SortedDictionary<string, double>();
+        var total = Stopwatch.StartNew();
+        double genTime = 0, scoreTime = 0;
+
+        if (Reference is not null && o.RefModelSyncSteps > 0 && step > 0 && step % o.RefModelSyncSteps == 0)
+            WhaleTech.Grpo.Policy.CopyWeights(Policy, Reference);
+
+        // ---- 1–3: sample prompts, roll out G completions each, score; dynamic sampling refills ----
+        var kept = new List<GroupSample>();
+        var all = new List<GroupSample>();
+        int rounds = 0;
+        for (int round = 0; round < (o.DynamicSampling ? o.MaxSamplingRounds : 1) && kept.Count < o.PromptsPerStep; round++)
+        {
+            rounds++;
+            int need = o.PromptsPerStep - kept.Count;
+            var sw = Stopwatch.StartNew();
+            var slots = Enumerable.Range(round * o.PromptsPerStep, need).ToArray();
+            var problems = slots.Select(s => Task.Train(o.Seed, step, s, _heldOutQuestions)).ToArray();
+            var prompts = new List<int[]>(); var keys = new List<ulong>();
+            for (int i = 0; i < need; i++)
+                for (int g = 0; g < o.NumGenerations; g++)
+                {
+                    prompts.Add(WhaleTech.Grpo.Policy.PromptIds(_tok, problems[i]));
+                    keys.Add(Streams.SampleKey(o.Seed, step, slots[i], g));
+                }
+            var gen = Rollout.Generate(Policy, prompts, keys, new RolloutSampling(MaxCompletionLength, o.Temperature, o.TopK, o.TopP));
+            genTime += sw.Elapsed.TotalSeconds;
+            sw.Restart();
+            var texts = gen.Completions.Select(c => _tok.Decode(c)).ToArray();
+            var probsRep = problems.SelectMany(p => Enumerable.Repeat(p, o.NumGenerations)).ToArray();
+            var (rewards, perFn) = Rewards.Score(RewardFunctions, probsRep, texts);
+            foreach (var (name, vals) in perFn) AddTo(m, $"rewards/{name}/sum", vals.Sum());
+            for (int i = 0; i < need; i++)
+            {
+                var range = new Range(i * o.NumGenerations, (i + 1) * o.NumGenerations);
+                var group = new GroupSample(slots[i], problems[i], prompts[i * o.NumGenerations], gen.Completions[range], texts[range], gen.Stopped[range], rewards[range]);
+                all.Add(group);
+                bool flat = group.Rewards.All(r => r == group.Rewards[0]);
+                if (!o.DynamicSampling || !flat) kept.Add(group);
+            }
+            scoreTime += sw.Elapsed.TotalSeconds;
+        }
+        if (kept.Count == 0) kept.AddRange(all.Take(o.PromptsPerStep));                        // nothing to learn from: update anyway (KL only)
+        LastGroups = kept;
+
+        // Reward metrics over everything generated this step.
+        var allRewards = all.SelectMany(g => g.Rewards).ToArray();
+        int nGen = allRewards.Length;
+        m["reward"] = allRewards.Average();
+        m["reward_std"] = all.Average(g => Std(g.Rewards, o.Bessel));
+        m["frac_reward_zero_std"] = all.Count(g => g.Rewards.All(r => r == g.Rewards[0])) / (double)all.Count;
+        foreach (var r in RewardFunctions) { m[$"rewards/{r.Name}/mean"] = m[$"rewards/{r.Name}/sum"] / nGen; m.Remove($"rewards/{r.Name}/sum"); }
+        var lengths = all.SelectMany(g => g.Completions.Select(c => (double)c.Length)).ToArray();
+        m["completions/mean_length"] = lengths.Average();
+        m["completions/max_length"] = lengths.Max();
+        m["completions/clipped_ratio"] = all.SelectMany(g => g.Stopped).Count(s => !s) / (double)nGen;
+        if (o.DynamicSampling) { m["dynamic_sampling/rounds"] = rounds; m["dynamic_sampling/kept_groups"] = kept.Count; }
+
+        // ---- 4: advantages, masks ----
+        var upd = Stopwatch.StartNew();
+        using (var scope = torch.NewDisposeScope())
+        {
+            int P = kept.Count, G = o.NumGenerations, B = P * G;
+            var rewardT = torch.tensor(kept.SelectMany(g => g.Rewards).ToArray(), [P, G], dtype: ScalarType.Float32);   // [P, G]
+            var adv = GrpoLoss.Advantages(rewardT, o.Advantage, o.Bessel, o.AdvantageEps).reshape(B).to(_device);       // [B]
+            using var batch = PackedBatch.Create(kept.SelectMany(g => Enumerable.Repeat(g.Prompt, G)).ToList(),
+                kept.SelectMany(g => g.Completions).ToList(), _device);
+            var mask = batch.Mask;                                                                                      // [B, Tc]
+            if (o.MaskTruncatedCompletions)
+            {
+                var stopped = torch.tensor(kept.SelectMany(g => g.Stopped).Select(s => s ? 1f : 0f).ToArray(), [B, 1], device: _device);
+                mask = mask * stopped;
+            }
+            double totalTokens = mask.sum().item<float>();
+            NumTokens += (long)batch.Mask.sum().item<float>();
+
+            int micro = Math.Min(o.MicroBatches, B);
+            var bounds = Enumerable.Range(0, micro + 1).Select(i => (long)Math.Round(i * (double)B / micro)).ToArray();
+            // π_old and π_ref log-probs, fixed for the μ iterations.
+            var oldLogp = new Tensor?[micro]; var refLogp = new Tensor?[micro];
+            using (torch.no_grad())
+                for (int k = 0; k < micro; k++)
+                {
+                    using var mb = batch.Rows(bounds[k], bounds[k + 1] - bounds[k]);
+                    if (o.NumIterations > 1) oldLogp[k] = mb.TokenLogProbs(Policy).LogProbs;
+                    if (Reference is not null) refLogp[k] = mb.TokenLogProbs(Reference).LogProbs;
+                }
+
+            // ---- 5: μ iterations of the clipped objective ----
+            double lr = o.LearningRate * (o.WarmupSteps > 0 && step < o.WarmupSteps ? (step + 1) / (double)o.WarmupSteps : 1.0);
+            foreach (var g in Optimizer.ParamGroups) g.LearningRate = lr;
+            double lossSum = 0, klSum = 0, entSum = 0, lowSum = 0, highSum = 0, gradNormSum = 0, tokSum = 0;
+            int skipped = 0;
+            Policy.train();
+            for (int it = 0; it < o.NumIterations; it++)
+            {
+                Optimizer.zero_grad();
+                double iterLoss = 0;
+                for (int k = 0; k < micro; k++)
+                {
+                    using var inner = torch.NewDisposeScope();
+                    long start = bounds[k], rows = bounds[k + 1] - bounds[k];
+                    using var mb = batch.Rows(start, rows);
+                    var mbMask = mask.narrow(0, start, rows);                                                            // [b, Tc]
+                    var (logp, ent) = mb.TokenLogProbs(Policy, withEntropy: true);                                      // [b, Tc]
+                    var old = oldLogp[k] ?? logp.detach();
+                    var (perTok, low, high, kl) = GrpoLoss.PerTokenLoss(logp, old, refLogp[k], adv.narrow(0, start, rows),
+                        o.Epsilon, o.EffectiveEpsilonHigh, o.Beta, o.KlEstimator);
+                    var loss = GrpoLoss.Aggregate(perTok, mbMask, o.Loss, MaxCompletionLength, totalTokens);
+                    // Gradient accumulation: scale so the sum over micro-batches is the full-batch loss
+                    // (exact for grpo/dr_grpo/dapo; bnpo keeps its per-micro-batch token normaliser, as in TRL).
+                    double scale = o.Loss switch { LossAggregation.Dapo => 1.0, LossAggregation.Bnpo => 1.0 / micro, _ => rows / (double)B };
+                    (loss * scale).backward();
+                    iterLoss += loss.item<float>() * scale;
+                    double tk = mbMask.sum().item<float>();
+                    tokSum += tk;
+                    entSum += (ent! * mbMask).sum().item<float>();
+                    lowSum += (low.to_type(ScalarType.Float32) * mbMask).sum().item<float>();
+                    highSum += (high.to_type(ScalarType.Float32) * mbMask).sum().item<float>();
+                    if (kl is not null) klSum += (kl * mbMask).sum().item<float>();
+                }
+                double norm = torch.nn.utils.clip_grad_norm_(Policy.parameters(), o.MaxGradNorm);
+                if (!double.IsFinite(norm) || !double.IsFinite(iterLoss)) { skipped++; Optimizer.zero_grad(); }
+                else Optimizer.step();
+                lossSum += iterLoss; gradNormSum += norm;
+            }
+            tokSum = Math.Max(1, tokSum);
+            m["loss"] = lossSum / o.NumIterations;
+            m["grad_norm"] = gradNormSum / o.NumIterations;
+            m["learning_rate"] = lr;
+            m["entropy"] = entSum / tokSum;
+            m["clip_ratio/low_mean"] = lowSum / tokSum;
+            m["clip_ratio/high_mean"] = highSum / tokSum;
+            m["clip_ratio/region_mean"] = (lowSum + highSum) / tokSum;
+            if (Reference is not null) m["kl"] = klSum / tokSum;
+            m["nonfinite_skipped"] = skipped;
+        }
+        m["num_tokens"] = NumTokens;
+        m["step_time/generation"] = genTime;
+        m["step_time/scoring"] = scoreTime;
+        m["step_time/update"] = upd.Elapsed.TotalSeconds;
+        m["step_time/total"] = total.Elapsed.TotalSeconds;
+        Step++;
+        m["step"] = Step;
+        return m;
+    }
+
+    /// <summary>Held-out accuracy and format rate (greedy).</summary>
+    public (double Accuracy, double Format) Evaluate()
+    {
+        var (acc, fmt, _) = WhaleTech.Grpo.Policy.Evaluate(Policy, Task, HeldOut, MaxCompletionLength);
+        return (acc, fmt);
+    }
+
+    static void AddTo(SortedDictionary<string, double> m, string k, double v) => m[k] = m.GetValueOrDefault(k) + v;
+
+    static double Std(double[] x, bool bessel)
+    {
+        double mean = x.Average();
+        double ss = x.Sum(v => (v - mean) * (v - mean));
+        int d = bessel ? x.Length - 1 : x.Length;
+        return d > 0 ? Math.Sqrt(ss / d) : 0;
+    }
+
+    public void Dispose()
+    {
+        Optimizer.Dispose();
+        Reference?.Dispose();
+    }
+}

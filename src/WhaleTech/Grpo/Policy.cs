@@ -1,0 +1,113 @@
+// The GRPO policy: a from-scratch WhaleTech LM (DeepSeekLM, MLA by default) over a character tokenizer,
+// its SFT warm start (teacher forcing on task solutions, loss on the completion tokens only) so that the
+// first GRPO groups already contain some correct answers, the frozen reference model (a weight copy),
+// and held-out evaluation (greedy decoding, exact match).
+//
+// Shapes: B sequences, Tc completion tokens.
+using TorchSharp;
+using WhaleTech.Model;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Grpo;
+
+public static class Policy
+{
+    public static CharTokenizer Tokenizer() => new(PromptTemplate.Alphabet);
+
+    public static ModelConfig Config(GrpoOptions o) => ModelConfig.Tiny(o.Attention, Tokenizer().VocabSize, o.Hidden, o.Layers, o.Heads)
+        with { BosTokenId = CharTokenizer.Bos, EosTokenId = CharTokenizer.Eos };
+
+    /// <summary>A new policy with weights drawn from torch's global RNG seeded with <paramref name="seed"/>.</summary>
+    public static DeepSeekLM Create(ModelConfig cfg, int seed, Device device)
+    {
+        torch.manual_seed(seed);
+        var m = new DeepSeekLM(cfg);
+        m.to(device);
+        return m;
+    }
+
+    /// <summary>A frozen copy of <paramref name="model"/> (the reference π_ref, eq. 3).</summary>
+    public static DeepSeekLM Clone(DeepSeekLM model)
+    {
+        var copy = new DeepSeekLM(model.Config);
+        copy.to(model.Embedding.weight!.device);
+        CopyWeights(model, copy);
+        copy.eval();
+        foreach (var p in copy.parameters()) p.requires_grad = false;
+        return copy;
+    }
+
+    /// <summary>Copies every parameter and buffer of <paramref name="from"/> into <paramref name="to"/>.</summary>
+    public static void CopyWeights(DeepSeekLM from, DeepSeekLM to)
+    {
+        using var noGrad = torch.no_grad();
+        var src = from.state_dict();
+        foreach (var (name, t) in to.state_dict()) t.copy_(src[name]);
+    }
+
+    public static int[] PromptIds(CharTokenizer tok, MathProblem p) => [CharTokenizer.Bos, .. tok.Encode(PromptTemplate.Prompt(p))];
+    public static int[] SolutionIds(CharTokenizer tok, string solution) => [.. tok.Encode(solution), CharTokenizer.Eos];
+
+    /// <summary>Longest completion the task needs (held-out solutions + EOS) plus slack.</summary>
+    public static int DefaultMaxCompletionLength(IReadOnlyList<MathProblem> heldOut) => heldOut.Max(p => p.Solution.Length) + 1 + 4;
+
+    /// <summary>SFT warm start: sft_steps AdamW steps (warmup + cosine to 10%, Training.LrSchedule) of next-token loss on solution tokens.
+    /// A share 1 − solvedFraction of examples shows the format with a wrong answer ("partially solved" data).
+    /// Returns the loss of each step.</summary>
+    public static List<double> Sft(DeepSeekLM model, MathTask task, GrpoOptions o, IReadOnlySet<string> heldOut, Action<int, double>? progress = null)
+    {
+        var tok = Tokenizer();
+        var device = model.Embedding.weight!.device;
+        using var opt = torch.optim.AdamW(model.parameters(), o.SftLearningRate, weight_decay: 0.0);
+        var losses = new List<double>();
+        var schedule = new Training.LrSchedule(o.SftLearningRate, Math.Min(20, o.SftSteps / 10), Math.Max(1, o.SftSteps), Floor: 0.1 * o.SftLearningRate);
+        model.train();
+        for (int step = 0; step < o.SftSteps; step++)
+        {
+            using var scope = torch.NewDisposeScope();
+            var rng = new Random(MathTask.HashCode32(o.Seed, 0x5F7, step, 0));
+            var prompts = new List<int[]>(); var sols = new List<int[]>();
+            for (int i = 0; i < o.SftBatch; i++)
+            {
+                var p = task.Train(o.Seed, -1 - step, i, heldOut);                               // SFT slots: negative steps
+                string answer = rng.NextDouble() < o.SftSolvedFraction ? p.Answer : task.Sample(rng).Answer;
+                prompts.Add(PromptIds(tok, p)); sols.Add(SolutionIds(tok, PromptTemplate.FormatAnswer(answer)));
+            }
+            double lr = schedule.At(step);
+            foreach (var g in opt.ParamGroups) g.LearningRate = lr;
+            using var batch = PackedBatch.Create(prompts, sols, device);
+            var (logp, _) = batch.TokenLogProbs(model);                                          // [B, Tc]
+            var loss = -(logp * batch.Mask).sum() / batch.Mask.sum();
+            opt.zero_grad();
+            loss.backward();
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0);
+            double l = loss.item<float>();
+            if (double.IsFinite(l)) opt.step();
+            losses.Add(l);
+            progress?.Invoke(step + 1, l);
+        }
+        return losses;
+    }
+
+    /// <summary>Held-out exact match and format rate with greedy decoding, in chunks of <paramref name="chunk"/>.</summary>
+    public static (double Accuracy, double Format, string[] Completions) Evaluate(DeepSeekLM model, MathTask task, IReadOnlyList<MathProblem> problems, int maxCompletionLength, int chunk = 256)
+    {
+        var tok = Tokenizer();
+        var completions = new string[problems.Count];
+        int correct = 0, formatted = 0;
+        for (int s = 0; s < problems.Count; s += chunk)
+        {
+            var part = problems.Skip(s).Take(chunk).ToList();
+            var res = Rollout.Generate(model, part.Select(p => PromptIds(tok, p)).ToList(), part.Select(_ => 0UL).ToList(),
+                new RolloutSampling(maxCompletionLength, Temperature: 0));
+            for (int i = 0; i < part.Count; i++)
+            {
+                var text = tok.Decode(res.Completions[i]);
+                completions[s + i] = text;
+                if (AnswerParser.ExtractAnswer(text) is { } a && task.IsCorrect(part[i], a)) correct++;
+                if (AnswerParser.IsWellFormatted(text)) formatted++;
+            }
+        }
+        return (correct / (double)problems.Count, formatted / (double)problems.Count, completions);
+    }
+}

@@ -1,0 +1,69 @@
+// Rule-based rewards (DeepSeek-R1 §2.2.2): accuracy (the verifier says the answer is right), format (the
+// completion follows the template) and partial credit (close answers get a share). Several functions are
+// combined with weights as TRL's GRPOTrainer does with `reward_funcs` and `reward_weights`:
+//     r_i = Σ_k w_k · f_k(problem, completion_i)
+// Each function's own mean is logged as rewards/<name>/mean.
+using WhaleTech.Runtime;
+
+namespace WhaleTech.Grpo;
+
+/// <summary>Scores one completion (text after the prompt, special tokens removed) of one problem.</summary>
+public delegate double RewardFunction(MathProblem problem, string completion);
+
+public sealed record WeightedReward(string Name, RewardFunction Function, double Weight);
+
+public static class Rewards
+{
+    /// <summary>1 when the last &lt;answer&gt; span solves the problem, else 0.</summary>
+    public static RewardFunction Accuracy(MathTask task)
+        => (p, c) => AnswerParser.ExtractAnswer(c) is { } a && task.IsCorrect(p, a) ? 1.0 : 0.0;
+
+    /// <summary>1 when the completion is exactly [&lt;think&gt;…&lt;/think&gt;]&lt;answer&gt;…&lt;/answer&gt;, else 0.</summary>
+    public static RewardFunction Format() => (_, c) => AnswerParser.IsWellFormatted(c) ? 1.0 : 0.0;
+
+    /// <summary>The task's partial credit in [0, 1] (digit matches, closeness to the target).</summary>
+    public static RewardFunction Partial(MathTask task)
+        => (p, c) => AnswerParser.ExtractAnswer(c) is { } a ? task.PartialCredit(p, a) : 0.0;
+
+    public static readonly string[] Names = ["accuracy", "format", "partial"];
+
+    /// <summary>Parses "accuracy:1,format:0.1" (weight defaults to 1) into weighted reward functions.</summary>
+    public static IReadOnlyList<WeightedReward> Parse(string spec, MathTask task)
+    {
+        if (string.IsNullOrWhiteSpace(spec)) throw new WhaleArgumentException("rewards", spec, "must name at least one of accuracy, format, partial (e.g. accuracy:1,format:0.1)");
+        var list = new List<WeightedReward>();
+        foreach (var part in spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var kv = part.Split(':');
+            double w = 1;
+            if (kv.Length > 2 || (kv.Length == 2 && !double.TryParse(kv[1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out w)) || !double.IsFinite(w))
+                throw new WhaleArgumentException("rewards", spec, "must be name[:weight] pairs separated by commas, e.g. accuracy:1,format:0.1");
+            RewardFunction f = kv[0] switch
+            {
+                "accuracy" => Accuracy(task),
+                "format" => Format(),
+                "partial" => Partial(task),
+                _ => throw new WhaleArgumentException("rewards", kv[0], "reward functions are accuracy, format and partial"),
+            };
+            if (list.Any(r => r.Name == kv[0])) throw new WhaleArgumentException("rewards", spec, "must not name a reward function twice");
+            list.Add(new WeightedReward(kv[0], f, w));
+        }
+        return list;
+    }
+
+    /// <summary>Total weighted reward per completion, and each function's raw scores.</summary>
+    public static (double[] Total, Dictionary<string, double[]> PerFunction) Score(
+        IReadOnlyList<WeightedReward> rewards, IReadOnlyList<MathProblem> problems, IReadOnlyList<string> completions)
+    {
+        int n = completions.Count;
+        var total = new double[n];
+        var per = new Dictionary<string, double[]>();
+        foreach (var r in rewards)
+        {
+            var s = new double[n];
+            for (int i = 0; i < n; i++) { s[i] = r.Function(problems[i], completions[i]); total[i] += r.Weight * s[i]; }
+            per[r.Name] = s;
+        }
+        return (total, per);
+    }
+}

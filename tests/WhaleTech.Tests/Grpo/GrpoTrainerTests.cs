@@ -1,0 +1,151 @@
+using TorchSharp;
+using WhaleTech.Grpo;
+using WhaleTech.Model;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Tests.Grpo;
+
+/// <summary>Tiny end-to-end runs of the trainer on CPU (1-layer, 32-wide policy; a few steps).</summary>
+public class GrpoTrainerTests
+{
+    static GrpoOptions Tiny(int seed = 1) => new()
+    {
+        Task = "addition", Digits = 1, HeldOut = 8, Hidden = 32, Layers = 1, Heads = 2, SftSteps = 0,
+        PromptsPerStep = 2, NumGenerations = 4, MaxCompletionLength = 10, Seed = seed, Beta = 0.04, NumIterations = 2,
+        MicroBatches = 2, EvalEvery = 1000, SampleEvery = 1000, CheckpointEvery = 1000, WarmupSteps = 0, LearningRate = 1e-3,
+        Rewards = "accuracy:1,format:0.5,partial:0.2",
+    };
+
+    static readonly string[] Timing = ["step_time/generation", "step_time/scoring", "step_time/update", "step_time/total"];
+
+    static List<SortedDictionary<string, double>> Run(GrpoOptions o, int steps, Action<GrpoTrainer>? atEnd = null)
+    {
+        var policy = Policy.Create(Policy.Config(o), o.Seed, torch.CPU);
+        using var t = new GrpoTrainer(o, policy);
+        var list = new List<SortedDictionary<string, double>>();
+        for (int i = 0; i < steps; i++) list.Add(Strip(t.TrainStep()));
+        atEnd?.Invoke(t);
+        return list;
+    }
+
+    static SortedDictionary<string, double> Strip(SortedDictionary<string, double> m)
+    {
+        foreach (var k in Timing) m.Remove(k);
+        return m;
+    }
+
+    [Fact]
+    public void SameSeedGivesIdenticalMetrics()
+    {
+        var a = Run(Tiny(), 3);
+        var b = Run(Tiny(), 3);
+        for (int s = 0; s < 3; s++)
+        {
+            Assert.Equal(a[s].Keys, b[s].Keys);
+            foreach (var (k, v) in a[s]) Assert.True(v.Equals(b[s][k]), $"step {s + 1} {k}: {v} vs {b[s][k]}");
+        }
+        foreach (var k in new[] { "reward", "reward_std", "rewards/accuracy/mean", "rewards/format/mean", "frac_reward_zero_std",
+                                  "completions/mean_length", "completions/clipped_ratio", "entropy", "kl", "clip_ratio/low_mean", "clip_ratio/high_mean", "loss", "grad_norm" })
+            Assert.Contains(k, a[0].Keys);
+        var c = Run(Tiny(seed: 2), 1);
+        Assert.NotEqual(a[0]["entropy"], c[0]["entropy"]);
+    }
+
+    [Fact]
+    public void ResumeFromCheckpointContinuesExactly()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "whale-grpo-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            var full = Run(Tiny(), 3);
+            Run(Tiny(), 2, t => GrpoCheckpoint.Save(t, dir));
+            var o = GrpoCheckpoint.ReadState(dir).Options;
+            var policy = Policy.Create(Policy.Config(o), 99, torch.CPU);      // different init: must be overwritten
+            using var t = new GrpoTrainer(o, policy);
+            GrpoCheckpoint.Restore(t, dir);
+            Assert.Equal(2, t.Step);
+            var third = Strip(t.TrainStep());
+            foreach (var (k, v) in full[2]) Assert.True(v.Equals(third[k]), $"{k}: {v} vs {third[k]}");
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void BetaZeroKeepsNoReferenceAndDynamicSamplingReportsKeptGroups()
+    {
+        var o = Tiny() with { Beta = 0, DynamicSampling = true, MaxSamplingRounds = 2, NumIterations = 1, MicroBatches = 1, MaskTruncatedCompletions = true };
+        var policy = Policy.Create(Policy.Config(o), 1, torch.CPU);
+        using var t = new GrpoTrainer(o, policy);
+        Assert.Null(t.Reference);
+        var m = t.TrainStep();
+        Assert.DoesNotContain("kl", m.Keys);
+        Assert.InRange(m["dynamic_sampling/rounds"], 1, 2);
+        Assert.True(double.IsFinite(m["loss"]));
+    }
+
+    [Fact]
+    public void RolloutStreamsDependOnlyOnTheirKey()
+    {
+        var cfg = ModelConfig.Tiny("mla", Policy.Tokenizer().VocabSize, 32, 1, 2);
+        var model = Policy.Create(cfg, 3, torch.CPU);
+        var tok = Policy.Tokenizer();
+        int[] p1 = [CharTokenizer.Bos, .. tok.Encode("12+3=")], p2 = [CharTokenizer.Bos, .. tok.Encode("4+5=")];
+        ulong k1 = Streams.SampleKey(1, 0, 0, 0), k2 = Streams.SampleKey(1, 0, 1, 0);
+        var s = new RolloutSampling(12, Temperature: 1.0);
+        var both = Rollout.Generate(model, [p1, p2], [k1, k2], s);
+        var alone = Rollout.Generate(model, [p2], [k2], s);
+        Assert.Equal(alone.Completions[0], both.Completions[1]);             // same stream, alone or batched
+        var other = Rollout.Generate(model, [p2, p2, p2], [Streams.SampleKey(1, 0, 1, 1), Streams.SampleKey(1, 0, 1, 2), Streams.SampleKey(1, 0, 1, 3)], s);
+        Assert.Contains(other.Completions, c => !c.SequenceEqual(alone.Completions[0]));
+    }
+
+    [Fact]
+    public void PackedLogProbsScoreWhatTheCachedRolloutGenerated()
+    {
+        // Greedy tokens from the KV-cache rollout must be the argmax of the packed full forward used by the loss
+        // (same positions, masks and left padding), i.e. the loss optimises the distribution that sampled.
+        var o = Tiny();
+        var model = Policy.Create(Policy.Config(o), 5, torch.CPU);
+        var tok = Policy.Tokenizer();
+        List<int[]> prompts = [[CharTokenizer.Bos, .. tok.Encode("12+3=")], [CharTokenizer.Bos, .. tok.Encode("4+5=")], [CharTokenizer.Bos, .. tok.Encode("100+99=")]];
+        var gen = Rollout.Generate(model, prompts, [0UL, 0UL, 0UL], new RolloutSampling(9, Temperature: 0));
+        using var batch = PackedBatch.Create(prompts, gen.Completions, torch.CPU);
+        using var noGrad = torch.no_grad();
+        var logits = model.Forward(batch.Ids, batch.Positions, null, batch.Valid).narrow(1, batch.PromptLength - 1, batch.CompletionLength);
+        var arg = logits.argmax(-1);
+        for (int b = 0; b < 3; b++)
+            for (int j = 0; j < gen.Completions[b].Length; j++)
+                Assert.Equal(gen.Completions[b][j], arg[b, j].item<long>());
+    }
+
+    [Fact]
+    public void GumbelMaxSamplerMatchesTheDistribution()
+    {
+        // Gumbel-max with the counter-based noise samples softmax(logits/τ): check frequencies over 4000 keys.
+        var logits = torch.tensor(new float[] { 1.0f, 0.0f, -1.0f, 2.0f }, [1, 4]);
+        var p = logits.softmax(-1).data<float>().ToArray();
+        var counts = new int[4];
+        int n = 4000;
+        for (int i = 0; i < n; i++)
+        {
+            ulong key = Streams.SampleKey(0, 0, i, 0);
+            double best = double.NegativeInfinity; int arg = 0;
+            for (int v = 0; v < 4; v++)
+            {
+                double g = Math.Log(p[v]) - Math.Log(-Math.Log(Streams.Uniform(key, 0, v)));
+                if (g > best) { best = g; arg = v; }
+            }
+            counts[arg]++;
+        }
+        for (int v = 0; v < 4; v++) Assert.InRange(counts[v] / (double)n, p[v] - 4 * Math.Sqrt(p[v] * (1 - p[v]) / n), p[v] + 4 * Math.Sqrt(p[v] * (1 - p[v]) / n));
+    }
+
+    [Fact]
+    public void CliRejectsBadOptionsWithExitCode2()
+    {
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (Tiny() with { Task = "poetry" }).Validate());
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (Tiny() with { NumGenerations = 1 }).Validate());
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => GrpoOptions.ParseEnum<LossAggregation>("--loss-type", "ppo"));
+        Assert.Equal(LossAggregation.DrGrpo, GrpoOptions.ParseEnum<LossAggregation>("--loss-type", "dr_grpo"));
+    }
+}

@@ -1,0 +1,102 @@
+using WhaleTech.Grpo;
+using WhaleTech.Model;
+
+namespace WhaleTech.Tests.Grpo;
+
+public class TaskTests
+{
+    static readonly string[] TaskNames = ["addition", "multiplication", "countdown", "linear"];
+
+    [Theory]
+    [InlineData("addition")]
+    [InlineData("multiplication")]
+    [InlineData("countdown")]
+    [InlineData("linear")]
+    public void ReferenceSolutionsScoreFullMarksAndTheAlphabetCoversThem(string name)
+    {
+        var task = MathTask.Create(name, digits: 3, numbers: name == "countdown" ? 4 : 3);
+        var tok = Policy.Tokenizer();
+        var acc = Rewards.Accuracy(task); var fmt = Rewards.Format(); var part = Rewards.Partial(task);
+        var rng = new Random(1);
+        for (int i = 0; i < 300; i++)
+        {
+            var p = task.Sample(rng);
+            Assert.True(tok.CanEncode(p.Question + p.Solution), $"{p.Question}{p.Solution}");
+            Assert.Equal(1.0, acc(p, p.Solution));
+            Assert.Equal(1.0, fmt(p, p.Solution));
+            Assert.Equal(1.0, part(p, p.Solution));
+            Assert.Equal(0.0, acc(p, p.Answer));                      // no tags → no credit
+        }
+    }
+
+    [Fact]
+    public void PartialCreditAndWeightedRewards()
+    {
+        var task = MathTask.Create("addition", digits: 3);
+        var p = new MathProblem("addition", "123+456=", "579", [], 579);
+        Assert.Equal(2 / 3.0, Rewards.Partial(task)(p, "<answer>578</answer>"), 1e-12);
+        Assert.Equal(0.0, Rewards.Accuracy(task)(p, "<answer>578</answer>"));
+        var rs = Rewards.Parse("accuracy:1,format:0.1", task);
+        var (total, per) = Rewards.Score(rs, [p, p, p], ["<answer>579</answer>", "<answer>578</answer>", "579"]);
+        Assert.Equal([1.1, 0.1, 0.0], total.Select(t => Math.Round(t, 12)).ToArray());
+        Assert.Equal([1.0, 1.0, 0.0], per["format"]);
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => Rewards.Parse("accuracy:x", task));
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => Rewards.Parse("speed", task));
+    }
+
+    [Fact]
+    public void CountdownVerifierChecksNumbersAndValue()
+    {
+        var task = MathTask.Create("countdown", numbers: 3);
+        var p = new MathProblem("countdown", "3,7,9>30:", "3*7+9", [3, 7, 9], 30);
+        Assert.True(task.IsCorrect(p, "(9+1*1)*3") is false);        // uses numbers not given
+        Assert.True(task.IsCorrect(p, "9+7*3"));
+        Assert.True(task.IsCorrect(p, "(7-3)*9-6") is false);
+        Assert.False(task.IsCorrect(p, "3*7+9+0"));
+        Assert.False(task.IsCorrect(p, "9/0+3+7"));
+        Assert.True(ExpressionEvaluator.TryEvaluate("(1+2)*(3+4)/7", out var v) && v == 3);
+        Assert.False(ExpressionEvaluator.TryEvaluate(new string('(', 500) + "1" + new string(')', 500), out _));
+    }
+
+    [Fact]
+    public void ParsingNeverThrowsOnRandomText()
+    {
+        var rng = new Random(5);
+        string pool = PromptTemplate.Alphabet + "<answer></answer><think></think>\u0000\uFFFF€é";
+        var tasks = TaskNames.Select(n => MathTask.Create(n)).ToArray();
+        var probs = tasks.Select(t => t.Sample(new Random(1))).ToArray();
+        for (int i = 0; i < 3000; i++)
+        {
+            int len = rng.Next(0, 60);
+            var s = new string(Enumerable.Range(0, len).Select(_ => pool[rng.Next(pool.Length)]).ToArray());
+            if (i % 3 == 0) s = "<answer>" + s;
+            if (i % 5 == 0) s += "</answer>";
+            for (int k = 0; k < tasks.Length; k++)
+            {
+                foreach (var f in new[] { Rewards.Accuracy(tasks[k]), Rewards.Format(), Rewards.Partial(tasks[k]) })
+                {
+                    var r = f(probs[k], s);
+                    Assert.True(r >= 0 && r <= 1);
+                }
+            }
+        }
+        Assert.Null(AnswerParser.ExtractAnswer(null));
+        Assert.Null(AnswerParser.ParseInteger("-"));
+        Assert.Null(AnswerParser.ParseInteger("99999999999999999999999"));
+    }
+
+    [Fact]
+    public void TrainAndHeldOutSplitsAreDisjointAndSeeded()
+    {
+        var task = MathTask.Create("addition", digits: 1);           // 100 possible questions: overlap would show
+        var held = task.HeldOut(seed: 4, count: 30);
+        Assert.Equal(30, held.Select(p => p.Question).Distinct().Count());
+        var set = held.Select(p => p.Question).ToHashSet();
+        for (int s = 0; s < 50; s++)
+            for (int k = 0; k < 8; k++)
+                Assert.DoesNotContain(task.Train(4, s, k, set).Question, set);
+        Assert.Equal(held.Select(p => p.Question), task.HeldOut(4, 30).Select(p => p.Question));
+        Assert.Equal(task.Train(4, 7, 3, set), task.Train(4, 7, 3, set));
+        Assert.NotEqual(held.Select(p => p.Question), task.HeldOut(5, 30).Select(p => p.Question));
+    }
+}
