@@ -47,8 +47,12 @@ public sealed class LmTrainer
     readonly DeepSeekLM _model;
     readonly TrainOptions _o;
     readonly LrSchedule _schedule;
-    public torch.optim.Optimizer Optimizer { get; }
+    public TorchSharp.Modules.AdamW Optimizer { get; }
     public int Step { get; private set; }
+    public TrainOptions Options => _o;
+
+    /// <summary>Sets the step counter when resuming from a checkpoint (the schedule continues from it).</summary>
+    public void RestoreStep(int step) => Step = (int)Runtime.Guard.InRange("step", step, 0, _o.Steps);
     int _nonFiniteInRow;
 
     /// <summary>Extra losses added to the LM loss each step (e.g. MoE auxiliary balance losses); may return null.</summary>

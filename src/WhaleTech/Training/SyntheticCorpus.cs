@@ -78,6 +78,9 @@ public sealed class TokenWindowStream
     readonly Random _rng;
     public int BatchSize { get; }
     public int SequenceLength { get; }
+    public int Seed { get; }
+    /// <summary>Batches drawn so far (a checkpoint records it; resuming skips that many).</summary>
+    public long BatchesDrawn { get; private set; }
 
     public TokenWindowStream(int[] tokens, int batchSize, int sequenceLength, int seed)
     {
@@ -87,15 +90,27 @@ public sealed class TokenWindowStream
             throw new Runtime.WhaleArgumentException("seq_len", sequenceLength, $"must be < the corpus length {tokens.Length} − 1");
         _tokens = tokens.Select(t => (long)t).ToArray();
         _rng = new Random(seed);
+        Seed = seed;
     }
+
+    /// <summary>Draws and discards <paramref name="batches"/> batches' random offsets (resume).</summary>
+    public void Skip(long batches)
+    {
+        if (batches < 0) throw new Runtime.WhaleArgumentException("batches", batches, "must be ≥ 0 (the stream is already past the checkpoint)");
+        for (long i = 0; i < batches; i++) { NextOffsets(); BatchesDrawn++; }
+    }
+
+    int[] NextOffsets() => Enumerable.Range(0, BatchSize).Select(_ => _rng.Next(0, _tokens.Length - SequenceLength - 1)).ToArray();
 
     /// <summary>Next batch: inputs [B, T] and targets [B, T] (inputs shifted by one).</summary>
     public (Tensor Inputs, Tensor Targets) Next(Device device)
     {
         int T = SequenceLength;
         var data = new long[BatchSize * (T + 1)];
+        var offsets = NextOffsets();
+        BatchesDrawn++;
         for (int b = 0; b < BatchSize; b++)
-            Array.Copy(_tokens, _rng.Next(0, _tokens.Length - T - 1), data, b * (T + 1), T + 1);
+            Array.Copy(_tokens, offsets[b], data, b * (T + 1), T + 1);
         using var all = torch.tensor(data, [BatchSize, T + 1]);
         return (all.narrow(1, 0, T).to(device), all.narrow(1, 1, T).to(device));
     }

@@ -1,0 +1,71 @@
+// Training checkpoints: everything needed to continue a run bit-exactly — weights (config.json +
+// model.safetensors, HF layout; MoE biases are buffers and travel with them), AdamW state, the step,
+// the schedule, and the data stream's position. Written into a fresh temporary folder that replaces
+// the previous checkpoint only once complete (rename), so a crash or kill mid-write leaves the previous
+// checkpoint intact. A checkpoint is never written from a non-finite state.
+using System.Text.Json;
+using TorchSharp;
+using WhaleTech.IO;
+using WhaleTech.Model;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Training;
+
+public sealed record TrainerState(int Step, int DataSeed, long BatchesDrawn, TrainOptions Options);
+
+public static class TrainingCheckpoint
+{
+    const string StateFile = "trainer.json", OptimizerFile = "optimizer.bin";
+
+    /// <summary>For tests: called between files, so a "kill" can be simulated mid-write.</summary>
+    internal static Action<string>? AfterFileWritten { get; set; }
+
+    public static void Save(string folder, DeepSeekLM model, LmTrainer trainer, TokenWindowStream stream)
+    {
+        foreach (var (name, p) in model.named_parameters())
+            if (!torch.isfinite(p).all().item<bool>())
+                throw new Runtime.WhaleException($"refusing to write a checkpoint: parameter {name} holds NaN or Inf (the previous checkpoint is kept)");
+        var full = Path.GetFullPath(folder);
+        var parent = Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(parent);
+        var tmp = Path.Combine(parent, "." + Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp");
+        try
+        {
+            StateDict.SavePretrained(model, model.Config, tmp);
+            AfterFileWritten?.Invoke("model");
+            trainer.Optimizer.save_state_dict(Path.Combine(tmp, OptimizerFile));
+            AfterFileWritten?.Invoke("optimizer");
+            var state = new TrainerState(trainer.Step, stream.Seed, stream.BatchesDrawn, trainer.Options);
+            AtomicFile.WriteAllText(Path.Combine(tmp, StateFile), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
+            // Swap: old → .old, new → folder, then drop the old one.
+            var old = full + ".old";
+            if (Directory.Exists(old)) Directory.Delete(old, true);
+            if (Directory.Exists(full)) Directory.Move(full, old);
+            Directory.Move(tmp, full);
+            if (Directory.Exists(old)) Directory.Delete(old, true);
+        }
+        finally
+        {
+            if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
+        }
+    }
+
+    /// <summary>Loads weights, optimizer state and step into <paramref name="model"/> / <paramref name="trainer"/>
+    /// and moves <paramref name="stream"/> to where the run stopped.</summary>
+    public static TrainerState Load(string folder, DeepSeekLM model, LmTrainer trainer, TokenWindowStream stream)
+    {
+        var full = Path.GetFullPath(folder);
+        if (!Directory.Exists(full) && Directory.Exists(full + ".old")) full += ".old";   // killed between the two renames
+        var statePath = Path.Combine(full, StateFile);
+        if (!File.Exists(statePath)) throw new Runtime.WhaleArgumentException("checkpoint", folder, "must be a folder written by TrainingCheckpoint.Save (trainer.json missing)");
+        TrainerState state;
+        try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath)) ?? throw new JsonException("null"); }
+        catch (JsonException e) { throw new Runtime.WhaleFormatException(statePath, "not a valid trainer state: " + e.Message, e); }
+        StateDict.Load(model, full);
+        trainer.Optimizer.load_state_dict(Path.Combine(full, OptimizerFile));
+        trainer.RestoreStep(state.Step);
+        if (stream.Seed != state.DataSeed) throw new Runtime.WhaleArgumentException("data seed", stream.Seed, $"must equal the checkpoint's {state.DataSeed} to resume the same data stream");
+        stream.Skip(state.BatchesDrawn - stream.BatchesDrawn);
+        return state;
+    }
+}
