@@ -33,7 +33,8 @@ public enum Fp8Granularity
 /// <param name="AmaxFloor">Smallest amax used to form a scale, so all-zero groups get a finite scale.</param>
 /// <param name="PowerOfTwo">Round scales up to powers of two.</param>
 /// <param name="Overflow">Overflow mode of the cast (saturating by default: delayed scales can be stale).</param>
-public sealed record Fp8Scaling(int TileSize = 128, double AmaxFloor = 1e-12, bool PowerOfTwo = false, Fp8Overflow Overflow = Fp8Overflow.Saturating)
+/// <param name="UnitScale">No scaling at all (scale 1): the raw cast, to show underflow and overflow.</param>
+public sealed record Fp8Scaling(int TileSize = 128, double AmaxFloor = 1e-12, bool PowerOfTwo = false, Fp8Overflow Overflow = Fp8Overflow.Saturating, bool UnitScale = false)
 {
     public static readonly Fp8Scaling Default = new();
 
@@ -89,6 +90,7 @@ public static class Fp8Quantizer
     public static Tensor ScaleFromAmax(Tensor amax, Fp8Format format, Fp8Scaling scaling)
     {
         using var scope = NewDisposeScope();
+        if (scaling.UnitScale) return torch.ones_like(amax).MoveToOuterDisposeScope();
         var s = amax.clamp_min(scaling.AmaxFloor) / format.MaxValue;
         if (scaling.PowerOfTwo)
         {
