@@ -123,6 +123,108 @@ public static class Fp8Command
         return cmd;
     }
 
-    static Command BuildLab() => new("lab", "(added below)");
-    static Command BuildAccum() => new("accum", "(added below)");
+    // H100 reference values from the issue (8192×4096, bulk SQNR in dB): (outliers, factor, granularity) → dB.
+    static readonly Dictionary<(string, double, string), double> Reference = new()
+    {
+        [("none", 1, "tensor")] = 31.5, [("none", 1, "1x128")] = 31.8, [("none", 1, "128x128")] = 31.5,
+        [("channels", 1e5, "tensor")] = 5.5, [("channels", 1e5, "1x128")] = 26.5, [("channels", 1e5, "128x128")] = 22.1,
+        [("tokens", 1e5, "tensor")] = 5.3, [("tokens", 1e5, "1x128")] = 31.8, [("tokens", 1e5, "128x128")] = 24.7,
+    };
+
+    static Command BuildLab()
+    {
+        var device = Cli.DeviceOption();
+        var rows = new Option<long>("--rows") { Description = "Tokens (rows) of the Gaussian tensor.", DefaultValueFactory = _ => 8192 };
+        var cols = new Option<long>("--cols") { Description = "Channels (columns).", DefaultValueFactory = _ => 4096 };
+        var outliers = new Option<int>("--outliers") { Description = "Outlier channels / tokens injected.", DefaultValueFactory = _ => 8 };
+        var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 0 };
+        var output = new Option<string?>("--out") { Description = "Write JSON + Markdown here (file name without extension), atomically." };
+        var cmd = new Command("lab", "SQNR and flushed-to-zero share of E4M3 under per-tensor / per-row / 1x128 / 128x128 scales, with outlier channels or tokens ×1e3…1e5; gradient underflow.")
+            { device, rows, cols, outliers, seed, output };
+        cmd.SetAction(parse =>
+        {
+            var dev = Backend.ResolveDevice(parse.GetValue(device));
+            if (dev.type != TorchSharp.DeviceType.CPU) AnsiConsole.MarkupLine("[yellow]note: the lab runs on CPU tensors[/]");
+            long r = Guard.Positive("--rows", parse.GetValue(rows)), c = Guard.Positive("--cols", parse.GetValue(cols));
+            var clock = Stopwatch.StartNew();
+            var table = Fp8Lab.SqnrTable(r, c, parse.GetValue(outliers), seed: parse.GetValue(seed));
+            var underflow = new[] { 1e-3, 1e-4, 1e-5, 1e-6 }
+                .SelectMany(std => new[] { Fp8Format.E4M3, Fp8Format.E5M2 }.Select(f => (f, std, Fp8Lab.GradientUnderflow(f, std))))
+                .Select(t => new { format = t.f.Name, std = t.std, flushed_unscaled = t.Item3.Unscaled, flushed_per_tensor_scale = t.Item3.Scaled }).ToList();
+
+            var md = new System.Text.StringBuilder();
+            md.AppendLine($"# FP8 lab: E4M3, {r}×{c} Gaussian, {parse.GetValue(outliers)} outliers, seed {parse.GetValue(seed)}");
+            md.AppendLine();
+            md.AppendLine("Bulk SQNR (outlier rows/columns excluded) and share of nonzero bulk values flushed to zero. `H100 ref` = the issue's reference value.");
+            md.AppendLine();
+            md.AppendLine("| outliers | factor | scale | SQNR dB | H100 ref dB | flushed to zero |");
+            md.AppendLine("|---|---|---|---|---|---|");
+            var view = new Table().AddColumns("outliers", "factor", "scale", "SQNR dB", "H100 ref", "flushed");
+            foreach (var row in table)
+            {
+                string refText = Reference.TryGetValue((row.Outliers, row.Factor, row.Granularity), out var v) ? v.ToString("F1", CultureInfo.InvariantCulture) : "";
+                string[] cells = [row.Outliers, row.Outliers == "none" ? "" : row.Factor.ToString("0e0", CultureInfo.InvariantCulture), row.Granularity,
+                    row.SqnrDb.ToString("F1", CultureInfo.InvariantCulture), refText, row.FlushedShare.ToString("P1", CultureInfo.InvariantCulture)];
+                md.AppendLine("| " + string.Join(" | ", cells) + " |");
+                view.AddRow(cells.Select(Markup.Escape).ToArray());
+            }
+            md.AppendLine();
+            md.AppendLine("Gradient underflow: share of N(0, std²) gradients flushed to zero by a plain cast vs with a per-tensor scale.");
+            md.AppendLine();
+            md.AppendLine("| format | std | flushed, no scale | flushed, per-tensor scale |");
+            md.AppendLine("|---|---|---|---|");
+            foreach (var u in underflow)
+                md.AppendLine($"| {u.format} | {u.std:0e0} | {u.flushed_unscaled:P1} | {u.flushed_per_tensor_scale:P1} |");
+            AnsiConsole.Write(view);
+            AnsiConsole.WriteLine(string.Join(Environment.NewLine, md.ToString().Split('\n').SkipWhile(l => !l.StartsWith("Gradient", StringComparison.Ordinal))));
+            var path = parse.GetValue(output);
+            if (path is not null)
+            {
+                var machine = MachineInfo.Collect(TorchSharp.torch.CPU);
+                md.AppendLine().AppendLine($"Machine: {machine} — {clock.Elapsed.TotalSeconds:F0} s.");
+                var json = new { kind = "fp8-lab", rows = r, cols = c, outliers = parse.GetValue(outliers), seed = parse.GetValue(seed), format = "e4m3",
+                    table = table.Select(t => new { outliers = t.Outliers, factor = t.Factor, scale = t.Granularity, sqnr_db = t.SqnrDb, flushed_share = t.FlushedShare,
+                        h100_reference_db = Reference.TryGetValue((t.Outliers, t.Factor, t.Granularity), out var rv) ? rv : (double?)null }),
+                    gradient_underflow = underflow, elapsed_s = Math.Round(clock.Elapsed.TotalSeconds, 1), machine };
+                AtomicFile.WriteAllText(path + ".json", JsonSerializer.Serialize(json, Indented));
+                AtomicFile.WriteAllText(path + ".md", md.ToString());
+                AnsiConsole.MarkupLine($"wrote {Markup.Escape(path)}.json and .md");
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    static Command BuildAccum()
+    {
+        var bits = new Option<int>("--bits") { Description = "Fraction bits the accumulator keeps.", DefaultValueFactory = _ => 14 };
+        var interval = new Option<int>("--nc") { Description = "Promotion interval N_C.", DefaultValueFactory = _ => 128 };
+        var ks = new Option<string>("--k") { Description = "Comma-separated inner dimensions K.", DefaultValueFactory = _ => "128,256,512,1024,2048,4096" };
+        var output = new Option<string?>("--out") { Description = "Write JSON + Markdown here (file name without extension), atomically." };
+        var cmd = new Command("accum", "Relative error of an FP8 GEMM with a limited-precision accumulator vs K, with and without promotion to FP32.") { bits, interval, ks, output };
+        cmd.SetAction(parse =>
+        {
+            Backend.Initialize();
+            var kList = parse.GetValue(ks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(t => long.TryParse(t, out var k) && k > 0 ? k : throw new WhaleArgumentException("--k", t, "must be positive integers separated by commas")).ToList();
+            var never = new Fp8Accumulator(parse.GetValue(bits), 0);
+            var promoted = new Fp8Accumulator(parse.GetValue(bits), Guard.Positive("--nc", parse.GetValue(interval)));
+            var rows = kList.Select(k => new { k, no_promotion = never.RelativeError(k), promoted = promoted.RelativeError(k) }).ToList();
+            var md = new System.Text.StringBuilder();
+            md.AppendLine($"# FP8 accumulator model: {never.MantissaBits} fraction bits (truncating), promotion every {promoted.PromotionInterval}");
+            md.AppendLine().AppendLine("Relative Frobenius error of a 16×K · K×16 GEMM on E4M3 codes vs an exact float64 GEMM of the same codes.").AppendLine();
+            md.AppendLine("| K | no promotion | promoted |").AppendLine("|---|---|---|");
+            foreach (var row in rows) md.AppendLine($"| {row.k} | {row.no_promotion:E2} | {row.promoted:E2} |");
+            Console.Write(md.ToString());
+            var path = parse.GetValue(output);
+            if (path is not null)
+            {
+                var machine = MachineInfo.Collect(TorchSharp.torch.CPU);
+                AtomicFile.WriteAllText(path + ".json", JsonSerializer.Serialize(new { kind = "fp8-accumulator", bits = never.MantissaBits, nc = promoted.PromotionInterval, rows, machine }, Indented));
+                AtomicFile.WriteAllText(path + ".md", md.AppendLine().AppendLine($"Machine: {machine}").ToString());
+            }
+            return 0;
+        });
+        return cmd;
+    }
 }
