@@ -1,0 +1,183 @@
+// Multi-head latent attention (DeepSeek-V2 §2.1, eqs. 9–19 / Appendix C eqs. 37–47; DeepSeek-V3 §2.1.1
+// eqs. 1–11), with HF DeepSeek-V3 parameter names and layouts.
+//
+//   c_t^Q  = RMSNorm(W^DQ h_t)                       q_a_proj, q_a_layernorm     (or q_proj when q_lora_rank is null, V2-Lite)
+//   [q^C; q^R] per head = W^UQ c_t^Q, q^R ← RoPE     q_b_proj, per head [nope | rope]
+//   [c_t^KV; k_t^R] = W^DKV h_t, k^R ← RoPE          kv_a_proj_with_mqa → [latent | k_rope]; k^R shared by all heads
+//   c_t^KV ← RMSNorm(c_t^KV)                         kv_a_layernorm (on the latent only)
+//   [k^C; v^C] per head = W^UKV c_t^KV               kv_b_proj, per head [W_UK | W_UV]
+//   o_t,i = Σ_j softmax_j(q_t,i·k_j,i / √(Dn+Dr)) v_j,i ;  u_t = W^O [o_t,1 … o_t,H]   o_proj
+//
+// Under YaRN the softmax scale is multiplied by mscale² with mscale = 0.1·mscale_all_dim·ln(factor) + 1,
+// as DeepSeek's inference/model.py and HF DeepseekV3 do (transformers' DeepseekV2 applies its mscale
+// differently: see docs/mla.md).
+//
+// Two inference paths (DeepSeek's attn_impl):
+//   naive     materialize per-head K = [k^C; k^R] and V and cache them: H·(Dn+Dr) + H·Dv elements/token/layer
+//   absorbed  cache only c^KV and k^R: Dc + Dr elements/token/layer; fold W_UK into the query
+//             (q^C·k^C = (W_UKᵀ q^C)·c^KV) and W_UV into the output (o = W_UV Σ p c^KV). All H heads then
+//             share one 576-wide "key" and 512-wide "value": decode is multi-query attention over the latent.
+//   auto      latent cache; a step with ≥ AutoCrossover new tokens (prefill) materializes K/V from the latent,
+//             shorter steps (decode) absorb.
+//
+// Shapes: B batch, T new tokens, S keys, H heads, Dq q_lora_rank, Dc kv_lora_rank, Dn qk_nope_head_dim,
+// Dr qk_rope_head_dim, Dv v_head_dim, D hidden.
+using TorchSharp;
+using WhaleTech.Model;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Attention;
+
+public enum MlaMode { Naive, Absorbed, Auto }
+
+public sealed class MultiHeadLatentAttention : AttentionLayer
+{
+    private readonly nn.Module<Tensor, Tensor>? q_proj, q_a_proj, q_b_proj;
+    private readonly RmsNorm? q_a_layernorm;
+    private readonly nn.Module<Tensor, Tensor> kv_a_proj_with_mqa, kv_b_proj, o_proj;
+    private readonly RmsNorm kv_a_layernorm;
+    private readonly RotaryEmbedding rope;
+    public int Heads { get; }
+    public int NopeDim { get; }
+    public int RopeDim { get; }
+    public int ValueDim { get; }
+    public int LatentDim { get; }
+    public double SoftmaxScale { get; }
+
+    /// <summary>Inference path; changeable at any time, but a cache must be created under the mode that uses it.</summary>
+    public MlaMode Mode { get; set; } = MlaMode.Auto;
+    /// <summary>In auto mode, steps with at least this many new tokens materialize K/V (prefill).</summary>
+    public long AutoCrossover { get; set; } = 32;
+
+    public MultiHeadLatentAttention(ModelConfig cfg, RotaryEmbedding rope, LinearFactory linear, string prefix) : base("MultiHeadLatentAttention")
+    {
+        Heads = cfg.NumAttentionHeads; NopeDim = cfg.QkNopeHeadDim; RopeDim = cfg.QkRopeHeadDim; ValueDim = cfg.VHeadDim; LatentDim = cfg.KvLoraRank;
+        if (rope.Dim != RopeDim) throw new Runtime.WhaleArgumentException("qk_rope_head_dim", RopeDim, $"must equal the rotary table's dim {rope.Dim}");
+        this.rope = rope;
+        long qkHead = NopeDim + RopeDim;
+        if (cfg.QLoraRank is int dq)
+        {
+            q_a_proj = linear(cfg.HiddenSize, dq, cfg.AttentionBias, prefix + ".q_a_proj");
+            q_a_layernorm = new RmsNorm(dq, cfg.RmsNormEps);
+            q_b_proj = linear(dq, Heads * qkHead, false, prefix + ".q_b_proj");
+        }
+        else q_proj = linear(cfg.HiddenSize, Heads * qkHead, false, prefix + ".q_proj");
+        kv_a_proj_with_mqa = linear(cfg.HiddenSize, LatentDim + RopeDim, cfg.AttentionBias, prefix + ".kv_a_proj_with_mqa");
+        kv_a_layernorm = new RmsNorm(LatentDim, cfg.RmsNormEps);
+        kv_b_proj = linear(LatentDim, Heads * (NopeDim + ValueDim), false, prefix + ".kv_b_proj");
+        o_proj = linear(Heads * ValueDim, cfg.HiddenSize, cfg.AttentionBias, prefix + ".o_proj");
+        double mscale = cfg.RopeScaling is { } rs && rs.MscaleAllDim != 0 ? RotaryEmbedding.YarnMscale(rs.Factor, rs.MscaleAllDim) : 1.0;
+        SoftmaxScale = mscale * mscale / Math.Sqrt(qkHead);
+        RegisterComponents();
+    }
+
+    /// <summary>Naive cache: per-head K [B, H, C, Dn+Dr] and V [B, H, C, Dv].</summary>
+    public sealed class MaterializedCache(long batch, long capacity, long heads, long qkDim, long vDim, ScalarType dtype, Device device) : ILayerCache
+    {
+        public Tensor K { get; } = torch.zeros([batch, heads, capacity, qkDim], dtype: dtype, device: device);
+        public Tensor V { get; } = torch.zeros([batch, heads, capacity, vDim], dtype: dtype, device: device);
+        public long Bytes => (K.NumberOfElements + V.NumberOfElements) * K.ElementSize;
+        public void Dispose() { K.Dispose(); V.Dispose(); }
+    }
+
+    /// <summary>Absorbed cache: the normalized latent c^KV [B, C, Dc] and the post-RoPE k^R [B, C, Dr].</summary>
+    public sealed class LatentCache(long batch, long capacity, long latentDim, long ropeDim, ScalarType dtype, Device device) : ILayerCache
+    {
+        public Tensor Latent { get; } = torch.zeros([batch, capacity, latentDim], dtype: dtype, device: device);
+        public Tensor KRope { get; } = torch.zeros([batch, capacity, ropeDim], dtype: dtype, device: device);
+        public long Bytes => (Latent.NumberOfElements + KRope.NumberOfElements) * Latent.ElementSize;
+        public void Dispose() { Latent.Dispose(); KRope.Dispose(); }
+    }
+
+    public override ILayerCache CreateCache(long batch, long capacity, ScalarType dtype, Device device) => Mode == MlaMode.Naive
+        ? new MaterializedCache(batch, capacity, Heads, NopeDim + RopeDim, ValueDim, dtype, device)
+        : new LatentCache(batch, capacity, LatentDim, RopeDim, dtype, device);
+
+    public override Tensor forward(Tensor x, AttentionContext ctx) // x [B, T, D]
+    {
+        using var scope = torch.NewDisposeScope();
+        long B = x.shape[0], T = x.shape[1];
+        // Queries: [B, T, H, Dn] and RoPE'd [B, T, H, Dr]
+        var qLatentOrX = q_a_proj is null ? x : q_a_layernorm!.forward(q_a_proj.forward(x));   // [B, T, Dq]
+        var q = (q_proj ?? q_b_proj)!.forward(qLatentOrX).view(B, T, Heads, NopeDim + RopeDim);
+        var qNope = q.narrow(-1, 0, NopeDim);                                                  // [B, T, H, Dn]
+        var qRope = rope.Apply(q.narrow(-1, NopeDim, RopeDim), ctx.Positions);                 // [B, T, H, Dr]
+        // Compressed KV: latent [B, T, Dc] (normalized) and the shared RoPE key [B, T, Dr]
+        var kv = kv_a_proj_with_mqa.forward(x);                                                // [B, T, Dc+Dr]
+        var latent = kv_a_layernorm.forward(kv.narrow(-1, 0, LatentDim));
+        var kRope = rope.Apply(kv.narrow(-1, LatentDim, RopeDim), ctx.Positions);              // [B, T, Dr]
+
+        Tensor o; // [B, T, H, Dv]
+        switch (ctx.Cache?.Layers[LayerIndex])
+        {
+            case MaterializedCache mc:
+            {
+                var (k, v) = Materialize(latent, kRope);                                       // [B, H, T, Dn+Dr], [B, H, T, Dv]
+                long start = ctx.Start, S = start + T;
+                mc.K.narrow(2, start, T).copy_(k);
+                mc.V.narrow(2, start, T).copy_(v);
+                o = AttendMaterialized(qNope, qRope, mc.K.narrow(2, 0, S), mc.V.narrow(2, 0, S), ctx.Mask);
+                break;
+            }
+            case LatentCache lc:
+            {
+                long start = ctx.Start, S = start + T;
+                lc.Latent.narrow(1, start, T).copy_(latent);
+                lc.KRope.narrow(1, start, T).copy_(kRope);
+                o = Attend(qNope, qRope, lc.Latent.narrow(1, 0, S), lc.KRope.narrow(1, 0, S), ctx.Mask, T);
+                break;
+            }
+            case null:
+                o = Attend(qNope, qRope, latent, kRope, ctx.Mask, T);
+                break;
+            default:
+                throw new InvalidOperationException("MLA got a cache of another attention kind");
+        }
+        return o_proj.forward(o.reshape(B, T, Heads * ValueDim)).MoveToOuterDisposeScope();  // [B, T, D]
+    }
+
+    Tensor Attend(Tensor qNope, Tensor qRope, Tensor latent, Tensor kRope, Tensor mask, long newTokens)
+    {
+        bool absorb = Mode == MlaMode.Absorbed || (Mode == MlaMode.Auto && newTokens < AutoCrossover);
+        if (absorb) return AttendAbsorbed(qNope, qRope, latent, kRope, mask);
+        var (k, v) = Materialize(latent, kRope);
+        return AttendMaterialized(qNope, qRope, k, v, mask);
+    }
+
+    /// <summary>K = [W_UK c; k^R] per head [B, H, S, Dn+Dr] and V = W_UV c [B, H, S, Dv] from the latent.</summary>
+    (Tensor K, Tensor V) Materialize(Tensor latent, Tensor kRope)
+    {
+        long B = latent.shape[0], S = latent.shape[1];
+        var kv = kv_b_proj.forward(latent).view(B, S, Heads, NopeDim + ValueDim);            // [B, S, H, Dn+Dv]
+        var kNope = kv.narrow(-1, 0, NopeDim);
+        var v = kv.narrow(-1, NopeDim, ValueDim).transpose(1, 2);                              // [B, H, S, Dv]
+        var k = torch.cat([kNope, kRope.unsqueeze(2).expand(B, S, Heads, RopeDim)], dim: -1).transpose(1, 2); // [B, H, S, Dn+Dr]
+        return (k, v);
+    }
+
+    Tensor AttendMaterialized(Tensor qNope, Tensor qRope, Tensor k, Tensor v, Tensor mask)
+    {
+        var q = torch.cat([qNope, qRope], dim: -1).transpose(1, 2);                            // [B, H, T, Dn+Dr]
+        var scores = torch.matmul(q, k.transpose(-1, -2)).to_type(ScalarType.Float32) * SoftmaxScale + mask; // [B, H, T, S]
+        var probs = scores.softmax(-1).to_type(v.dtype);                                       // fp32 softmax
+        return torch.matmul(probs, v).transpose(1, 2);                                         // [B, T, H, Dv]
+    }
+
+    /// <summary>Absorbed attention: all heads attend over the shared latent (multi-query attention with a
+    /// (Dc+Dr)-wide key and a Dc-wide value), W_UK folded into q and W_UV applied after.</summary>
+    Tensor AttendAbsorbed(Tensor qNope, Tensor qRope, Tensor latent, Tensor kRope, Tensor mask)
+    {
+        long B = qNope.shape[0], T = qNope.shape[1], S = latent.shape[1];
+        var w = kv_b_proj.get_parameter("weight")!.view(Heads, NopeDim + ValueDim, LatentDim);  // [H, Dn+Dv, Dc]
+        var wUK = w.narrow(1, 0, NopeDim).to_type(qNope.dtype);                                // [H, Dn, Dc]
+        var wUV = w.narrow(1, NopeDim, ValueDim).to_type(qNope.dtype);                         // [H, Dv, Dc]
+        var qLat = torch.matmul(qNope.transpose(1, 2), wUK);                                   // [B, H, T, Dc]
+        // One batched GEMM over H·T query rows against the S latent rows (the MQA view).
+        var scores = torch.matmul(qLat.reshape(B, Heads * T, LatentDim), latent.transpose(1, 2))          // [B, H·T, S]
+                   + torch.matmul(qRope.transpose(1, 2).reshape(B, Heads * T, RopeDim), kRope.transpose(1, 2));
+        scores = scores.view(B, Heads, T, S).to_type(ScalarType.Float32) * SoftmaxScale + mask;           // [B, H, T, S]
+        var probs = scores.softmax(-1).to_type(latent.dtype);
+        var oLat = torch.matmul(probs.reshape(B, Heads * T, S), latent).view(B, Heads, T, LatentDim);     // [B, H, T, Dc]
+        return torch.matmul(oLat, wUV.transpose(1, 2)).transpose(1, 2);                        // [B, T, H, Dv]
+    }
+}

@@ -1,0 +1,45 @@
+// One pre-norm decoder block of DeepSeek-V2/V3:
+//   h = x + Attention(RMSNorm(x));   y = h + MLP(RMSNorm(h))
+// where Attention is MLA or standard (MHA/GQA/MQA) and MLP is dense SwiGLU or DeepSeekMoE
+// (layers ≥ first_k_dense_replace when n_routed_experts is set). HF names: self_attn, mlp,
+// input_layernorm, post_attention_layernorm.
+using TorchSharp;
+using WhaleTech.Attention;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Model;
+
+public sealed class DecoderBlock : nn.Module<Tensor, AttentionContext, Tensor>
+{
+    private readonly AttentionLayer self_attn;
+    private readonly nn.Module<Tensor, Tensor> mlp;
+    private readonly RmsNorm input_layernorm, post_attention_layernorm;
+
+    public AttentionLayer Attention => self_attn;
+    public nn.Module<Tensor, Tensor> Mlp => mlp;
+
+    public DecoderBlock(ModelConfig cfg, int layer, RotaryEmbedding rope, LinearFactory linear, MlpFactory moe) : base("DecoderBlock")
+    {
+        string prefix = $"model.layers.{layer}";
+        self_attn = cfg.AttentionKind == AttentionKind.Mla
+            ? new MultiHeadLatentAttention(cfg, rope, linear, prefix + ".self_attn")
+            : new StandardAttention(cfg, rope, linear, prefix + ".self_attn");
+        self_attn.LayerIndex = layer;
+        mlp = cfg.IsMoeLayer(layer)
+            ? moe(cfg, layer, prefix + ".mlp", linear)
+            : new SwiGluMlp(cfg.HiddenSize, cfg.IntermediateSize, linear, prefix + ".mlp");
+        input_layernorm = new RmsNorm(cfg.HiddenSize, cfg.RmsNormEps);
+        post_attention_layernorm = new RmsNorm(cfg.HiddenSize, cfg.RmsNormEps);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x, AttentionContext ctx) // x [B, T, D] → [B, T, D]
+    {
+        using var scope = torch.NewDisposeScope();
+        var h = x + self_attn.forward(input_layernorm.forward(x), ctx);
+        return (h + mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Makes the MoE MLP of a layer: (config, layer index, HF prefix "model.layers.{i}.mlp", linear factory).</summary>
+public delegate nn.Module<Tensor, Tensor> MlpFactory(ModelConfig cfg, int layer, string prefix, LinearFactory linear);

@@ -1,0 +1,131 @@
+// A decoder-only language model in the shape of DeepSeek-V2/V3 (DeepSeek-V3 §2, Figure 2):
+//   tokens → embed_tokens → N × DecoderBlock (MLA or MHA/GQA/MQA; dense or DeepSeekMoE MLP) → norm → lm_head
+// Parameter names are the HF DeepseekV3ForCausalLM keys: model.embed_tokens.weight,
+// model.layers.{i}.self_attn.*, model.layers.{i}.mlp.*, model.layers.{i}.input_layernorm.weight,
+// model.layers.{i}.post_attention_layernorm.weight, model.norm.weight, lm_head.weight.
+//
+// Shapes: B batch, T new tokens, D hidden, V vocab.
+using TorchSharp;
+using WhaleTech.Attention;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Model;
+
+/// <summary>The HF `model` submodule: embeddings, blocks and the final norm.</summary>
+public sealed class DeepSeekModel : nn.Module
+{
+    internal readonly TorchSharp.Modules.Embedding embed_tokens;
+    internal readonly TorchSharp.Modules.ModuleList<DecoderBlock> layers;
+    internal readonly RmsNorm norm;
+    internal readonly RotaryEmbedding rotary_emb;
+
+    public DeepSeekModel(ModelConfig cfg, LinearFactory linear, MlpFactory moe) : base("DeepSeekModel")
+    {
+        embed_tokens = nn.Embedding(cfg.VocabSize, cfg.HiddenSize);
+        using (torch.no_grad()) embed_tokens.weight!.normal_(0, cfg.InitializerRange);
+        int ropeDim = cfg.AttentionKind == AttentionKind.Mla ? cfg.QkRopeHeadDim : cfg.StandardHeadDim;
+        rotary_emb = new RotaryEmbedding(ropeDim, cfg.MaxPositionEmbeddings, cfg.RopeTheta, cfg.RopeScaling);
+        layers = new TorchSharp.Modules.ModuleList<DecoderBlock>(
+            Enumerable.Range(0, cfg.NumHiddenLayers).Select(i => new DecoderBlock(cfg, i, rotary_emb, linear, moe)).ToArray());
+        norm = new RmsNorm(cfg.HiddenSize, cfg.RmsNormEps);
+        RegisterComponents();
+    }
+}
+
+public sealed class DeepSeekLM : nn.Module<Tensor, Tensor>
+{
+    private readonly DeepSeekModel model;
+    private readonly nn.Module<Tensor, Tensor>? lm_head;
+    public ModelConfig Config { get; }
+
+    /// <param name="linear">Makes every projection (default: nn.Linear); pass an FP8 factory to simulate FP8.</param>
+    /// <param name="moe">Makes the MoE MLPs (default: DeepSeekMoE).</param>
+    public DeepSeekLM(ModelConfig config, LinearFactory? linear = null, MlpFactory? moe = null) : base("DeepSeekLM")
+    {
+        Config = config.Validate();
+        linear ??= Linears.Standard(config.InitializerRange);
+        moe ??= DefaultMoe;
+        model = new DeepSeekModel(config, linear, moe);
+        if (!config.TieWordEmbeddings) lm_head = linear(config.HiddenSize, config.VocabSize, false, "lm_head");
+        RegisterComponents();
+    }
+
+    /// <summary>The MoE factory used when none is given; set by the Moe module (WhaleTech.Moe.DeepSeekMoE).</summary>
+    public static MlpFactory DefaultMoe { get; set; } = (cfg, layer, prefix, linear) =>
+        throw new Runtime.WhaleArgumentException("n_routed_experts", cfg.NRoutedExperts, "needs a DeepSeekMoE factory (WhaleTech.Moe) — none is registered");
+
+    public IReadOnlyList<DecoderBlock> Layers => model.layers.ToList();
+    public RotaryEmbedding Rotary => model.rotary_emb;
+    public TorchSharp.Modules.Embedding Embedding => model.embed_tokens;
+
+    /// <summary>Training / full recomputation: logits [B, T, V] for token ids [B, T] at positions 0…T−1.</summary>
+    public override Tensor forward(Tensor ids) => Forward(ids);
+
+    /// <summary>Logits [B, T, V] for <paramref name="ids"/> [B, T].</summary>
+    /// <param name="positions">[B, T] RoPE positions; default start+0…T−1.</param>
+    /// <param name="cache">KV cache to read and extend, or null.</param>
+    /// <param name="tokenValid">[B, T] bool, false for padding; default all true.</param>
+    public Tensor Forward(Tensor ids, Tensor? positions = null, InferenceCache? cache = null, Tensor? tokenValid = null)
+    {
+        using var scope = torch.NewDisposeScope();
+        var h = ForwardHidden(ids, positions, cache, tokenValid);
+        return Head(h).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The output head on final hidden states [.., D] → logits [.., V] (shared with MTP modules).</summary>
+    public Tensor Head(Tensor hidden) => lm_head is null
+        ? nn.functional.linear(hidden, model.embed_tokens.weight!)
+        : lm_head.forward(hidden);
+
+    /// <summary>Final hidden states [B, T, D] (after model.norm).</summary>
+    public Tensor ForwardHidden(Tensor ids, Tensor? positions = null, InferenceCache? cache = null, Tensor? tokenValid = null)
+    {
+        if (ids.dim() != 2) throw new Runtime.WhaleArgumentException("ids", "shape [" + string.Join(", ", ids.shape) + "]", "must be a [batch, tokens] tensor of token ids");
+        using var scope = torch.NewDisposeScope();
+        long B = ids.shape[0], T = ids.shape[1];
+        long start = cache?.Length ?? 0;
+        if (cache is not null && cache.Batch != B) throw new Runtime.WhaleArgumentException("ids batch", B, $"must equal the cache's batch = {cache.Batch}");
+        positions ??= (torch.arange(start, start + T, device: ids.device).unsqueeze(0).expand(B, T));
+        CheckTokens(ids, positions);
+        tokenValid ??= torch.ones(B, T, dtype: ScalarType.Bool, device: ids.device);
+        Tensor mask;
+        if (cache is not null)
+        {
+            cache.MarkNew(tokenValid);
+            mask = AttentionContext.BuildMask(cache.KeyValid, start, T);
+        }
+        else mask = AttentionContext.BuildMask(tokenValid, 0, T);
+        var ctx = new AttentionContext { Positions = positions, Mask = mask, Cache = cache };
+        var h = model.embed_tokens.forward(ids);                                  // [B, T, D]
+        foreach (var block in model.layers) h = block.forward(h, ctx);
+        cache?.Advance(T);
+        return model.norm.forward(h).MoveToOuterDisposeScope();
+    }
+
+    void CheckTokens(Tensor ids, Tensor positions)
+    {
+        if (ids.numel() == 0) return;
+        long lo = ids.min().item<long>(), hi = ids.max().item<long>();
+        if (lo < 0 || hi >= Config.VocabSize)
+            throw new Runtime.WhaleArgumentException("token id", lo < 0 ? lo : hi, $"must be in [0, vocab_size = {Config.VocabSize})");
+        model.rotary_emb.CheckPositions(positions.max().item<long>());
+    }
+
+    /// <summary>Allocates a KV cache for <paramref name="batch"/> sequences of up to <paramref name="capacity"/> tokens
+    /// in the model's dtype and device.</summary>
+    public InferenceCache CreateCache(long batch, long capacity)
+    {
+        var w = model.embed_tokens.weight!;
+        if (capacity > Config.MaxPositionEmbeddings)
+            throw new Runtime.WhaleArgumentException("capacity", capacity, $"must be ≤ max_position_embeddings = {Config.MaxPositionEmbeddings}");
+        return new InferenceCache(batch, capacity, w.device, i => model.layers[i].Attention.CreateCache(batch, capacity, w.dtype, w.device), Config.NumHiddenLayers);
+    }
+
+    /// <summary>Sets the MLA inference path of every layer (no-op for standard attention).</summary>
+    public void SetMlaMode(MlaMode mode)
+    {
+        foreach (var b in model.layers) if (b.Attention is MultiHeadLatentAttention mla) mla.Mode = mode;
+    }
+
+    public long ParameterCount() => parameters().Sum(p => p.numel());
+}

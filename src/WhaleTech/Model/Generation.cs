@@ -1,0 +1,160 @@
+// Batched autoregressive generation with the KV cache: prompts of different lengths are left-padded into
+// one batch (padding slots are masked out of attention and do not advance RoPE positions), each step
+// feeds one token per sequence, and sequences stop at a stop token or max_new_tokens.
+// Sampling: greedy (temperature 0), temperature, top-k (Fan et al. 2018), top-p / nucleus (Holtzman et
+// al. 2020). `UseCache = false` recomputes the whole sequence every step (the benchmark's baseline; the
+// tests check both give the same tokens).
+//
+// Shapes: B batch, L longest prompt, N new tokens, V vocab.
+using TorchSharp;
+using WhaleTech.Attention;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Model;
+
+public sealed record SamplingOptions
+{
+    public int MaxNewTokens { get; init; } = 32;
+    /// <summary>0 = greedy (argmax).</summary>
+    public double Temperature { get; init; }
+    /// <summary>0 = off.</summary>
+    public int TopK { get; init; }
+    /// <summary>1 = off.</summary>
+    public double TopP { get; init; } = 1.0;
+    public IReadOnlyList<int> StopTokens { get; init; } = [CharTokenizer.Eos];
+    public int PadToken { get; init; } = CharTokenizer.Pad;
+    public bool UseCache { get; init; } = true;
+
+    public SamplingOptions Validate()
+    {
+        Runtime.Guard.Positive("max_new_tokens", MaxNewTokens);
+        Runtime.Guard.NonNegative("temperature", Temperature);
+        Runtime.Guard.NonNegative("top_k", TopK);
+        if (!(TopP > 0 && TopP <= 1)) throw new Runtime.WhaleArgumentException("top_p", TopP, "must be in (0, 1]");
+        return this;
+    }
+}
+
+public sealed record GenerationResult(int[][] Completions, bool[] Stopped)
+{
+    /// <summary>Completion lengths (tokens generated, stop token included).</summary>
+    public int[] Lengths => Completions.Select(c => c.Length).ToArray();
+}
+
+public static class Generation
+{
+    /// <summary>Generates a completion for each prompt. <paramref name="generator"/> seeds sampling (null = global RNG).</summary>
+    public static GenerationResult Generate(DeepSeekLM model, IReadOnlyList<int[]> prompts, SamplingOptions options, torch.Generator? generator = null)
+    {
+        options.Validate();
+        if (prompts.Count == 0) throw new Runtime.WhaleArgumentException("prompts", "[]", "must hold at least one prompt");
+        if (prompts.Any(p => p.Length == 0)) throw new Runtime.WhaleArgumentException("prompts", "an empty prompt", "every prompt needs at least one token (e.g. <bos>)");
+        var device = model.Embedding.weight!.device;
+        int B = prompts.Count, L = prompts.Max(p => p.Length), N = options.MaxNewTokens;
+        using var noGrad = torch.no_grad();
+        bool wasTraining = model.training;
+        model.eval();
+        try
+        {
+            // Left-pad: ids [B, L], valid [B, L], positions = index among real tokens.
+            var idsData = new long[B * L];
+            var validData = new bool[B * L];
+            for (int b = 0; b < B; b++)
+                for (int i = 0; i < prompts[b].Length; i++)
+                {
+                    idsData[b * L + L - prompts[b].Length + i] = prompts[b][i];
+                    validData[b * L + L - prompts[b].Length + i] = true;
+                }
+            using var ids = torch.tensor(idsData, [B, L], device: device);
+            using var valid = torch.tensor(validData, [B, L], device: device);
+            using var positions = (valid.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);  // [B, L]
+            using var cache = options.UseCache ? model.CreateCache(B, L + N) : null;
+
+            var outTokens = new List<int>[B];
+            for (int b = 0; b < B; b++) outTokens[b] = new List<int>(N);
+            var stopped = new bool[B];
+            var stopSet = options.StopTokens.ToHashSet();
+            var lastPos = positions.select(1, L - 1).clone();                                     // [B]
+            Tensor allIds = ids.clone(), allValid = valid.clone(), allPos = positions.clone();   // grow without cache
+
+            using (var scope0 = torch.NewDisposeScope())
+            {
+                var logits = model.Forward(ids, positions, cache, valid);                         // [B, L, V]
+                var next = Sample(logits.select(1, L - 1), options, generator);                   // [B]
+                Record(next);
+                next.MoveToOuterDisposeScope();
+                StepLoop(next);
+            }
+
+            void Record(Tensor next)
+            {
+                var toks = next.to(torch.CPU).data<long>().ToArray();
+                for (int b = 0; b < B; b++)
+                {
+                    if (stopped[b]) continue;
+                    outTokens[b].Add((int)toks[b]);
+                    if (stopSet.Contains((int)toks[b])) stopped[b] = true;
+                }
+            }
+
+            void StepLoop(Tensor next)
+            {
+                for (int step = 1; step < N && !stopped.All(s => s); step++)
+                {
+                    using var scope = torch.NewDisposeScope();
+                    var pos = (lastPos + step).unsqueeze(1);                                      // [B, 1]
+                    var tok = next.unsqueeze(1);                                                  // [B, 1]
+                    var ones = torch.ones(B, 1, dtype: ScalarType.Bool, device: device);
+                    Tensor stepLogits;
+                    if (cache is not null)
+                        stepLogits = model.Forward(tok, pos, cache, ones).select(1, 0);            // [B, V]
+                    else
+                    {
+                        var nextAll = torch.cat([allIds, tok], 1);
+                        var nextValid = torch.cat([allValid, ones], 1);
+                        var nextPos = torch.cat([allPos, pos], 1);
+                        allIds.Dispose(); allValid.Dispose(); allPos.Dispose();
+                        allIds = nextAll.MoveToOuterDisposeScope(); allValid = nextValid.MoveToOuterDisposeScope(); allPos = nextPos.MoveToOuterDisposeScope();
+                        stepLogits = model.Forward(allIds, allPos, null, allValid).select(1, -1);  // [B, V]
+                    }
+                    var sampled = Sample(stepLogits, options, generator);
+                    Record(sampled);
+                    next.Dispose();
+                    next = sampled.MoveToOuterDisposeScope();
+                }
+                next.Dispose();
+            }
+            allIds.Dispose(); allValid.Dispose(); allPos.Dispose(); lastPos.Dispose();
+            return new GenerationResult(outTokens.Select(t => t.ToArray()).ToArray(), stopped);
+        }
+        finally
+        {
+            model.train(wasTraining);
+        }
+    }
+
+    /// <summary>Picks one token per row of <paramref name="logits"/> [B, V] (fp32 math).</summary>
+    public static Tensor Sample(Tensor logits, SamplingOptions o, torch.Generator? generator = null)
+    {
+        using var scope = torch.NewDisposeScope();
+        var l = logits.to_type(ScalarType.Float32);
+        if (o.Temperature == 0) return l.argmax(-1).MoveToOuterDisposeScope();              // greedy
+        l = l / o.Temperature;
+        if (o.TopK > 0 && o.TopK < l.shape[^1])
+        {
+            var kth = l.topk(o.TopK, dim: -1).values.narrow(-1, o.TopK - 1, 1);              // [B, 1]
+            l = l.masked_fill(l.lt(kth), float.NegativeInfinity);
+        }
+        if (o.TopP < 1.0)
+        {
+            var (sorted, order) = l.sort(-1, descending: true);
+            var probsSorted = sorted.softmax(-1);
+            var cumulative = probsSorted.cumsum(-1);
+            var drop = (cumulative - probsSorted).gt(o.TopP);                                // keep the smallest prefix with mass ≥ p
+            var dropOriginal = torch.zeros_like(drop).scatter(-1, order, drop);
+            l = l.masked_fill(dropOriginal, float.NegativeInfinity);
+        }
+        var probs = l.softmax(-1);
+        return torch.multinomial(probs, 1, replacement: false, generator: generator).squeeze(-1).MoveToOuterDisposeScope(); // [B]
+    }
+}

@@ -1,0 +1,156 @@
+// Language-model pretraining loop: next-token cross-entropy, AdamW (Loshchilov & Hutter 2019) with
+// decoupled weight decay on matrices only, warm-up + cosine schedule, gradient clipping, evaluation
+// loss, and a NaN/Inf guard (a non-finite loss or gradient skips the step with a warning; K in a row
+// stops the run). One torch.NewDisposeScope() per step keeps native memory flat.
+// Hooks let other techniques join the loop without changing it: auxiliary losses (MoE balance losses)
+// and after-step actions (DeepSeek-V3's loss-free bias update, once per optimizer step).
+using TorchSharp;
+using WhaleTech.Model;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Training;
+
+public sealed record TrainOptions
+{
+    public int Steps { get; init; } = 300;
+    public int BatchSize { get; init; } = 16;
+    public int SequenceLength { get; init; } = 64;
+    public double LearningRate { get; init; } = 3e-3;
+    public double MinLearningRate { get; init; } = 3e-4;
+    public int WarmupSteps { get; init; } = 30;
+    public double WeightDecay { get; init; } = 0.01;
+    public double GradClip { get; init; } = 1.0;
+    public int EvalEvery { get; init; } = 100;
+    public int EvalBatches { get; init; } = 8;
+    public int Seed { get; init; } = 1;
+    public int MaxNonFiniteInRow { get; init; } = 5;
+
+    public TrainOptions Validate()
+    {
+        Runtime.Guard.Positive("steps", Steps);
+        Runtime.Guard.Positive("batch_size", BatchSize);
+        Runtime.Guard.Positive("seq_len", SequenceLength);
+        Runtime.Guard.NonNegative("weight_decay", WeightDecay);
+        Runtime.Guard.Positive("grad_clip", GradClip);
+        Runtime.Guard.Positive("eval_every", EvalEvery);
+        Runtime.Guard.Positive("eval_batches", EvalBatches);
+        Runtime.Guard.Positive("max_nonfinite_in_row", MaxNonFiniteInRow);
+        new LrSchedule(LearningRate, WarmupSteps, Steps, MinLearningRate).Validate();
+        return this;
+    }
+}
+
+public sealed record StepMetrics(int Step, double Loss, double LearningRate, double GradNorm, bool Skipped, double? EvalLoss);
+
+public sealed class LmTrainer
+{
+    readonly DeepSeekLM _model;
+    readonly TrainOptions _o;
+    readonly LrSchedule _schedule;
+    public torch.optim.Optimizer Optimizer { get; }
+    public int Step { get; private set; }
+    int _nonFiniteInRow;
+
+    /// <summary>Extra losses added to the LM loss each step (e.g. MoE auxiliary balance losses); may return null.</summary>
+    public List<Func<Tensor?>> AuxiliaryLosses { get; } = [];
+    /// <summary>Called once after every optimizer step that was taken (e.g. the loss-free bias update).</summary>
+    public List<Action<int>> AfterOptimizerStep { get; } = [];
+    /// <summary>Warnings (skipped steps) go here; default Console.Error.</summary>
+    public Action<string> Warn { get; set; } = s => Console.Error.WriteLine("warning: " + s);
+
+    public LmTrainer(DeepSeekLM model, TrainOptions options)
+    {
+        _model = model;
+        _o = options.Validate();
+        _schedule = new LrSchedule(_o.LearningRate, _o.WarmupSteps, _o.Steps, _o.MinLearningRate);
+        // Decay matrices (linears, embeddings); never norms' gains or biases.
+        var decay = model.parameters().Where(p => p.requires_grad && p.dim() >= 2).ToList();
+        var noDecay = model.parameters().Where(p => p.requires_grad && p.dim() < 2).ToList();
+        Optimizer = torch.optim.AdamW(
+        [
+            new TorchSharp.Modules.AdamW.ParamGroup(decay, new TorchSharp.Modules.AdamW.Options { weight_decay = _o.WeightDecay, LearningRate = _o.LearningRate }),
+            new TorchSharp.Modules.AdamW.ParamGroup(noDecay, new TorchSharp.Modules.AdamW.Options { weight_decay = 0.0, LearningRate = _o.LearningRate }),
+        ], lr: _o.LearningRate, beta1: 0.9, beta2: 0.95);
+    }
+
+    /// <summary>Mean next-token cross-entropy (nats) of logits [B, T, V] against targets [B, T].</summary>
+    public static Tensor CrossEntropy(Tensor logits, Tensor targets)
+        => nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]).to_type(ScalarType.Float32), targets.reshape(-1));
+
+    /// <summary>One optimizer step on a batch. Returns its metrics; a non-finite loss/gradient skips it.</summary>
+    public StepMetrics TrainStep(Tensor inputs, Tensor targets)
+    {
+        using var scope = torch.NewDisposeScope();
+        _model.train();
+        double lr = _schedule.At(Step);
+        foreach (var g in Optimizer.ParamGroups) g.LearningRate = lr;
+        Optimizer.zero_grad();
+        var loss = CrossEntropy(_model.forward(inputs), targets);
+        var total = loss;
+        foreach (var aux in AuxiliaryLosses) if (aux() is { } a) total = total + a;
+        double lossValue = loss.item<float>();
+        double totalValue = total.item<float>();
+        double gradNorm = double.NaN;
+        bool skipped = false;
+        if (!double.IsFinite(totalValue)) skipped = true;
+        else
+        {
+            total.backward();
+            gradNorm = torch.nn.utils.clip_grad_norm_(_model.parameters(), _o.GradClip);
+            if (!double.IsFinite(gradNorm)) skipped = true;
+        }
+        if (skipped)
+        {
+            Optimizer.zero_grad();
+            _nonFiniteInRow++;
+            Warn($"step {Step}: non-finite {(double.IsFinite(totalValue) ? "gradient norm" : "loss")} ({(double.IsFinite(totalValue) ? gradNorm : totalValue)}); step skipped ({_nonFiniteInRow} in a row)");
+            if (_nonFiniteInRow >= _o.MaxNonFiniteInRow)
+                throw new Runtime.WhaleException($"training stopped: {_nonFiniteInRow} non-finite steps in a row at step {Step} (lower the learning rate, or check the data)");
+        }
+        else
+        {
+            Optimizer.step();
+            _nonFiniteInRow = 0;
+            foreach (var after in AfterOptimizerStep) after(Step);
+        }
+        Step++;
+        return new StepMetrics(Step, lossValue, lr, gradNorm, skipped, null);
+    }
+
+    /// <summary>Mean loss over <paramref name="batches"/> batches of <paramref name="stream"/>, without gradients, in eval mode.</summary>
+    public double Evaluate(TokenWindowStream stream, int batches, Device device)
+    {
+        using var noGrad = torch.no_grad();
+        bool was = _model.training;
+        _model.eval();
+        double sum = 0;
+        for (int i = 0; i < batches; i++)
+        {
+            using var scope = torch.NewDisposeScope();
+            var (x, y) = stream.Next(device);
+            sum += CrossEntropy(_model.forward(x), y).item<float>();
+        }
+        _model.train(was);
+        return sum / batches;
+    }
+
+    /// <summary>Runs all steps on <paramref name="train"/>, evaluating on <paramref name="eval"/> every EvalEvery steps and at the end.</summary>
+    public List<StepMetrics> Run(TokenWindowStream train, TokenWindowStream eval, Device device, Action<StepMetrics>? onStep = null)
+    {
+        var history = new List<StepMetrics>();
+        while (Step < _o.Steps)
+        {
+            StepMetrics m;
+            using (var scope = torch.NewDisposeScope())
+            {
+                var (x, y) = train.Next(device);
+                m = TrainStep(x, y);
+            }
+            if (m.Step % _o.EvalEvery == 0 || m.Step == _o.Steps)
+                m = m with { EvalLoss = Evaluate(eval, _o.EvalBatches, device) };
+            history.Add(m);
+            onStep?.Invoke(m);
+        }
+        return history;
+    }
+}
