@@ -14,6 +14,7 @@ foreach (var command in new[]
     TourCommand.Build(),
     TrainCommand.Build(),
     GenerateCommand.Build(),
+    NotebookCommand.Build(),
     Fp8Command.Build(),
 })
     root.Subcommands.Add(command);

@@ -3,6 +3,7 @@
 //   whale fp8 sweep [--start --count]   all 2^32 float32 bit patterns vs libtorch's float8 casts → JSON
 //   whale fp8 lab                       SQNR / flushed-to-zero table for outlier channels/tokens, gradient underflow
 //   whale fp8 accum                     the limited-precision accumulator: error vs K with/without promotion
+//   whale fp8 train                     BF16 vs FP8 recipes on a small DeepSeekLM: relative loss gap over seeds
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -25,6 +26,7 @@ public static class Fp8Command
         cmd.Subcommands.Add(BuildSweep());
         cmd.Subcommands.Add(BuildLab());
         cmd.Subcommands.Add(BuildAccum());
+        cmd.Subcommands.Add(BuildTrain());
         return cmd;
     }
 
@@ -222,6 +224,69 @@ public static class Fp8Command
                 var machine = MachineInfo.Collect(TorchSharp.torch.CPU);
                 AtomicFile.WriteAllText(path + ".json", JsonSerializer.Serialize(new { kind = "fp8-accumulator", bits = never.MantissaBits, nc = promoted.PromotionInterval, rows, machine }, Indented));
                 AtomicFile.WriteAllText(path + ".md", md.AppendLine().AppendLine($"Machine: {machine}").ToString());
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    static Command BuildTrain()
+    {
+        var device = Cli.DeviceOption();
+        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 150 };
+        var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds.", DefaultValueFactory = _ => "1,2" };
+        var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 128 };
+        var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 2 };
+        var batch = new Option<int>("--batch") { DefaultValueFactory = _ => 8 };
+        var seqLen = new Option<int>("--seq-len") { DefaultValueFactory = _ => 64 };
+        var recipes = new Option<string>("--recipes") { Description = "Comma-separated: " + string.Join(", ", Fp8Recipe.All.Select(r => r.Name)) + " (bf16 is the baseline and always runs).", DefaultValueFactory = _ => "bf16,deepseek-v3,hybrid-tensor" };
+        var output = new Option<string?>("--out") { Description = "Write JSON + Markdown + PNG here (file name without extension), atomically." };
+        var cmd = new Command("train", "Train a small DeepSeekLM with BF16 linears and with FP8 recipes; report the relative loss gap (DeepSeek-V3: < 0.25%).")
+            { device, steps, seeds, hidden, layers, batch, seqLen, recipes, output };
+        cmd.SetAction(parse =>
+        {
+            var dev = Backend.ResolveDevice(parse.GetValue(device));
+            var seedList = parse.GetValue(seeds)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(t => int.TryParse(t, out var v) ? v : throw new WhaleArgumentException("--seeds", t, "must be integers separated by commas")).ToArray();
+            var recipeList = parse.GetValue(recipes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(n => Fp8Recipe.Parse("--recipes", n)).Prepend(Fp8Recipe.Bf16).DistinctBy(r => r.Name).ToList();
+            var o = new Fp8ComparisonOptions
+            {
+                Steps = Guard.Positive("--steps", parse.GetValue(steps)), Hidden = Guard.Positive("--hidden", parse.GetValue(hidden)),
+                Layers = Guard.Positive("--layers", parse.GetValue(layers)), BatchSize = Guard.Positive("--batch", parse.GetValue(batch)),
+                SequenceLength = Guard.Positive("--seq-len", parse.GetValue(seqLen)), Seeds = seedList,
+            };
+            var runs = Fp8TrainingComparison.Run(recipeList, o, dev, r =>
+                AnsiConsole.MarkupLine($"seed {r.Seed} {Markup.Escape(r.Recipe)}: final train loss {r.Loss[^1]:F4}, eval {r.FinalEvalLoss:F4}, {r.SkippedSteps} skipped, {r.Seconds:F0} s"));
+            var gaps = Fp8TrainingComparison.Gaps(runs);
+            var md = new System.Text.StringBuilder();
+            md.AppendLine($"# FP8 training comparison: DeepSeekLM (MLA, hidden {o.Hidden}, {o.Layers} layers), {o.Steps} steps, batch {o.BatchSize}×{o.SequenceLength}, seeds {string.Join(",", seedList)}");
+            md.AppendLine().AppendLine("Relative gap of the final evaluation loss vs the BF16 baseline (same init and batches per seed). DeepSeek-V3 reports < 0.25% at scale.").AppendLine();
+            md.AppendLine("| recipe | mean eval loss | mean relative gap | per seed |").AppendLine("|---|---|---|---|");
+            foreach (var g in gaps)
+                md.AppendLine($"| {g.Recipe} | {g.MeanFinalEvalLoss:F4} | {g.MeanRelativeGap:P3} | {string.Join(", ", g.PerSeed.Select(v => v.ToString("P3", CultureInfo.InvariantCulture)))} |");
+            Console.Write(md.ToString());
+            var path = parse.GetValue(output);
+            if (path is not null)
+            {
+                var machine = MachineInfo.Collect(dev);
+                md.AppendLine().AppendLine($"Machine: {machine}").AppendLine().AppendLine($"![gap curves]({Path.GetFileName(path)}.png)");
+                var curves = recipeList.Where(r => r.Name != "bf16").ToDictionary(r => r.Name, r => Fp8TrainingComparison.GapCurve(runs, r.Name));
+                AtomicFile.WriteAllText(path + ".json", JsonSerializer.Serialize(new { kind = "fp8-training", options = o, runs, gaps, gap_curves = curves, machine }, Indented));
+                AtomicFile.WriteAllText(path + ".md", md.ToString());
+                var plot = new ScottPlot.Plot();
+                foreach (var (name, curve) in curves)
+                {
+                    var line = plot.Add.Scatter(Enumerable.Range(1, curve.Length).Select(i => (double)i).ToArray(), curve.Select(v => 100 * v).ToArray());
+                    line.LegendText = name;
+                    line.MarkerSize = 0;
+                }
+                plot.Title("Relative training-loss gap vs BF16 (20-step window, mean over seeds)");
+                plot.XLabel("step");
+                plot.YLabel("gap (%)");
+                plot.ShowLegend();
+                AtomicFile.WriteAllBytes(path + ".png", plot.GetImageBytes(900, 500, ScottPlot.ImageFormat.Png));
+                AnsiConsole.MarkupLine($"wrote {Markup.Escape(path)}.json, .md, .png");
             }
             return 0;
         });

@@ -1,4 +1,12 @@
+// `whale train lm`: trains a small DeepSeek-style LM on the synthetic corpus (or a text file) and saves it
+// as config.json + model.safetensors (Hugging Face layout).
 using System.CommandLine;
+using Spectre.Console;
+using TorchSharp;
+using WhaleTech.IO;
+using WhaleTech.Model;
+using WhaleTech.Runtime;
+using WhaleTech.Training;
 
 namespace WhaleTech.Cli.Commands;
 
@@ -6,8 +14,67 @@ public static class TrainCommand
 {
     public static Command Build()
     {
-        var cmd = new Command("train", "(coming soon)");
-        cmd.SetAction(_ => { Console.WriteLine("not yet"); return 0; });
+        var device = Cli.DeviceOption();
+        var attention = new Option<string>("--attention") { Description = "Attention kind: mla, mha, gqa or mqa.", DefaultValueFactory = _ => "mla" };
+        var hidden = new Option<int>("--hidden") { Description = "hidden_size.", DefaultValueFactory = _ => 64 };
+        var layers = new Option<int>("--layers") { Description = "num_hidden_layers.", DefaultValueFactory = _ => 2 };
+        var heads = new Option<int>("--heads") { Description = "num_attention_heads.", DefaultValueFactory = _ => 4 };
+        var steps = new Option<int>("--steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => 300 };
+        var batch = new Option<int>("--batch") { Description = "Sequences per step.", DefaultValueFactory = _ => 16 };
+        var seqLen = new Option<int>("--seq-len") { Description = "Characters per sequence.", DefaultValueFactory = _ => 64 };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate (warm-up 10%, cosine to lr/10).", DefaultValueFactory = _ => 5e-3 };
+        var seed = new Option<int>("--seed") { Description = "Random seed (weights and data).", DefaultValueFactory = _ => 1 };
+        var text = new Option<string?>("--text") { Description = "Train on this text file instead of the synthetic corpus (characters outside the tokenizer's alphabet are an error)." };
+        var outDir = new Option<string>("--out") { Description = "Folder for config.json + model.safetensors.", DefaultValueFactory = _ => "runs/tiny-lm" };
+        var lm = new Command("lm", "Train a small DeepSeek-style language model on the CPU in about a minute and save it.")
+        { device, attention, hidden, layers, heads, steps, batch, seqLen, lr, seed, text, outDir };
+        lm.SetAction(parse =>
+        {
+            var dev = Backend.ResolveDevice(parse.GetValue(device));
+            int s = parse.GetValue(seed);
+            torch.manual_seed(s);
+            var tok = new CharTokenizer();
+            string trainText, evalText;
+            if (parse.GetValue(text) is { } path)
+            {
+                var all = File.ReadAllText(Guard.ExistingFile("--text", path)).ToLowerInvariant();
+                int split = (int)(all.Length * 0.9);
+                (trainText, evalText) = (all[..split], all[split..]);
+            }
+            else (trainText, evalText) = (new SyntheticCorpus(60000, s).Text, new SyntheticCorpus(8000, s + 1000).Text);
+            var cfg = ModelConfig.Tiny(parse.GetValue(attention)!, vocab: tok.VocabSize, hidden: parse.GetValue(hidden), layers: parse.GetValue(layers), heads: parse.GetValue(heads));
+            using var model = new DeepSeekLM(cfg);
+            model.to(dev);
+            int n = parse.GetValue(steps);
+            var opts = new TrainOptions
+            {
+                Steps = n, BatchSize = parse.GetValue(batch), SequenceLength = parse.GetValue(seqLen), LearningRate = parse.GetValue(lr),
+                MinLearningRate = parse.GetValue(lr) / 10, WarmupSteps = Math.Max(1, n / 10), EvalEvery = Math.Max(1, n / 5), Seed = s,
+            };
+            var trainer = new LmTrainer(model, opts);
+            var trainStream = new TokenWindowStream(tok.Encode(trainText), opts.BatchSize, opts.SequenceLength, s);
+            var evalStream = new TokenWindowStream(tok.Encode(evalText), opts.BatchSize, opts.SequenceLength, s + 1);
+            AnsiConsole.MarkupLine($"Training a {model.ParameterCount():N0}-parameter {cfg.Attention.ToUpperInvariant()} model on {dev.type} for {n} steps.");
+            List<StepMetrics> history = [];
+            AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                .Start(p =>
+                {
+                    var task = p.AddTask("training", maxValue: n);
+                    history = trainer.Run(trainStream, evalStream, dev, m =>
+                    {
+                        task.Value = m.Step;
+                        task.Description = $"loss {m.Loss:F3}" + (m.EvalLoss is { } e ? $" eval {e:F3}" : "");
+                    });
+                });
+            var table = new Table().AddColumn("step").AddColumn("train loss").AddColumn("eval loss");
+            foreach (var m in history.Where(h => h.EvalLoss is not null)) table.AddRow(m.Step.ToString(), $"{m.Loss:F3}", $"{m.EvalLoss:F3}");
+            AnsiConsole.Write(table);
+            var dir = parse.GetValue(outDir)!;
+            StateDict.SavePretrained(model, cfg, dir);
+            AnsiConsole.MarkupLine($"Saved [bold]{Markup.Escape(dir)}[/] (config.json + model.safetensors). Try: whale generate --model {Markup.Escape(dir)} --prompt \"17+25=\"");
+            return 0;
+        });
+        var cmd = new Command("train", "Train models.") { lm };
         return cmd;
     }
 }

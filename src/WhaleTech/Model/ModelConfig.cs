@@ -180,6 +180,7 @@ public sealed record ModelConfig
         ReadCommentHandling = JsonCommentHandling.Skip,
         AllowTrailingCommas = true,
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        RespectNullableAnnotations = true, // "whaletech_attention": null is a JsonException, not a NullReferenceException later
     };
 
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
@@ -192,6 +193,7 @@ public sealed record ModelConfig
         catch (JsonException e) { throw new WhaleFormatException(source, $"not a valid config.json ({e.Message})", e); }
         catch (NotSupportedException e) { throw new WhaleFormatException(source, $"not a valid config.json ({e.Message})", e); }
         catch (InvalidOperationException e) { throw new WhaleFormatException(source, $"not a valid config.json ({e.Message})", e); }
+        catch (ArgumentException e) { throw new WhaleFormatException(source, $"not a valid config.json ({e.Message})", e); } // e.g. lone UTF-16 surrogates
         if (cfg is null) throw new WhaleFormatException(source, "config.json holds null");
         try { return cfg.Validate(); }
         catch (WhaleArgumentException e) { throw new WhaleFormatException(source, e.Message, e); }
