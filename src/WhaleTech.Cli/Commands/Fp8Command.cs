@@ -3,6 +3,7 @@
 //   whale fp8 sweep [--start --count]   all 2^32 float32 bit patterns vs libtorch's float8 casts → JSON
 //   whale fp8 lab                       SQNR / flushed-to-zero table for outlier channels/tokens, gradient underflow
 //   whale fp8 accum                     the limited-precision accumulator: error vs K with/without promotion
+//   whale fp8 analyze m.safetensors   the lab's report for every tensor of a checkpoint (--write-roundtrip)
 //   whale fp8 train                     BF16 vs FP8 recipes on a small DeepSeekLM: relative loss gap over seeds
 using System.CommandLine;
 using System.Diagnostics;
@@ -27,6 +28,7 @@ public static class Fp8Command
         cmd.Subcommands.Add(BuildLab());
         cmd.Subcommands.Add(BuildAccum());
         cmd.Subcommands.Add(BuildTrain());
+        cmd.Subcommands.Add(BuildAnalyze());
         return cmd;
     }
 
@@ -287,6 +289,40 @@ public static class Fp8Command
                 plot.ShowLegend();
                 AtomicFile.WriteAllBytes(path + ".png", plot.GetImageBytes(900, 500, ScottPlot.ImageFormat.Png));
                 AnsiConsole.MarkupLine($"wrote {Markup.Escape(path)}.json, .md, .png");
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    static Command BuildAnalyze()
+    {
+        var model = new Argument<string>("model") { Description = "A .safetensors file." };
+        var format = new Option<string>("--format") { Description = "e4m3 or e5m2.", DefaultValueFactory = _ => "e4m3" };
+        var roundtrip = new Option<string?>("--write-roundtrip") { Description = "Also write a copy whose floating tensors are FP8 round-tripped (128x128 blocks for matrices, 1x128 tiles for vectors)." };
+        var json = new Option<string?>("--json") { Description = "Write the report as JSON here (atomically)." };
+        var cmd = new Command("analyze", "SQNR and flushed-to-zero share of every tensor of a checkpoint under FP8 with per-tensor, 1x128 and 128x128 scales.") { model, format, roundtrip, json };
+        cmd.SetAction(parse =>
+        {
+            Backend.Initialize();
+            var path = parse.GetValue(model)!;
+            var f = Fp8Format.Parse("--format", parse.GetValue(format)!);
+            var rows = Fp8Analysis.Analyze(path, f);
+            var table = new Table().AddColumns("tensor", "shape", "amax", "tensor dB", "1x128 dB", "128x128 dB", "flushed (tensor)");
+            foreach (var group in rows.GroupBy(r => r.Name))
+            {
+                var r = group.ToList();
+                table.AddRow(Markup.Escape(group.Key), string.Join("x", r[0].Shape), r[0].Amax.ToString("G4", CultureInfo.InvariantCulture),
+                    r[0].SqnrDb.ToString("F1", CultureInfo.InvariantCulture), r[1].SqnrDb.ToString("F1", CultureInfo.InvariantCulture),
+                    r[2].SqnrDb.ToString("F1", CultureInfo.InvariantCulture), r[0].FlushedShare.ToString("P2", CultureInfo.InvariantCulture));
+            }
+            AnsiConsole.Write(table);
+            if (parse.GetValue(json) is { } jsonPath)
+                AtomicFile.WriteAllText(jsonPath, JsonSerializer.Serialize(new { kind = "fp8-analyze", model = path, format = f.Name, rows }, Indented));
+            if (parse.GetValue(roundtrip) is { } outPath)
+            {
+                Fp8Analysis.WriteRoundTrip(path, outPath, f);
+                AnsiConsole.MarkupLine($"wrote {Markup.Escape(outPath)}");
             }
             return 0;
         });

@@ -52,3 +52,38 @@ public class Fp8LabTests
         Assert.Throws<WhaleArgumentException>(() => Fp8Lab.MakeOutlierTensor(4, 4, OutlierKind.Channels, 5, 10, 0));
     }
 }
+
+public class Fp8AnalysisTests
+{
+    public Fp8AnalysisTests() => WhaleTech.Runtime.Backend.Initialize();
+
+    [Fact]
+    public void AnalyzesEveryFloatTensorAndWritesARoundTrip()
+    {
+        var dir = Directory.CreateTempSubdirectory("whale-fp8-").FullName;
+        try
+        {
+            var path = Path.Combine(dir, "m.safetensors");
+            using (var scope = NewDisposeScope())
+                WhaleTech.IO.SafeTensorsWriter.Write(path, new List<(string, Tensor)>
+                {
+                    ("w", torch.randn(256, 130, generator: new torch.Generator(1))),
+                    ("b", torch.randn(7, generator: new torch.Generator(2)).to_type(ScalarType.BFloat16)),
+                    ("ids", torch.arange(5)),
+                });
+            var rows = Fp8Analysis.Analyze(path);
+            Assert.Equal(6, rows.Count);                                     // 2 float tensors × 3 granularities
+            Assert.All(rows.Where(r => r.Name == "w"), r => Assert.InRange(r.SqnrDb, 30, 33));
+            var output = Path.Combine(dir, "rt.safetensors");
+            Fp8Analysis.WriteRoundTrip(path, output);
+            var back = WhaleTech.IO.SafeTensorsFile.Open(output);
+            using var w = back.ToTensor("w");
+            using var expected = Fp8Quantizer.FakeQuantize(WhaleTech.IO.SafeTensorsFile.Open(path).ToTensor("w"), Fp8Format.E4M3, Fp8Granularity.Block);
+            Assert.True(w.allclose(expected, 0, 0));
+            Assert.Equal(ScalarType.BFloat16, back.ToTensor("b").dtype);
+            Assert.Equal(new long[] { 0, 1, 2, 3, 4 }, back.ToTensor("ids").data<long>().ToArray());
+            Assert.Throws<WhaleArgumentException>(() => Fp8Analysis.Analyze(Path.Combine(dir, "missing.safetensors")));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
