@@ -142,22 +142,24 @@ public static class Fp8Command
         var cols = new Option<long>("--cols") { Description = "Channels (columns).", DefaultValueFactory = _ => 4096 };
         var outliers = new Option<int>("--outliers") { Description = "Outlier channels / tokens injected.", DefaultValueFactory = _ => 8 };
         var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 0 };
+        var placement = new Option<string>("--placement") { Description = "contiguous (adjacent outliers, one tile; the issue's reference) or random.", DefaultValueFactory = _ => "contiguous" };
         var output = new Option<string?>("--out") { Description = "Write JSON + Markdown here (file name without extension), atomically." };
         var cmd = new Command("lab", "SQNR and flushed-to-zero share of E4M3 under per-tensor / per-row / 1x128 / 128x128 scales, with outlier channels or tokens ×1e3…1e5; gradient underflow.")
-            { device, rows, cols, outliers, seed, output };
+            { device, rows, cols, outliers, seed, placement, output };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
             if (dev.type != TorchSharp.DeviceType.CPU) AnsiConsole.MarkupLine("[yellow]note: the lab runs on CPU tensors[/]");
             long r = Guard.Positive("--rows", parse.GetValue(rows)), c = Guard.Positive("--cols", parse.GetValue(cols));
             var clock = Stopwatch.StartNew();
-            var table = Fp8Lab.SqnrTable(r, c, parse.GetValue(outliers), seed: parse.GetValue(seed));
+            var place = Guard.OneOf("--placement", parse.GetValue(placement)!, "contiguous", "random") == "random" ? OutlierPlacement.Random : OutlierPlacement.Contiguous;
+            var table = Fp8Lab.SqnrTable(r, c, parse.GetValue(outliers), seed: parse.GetValue(seed), placement: place);
             var underflow = new[] { 1e-3, 1e-4, 1e-5, 1e-6 }
                 .SelectMany(std => new[] { Fp8Format.E4M3, Fp8Format.E5M2 }.Select(f => (f, std, Fp8Lab.GradientUnderflow(f, std))))
                 .Select(t => new { format = t.f.Name, std = t.std, flushed_unscaled = t.Item3.Unscaled, flushed_per_tensor_scale = t.Item3.Scaled }).ToList();
 
             var md = new System.Text.StringBuilder();
-            md.AppendLine($"# FP8 lab: E4M3, {r}×{c} Gaussian, {parse.GetValue(outliers)} outliers, seed {parse.GetValue(seed)}");
+            md.AppendLine($"# FP8 lab: E4M3, {r}×{c} Gaussian, {parse.GetValue(outliers)} {place.ToString().ToLowerInvariant()} outliers, seed {parse.GetValue(seed)}");
             md.AppendLine();
             md.AppendLine("Bulk SQNR (outlier rows/columns excluded) and share of nonzero bulk values flushed to zero. `H100 ref` = the issue's reference value.");
             md.AppendLine();
@@ -186,7 +188,7 @@ public static class Fp8Command
             {
                 var machine = MachineInfo.Collect(TorchSharp.torch.CPU);
                 md.AppendLine().AppendLine($"Machine: {machine} — {clock.Elapsed.TotalSeconds:F0} s.");
-                var json = new { kind = "fp8-lab", rows = r, cols = c, outliers = parse.GetValue(outliers), seed = parse.GetValue(seed), format = "e4m3",
+                var json = new { kind = "fp8-lab", rows = r, cols = c, outliers = parse.GetValue(outliers), placement = place.ToString().ToLowerInvariant(), seed = parse.GetValue(seed), format = "e4m3",
                     table = table.Select(t => new { outliers = t.Outliers, factor = t.Factor, scale = t.Granularity, sqnr_db = t.SqnrDb, flushed_share = t.FlushedShare,
                         h100_reference_db = Reference.TryGetValue((t.Outliers, t.Factor, t.Granularity), out var rv) ? rv : (double?)null }),
                     gradient_underflow = underflow, elapsed_s = Math.Round(clock.Elapsed.TotalSeconds, 1), machine };

@@ -16,6 +16,12 @@ namespace WhaleTech.Fp8;
 /// <summary>Where the outliers of a lab tensor sit.</summary>
 public enum OutlierKind { None, Channels, Tokens }
 
+/// <summary>How the outlier channels / tokens are spread: Contiguous = `count` adjacent ones starting at a
+/// seeded random multiple of `count` (so 8 of them share one 128-wide tile, as in the H100 reference
+/// table); Random = a seeded random subset (spread over up to `count` different tiles, much worse for 1×128
+/// and 128×128 scales).</summary>
+public enum OutlierPlacement { Contiguous, Random }
+
 /// <summary>One cell of the lab table.</summary>
 public sealed record LabRow(string Outliers, double Factor, string Granularity, double SqnrDb, double FlushedShare);
 
@@ -47,7 +53,8 @@ public static class Fp8Lab
 
     /// <summary>A Gaussian N(0, 1) tensor [R, C] with <paramref name="count"/> outlier rows or columns
     /// multiplied by <paramref name="factor"/>, chosen at random; returns the tensor and the bulk mask.</summary>
-    public static (Tensor X, Tensor BulkMask) MakeOutlierTensor(long rows, long cols, OutlierKind kind, int count, double factor, long seed)
+    public static (Tensor X, Tensor BulkMask) MakeOutlierTensor(long rows, long cols, OutlierKind kind, int count, double factor, long seed,
+        OutlierPlacement placement = OutlierPlacement.Contiguous)
     {
         Guard.Positive("rows", rows);
         Guard.Positive("cols", cols);
@@ -59,7 +66,9 @@ public static class Fp8Lab
         {
             long n = kind == OutlierKind.Channels ? cols : rows;
             Guard.InRange("count", count, 1, n);
-            var idx = torch.randperm(n, generator: gen)[..count];                   // which channels / tokens
+            var idx = placement == OutlierPlacement.Random
+                ? torch.randperm(n, generator: gen)[..count]                          // which channels / tokens
+                : torch.arange(count) + torch.randint(0, n / count, [1], generator: gen) * count;
             int dim = kind == OutlierKind.Channels ? 1 : 0;
             var scale = torch.ones(n);
             scale.index_fill_(0, idx, factor);
@@ -71,7 +80,8 @@ public static class Fp8Lab
 
     /// <summary>The lab table: for no outliers and for outlier channels / tokens at each factor, the bulk
     /// SQNR and flushed share under per-tensor, per-row, 1×t tile and t×t block scales (E4M3).</summary>
-    public static List<LabRow> SqnrTable(long rows, long cols, int outlierCount = 8, double[]? factors = null, long seed = 0, Fp8Format? format = null, int tileSize = 128)
+    public static List<LabRow> SqnrTable(long rows, long cols, int outlierCount = 8, double[]? factors = null, long seed = 0, Fp8Format? format = null, int tileSize = 128,
+        OutlierPlacement placement = OutlierPlacement.Contiguous)
     {
         factors ??= [1e3, 1e4, 1e5];
         format ??= Fp8Format.E4M3;
@@ -83,7 +93,7 @@ public static class Fp8Lab
         foreach (var (kind, factor) in cases)
         {
             using var scope = NewDisposeScope();
-            var (x, mask) = MakeOutlierTensor(rows, cols, kind, outlierCount, factor, seed);
+            var (x, mask) = MakeOutlierTensor(rows, cols, kind, outlierCount, factor, seed, placement);
             foreach (var g in new[] { Fp8Granularity.PerTensor, Fp8Granularity.PerRow, Fp8Granularity.Tile, Fp8Granularity.Block })
             {
                 using var inner = NewDisposeScope();

@@ -50,6 +50,14 @@ public class Fp8LabTests
         var mask = torch.tensor(new[] { true, false, true, true });
         Assert.True(double.IsPositiveInfinity(Fp8Lab.Sqnr(x, y, mask)));
         Assert.Throws<WhaleArgumentException>(() => Fp8Lab.MakeOutlierTensor(4, 4, OutlierKind.Channels, 5, 10, 0));
+        // Contiguous placement: 8 adjacent channels starting at a multiple of 8 (one 128-wide tile), ×factor exactly.
+        var (xo, bulk) = Fp8Lab.MakeOutlierTensor(16, 256, OutlierKind.Channels, 8, 1000, seed: 3);
+        var cols = Enumerable.Range(0, 256).Where(c => !bulk[0, c].item<bool>()).ToArray();
+        Assert.Equal(8, cols.Length);
+        Assert.Equal(0, cols[0] % 8);
+        Assert.Equal(Enumerable.Range(cols[0], 8), cols);
+        var (xr, bulkR) = Fp8Lab.MakeOutlierTensor(16, 256, OutlierKind.Tokens, 3, 1000, seed: 3, OutlierPlacement.Random);
+        Assert.Equal(3 * 256, bulkR.logical_not().sum().item<long>());
     }
 }
 
