@@ -8,6 +8,7 @@ public static class SuiteRegistry
         new MatmulSuite(),
         new MicroSuite(),
         new DecodeSuite(),
+        new Fp8Suite(),
     ];
 
     public static ISuite? Find(string name) => All.FirstOrDefault(s => s.Name == name);

@@ -23,6 +23,7 @@ public static class WhaleCommands
             MlaCommand.Build(),
             MoeCommand.Build(),
             GrpoCommand.Build(),
+            Fp8Command.Build(),
         })
             root.Subcommands.Add(command);
         return root;

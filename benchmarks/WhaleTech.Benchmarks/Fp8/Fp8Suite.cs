@@ -1,0 +1,102 @@
+// `fp8`: what FP8 simulation costs (issue 5 §8).
+//   quantize   FakeQuantize (quantize + dequantize) of an [n, n] float32 tensor per granularity
+//              → GB/s = 4·n² input bytes / median time
+//   linear     forward + backward of an Fp8Linear ([T, n] x [n, n], T = n tokens) per recipe
+//              → ms, and the ratio to the bf16 recipe (the issue asks ≤ 3x on CPU, ≤ 2x on the H100)
+//   memory     bytes per recipe for an [n, n] layer: weights as stored for the GEMM (FP8 1 byte + one float32
+//              scale per 128×128 block / per tensor; BF16 2 bytes), the activation saved for backward
+//              (FP8 1 byte + a scale per 1×128 tile), FP32 master weights and Adam moments (2 × 4 bytes).
+//              Computed from shapes (the simulator itself keeps float32 values; real 1-byte storage is
+//              Fp8Cast.ToStorage).
+// Simulated FP8 runs on float32 tensor ops, so on real hardware an FP8 step is not faster here; the real
+// FP8 GEMM path (torch._scaled_mm on Hopper) is not part of this suite.
+using TorchSharp;
+using WhaleTech.Bench;
+using WhaleTech.Fp8;
+using WhaleTech.Runtime;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Benchmarks;
+
+public sealed class Fp8Suite : ISuite
+{
+    public string Name => "fp8";
+    public string Description =>
+        "Simulated FP8: quantize+dequantize throughput per granularity (GB/s of float32 input), Fp8Linear forward+backward " +
+        "time per recipe (ms; ratio to the bf16 recipe) and per-recipe memory of an n×n layer (bytes, from shapes).";
+
+    public BenchmarkResult Run(Device device, SuiteOptions options)
+    {
+        bool cuda = device.type == DeviceType.CUDA;
+        int[] sizes = (cuda, options.Quick) switch
+        {
+            (true, false) => [1024, 2048, 4096, 8192],
+            (true, true) => [1024],
+            (false, false) => [256, 512, 1024, 2048],
+            (false, true) => [256],
+        };
+        var result = new BenchmarkResult(Name, Description, MachineInfo.Collect(device)) { Plot = new PlotSpec("ms", "n", LogX: true, LogY: true) };
+        foreach (var row in Quantize(device, sizes, options)) result.Rows.Add(row);
+        foreach (var row in Linear(device, sizes, options)) result.Rows.Add(row);
+        foreach (var row in Memory(sizes[^1])) result.Rows.Add(row);
+        return result;
+    }
+
+    /// <summary>Quantize + dequantize GB/s per granularity (E4M3).</summary>
+    public static IEnumerable<BenchmarkRow> Quantize(Device device, int[] sizes, SuiteOptions options)
+    {
+        foreach (var g in new[] { Fp8Granularity.PerTensor, Fp8Granularity.PerRow, Fp8Granularity.Tile, Fp8Granularity.Block })
+            foreach (int n in sizes)
+            {
+                using var x = randn(n, n, device: device);                                  // [n, n]
+                var t = Measure.Run(device, () => Fp8Quantizer.FakeQuantize(x, Fp8Format.E4M3, g), options.Warmup, options.Repetitions);
+                double bytes = 4.0 * n * n;
+                Console.WriteLine($"  quantize {Fp8Lab.GranularityName(g)} n={n}: {bytes / t.MedianSeconds / 1e9:F2} GB/s, {t}");
+                yield return new BenchmarkRow("quantize " + Fp8Lab.GranularityName(g)).With("n", n)
+                    .Add("gbps", bytes / t.MedianSeconds / 1e9, "GB/s").Add("ms", t.MedianMs, "ms").AddTiming(t);
+            }
+    }
+
+    /// <summary>Fp8Linear forward+backward per recipe; ratio to bf16 at the same size.</summary>
+    public static IEnumerable<BenchmarkRow> Linear(Device device, int[] sizes, SuiteOptions options)
+    {
+        foreach (int n in sizes)
+        {
+            double? bf16Ms = null;
+            foreach (var recipe in new[] { Fp8Recipe.Bf16, Fp8Recipe.Fp32, Fp8Recipe.DeepSeekV3, Fp8Recipe.HybridPerTensor })
+            {
+                using var lin = new Fp8Linear(n, n, false, recipe);
+                lin.to(device);
+                using var x = randn(n, n, device: device).requires_grad_(true);           // [T = n, n]
+                var t = Measure.Run(device, () =>
+                {
+                    var y = lin.forward(x);
+                    y.sum().backward();
+                    lin.weight.grad?.zero_();
+                }, options.Warmup, options.Repetitions);
+                bf16Ms ??= t.MedianMs;
+                Console.WriteLine($"  linear {recipe.Name} n={n}: {t.MedianMs:F2} ms ({t.MedianMs / bf16Ms.Value:F2}x bf16)");
+                yield return new BenchmarkRow("linear " + recipe.Name).With("n", n)
+                    .Add("ms", t.MedianMs, "ms").Add("ratio_to_bf16", t.MedianMs / bf16Ms.Value, "x").AddTiming(t);
+            }
+        }
+    }
+
+    /// <summary>Memory of one [n, n] layer with n tokens per recipe, in bytes, from shapes.</summary>
+    public static IEnumerable<BenchmarkRow> Memory(int n)
+    {
+        long w = (long)n * n, tiles = (long)n * ((n + 127) / 128), blocks = (long)((n + 127) / 128) * ((n + 127) / 128);
+        foreach (var recipe in new[] { Fp8Recipe.Bf16, Fp8Recipe.DeepSeekV3, Fp8Recipe.HybridPerTensor })
+        {
+            (double weight, double activation) = recipe.Name switch
+            {
+                "bf16" => (2.0 * w, 2.0 * w),
+                "deepseek-v3" => (w + 4.0 * blocks, w + 4.0 * tiles),
+                _ => (w + 4.0, w + 4.0),
+            };
+            yield return new BenchmarkRow("memory " + recipe.Name).With("n", n)
+                .Add("gemm_weight_bytes", weight, "B").Add("saved_activation_bytes", activation, "B")
+                .Add("master_weight_bytes", 4.0 * w, "B").Add("adam_moment_bytes", 8.0 * w, "B");
+        }
+    }
+}

@@ -1,0 +1,73 @@
+// The custom autograd function behind Fp8Linear: y = x·Wᵀ + b with each of the three GEMMs computed on
+// operands rounded per an Fp8Recipe (DeepSeek-V3 §3.3, Figure 6).
+//
+//   Fprop  y  = Q_x(x) · Q_W(W)ᵀ + b                     Q_x: tiles along K;  Q_W: blocks of [M, K]
+//   Dgrad  dx = Q_g(dy) · Q_W(W)                         Q_g: tiles along M; W's blocks reused (a t×t block
+//                                                        grid is the same for Wᵀ, so no requantization)
+//   Wgrad  dW = Q_g(dyᵀ) · Q_x(Q_x(x)ᵀ)ᵀ                 both operands requantized in tiles along N (tokens):
+//                                                        x is cached in FP8 after Fprop, then dequantized,
+//                                                        transposed and requantized (not just transposed:
+//                                                        1×t tiles along K would be t×1 tiles along N)
+//   db = Σ_n dy (float32)
+//
+// Gradient semantics: the quantizers are straight-through (their derivative is taken as the identity),
+// and the backward GEMMs themselves run on quantized operands as above. So dx and dW are the exact
+// gradients of the simulated FP8 computation with respect to the dequantized operands, not of the
+// float32 function; with the Fp32 recipe they equal nn.Linear's gradients (tested).
+//
+// Shapes: x [N, K] (N tokens), W [M, K], b [M], y [N, M], dy [N, M], dx [N, K], dW [M, K].
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Fp8;
+
+public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearFunction>
+{
+    public override string Name => "Fp8LinearFunction";
+
+    /// <summary>y = x·Wᵀ + b on operands rounded per <paramref name="recipe"/>; bias may be null.</summary>
+    public static Tensor Apply(Tensor x, Tensor weight, Tensor? bias, Fp8Recipe recipe)
+        => apply(x, weight, bias!, recipe);
+
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var x = (Tensor)vars[0];                                           // [N, K]
+        var w = (Tensor)vars[1];                                           // [M, K]
+        var b = vars[2] as Tensor;                                         // [M] or null
+        var recipe = (Fp8Recipe)vars[3];
+        var xq = Round(x, recipe.Activation, recipe.Scaling);              // [N, K], FP8-cached activation
+        var wq = Round(w, recipe.Weight, recipe.Scaling);                  // [M, K]
+        var y = xq.matmul(wq.t());                                         // [N, M]
+        if (b is not null && !b.IsInvalid) y = y + b;
+        ctx.save_for_backward([xq, wq]);
+        ctx.save_data("recipe", recipe);
+        ctx.save_data("hasBias", b is not null && !b.IsInvalid);
+        return recipe.OutputBf16 ? ToBf16(y) : y;
+    }
+
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor dy)   // dy [N, M]
+    {
+        var saved = ctx.get_saved_variables();
+        Tensor xq = saved[0], wq = saved[1];
+        var recipe = (Fp8Recipe)ctx.get_data("recipe");
+        bool hasBias = (bool)ctx.get_data("hasBias");
+        var g = recipe.Gradient;
+        var dyq = Round(dy, g, recipe.Scaling);                             // [N, M] tiles along M
+        var dx = dyq.matmul(wq);                                            // [N, K]   Dgrad
+        var dyTq = Round(dy.t(), g, recipe.Scaling);                        // [M, N] tiles along N
+        var xTq = Round(xq.t(), recipe.Activation, recipe.Scaling);         // [K, N] requantized along N
+        var dw = dyTq.matmul(xTq.t());                                      // [M, K]   Wgrad
+        var db = hasBias ? dy.sum(0L) : null;                                // [M]
+        return [recipe.OutputBf16 ? ToBf16(dx) : dx, dw, db!, null!];
+    }
+
+    /// <summary>An operand as the GEMM sees it: float32 values of its FP8 / BF16 rounding.</summary>
+    public static Tensor Round(Tensor t, OperandRecipe operand, Fp8Scaling scaling) => operand.Precision switch
+    {
+        OperandPrecision.Fp32 => t.contiguous(),
+        OperandPrecision.Bf16 => ToBf16(t),
+        _ => Fp8Quantizer.FakeQuantize(t.contiguous(), operand.Format, operand.Granularity, scaling),
+    };
+
+    static Tensor ToBf16(Tensor t) => t.to_type(ScalarType.BFloat16).to_type(ScalarType.Float32);
+}

@@ -1,0 +1,72 @@
+// Recipes: which number format and which scale granularity each operand of a linear layer's three GEMMs
+// gets (DeepSeek-V3 §3.3, Figure 6/7):
+//   Fprop  y  = x  · Wᵀ      operands x (activation) and W (weight)
+//   Dgrad  dx = dy · W       operands dy (output gradient) and W
+//   Wgrad  dW = dyᵀ · x      operands dyᵀ and xᵀ (contracting over tokens)
+//
+//   DeepSeek-V3    E4M3 for everything; x and dy in 1×128 tiles along the contracting dim, W in 128×128
+//                  blocks (valid for W and Wᵀ alike); for Wgrad, the FP8-cached x and dy are
+//                  dequantized, transposed and requantized into 1×128 tiles along the token dim.
+//   HybridTensor   per-tensor scales, E4M3 for x and W, E5M2 for gradients (Transformer Engine "hybrid").
+//   Bf16           all operands rounded to bfloat16 (the baseline DeepSeek compares against).
+//   Fp32           no rounding at all: the exact reference the tests compare with.
+// In every recipe the GEMM itself accumulates in float32 (see Fp8Accumulator for the tensor-core model),
+// master weights, bias and weight gradients stay float32, and the output / input gradient are rounded to
+// bfloat16 when OutputBf16 is set (DeepSeek keeps activations between layers in BF16).
+using WhaleTech.Runtime;
+
+namespace WhaleTech.Fp8;
+
+/// <summary>The number representation of one GEMM operand.</summary>
+public enum OperandPrecision { Fp32, Bf16, Fp8 }
+
+/// <summary>How one GEMM operand is rounded: precision, FP8 format and scale granularity.</summary>
+public sealed record OperandRecipe(OperandPrecision Precision, Fp8Format Format, Fp8Granularity Granularity)
+{
+    public static readonly OperandRecipe Fp32 = new(OperandPrecision.Fp32, Fp8Format.E4M3, Fp8Granularity.PerTensor);
+    public static readonly OperandRecipe Bf16 = new(OperandPrecision.Bf16, Fp8Format.E4M3, Fp8Granularity.PerTensor);
+    public static OperandRecipe Fp8(Fp8Format f, Fp8Granularity g) => new(OperandPrecision.Fp8, f, g);
+
+    public override string ToString() => Precision == OperandPrecision.Fp8 ? $"{Format} {Fp8Lab.GranularityName(Granularity)}" : Precision.ToString().ToLowerInvariant();
+}
+
+/// <param name="Name">Short name used on the command line and in results.</param>
+/// <param name="Activation">x in Fprop and xᵀ in Wgrad (tiles run along the contracting dim).</param>
+/// <param name="Weight">W in Fprop and Dgrad.</param>
+/// <param name="Gradient">dy in Dgrad and dyᵀ in Wgrad.</param>
+/// <param name="Scaling">Tile size, amax floor, power-of-two scales.</param>
+/// <param name="OutputBf16">Round y and dx to bfloat16.</param>
+public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRecipe Weight, OperandRecipe Gradient, Fp8Scaling Scaling, bool OutputBf16 = true)
+{
+    public static readonly Fp8Recipe DeepSeekV3 = new("deepseek-v3",
+        OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.Tile),
+        OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.Block),
+        OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.Tile),
+        Fp8Scaling.Default);
+
+    public static readonly Fp8Recipe HybridPerTensor = new("hybrid-tensor",
+        OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.PerTensor),
+        OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.PerTensor),
+        OperandRecipe.Fp8(Fp8Format.E5M2, Fp8Granularity.PerTensor),
+        Fp8Scaling.Default);
+
+    public static readonly Fp8Recipe Bf16 = new("bf16", OperandRecipe.Bf16, OperandRecipe.Bf16, OperandRecipe.Bf16, Fp8Scaling.Default);
+
+    public static readonly Fp8Recipe Fp32 = new("fp32", OperandRecipe.Fp32, OperandRecipe.Fp32, OperandRecipe.Fp32, Fp8Scaling.Default, OutputBf16: false);
+
+    /// <summary>A failure case: E4M3 gradients without any scaling (amax floor forced to 448 → scale 1),
+    /// so small gradients underflow to zero.</summary>
+    public static readonly Fp8Recipe UnscaledE4M3 = new("unscaled-e4m3",
+        OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.PerTensor),
+        OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.PerTensor),
+        OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.PerTensor),
+        Fp8Scaling.Default with { UnitScale = true });
+
+    public static IReadOnlyList<Fp8Recipe> All { get; } = [DeepSeekV3, HybridPerTensor, Bf16, Fp32, UnscaledE4M3];
+
+    public static Fp8Recipe Parse(string parameter, string name)
+        => All.FirstOrDefault(r => r.Name.Equals(name.Trim(), StringComparison.OrdinalIgnoreCase))
+           ?? throw new WhaleArgumentException(parameter, name, "must be one of " + string.Join(", ", All.Select(r => r.Name)));
+
+    public override string ToString() => $"{Name} (x: {Activation}, W: {Weight}, dy: {Gradient})";
+}
