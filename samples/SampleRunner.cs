@@ -41,6 +41,7 @@ public static class SampleRunner
                 foreach (var s in All) Console.WriteLine($"  {s.Number}  {s.Title}");
                 return args.Length == 0 ? 2 : 0;
             }
+            Backend.ConfigureThreads(1);
             bool quick = args.Contains("--quick");
             int di = Array.IndexOf(args, "--device");
             var device = Backend.ResolveDevice(di >= 0 && di + 1 < args.Length ? args[di + 1] : "auto");

@@ -28,6 +28,7 @@ public static class Cli
         }
         try
         {
+            Backend.ConfigureThreads(1);
             return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (Exception e) when (Unwrap(e) is WhaleArgumentException or WhaleFormatException)

@@ -35,6 +35,7 @@ public static class TourRunner
         new DecodeSpeedChapter(),
         new TinyLmChapter(),
         new MoeBalancingChapter(),
+        new Fp8Chapter(),
     ];
 
     /// <summary>Runs every chapter with progress bars, prints a summary table and writes out/tour/report.md.</summary>

@@ -62,6 +62,27 @@ public static class Backend
 
     static Exception Innermost(Exception e) { while (e.InnerException is not null) e = e.InnerException; return e; }
 
+    public const string ThreadsVariable = "WHALETECH_THREADS";
+
+    /// <summary>Sets libtorch's CPU intra-op threads: WHALETECH_THREADS when set, else <paramref name="defaultThreads"/>
+    /// (null = libtorch's own default, one per core). The programs default to 1: WhaleTech's CPU models are tiny,
+    /// their time is per-op overhead, and a thread pool costs more than it gives — sample 01 ran ~20× faster with
+    /// 1 thread than with 2 on a busy 2-core machine. Benchmarks keep libtorch's default and record the count.</summary>
+    public static int ConfigureThreads(int? defaultThreads)
+    {
+        Initialize();
+        var env = Environment.GetEnvironmentVariable(ThreadsVariable);
+        int? n = defaultThreads;
+        if (!string.IsNullOrWhiteSpace(env))
+        {
+            if (!int.TryParse(env, out var parsed) || parsed <= 0)
+                throw new WhaleArgumentException(ThreadsVariable, env, "must be a positive integer (CPU threads for libtorch)");
+            n = parsed;
+        }
+        if (n is int threads) torch.set_num_threads(threads);
+        return torch.get_num_threads();
+    }
+
     /// <summary>True when libtorch can run on a CUDA device here.</summary>
     public static bool CudaAvailable
     {
