@@ -9,7 +9,7 @@ public sealed class MoeBalancingChapter : ITourChapter
 
     public TourSection Run(TourContext ctx, Action<double> progress)
     {
-        var o = new MoeExperimentOptions { Seeds = 1, Steps = ctx.Quick ? 15 : 120, CorpusCharacters = ctx.Quick ? 20_000 : 60_000, EvalBatches = ctx.Quick ? 2 : 6 };
+        var o = new MoeExperimentOptions { Seeds = 1, Steps = ctx.Quick ? 15 : 300, CorpusCharacters = ctx.Quick ? 20_000 : 60_000, EvalBatches = ctx.Quick ? 2 : 6 };
         var methods = new[] { BalanceMethod.None, BalanceMethod.LossFree(1e-3) };
         var runs = new List<MoeRunResult>();
         foreach (var m in methods)
