@@ -44,7 +44,7 @@ public static class S07Fp8Training
         // 3. Train the same tiny MLA LM twice from the same weights on the same batches.
         var o = new Fp8ComparisonOptions
         {
-            Steps = ctx.Quick ? 8 : 150, Hidden = ctx.Quick ? 32 : 96, Layers = 1, Heads = ctx.Quick ? 2 : 4, BatchSize = ctx.Quick ? 4 : 8,
+            Steps = ctx.Quick ? 8 : 60, Hidden = ctx.Quick ? 32 : 64, Layers = 1, Heads = ctx.Quick ? 2 : 4, BatchSize = ctx.Quick ? 4 : 8,
             SequenceLength = ctx.Quick ? 32 : 64, EvalBatches = ctx.Quick ? 2 : 8, CorpusCharacters = ctx.Quick ? 10_000 : 50_000, Seeds = [1],
         };
         var runs = Fp8TrainingComparison.Run([Fp8Recipe.Bf16, Fp8Recipe.DeepSeekV3], o, ctx.Device,
