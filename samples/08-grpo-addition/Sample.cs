@@ -32,10 +32,10 @@ public static class S08GrpoAddition
         {
             Task = "addition", Digits = ctx.Quick ? 1 : 2, HeldOut = ctx.Quick ? 16 : 100,
             Hidden = ctx.Quick ? 32 : 64, Layers = ctx.Quick ? 1 : 2, Heads = ctx.Quick ? 2 : 4,
-            SftSteps = ctx.Quick ? 30 : 250, SftBatch = 32, SftLearningRate = 3e-3,
-            Steps = ctx.Quick ? 3 : 30, PromptsPerStep = ctx.Quick ? 2 : 4, NumGenerations = ctx.Quick ? 4 : 8,
+            SftSteps = ctx.Quick ? 30 : 150, SftBatch = 32, SftLearningRate = 3e-3,
+            Steps = ctx.Quick ? 3 : 15, PromptsPerStep = ctx.Quick ? 2 : 4, NumGenerations = ctx.Quick ? 4 : 8,
             LearningRate = 1e-4, WarmupSteps = 0, Rewards = "accuracy:1,format:0.1",
-            EvalEvery = ctx.Quick ? 3 : 10, SampleEvery = ctx.Quick ? 3 : 10, CheckpointEvery = 1000, Seed = 1,
+            EvalEvery = ctx.Quick ? 3 : 5, SampleEvery = ctx.Quick ? 3 : 5, CheckpointEvery = 1000, Seed = 1,
         };
         Train(ctx, o);
     }
