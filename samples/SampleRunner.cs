@@ -15,8 +15,13 @@ public static class SampleRunner
     [
         new("01", S01AttentionKvCache.Title, S01AttentionKvCache.Run),
         new("02", S02Mla.Title, S02Mla.Run),
+        new("03", S03MlaVsGqa.Title, S03MlaVsGqa.Run),
         new("04", S04MoeRouting.Title, S04MoeRouting.Run),
         new("05", S05LossFreeBalancing.Title, S05LossFreeBalancing.Run),
+        new("06", S06Fp8Formats.Title, S06Fp8Formats.Run),
+        new("07", S07Fp8Training.Title, S07Fp8Training.Run),
+        new("08", S08GrpoAddition.Title, S08GrpoAddition.Run),
+        new("09", S09GrpoCountdown.Title, S09GrpoCountdown.Run),
     ];
 
     /// <summary>Runs sample <paramref name="number"/> (e.g. "01"); output under <paramref name="outRoot"/>/NN.</summary>
