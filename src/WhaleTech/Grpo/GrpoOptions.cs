@@ -28,7 +28,7 @@ public sealed record GrpoOptions
     [JsonPropertyName("heads")] public int Heads { get; init; } = 4;
 
     // ---- SFT warm start --------------------------------------------------------------------------
-    [JsonPropertyName("sft_steps")] public int SftSteps { get; init; } = 375;
+    [JsonPropertyName("sft_steps")] public int SftSteps { get; init; } = 400;
     [JsonPropertyName("sft_batch")] public int SftBatch { get; init; } = 64;
     [JsonPropertyName("sft_learning_rate")] public double SftLearningRate { get; init; } = 2e-3;
     /// <summary>Share of SFT examples whose answer is correct; the rest show the format with a wrong answer.</summary>
