@@ -4,6 +4,7 @@
 //   3. score them with the weighted reward functions; (dynamic sampling: drop groups whose rewards are all
 //      equal and sample more prompts, up to max_sampling_rounds rounds)
 //   4. compute group advantages Â_i; mask truncated completions if asked
+//      (log-probs here and below are of softmax(logits / τ), the distribution the rollout sampled, as in TRL)
 //   5. for μ iterations: per micro-batch, loss = aggregate(−min(ρÂ, clip(ρ)Â) + β·KL), backward; clip the
 //      gradient norm; skip the update if it is not finite; AdamW step
 //   6. every ref_model_sync_steps steps: π_ref ← π_θ
@@ -146,8 +147,8 @@ public sealed class GrpoTrainer : IDisposable
                 for (int k = 0; k < micro; k++)
                 {
                     using var mb = batch.Rows(bounds[k], bounds[k + 1] - bounds[k]);
-                    if (o.NumIterations > 1) oldLogp[k] = mb.TokenLogProbs(Policy).LogProbs;
-                    if (Reference is not null) refLogp[k] = mb.TokenLogProbs(Reference).LogProbs;
+                    if (o.NumIterations > 1) oldLogp[k] = mb.TokenLogProbs(Policy, temperature: o.Temperature).LogProbs;
+                    if (Reference is not null) refLogp[k] = mb.TokenLogProbs(Reference, temperature: o.Temperature).LogProbs;
                 }
 
             // ---- 5: μ iterations of the clipped objective ----
@@ -166,7 +167,7 @@ public sealed class GrpoTrainer : IDisposable
                     long start = bounds[k], rows = bounds[k + 1] - bounds[k];
                     using var mb = batch.Rows(start, rows);
                     var mbMask = mask.narrow(0, start, rows);                                                            // [b, Tc]
-                    var (logp, ent) = mb.TokenLogProbs(Policy, withEntropy: true);                                      // [b, Tc]
+                    var (logp, ent) = mb.TokenLogProbs(Policy, withEntropy: true, temperature: o.Temperature);                                      // [b, Tc]
                     var old = oldLogp[k] ?? logp.detach();
                     var (perTok, low, high, kl) = GrpoLoss.PerTokenLoss(logp, old, refLogp[k], adv.narrow(0, start, rows),
                         o.Epsilon, o.EffectiveEpsilonHigh, o.Beta, o.KlEstimator);

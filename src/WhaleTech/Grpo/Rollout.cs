@@ -151,12 +151,15 @@ public sealed class PackedBatch : IDisposable
         Positions.narrow(0, start, count), Targets.narrow(0, start, count), Mask.narrow(0, start, count), PromptLength, CompletionLength);
 
     /// <summary>log π(o_t | q, o_&lt;t) of each completion token [B, Tc] (fp32), and optionally the entropy of
-    /// π(· | q, o_&lt;t) [B, Tc].</summary>
-    public (Tensor LogProbs, Tensor? Entropy) TokenLogProbs(DeepSeekLM model, bool withEntropy = false)
+    /// π(· | q, o_&lt;t) [B, Tc]. With <paramref name="temperature"/> τ ≠ 1 the logits are divided by τ first, so the
+    /// loss scores the distribution the rollout sampled from, softmax(logits / τ) (as TRL's GRPOTrainer does).</summary>
+    public (Tensor LogProbs, Tensor? Entropy) TokenLogProbs(DeepSeekLM model, bool withEntropy = false, double temperature = 1.0)
     {
         using var scope = torch.NewDisposeScope();
         var logits = model.Forward(Ids, Positions, null, Valid);                               // [B, Lp+Tc, V]
-        var lp = logits.narrow(1, PromptLength - 1, CompletionLength).to_type(ScalarType.Float32).log_softmax(-1); // [B, Tc, V]
+        var l = logits.narrow(1, PromptLength - 1, CompletionLength).to_type(ScalarType.Float32); // [B, Tc, V] fp32
+        if (temperature > 0 && temperature != 1.0) l = l / temperature;
+        var lp = l.log_softmax(-1);                                                             // [B, Tc, V]
         var tok = lp.gather(-1, Targets.unsqueeze(-1)).squeeze(-1);                             // [B, Tc]
         Tensor? ent = withEntropy ? (-(lp.exp() * lp).sum(-1)).detach().MoveToOuterDisposeScope() : null; // [B, Tc]
         return (tok.MoveToOuterDisposeScope(), ent);
