@@ -36,6 +36,7 @@ public static class TourRunner
         new TinyLmChapter(),
         new MoeBalancingChapter(),
         new Fp8Chapter(),
+        new GrpoChapter(),
     ];
 
     /// <summary>Runs every chapter with progress bars, prints a summary table and writes out/tour/report.md.</summary>
