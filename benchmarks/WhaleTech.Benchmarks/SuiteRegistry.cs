@@ -8,6 +8,8 @@ public static class SuiteRegistry
         new MatmulSuite(),
         new MicroSuite(),
         new DecodeSuite(),
+        new MoeSuite(),
+        new MlaDecodeSuite(),
         new Fp8Suite(),
     ];
 
