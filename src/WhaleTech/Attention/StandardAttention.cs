@@ -61,18 +61,20 @@ public sealed class StandardAttention : AttentionLayer
         if (ctx.Cache is { } cache)
         {
             var layer = (KvCache)cache.Layers[LayerIndex];
-            long start = ctx.Start, S = start + T;
+            long start = ctx.Start, end = start + T;
             layer.K.narrow(2, start, T).copy_(k);
             layer.V.narrow(2, start, T).copy_(v);
-            k = layer.K.narrow(2, 0, S);                                         // [B, Hkv, S, Dh]
-            v = layer.V.narrow(2, 0, S);
+            k = layer.K.narrow(2, 0, end);                                         // [B, Hkv, S, Dh]
+            v = layer.V.narrow(2, 0, end);
         }
-        long G = H / Hkv;
-        var qg = q.reshape(B, Hkv, G, T, Dh);                                    // [B, Hkv, G, T, Dh]
-        var scores = torch.matmul(qg, k.unsqueeze(2).transpose(-1, -2)).to_type(ScalarType.Float32) * scale; // [B, Hkv, G, T, S]
+        long G = H / Hkv, S = k.shape[2];
+        // The G query heads of a KV group share one K/V: fold them into rows, so each group is one plain
+        // matmul [G·T, Dh] × [Dh, S] (no broadcast of K/V over G, which libtorch would materialize).
+        var qg = q.reshape(B, Hkv, G * T, Dh);                                   // [B, Hkv, G·T, Dh]
+        var scores = torch.matmul(qg, k.transpose(-1, -2)).view(B, Hkv, G, T, S).to_type(ScalarType.Float32) * scale; // [B, Hkv, G, T, S]
         scores = scores + ctx.Mask.unsqueeze(1);                                 // mask [B, 1, 1, T, S]
         var probs = scores.softmax(-1).to_type(v.dtype);                         // fp32 softmax
-        var o = torch.matmul(probs, v.unsqueeze(2));                             // [B, Hkv, G, T, Dh]
+        var o = torch.matmul(probs.view(B, Hkv, G * T, S), v);                   // [B, Hkv, G·T, Dh]
         o = o.reshape(B, H, T, Dh).transpose(1, 2).reshape(B, T, H * Dh);       // [B, T, H·Dh]
         return o_proj.forward(o).MoveToOuterDisposeScope();                      // [B, T, D]
     }
