@@ -31,14 +31,6 @@ public static class Rollout
         model.eval();
         try
         {
-            var idsData = new long[B * L];
-            var validData = new bool[B * L];
-            for (int b = 0; b < B; b++)
-                for (int i = 0; i < prompts[b].Length; i++)
-                {
-                    idsData[b * L + L - prompts[b].Length + i] = prompts[b][i];
-                    validData[b * L + L - prompts[b].Length + i] = true;
-                }
             using var cache = model.CreateCache(B, L + N);
             var outTokens = Enumerable.Range(0, B).Select(_ => new List<int>(N)).ToArray();
             var stopped = new bool[B];
@@ -50,9 +42,7 @@ public static class Rollout
                 Tensor logits;
                 if (t == 0)
                 {
-                    var ids = torch.tensor(idsData, [B, L], device: device);
-                    var valid = torch.tensor(validData, [B, L], device: device);
-                    var positions = (valid.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);       // [B, L]
+                    var (ids, valid, positions) = Generation.LeftPad(prompts, device);                   // [B, L] each (left-padded)
                     logits = model.Forward(ids, positions, cache, valid).select(1, L - 1);               // [B, V]
                 }
                 else

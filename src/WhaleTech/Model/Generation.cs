@@ -56,18 +56,8 @@ public static class Generation
         model.eval();
         try
         {
-            // Left-pad: ids [B, L], valid [B, L], positions = index among real tokens.
-            var idsData = new long[B * L];
-            var validData = new bool[B * L];
-            for (int b = 0; b < B; b++)
-                for (int i = 0; i < prompts[b].Length; i++)
-                {
-                    idsData[b * L + L - prompts[b].Length + i] = prompts[b][i];
-                    validData[b * L + L - prompts[b].Length + i] = true;
-                }
-            using var ids = torch.tensor(idsData, [B, L], device: device);
-            using var valid = torch.tensor(validData, [B, L], device: device);
-            using var positions = (valid.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);  // [B, L]
+            var (ids, valid, positions) = LeftPad(prompts, device);                                // [B, L] each
+            using var idsScope = ids; using var validScope = valid; using var positionsScope = positions;
             using var cache = options.UseCache ? model.CreateCache(B, L + N) : null;
 
             var outTokens = new List<int>[B];
@@ -131,6 +121,27 @@ public static class Generation
         {
             model.train(wasTraining);
         }
+    }
+
+    /// <summary>Left-pads prompts into one batch: ids [B, L] (pad 0), valid [B, L] (false on padding), and RoPE
+    /// positions [B, L] = index among the row's real tokens (padding gets 0; it is masked out of attention).</summary>
+    public static (Tensor Ids, Tensor Valid, Tensor Positions) LeftPad(IReadOnlyList<int[]> prompts, Device device)
+    {
+        int B = prompts.Count, L = prompts.Max(p => p.Length);
+        var idsData = new long[B * L];
+        var validData = new bool[B * L];
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < prompts[b].Length; i++)
+            {
+                idsData[b * L + L - prompts[b].Length + i] = prompts[b][i];
+                validData[b * L + L - prompts[b].Length + i] = true;
+            }
+        var ids = torch.tensor(idsData, [B, L], device: device);
+        var valid = torch.tensor(validData, [B, L], device: device);
+        using var validLong = valid.to_type(ScalarType.Int64);
+        using var cumulative = validLong.cumsum(1);
+        using var minusOne = cumulative - 1;
+        return (ids, valid, minusOne.clamp_min(0));
     }
 
     /// <summary>Picks one token per row of <paramref name="logits"/> [B, V] (fp32 math).</summary>
