@@ -17,29 +17,25 @@ public sealed class KvCacheChapter : ITourChapter
 
     public TourSection Run(TourContext ctx, Action<double> progress)
     {
-        // DeepSeek-V3 attention shapes (config.json): H=128, Dn=128, Dr=64, Dv=128, Dc=512; MHA with head 128.
-        const int H = 128, Dh = 128, Dn = 128, Dr = 64, Dv = 128, Dc = 512;
-        var rows = new List<(string Kind, long Elements)>
-        {
-            ("MHA (128 heads)", 2L * H * Dh),
-            ("GQA-8", 2L * 8 * Dh),
-            ("MQA", 2L * Dh),
-            ("MLA materialized", (long)H * (Dn + Dr) + (long)H * Dv),
-            ("MLA latent", Dc + Dr),
-        };
+        // Per-token, per-layer KV elements at DeepSeek-V3's shapes, from the same accounting as `whale kv`.
+        var v3 = KvShape.From(ModelPresets.DeepSeekV3);
+        var rows = Enum.GetValues<KvLayout>()
+            .Select(layout => (Kind: KvAccounting.Name(v3, layout), Elements: KvAccounting.ElementsPerTokenPerLayer(v3, layout)))
+            .ToList();                                                             // [MHA, GQA-8, MQA, MLA materialized, MLA latent]
         progress(0.5);
         // The allocation check: a tiny MLA model's latent cache holds exactly layers·B·C·(Dc+Dr) elements.
         var tiny = ModelConfig.Tiny("mla", vocab: 32, hidden: 32, layers: 2, heads: 4);
         using var model = new DeepSeekLM(tiny);
         using var cache = model.CreateCache(2, 16);
-        long expected = 2L * 2 * 16 * (tiny.KvLoraRank + tiny.QkRopeHeadDim) * 4;
+        long expected = (long)KvAccounting.CacheBytes(KvShape.From(tiny), KvLayout.MlaLatent, batch: 2, context: 16, bytesPerElement: 4);
         progress(1);
         var plot = "kv_elements.png";
         PngPlot.Bars(Path.Combine(ctx.OutDir, plot), "KV cache elements per token per layer (DeepSeek-V3 shapes)", "elements", rows.Select(r => (r.Kind, (double)r.Elements)).ToList(), logY: true);
         var md = "KV elements cached per token per layer at DeepSeek-V3's attention shapes:\n\n| attention | elements | vs MHA |\n|---|---:|---:|\n" +
                  string.Join("\n", rows.Select(r => $"| {r.Kind} | {r.Elements:N0} | {100.0 * r.Elements / rows[0].Elements:F1}% |")) +
                  $"\n\nA tiny MLA model's allocated latent cache: {cache.Bytes:N0} bytes = layers × batch × slots × (Dc + Dr) × 4 = {expected:N0}.";
-        return new TourSection(Title, md, "KV/token/layer, MLA latent vs MHA", $"{Dc + Dr} vs {2 * H * Dh} elements ({100.0 * (Dc + Dr) / (2 * H * Dh):F1}%)", [plot]);
+        var (mha, latent) = (rows[0].Elements, rows[^1].Elements);
+        return new TourSection(Title, md, "KV/token/layer, MLA latent vs MHA", $"{latent} vs {mha} elements ({100.0 * latent / mha:F1}%)", [plot]);
     }
 }
 
