@@ -33,13 +33,17 @@ public static class MoeCommand
         var width = new Option<int>("--expert-width") { Description = "moe_intermediate_size.", DefaultValueFactory = _ => defaults.ExpertWidth };
         var lr = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => defaults.LearningRate };
         var gamma = new Option<double>("--gamma") { Description = "Bias update speed γ of loss-free balancing.", DefaultValueFactory = _ => defaults.Gamma };
+        var lateFrom = new Option<double>("--late-from") { Description = "Fraction of the run after which loss-free balancing switches to --late-gamma (1 = constant γ).", DefaultValueFactory = _ => 1.0 };
+        var lateGamma = new Option<double>("--late-gamma") { Description = "γ of the late phase (0 = bias frozen, as DeepSeek-V3 did for its last tokens).", DefaultValueFactory = _ => 0.0 };
+        var evalBatches = new Option<int>("--eval-batches") { Description = "Validation batches over which MaxVio_global and the val loss are measured.", DefaultValueFactory = _ => defaults.EvalBatches };
+        var only = new Option<string>("--methods") { Description = "Which methods to run: a comma-separated subset of none, aux, loss-free.", DefaultValueFactory = _ => "none,aux,loss-free" };
         var alphas = new Option<string>("--alphas") { Description = "Comma-separated aux-loss α values.", DefaultValueFactory = _ => "1e-2,1e-3,1e-4" };
         var rule = new Option<string>("--rule") { Description = "Bias update rule: sign, centred or proportional.", DefaultValueFactory = _ => "sign" };
         var threads = new Option<int>("--threads") { Description = "CPU threads for libtorch (default 1: this model's ops are too small to parallelize, and extra threads only spin).", DefaultValueFactory = _ => 1 };
         var dispatch = new Option<string>("--dispatch") { Description = "Dispatch path: sorted, bmm, expert-loop or token-loop.", DefaultValueFactory = _ => "sorted" };
         var cmd = new Command("experiment", "Train a small DeepSeekMoE LM with no balancing, aux losses α ∈ {1e-2,1e-3,1e-4} and loss-free balancing over " +
                                             "several seeds; report val loss and MaxVio_global with 95% CIs, the dilemma plot, MaxVio curves and heatmaps.")
-        { device, outDir, seeds, steps, batch, seqLen, hidden, layers, experts, topK, shared, width, lr, gamma, alphas, rule, dispatch, threads };
+        { device, outDir, seeds, steps, batch, seqLen, hidden, layers, experts, topK, shared, width, lr, gamma, lateFrom, lateGamma, alphas, rule, evalBatches, only, dispatch, threads };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -49,11 +53,15 @@ public static class MoeCommand
                 Seeds = parse.GetValue(seeds), Steps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), SequenceLength = parse.GetValue(seqLen),
                 Hidden = parse.GetValue(hidden), Layers = parse.GetValue(layers), Experts = parse.GetValue(experts), TopK = parse.GetValue(topK),
                 SharedExperts = parse.GetValue(shared), ExpertWidth = parse.GetValue(width), LearningRate = parse.GetValue(lr), Gamma = parse.GetValue(gamma),
-                Dispatch = ParseDispatch(parse.GetValue(dispatch)!),
+                Dispatch = ParseDispatch(parse.GetValue(dispatch)!), EvalBatches = parse.GetValue(evalBatches),
             }.Validate();
-            var methods = new List<BalanceMethod> { BalanceMethod.None };
-            methods.AddRange(ParseAlphas(parse.GetValue(alphas)!).Select(BalanceMethod.AuxLoss));
-            methods.Add(BalanceMethod.LossFree(o.Gamma, ParseRule(parse.GetValue(rule)!)));
+            double late = Guard.InRange("--late-from", parse.GetValue(lateFrom), 0, 1);
+            double lateG = Guard.NonNegative("--late-gamma", parse.GetValue(lateGamma));
+            var kinds = ParseMethods(parse.GetValue(only)!);
+            var methods = new List<BalanceMethod>();
+            if (kinds.Contains("none")) methods.Add(BalanceMethod.None);
+            if (kinds.Contains("aux")) methods.AddRange(ParseAlphas(parse.GetValue(alphas)!).Select(BalanceMethod.AuxLoss));
+            if (kinds.Contains("loss-free")) methods.Add(BalanceMethod.LossFree(o.Gamma, ParseRule(parse.GetValue(rule)!), late, lateG));
             var dir = parse.GetValue(outDir)!;
             AnsiConsole.MarkupLine($"[bold]MoE balancing experiment[/]: {methods.Count} methods × {o.Seeds} seeds, {o.Steps} steps each, on {dev}");
             var summary = MoeExperiment.RunAll(methods, o, dev, dir, line => AnsiConsole.WriteLine(line));
@@ -75,6 +83,14 @@ public static class MoeCommand
         "token-loop" => MoeDispatch.TokenLoop,
         _ => throw new WhaleArgumentException("--dispatch", s, "must be sorted, bmm, expert-loop or token-loop"),
     };
+
+    static HashSet<string> ParseMethods(string s)
+    {
+        var set = s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(m => m.ToLowerInvariant()).ToHashSet();
+        if (set.Count == 0 || set.Any(m => m is not ("none" or "aux" or "loss-free")))
+            throw new WhaleArgumentException("--methods", s, "must be a comma-separated subset of none, aux, loss-free");
+        return set;
+    }
 
     static BiasUpdateRule ParseRule(string s) => s.Trim().ToLowerInvariant() switch
     {

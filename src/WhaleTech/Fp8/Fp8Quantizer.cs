@@ -34,7 +34,10 @@ public enum Fp8Granularity
 /// <param name="PowerOfTwo">Round scales up to powers of two.</param>
 /// <param name="Overflow">Overflow mode of the cast (saturating by default: delayed scales can be stale).</param>
 /// <param name="UnitScale">No scaling at all (scale 1): the raw cast, to show underflow and overflow.</param>
-public sealed record Fp8Scaling(int TileSize = 128, double AmaxFloor = 1e-12, bool PowerOfTwo = false, Fp8Overflow Overflow = Fp8Overflow.Saturating, bool UnitScale = false)
+/// <param name="Cast">Who rounds to FP8: libtorch's float8 dtypes (Native, default: fastest) or the float32-op emulation
+/// (Emulated: the readable model). Bit-identical results (0 mismatches over all 2^32 float32 patterns).</param>
+public sealed record Fp8Scaling(int TileSize = 128, double AmaxFloor = 1e-12, bool PowerOfTwo = false, Fp8Overflow Overflow = Fp8Overflow.Saturating,
+                                bool UnitScale = false, Fp8CastImplementation Cast = Fp8CastImplementation.Native)
 {
     public static readonly Fp8Scaling Default = new();
 
@@ -66,7 +69,7 @@ public static class Fp8Quantizer
         var x32 = x.to_type(ScalarType.Float32);
         var amax = Amax(x32, granularity, scaling.TileSize);                           // shape of the scales
         var scales = ScaleFromAmax(amax, format, scaling);
-        var codes = Fp8Cast.Round(ApplyScales(x32, scales, granularity, scaling.TileSize, divide: true), format, scaling.Overflow);
+        var codes = Fp8Cast.Round(ApplyScales(x32, scales, granularity, scaling.TileSize, divide: true), format, scaling.Overflow, scaling.Cast);
         return new Fp8Tensor(codes.MoveToOuterDisposeScope(), scales.MoveToOuterDisposeScope(), format, granularity, scaling.TileSize);
     }
 
@@ -75,7 +78,7 @@ public static class Fp8Quantizer
     {
         scaling ??= Fp8Scaling.Default;
         using var scope = NewDisposeScope();
-        var codes = Fp8Cast.Round(ApplyScales(x.to_type(ScalarType.Float32), scales, granularity, scaling.TileSize, divide: true), format, scaling.Overflow);
+        var codes = Fp8Cast.Round(ApplyScales(x.to_type(ScalarType.Float32), scales, granularity, scaling.TileSize, divide: true), format, scaling.Overflow, scaling.Cast);
         return new Fp8Tensor(codes.MoveToOuterDisposeScope(), scales.clone().MoveToOuterDisposeScope(), format, granularity, scaling.TileSize);
     }
 

@@ -20,15 +20,19 @@ namespace WhaleTech.Moe;
 
 public enum BiasUpdateRule { None, Sign, MeanCentredSign, Proportional }
 
-/// <summary>γ as a function of the optimizer step (0-based).</summary>
-public sealed record GammaSchedule(double Gamma, long FreezeAfterStep = long.MaxValue)
+/// <summary>γ as a function of the optimizer step (0-based): <see cref="Gamma"/> before <see cref="FreezeAfterStep"/>,
+/// <see cref="LateGamma"/> from then on (0 = frozen, DeepSeek-V3's last phase; a small γ = a finer late phase).</summary>
+public sealed record GammaSchedule(double Gamma, long FreezeAfterStep = long.MaxValue, double LateGamma = 0.0)
 {
     public static GammaSchedule Constant(double gamma) => new(gamma);
 
     /// <summary>γ until <paramref name="step"/> (exclusive), then 0: the bias is frozen, as in DeepSeek-V3's last phase.</summary>
     public static GammaSchedule FreezeAfter(double gamma, long step) => new(gamma, step);
 
-    public double At(long step) => step < FreezeAfterStep ? Gamma : 0.0;
+    /// <summary>γ until <paramref name="step"/> (exclusive), then <paramref name="lateGamma"/>: coarse then fine steps.</summary>
+    public static GammaSchedule TwoPhase(double gamma, long step, double lateGamma) => new(gamma, step, lateGamma);
+
+    public double At(long step) => step < FreezeAfterStep ? Gamma : LateGamma;
 }
 
 /// <summary>Per-layer token counts of one optimizer step, as consumed by the balancer.</summary>
@@ -50,6 +54,7 @@ public sealed class LoadBalancer
         Rule = rule;
         Schedule = schedule ?? GammaSchedule.Constant(1e-3);
         Guard.NonNegative("gamma", Schedule.Gamma);
+        Guard.NonNegative("late gamma", Schedule.LateGamma);
         if (rule != BiasUpdateRule.None && layers.Count == 0)
             throw new WhaleArgumentException("layers", 0, "loss-free balancing needs at least one DeepSeekMoE layer");
     }

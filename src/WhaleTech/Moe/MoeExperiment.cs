@@ -26,9 +26,24 @@ namespace WhaleTech.Moe;
 /// <summary>One balancing method of the experiment.</summary>
 public sealed record BalanceMethod(string Name, AuxLossOptions Aux, BiasUpdateRule Rule, double Gamma)
 {
+    /// <summary>From this fraction of the run on, γ becomes <see cref="LateGamma"/> (1 = never: constant γ).</summary>
+    public double LateFrom { get; init; } = 1.0;
+    /// <summary>γ of the late phase (0 = bias frozen, as in DeepSeek-V3's last 500B tokens).</summary>
+    public double LateGamma { get; init; }
+
+    /// <summary>The γ schedule of a run of <paramref name="steps"/> optimizer steps.</summary>
+    public GammaSchedule Schedule(int steps) => LateFrom >= 1
+        ? GammaSchedule.Constant(Gamma)
+        : GammaSchedule.TwoPhase(Gamma, (long)Math.Round(LateFrom * steps), LateGamma);
+
     public static BalanceMethod None { get; } = new("none", AuxLossOptions.None, BiasUpdateRule.None, 0);
     public static BalanceMethod AuxLoss(double alpha) => new($"aux α={alpha:0.#e+0}", new AuxLossOptions(AuxLossKind.Switch, alpha), BiasUpdateRule.None, 0);
     public static BalanceMethod LossFree(double gamma, BiasUpdateRule rule = BiasUpdateRule.Sign) => new($"loss-free γ={gamma:0.#e+0}", AuxLossOptions.None, rule, gamma);
+
+    /// <summary>Loss-free with γ for the first <paramref name="lateFrom"/> of the run, then <paramref name="lateGamma"/>.</summary>
+    public static BalanceMethod LossFree(double gamma, BiasUpdateRule rule, double lateFrom, double lateGamma) => lateFrom >= 1
+        ? LossFree(gamma, rule)
+        : new BalanceMethod($"loss-free γ={gamma:0.#e+0}→{lateGamma:0.#e+0}", AuxLossOptions.None, rule, gamma) { LateFrom = lateFrom, LateGamma = lateGamma };
 
     /// <summary>The methods of Wang et al.'s comparison: none, aux α ∈ {1e-2, 1e-3, 1e-4}, loss-free sign γ.</summary>
     public static IReadOnlyList<BalanceMethod> Standard(double gamma = 1e-3) =>
@@ -117,7 +132,7 @@ public static class MoeExperiment
         model.to(device);
         var layers = MoeLayers.Find(model);
         MoeLayers.Configure(layers, o.Dispatch, method.Aux);
-        var balancer = new LoadBalancer(layers, method.Rule, GammaSchedule.Constant(method.Gamma));
+        var balancer = new LoadBalancer(layers, method.Rule, method.Schedule(o.Steps));
         var history = new LoadHistory();
         var trainer = new LmTrainer(model, new TrainOptions
         {

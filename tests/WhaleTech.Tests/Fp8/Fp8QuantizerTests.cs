@@ -33,6 +33,32 @@ public class Fp8QuantizerTests
         Assert.True((err <= bound).all().item<bool>());
     }
 
+    [Theory]
+    [InlineData(Fp8Overflow.Saturating)]
+    [InlineData(Fp8Overflow.NonSaturating)]
+    public void NativeAndEmulatedCastsGiveTheSameBits(Fp8Overflow overflow)
+    {
+        // Training uses libtorch's float8 cast (Native) for speed; the emulation is the readable model. They must agree
+        // bit for bit, specials and stale (delayed) scales that overflow included.
+        using var scope = NewDisposeScope();
+        var x = torch.randn(64, 300, generator: new torch.Generator(7)) * torch.logspace(-12, 12, 300).unsqueeze(0);
+        x[0, 0] = float.NaN; x[0, 1] = float.PositiveInfinity; x[0, 2] = float.NegativeInfinity; x[0, 3] = -1e-30f; x[0, 4] = 465f;
+        foreach (var format in new[] { Fp8Format.E4M3, Fp8Format.E5M2 })
+        {
+            var emulated = Fp8Cast.Round(x, format, overflow, Fp8CastImplementation.Emulated);
+            var native = Fp8Cast.Round(x, format, overflow, Fp8CastImplementation.Native);
+            Assert.True(emulated.view(ScalarType.Int32).equal(native.view(ScalarType.Int32)), $"{format.Name} {overflow}");
+            foreach (var g in All)
+            {
+                var scaling = Fp8Scaling.Default with { Overflow = overflow };
+                var finite = x.nan_to_num(0, 0, 0);
+                using var a = Fp8Quantizer.Quantize(finite, format, g, scaling with { Cast = Fp8CastImplementation.Emulated });
+                using var b = Fp8Quantizer.Quantize(finite, format, g, scaling with { Cast = Fp8CastImplementation.Native });
+                Assert.True(a.Codes.view(ScalarType.Int32).equal(b.Codes.view(ScalarType.Int32)), $"{format.Name} {g} {overflow}");
+            }
+        }
+    }
+
     [Fact]
     public void FinerGranularityIsNeverWorseOnOutlierChannels()
     {
