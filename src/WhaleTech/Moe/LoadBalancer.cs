@@ -83,6 +83,13 @@ public sealed class LoadBalancer
         return new StepLoad(Step++, counts);
     }
 
+    /// <summary>Drops the token counts accumulated since the last step without updating any bias: for a step the
+    /// trainer skipped (non-finite loss or gradient), so its forward does not count toward the next step's loads.</summary>
+    public void DiscardStepCounts()
+    {
+        foreach (var layer in _layers) layer.TakeStepCounts();
+    }
+
     /// <summary>The bias change of one layer for counts <paramref name="counts"/> (pure; also used by tests).</summary>
     public static float[] Delta(BiasUpdateRule rule, long[] counts, double gamma)
     {

@@ -59,6 +59,8 @@ public sealed class LmTrainer
     public List<Func<Tensor?>> AuxiliaryLosses { get; } = [];
     /// <summary>Called once after every optimizer step that was taken (e.g. the loss-free bias update).</summary>
     public List<Action<int>> AfterOptimizerStep { get; } = [];
+    /// <summary>Called once after every skipped (non-finite) step, e.g. to drop the MoE token counts of its forward.</summary>
+    public List<Action<int>> AfterSkippedStep { get; } = [];
     /// <summary>Warnings (skipped steps) go here; default Console.Error.</summary>
     public Action<string> Warn { get; set; } = s => Console.Error.WriteLine("warning: " + s);
 
@@ -107,6 +109,7 @@ public sealed class LmTrainer
         {
             Optimizer.zero_grad();
             _nonFiniteInRow++;
+            foreach (var after in AfterSkippedStep) after(Step);
             Warn($"step {Step}: non-finite {(double.IsFinite(totalValue) ? "gradient norm" : "loss")} ({(double.IsFinite(totalValue) ? gradNorm : totalValue)}); step skipped ({_nonFiniteInRow} in a row)");
             if (_nonFiniteInRow >= _o.MaxNonFiniteInRow)
                 throw new Runtime.WhaleException($"training stopped: {_nonFiniteInRow} non-finite steps in a row at step {Step} (lower the learning rate, or check the data)");

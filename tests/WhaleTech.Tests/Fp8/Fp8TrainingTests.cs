@@ -32,3 +32,29 @@ public class Fp8TrainingTests
         Assert.Equal(16, Fp8TrainingComparison.GapCurve(runs, "deepseek-v3").Length);
     }
 }
+
+/// <summary>Issue 9: a non-finite value inside an FP8 model is caught by the trainer's guard, never trained on silently.</summary>
+public class Fp8NonFiniteTests
+{
+    public Fp8NonFiniteTests() => Backend.Initialize();
+
+    [Fact]
+    public void AnInfiniteWeightSkipsStepsAndThenStopsWithAClearError()
+    {
+        torch.manual_seed(2);
+        var cfg = ModelConfig.Tiny("mla", vocab: 20, hidden: 32, layers: 1, heads: 2);
+        using var model = new DeepSeekLM(cfg, Fp8Linears.Factory(Fp8Recipe.DeepSeekV3));
+        var trainer = new WhaleTech.Training.LmTrainer(model, new WhaleTech.Training.TrainOptions { Steps = 10, MaxNonFiniteInRow = 2 }) { Warn = _ => { } };
+        using var x = torch.randint(0, 20, [2, 8]);
+        using var y = torch.randint(0, 20, [2, 8]);
+        var victim = model.named_parameters().First(p => p.name.EndsWith("o_proj.weight")).parameter;
+        using (torch.no_grad()) victim[0, 0] = float.PositiveInfinity;     // a blown-up weight: its 128×128 block's scale becomes inf
+        var before = model.parameters().Select(p => p.detach().clone()).ToList();
+        Assert.True(trainer.TrainStep(x, y).Skipped);
+        foreach (var (p, b) in model.parameters().Zip(before))
+            Assert.True(p.isnan().logical_not().all().item<bool>() && p.isinf().sum().item<long>() == b.isinf().sum().item<long>(),
+                        "a skipped step must not spread NaN/inf into the weights");
+        var error = Assert.Throws<WhaleException>(() => trainer.TrainStep(x, y));
+        Assert.Contains("non-finite", error.Message);
+    }
+}

@@ -135,3 +135,35 @@ public class BalancingTests
         return (vio.TakeLast(20).Average(), vio.Take(5).Average());
     }
 }
+
+/// <summary>Issue 9: a skipped (non-finite) training step moves no bias and its token counts do not leak into the next step.</summary>
+public class BalancingNonFiniteTests
+{
+    [Fact]
+    public void SkippedStepsMoveNoBiasAndTheirCountsAreDropped()
+    {
+        torch.manual_seed(5);
+        var cfg = WhaleTech.Model.ModelConfig.Tiny("mla", vocab: 20, hidden: 16, layers: 1, heads: 2) with
+        {
+            NRoutedExperts = 4, NumExpertsPerTok = 2, NSharedExperts = 1, MoeIntermediateSize = 8,
+        };
+        using var model = new WhaleTech.Model.DeepSeekLM(cfg);
+        var layers = MoeLayers.Find(model);
+        var balancer = new LoadBalancer(layers, BiasUpdateRule.Sign, GammaSchedule.Constant(0.01));
+        var trainer = new WhaleTech.Training.LmTrainer(model, new WhaleTech.Training.TrainOptions { Steps = 10 }) { Warn = _ => { } };
+        var loads = new List<StepLoad>();
+        trainer.AfterOptimizerStep.Add(_ => loads.Add(balancer.AfterOptimizerStep()));
+        trainer.AfterSkippedStep.Add(_ => balancer.DiscardStepCounts());
+        bool inject = true;
+        trainer.AuxiliaryLosses.Add(() => inject ? torch.tensor(float.NaN) : null);
+        using var x = torch.randint(0, 20, [2, 6]);
+        using var y = torch.randint(0, 20, [2, 6]);
+        Assert.True(trainer.TrainStep(x, y).Skipped);
+        Assert.Empty(loads);
+        Assert.Equal(0f, layers[0].gate.Bias.abs().sum().item<float>());
+        inject = false;
+        Assert.False(trainer.TrainStep(x, y).Skipped);
+        Assert.Single(loads);
+        Assert.Equal(2 * 6 * 2, loads[0].Counts[0].Sum());     // this step's 12 tokens × top-2 only, not the skipped step's too
+    }
+}
