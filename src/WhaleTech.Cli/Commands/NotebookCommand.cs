@@ -12,9 +12,10 @@ public static class NotebookCommand
         var path = new Argument<string>("path") { Description = "The .ipynb notebook (nbformat 4, C# code cells)." };
         var device = Cli.DeviceOption();
         var output = new Option<string?>("--out") { Description = "Write the executed notebook here instead of back into <path>." };
+        var timeout = new Option<double>("--cell-timeout") { Description = "Seconds one cell may run before the run fails with a timeout in that cell (0 = no limit).", DefaultValueFactory = _ => 1800 };
         var run = new Command("run", "Execute the code cells in order (one C# script session), store their outputs in the notebook, stop at the first failing cell.")
         {
-            path, device, output,
+            path, device, output, timeout,
         };
         run.SetAction(parse =>
         {
@@ -23,6 +24,7 @@ public static class NotebookCommand
             {
                 Device = parse.GetValue(device)!,
                 OutputPath = parse.GetValue(output),
+                CellTimeout = Runtime.Guard.NonNegative("--cell-timeout", parse.GetValue(timeout)) is var t && t > 0 ? TimeSpan.FromSeconds(t) : null,
                 OnCell = c => Console.WriteLine($"  cell {c.CellNumber,3}  In [{c.ExecutionCount}]  {c.Elapsed.TotalSeconds,6:F2} s  {(c.Succeeded ? "ok" : "FAILED")}"),
             });
             Console.WriteLine($"{result.Cells.Count} code cells ran in {result.Total.TotalSeconds:F1} s; wrote {result.OutputPath}");

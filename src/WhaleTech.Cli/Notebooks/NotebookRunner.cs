@@ -23,6 +23,10 @@ public sealed record NotebookRunOptions
     public string Device { get; init; } = "auto";
     /// <summary>Where to write the executed notebook; null = back into the input file.</summary>
     public string? OutputPath { get; init; }
+    /// <summary>Longest a single cell may run; null = no limit. A cell past it fails the run (the notebook is written
+    /// with a timeout error in that cell). The cell's thread cannot be killed: the CLI exits, a library caller
+    /// should treat the session as lost.</summary>
+    public TimeSpan? CellTimeout { get; init; }
     /// <summary>Called after each code cell (the CLI prints progress).</summary>
     public Action<CellReport>? OnCell { get; init; }
 }
@@ -76,6 +80,8 @@ public static class NotebookRunner
         options ??= new NotebookRunOptions();
         var notebook = NotebookDocument.Load(path);
         var device = Backend.ResolveDevice(options.Device);
+        if (options.CellTimeout is { } limit && limit <= TimeSpan.Zero)
+            throw new WhaleArgumentException("cell timeout", limit, "must be positive (or null for no limit)");
         string outputPath = options.OutputPath ?? path;
         var total = Stopwatch.StartNew();
         var reports = new List<CellReport>();
@@ -101,9 +107,15 @@ public static class NotebookRunner
                 using (ConsoleRouter.Capture(outputs))
                 using (Display.Capture(outputs.Add))
                 {
-                    state = state is null
-                        ? await CSharpScript.RunAsync(source, DefaultScriptOptions).ConfigureAwait(false)
-                        : await state.ContinueWithAsync(source, DefaultScriptOptions).ConfigureAwait(false);
+                    // Compile first (outside the timeout), then run on its own task so a runaway cell can be abandoned.
+                    var previous = state;
+                    var script = previous is null ? CSharpScript.Create(source, DefaultScriptOptions) : previous.Script.ContinueWith(source, DefaultScriptOptions);
+                    var errors = script.Compile().Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
+                    if (errors.Count > 0) throw new CompilationErrorException(string.Join("; ", errors.Select(Describe)), [.. errors]);
+                    var cell = Task.Run(() => previous is null ? script.RunAsync() : script.RunFromAsync(previous));
+                    if (options.CellTimeout is { } timeout && await Task.WhenAny(cell, Task.Delay(timeout)).ConfigureAwait(false) != cell)
+                        throw new TimeoutException($"the cell ran longer than the cell timeout of {timeout.TotalSeconds:0.#} s");
+                    state = await cell.ConfigureAwait(false);
                 }
                 // A cell ending in an expression without ';' has a value; one ending in a statement has none (null).
                 if (state.ReturnValue is { } value)

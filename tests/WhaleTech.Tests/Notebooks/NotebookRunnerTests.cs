@@ -104,6 +104,22 @@ public class NotebookRunnerTests : IDisposable
     }
 
     [Fact]
+    public void ACellPastTheTimeoutFailsTheRunAndIsNamed()
+    {
+        var path = Write("slow.ipynb",
+            Code("var a = 1;"),
+            Code("System.Threading.Thread.Sleep(5000);"),
+            Code("Console.WriteLine(\"never\");"));
+        var e = Assert.Throws<NotebookCellException>(() => NotebookRunner.Run(path, new NotebookRunOptions { Device = "cpu", CellTimeout = TimeSpan.FromSeconds(1) }));
+        Assert.Equal(2, e.CellNumber);
+        Assert.Contains("cell timeout", e.Message);
+        var cells = Cells(path);
+        Assert.Equal("TimeoutException", ((JsonArray)cells[1]!["outputs"]!).Last()!["ename"]!.GetValue<string>());
+        Assert.Empty((JsonArray)cells[2]!["outputs"]!);
+        Assert.Throws<WhaleArgumentException>(() => NotebookRunner.Run(path, new NotebookRunOptions { Device = "cpu", CellTimeout = TimeSpan.Zero }));
+    }
+
+    [Fact]
     public void ACompileErrorNamesTheCellAndTheLine()
     {
         var path = Write("compile.ipynb", Code("#!csharp\nvar ok = 1;"), Code("// comment\nint x = \"text\";"));
@@ -145,7 +161,7 @@ public class NotebookRunnerTests : IDisposable
         var source = Path.Combine(RepositoryRoot(), "notebooks", name);
         var copy = Path.Combine(_dir, name);
         File.Copy(source, copy);
-        var result = NotebookRunner.Run(copy, new NotebookRunOptions { Device = "cpu" });
+        var result = NotebookRunner.Run(copy, new NotebookRunOptions { Device = "cpu", CellTimeout = TimeSpan.FromMinutes(5) });
         Assert.NotEmpty(result.Cells);
         Assert.All(result.Cells, c => Assert.True(c.Succeeded));
     }
