@@ -31,10 +31,9 @@ public static class GenerateCommand
             if (!File.Exists(Path.Combine(dir, "config.json")))
                 throw new WhaleArgumentException("--model", dir, "must be a folder with config.json and model.safetensors (train one with `whale train lm`)");
             var mode = Guard.OneOf("--mla-mode", parse.GetValue(mla)!, "auto", "naive", "absorbed");
-            var cfg = ModelConfig.Load(Path.Combine(dir, "config.json"));
-            using var lm = new DeepSeekLM(cfg);
-            StateDict.Load(lm, CheckpointReader.Open(dir));
-            lm.to(dev);
+            var (lm, _) = DeepSeekLM.FromPretrained(dir, device: dev);   // single or sharded, FP8 dequantized (docs/hf-interop.md)
+            using var lmScope = lm;
+            var cfg = lm.Config;
             lm.SetMlaMode(mode switch { "naive" => MlaMode.Naive, "absorbed" => MlaMode.Absorbed, _ => MlaMode.Auto });
             var tok = new CharTokenizer();
             if (tok.VocabSize != cfg.VocabSize)

@@ -44,6 +44,10 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
     public int LatentDim { get; }
     public double SoftmaxScale { get; }
 
+    /// <summary>ε of q_a_layernorm and kv_a_layernorm: 1e-6 whatever rms_norm_eps says, as DeepSeek's model.py
+    /// (RMSNorm(q_lora_rank), RMSNorm(kv_lora_rank)) and transformers' DeepseekV2/V3 build them (docs/hf-interop.md).</summary>
+    public const double LatentNormEps = 1e-6;
+
     /// <summary>Inference path; changeable at any time, but a cache must be created under the mode that uses it.</summary>
     public MlaMode Mode { get; set; } = MlaMode.Auto;
     /// <summary>In auto mode, a step absorbs when it has fewer than this many new tokens AND attends to earlier
@@ -62,12 +66,12 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
         if (cfg.QLoraRank is int dq)
         {
             q_a_proj = linear(cfg.HiddenSize, dq, cfg.AttentionBias, prefix + ".q_a_proj");
-            q_a_layernorm = new RmsNorm(dq, cfg.RmsNormEps);
+            q_a_layernorm = new RmsNorm(dq, LatentNormEps);
             q_b_proj = linear(dq, Heads * qkHead, false, prefix + ".q_b_proj");
         }
         else q_proj = linear(cfg.HiddenSize, Heads * qkHead, false, prefix + ".q_proj");
         kv_a_proj_with_mqa = linear(cfg.HiddenSize, LatentDim + RopeDim, cfg.AttentionBias, prefix + ".kv_a_proj_with_mqa");
-        kv_a_layernorm = new RmsNorm(LatentDim, cfg.RmsNormEps);
+        kv_a_layernorm = new RmsNorm(LatentDim, LatentNormEps);
         kv_b_proj = linear(LatentDim, Heads * (NopeDim + ValueDim), false, prefix + ".kv_b_proj");
         o_proj = linear(Heads * ValueDim, cfg.HiddenSize, cfg.AttentionBias, prefix + ".o_proj");
         double mscale = cfg.RopeScaling is { } rs && rs.MscaleAllDim != 0 ? RotaryEmbedding.YarnMscale(rs.Factor, rs.MscaleAllDim) : 1.0;

@@ -23,15 +23,23 @@ public sealed record LoadReport(IReadOnlyList<string> Loaded, IReadOnlyList<stri
 
 public static class StateDict
 {
-    /// <summary>The module's parameters and persistent buffers, named as the module reports them, prefixed.</summary>
+    /// <summary>The module's parameters and persistent buffers, named as the module reports them, prefixed.
+    /// Buffers a submodule declares non-persistent (<see cref="INonPersistentBuffers"/>) are left out.</summary>
     public static List<(string Name, Tensor Tensor)> Entries(nn.Module module, string prefix = "")
     {
         ArgumentNullException.ThrowIfNull(module);
+        var skip = NonPersistentBuffers.Names(module);
         var list = new List<(string, Tensor)>();
         foreach (var (name, p) in module.named_parameters()) list.Add((prefix + name, p));
-        foreach (var (name, b) in module.named_buffers()) list.Add((prefix + name, b));
+        foreach (var (name, b) in module.named_buffers()) if (!skip.Contains(name)) list.Add((prefix + name, b));
         return list;
     }
+
+    /// <summary>Loads from any tensor source: its names, each one's stored (dtype, shape), and a reader.
+    /// Used by <see cref="HubCheckpoint"/> for views that rename or split stored tensors.</summary>
+    public static LoadReport Load(nn.Module module, IReadOnlyList<string> names, Func<string, (SafeTensorsDType DType, long[] Shape)> describe,
+                                  Func<string, Device, Tensor> load, bool strict, string source, string prefix = "")
+        => LoadCore(module, names, n => describe(n), load, strict, prefix, source);
 
     /// <summary>Writes the module's weights to one safetensors file (atomically). Metadata defaults to
     /// {"format": "pt"}, which transformers expects.</summary>

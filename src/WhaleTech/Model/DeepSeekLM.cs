@@ -32,7 +32,7 @@ public sealed class DeepSeekModel : nn.Module
     }
 }
 
-public sealed class DeepSeekLM : nn.Module<Tensor, Tensor>
+public sealed partial class DeepSeekLM : nn.Module<Tensor, Tensor>
 {
     private readonly DeepSeekModel model;
     private readonly nn.Module<Tensor, Tensor>? lm_head;

@@ -40,8 +40,11 @@ public sealed class Routing : IDisposable
     }
 }
 
-/// <summary>The router of one DeepSeekMoE layer; HF names `gate.weight` [E, D] and `gate.e_score_correction_bias` [E].</summary>
-public sealed class Router : nn.Module
+/// <summary>The router of one DeepSeekMoE layer; HF names `gate.weight` [E, D] and `gate.e_score_correction_bias` [E].
+/// The bias is part of the checkpoint only for topk_method "noaux_tc" (DeepSeek-V3); V2's "greedy" and
+/// "group_limited_greedy" checkpoints have no such key, so there it is a non-persistent buffer (zeros unless an
+/// experiment moves it), neither saved nor expected on load — PyTorch's register_buffer(persistent=False).</summary>
+public sealed class Router : nn.Module, IO.INonPersistentBuffers
 {
     public const string BiasName = "e_score_correction_bias";
 
@@ -78,6 +81,11 @@ public sealed class Router : nn.Module
 
     /// <summary>b, [E] fp32: the auxiliary-loss-free balancing bias (selection only).</summary>
     public Tensor Bias => get_buffer(BiasName)!;
+
+    /// <summary>True when the bias is saved and loaded with the weights (topk_method "noaux_tc").</summary>
+    public bool BiasIsPersistent => TopkMethod == "noaux_tc";
+
+    IReadOnlyCollection<string> IO.INonPersistentBuffers.NonPersistentBufferNames => BiasIsPersistent ? [] : [BiasName];
 
     /// <summary>Routes tokens <paramref name="x"/> [N, D] of any floating dtype.</summary>
     public Routing Route(Tensor x)

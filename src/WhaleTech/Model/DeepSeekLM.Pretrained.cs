@@ -1,0 +1,22 @@
+// Hugging Face interop of DeepSeekLM, transformers-style: FromPretrained / SavePretrained on a checkpoint
+// folder (config.json + safetensors, single or sharded, FP8 block-scaled weights dequantized on load).
+// The work is done by IO/HubCheckpoint (load view, MTP keys, fused experts) and IO/HubCheckpointWriter
+// (shards, index, FP8, atomic folder swap); docs/hf-interop.md lists what matches transformers and what not.
+using WhaleTech.IO;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Model;
+
+public sealed partial class DeepSeekLM
+{
+    /// <summary>Loads a Hub checkpoint folder. Strict (default): a missing or unexpected tensor name is an error
+    /// naming them all; lenient: they are reported in the LoadReport. MTP layers (model.layers.{num_hidden_layers}.*)
+    /// need MTP modules, or a lenient load.</summary>
+    public static (DeepSeekLM Model, LoadReport Report) FromPretrained(string folder, bool strict = true, Device? device = null, ScalarType? dtype = null)
+        => HubCheckpoint.Load(folder, strict, device, dtype);
+
+    /// <summary>Saves as a Hub checkpoint folder transformers loads: sharded (+ model.safetensors.index.json) when
+    /// larger than <paramref name="maxShardBytes"/>, optionally with FP8 weights; atomically.</summary>
+    public HubSaveReport SavePretrained(string folder, long maxShardBytes = HubCheckpoint.DefaultMaxShardBytes, bool fp8 = false)
+        => HubCheckpoint.Save(this, folder, maxShardBytes, fp8);
+}
