@@ -12,6 +12,7 @@ public static class SuiteRegistry
         new MlaDecodeSuite(),
         new MemorySuite(),
         new Fp8Suite(),
+        new SpeculativeSuite(),
     ];
 
     public static ISuite? Find(string name) => All.FirstOrDefault(s => s.Name == name);

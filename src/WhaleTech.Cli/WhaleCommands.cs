@@ -24,6 +24,7 @@ public static class WhaleCommands
             MoeCommand.Build(),
             GrpoCommand.Build(),
             Fp8Command.Build(),
+            MtpCommand.Build(),
         })
             root.Subcommands.Add(command);
         return root;
