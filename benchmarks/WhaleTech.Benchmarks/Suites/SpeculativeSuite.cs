@@ -31,11 +31,7 @@ public sealed class SpeculativeSuite : ISuite
             using var _ = model;
             var last = history[^1];
             var s = MtpExperiment.MeasureDecode(model, MtpExperiment.DefaultPrompts, newTokens, device, options.Warmup, options.Repetitions);
-            result.AddRow("plain").With("layers", l).Add("tokens_per_s", s.PlainTokensPerSecond, "tokens/s");
-            result.AddRow("speculative").With("layers", l).Add("tokens_per_s", s.SpeculativeTokensPerSecond, "tokens/s")
-                .Add("speed_up", s.SpeedUp, "×").Add("acceptance_rate", s.AcceptanceRate, "").Add("tokens_per_forward", s.TokensPerForward, "")
-                .Add("identical_tokens", s.AllSame ? 1 : 0, "bool").Add("eval_loss", last.EvalLoss ?? double.NaN, "nats")
-                .Add("mtp_loss", last.MtpLosses?[0] ?? double.NaN, "nats");
+            MtpExperiment.AddTo(result, s, model.Config, last);
             Console.WriteLine($"  {l} layers: acceptance {s.AcceptanceRate:P1}, {s.TokensPerForward:F2} tokens/forward, plain {s.PlainTokensPerSecond:F0} tokens/s, " +
                               $"speculative {s.SpeculativeTokensPerSecond:F0} tokens/s, speed-up {s.SpeedUp:F2}×, identical {s.AllSame}");
         }

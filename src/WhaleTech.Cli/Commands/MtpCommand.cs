@@ -82,8 +82,9 @@ public static class MtpCommand
         var newTokens = new Option<int>("--new-tokens") { Description = "Tokens to generate per prompt (no stop token: both decoders do the same work).", DefaultValueFactory = _ => 64 };
         var reps = new Option<int>("--repetitions") { Description = "Timed runs per prompt and decoder (the median is reported).", DefaultValueFactory = _ => 7 };
         var warmup = new Option<int>("--warmup") { Description = "Untimed runs first.", DefaultValueFactory = _ => 2 };
+        var outDir = new Option<string?>("--out") { Description = "Also write the result as mtp-speculate-<layers>l.json/.md/.png (with the machine's description) into this folder." };
         var cmd = new Command("speculate", "Greedy decoding vs MTP speculative decoding of a saved model: identical tokens, acceptance rate, speed-up.")
-        { device, model, prompts, newTokens, reps, warmup };
+        { device, model, prompts, newTokens, reps, warmup, outDir };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -109,6 +110,17 @@ public static class MtpCommand
                              Markup.Escape(r.Completion.Replace("\n", "⏎")));
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLine($"acceptance {s.AcceptanceRate:P1}, {s.TokensPerForward:F2} tokens per main forward; plain {s.PlainTokensPerSecond:F0} tokens/s, speculative {s.SpeculativeTokensPerSecond:F0} tokens/s: [bold]speed-up {s.SpeedUp:F2}×[/]; identical tokens: {(s.AllSame ? "yes" : "[red]NO[/]")}");
+            if (parse.GetValue(outDir) is { } folder)
+            {
+                var result = new Bench.BenchmarkResult($"mtp-speculate-{cfg.NumHiddenLayers}l", "MTP speculative vs plain greedy decoding (batch 1) of " + dir,
+                                                       MachineInfo.Collect(dev)) { Plot = new Bench.PlotSpec("tokens_per_s", "layers") };
+                result.With("device", dev.ToString()).With("new_tokens", n).With("repetitions", parse.GetValue(reps)).With("warmup", parse.GetValue(warmup))
+                      .With("torch_threads", TorchSharp.torch.get_num_threads());
+                result.Command = "whale " + string.Join(" ", parse.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value));
+                MtpExperiment.AddTo(result, s, cfg);
+                var files = Bench.ResultWriter.Write(result, folder);
+                AnsiConsole.MarkupLine($"wrote {Markup.Escape(files.Json)}");
+            }
             return s.AllSame ? 0 : 1;
         });
         return cmd;

@@ -111,6 +111,22 @@ public static class MtpExperiment
                                       total / (plainTotalMs / 1000), total / (specTotalMs / 1000), rows.All(r => r.SameTokens));
     }
 
+    /// <summary>The measurement as a benchmark result (JSON + Markdown + PNG via Bench.ResultWriter): rows "plain" and
+    /// "speculative" at x = the model's layer count, plus one "prompt" row per prompt.</summary>
+    public static BenchmarkResult AddTo(BenchmarkResult result, SpeculativeSummary s, ModelConfig cfg, StepMetrics? lastStep = null)
+    {
+        int layers = cfg.NumHiddenLayers;
+        result.AddRow("plain").With("layers", layers).With("hidden", cfg.HiddenSize).Add("tokens_per_s", s.PlainTokensPerSecond, "tokens/s");
+        var row = result.AddRow("speculative").With("layers", layers).With("hidden", cfg.HiddenSize).With("mtp_depth", cfg.NumNextnPredictLayers)
+            .Add("tokens_per_s", s.SpeculativeTokensPerSecond, "tokens/s").Add("speed_up", s.SpeedUp, "×")
+            .Add("acceptance_rate", s.AcceptanceRate, "").Add("tokens_per_forward", s.TokensPerForward, "").Add("identical_tokens", s.AllSame ? 1 : 0, "bool");
+        if (lastStep is { } m) row.Add("eval_loss", m.EvalLoss ?? double.NaN, "nats").Add("mtp_loss", m.MtpLosses?[0] ?? double.NaN, "nats");
+        foreach (var p in s.Prompts)
+            result.AddRow("prompt").With("layers", layers).With("prompt", p.Prompt).Add("plain_ms", p.PlainMs, "ms").Add("speculative_ms", p.SpeculativeMs, "ms")
+                .Add("acceptance_rate", p.AcceptanceRate, "").Add("tokens_per_forward", p.TokensPerForward, "").Add("identical_tokens", p.SameTokens ? 1 : 0, "bool");
+        return result;
+    }
+
     static double TimeMs(Device device, Action body)
     {
         Runtime.Backend.Synchronize(device);
