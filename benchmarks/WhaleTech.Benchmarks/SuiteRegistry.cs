@@ -13,6 +13,7 @@ public static class SuiteRegistry
         new MemorySuite(),
         new Fp8Suite(),
         new RolloutSuite(),
+        new SpeculativeSuite(),
     ];
 
     public static ISuite? Find(string name) => All.FirstOrDefault(s => s.Name == name);

@@ -25,6 +25,7 @@ public static class WhaleCommands
             GrpoCommand.Build(),
             Fp8Command.Build(),
             CheckpointCommand.Build(),
+            MtpCommand.Build(),
         })
             root.Subcommands.Add(command);
         return root;

@@ -55,6 +55,18 @@ public sealed class InferenceCache : IDisposable
     /// <summary>Moves past the <paramref name="newTokens"/> slots just written.</summary>
     public void Advance(long newTokens) => Length += newTokens;
 
+    /// <summary>Rolls the cache back to its first <paramref name="length"/> slots (speculative decoding drops the
+    /// rejected draft tokens this way). Works for every layer kind (K/V, naive or absorbed MLA latent): slots
+    /// ≥ Length are marked empty, and their stale layer tensors are never read, because every attention step
+    /// first writes slots [Length, Length+T) and then reads only [0, Length+T).</summary>
+    public void Truncate(long length)
+    {
+        if (length < 0 || length > Length)
+            throw new Runtime.WhaleArgumentException("length", length, $"must be in [0, Length = {Length}] (a cache can only be rolled back)");
+        KeyValid.narrow(1, length, Capacity - length).fill_(false);
+        Length = length;
+    }
+
     public void Dispose()
     {
         KeyValid.Dispose();

@@ -9,6 +9,8 @@
 //   lenient: missing names keep their current values, unexpected ones are skipped; both are reported.
 // Shape mismatches and integer/float mismatches are errors in both modes; a float tensor loads into a
 // float parameter of another precision (converted, e.g. a dequantized FP8 weight into a BF16 model).
+// A DeepSeekLM with multi-token prediction modules uses the Hub's MTP names (model.layers.{N+k−1}.…) and
+// writes/reads the Hub's copies of the shared embedding and head (MultiTokenPrediction.HubEntries).
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
@@ -32,7 +34,8 @@ public static class StateDict
         var list = new List<(string, Tensor)>();
         foreach (var (name, p) in module.named_parameters()) list.Add((prefix + name, p));
         foreach (var (name, b) in module.named_buffers()) if (!skip.Contains(name)) list.Add((prefix + name, b));
-        return list;
+        // Multi-token prediction: the Hub's names and copies of the shared embedding/head (MultiTokenPrediction.HubEntries).
+        return module is DeepSeekLM lm ? MultiTokenPrediction.HubEntries(lm, list, prefix) : list;
     }
 
     /// <summary>Loads from any tensor source: its names, each one's stored (dtype, shape), and a reader.
@@ -96,13 +99,24 @@ public static class StateDict
             if (dtype != targetType && !(dtype.IsFloatingPoint() && targetType.IsFloatingPoint()))
                 problems.Add($"'{name}' is {dtype} in the file but {targetType} in the model");
         }
+        // The Hub stores copies of the embedding/head shared with the MTP modules; they must equal the main tensors
+        // (strict: an error naming the copy; lenient: the main tensor wins and the copy is reported as skipped).
+        var skipped = new HashSet<string>(StringComparer.Ordinal);
+        if (module is DeepSeekLM mtpModel && problems.Count == 0)
+            foreach (var (copy, sourceName, _) in MultiTokenPrediction.SharedCopies(mtpModel, prefix).Where(c => have.Contains(c.Copy) && have.Contains(c.Source)))
+            {
+                using var scope = NewDisposeScope();
+                if (describe(copy).Item2.SequenceEqual(describe(sourceName).Item2) && load(copy, CPU).eq(load(sourceName, CPU)).all().item<bool>()) continue;
+                if (strict) problems.Add($"'{copy}' must equal '{sourceName}' (the MTP module shares that tensor with the main model)");
+                else { skipped.Add(copy); unexpected.Add(copy); }
+            }
         if (problems.Count > 0)
             throw new WhaleFormatException(source, $"cannot load into {module.GetName()} ({(strict ? "strict" : "lenient")}): " + string.Join("; ", problems));
 
         var loaded = new List<string>();
         using (no_grad())
         {
-            foreach (var (name, target) in targets.Where(t => have.Contains(t.Name)))
+            foreach (var (name, target) in targets.Where(t => have.Contains(t.Name) && !skipped.Contains(t.Name)))
             {
                 using var scope = NewDisposeScope();
                 target.copy_(load(name, target.device)); // converts float precision when they differ

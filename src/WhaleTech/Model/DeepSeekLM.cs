@@ -3,6 +3,8 @@
 // Parameter names are the HF DeepseekV3ForCausalLM keys: model.embed_tokens.weight,
 // model.layers.{i}.self_attn.*, model.layers.{i}.mlp.*, model.layers.{i}.input_layernorm.weight,
 // model.layers.{i}.post_attention_layernorm.weight, model.norm.weight, lm_head.weight.
+// With num_nextn_predict_layers = D > 0 the model also holds D multi-token-prediction modules (DeepSeek-V3 §2.2,
+// MultiTokenPrediction.cs), saved as model.layers.{N}…{N+D−1} like the Hub's checkpoints.
 //
 // Shapes: B batch, T new tokens, D hidden, V vocab.
 using TorchSharp;
@@ -36,6 +38,7 @@ public sealed partial class DeepSeekLM : nn.Module<Tensor, Tensor>
 {
     private readonly DeepSeekModel model;
     private readonly nn.Module<Tensor, Tensor>? lm_head;
+    private readonly TorchSharp.Modules.ModuleList<MtpModule>? mtp;   // null when num_nextn_predict_layers = 0
     public ModelConfig Config { get; }
 
     /// <param name="linear">Makes every projection (default: nn.Linear); pass an FP8 factory to simulate FP8.</param>
@@ -47,6 +50,9 @@ public sealed partial class DeepSeekLM : nn.Module<Tensor, Tensor>
         moe ??= DefaultMoe;
         model = new DeepSeekModel(config, linear, moe);
         if (!config.TieWordEmbeddings) lm_head = linear(config.HiddenSize, config.VocabSize, false, "lm_head");
+        if (config.NumNextnPredictLayers > 0)
+            mtp = new TorchSharp.Modules.ModuleList<MtpModule>(Enumerable.Range(1, config.NumNextnPredictLayers)
+                .Select(k => new MtpModule(config, k, model.rotary_emb, linear, moe)).ToArray());
         RegisterComponents();
     }
 
@@ -56,6 +62,10 @@ public sealed partial class DeepSeekLM : nn.Module<Tensor, Tensor>
     public IReadOnlyList<DecoderBlock> Layers => model.layers.ToList();
     public RotaryEmbedding Rotary => model.rotary_emb;
     public TorchSharp.Modules.Embedding Embedding => model.embed_tokens;
+    /// <summary>The D multi-token-prediction modules (empty when num_nextn_predict_layers = 0).</summary>
+    public IReadOnlyList<MtpModule> MtpModules => mtp?.ToList() ?? [];
+    /// <summary>The output head's matrix [V, D] (lm_head.weight, or the embedding when tied).</summary>
+    public Tensor HeadWeight => lm_head is null ? model.embed_tokens.weight! : lm_head.get_parameter("weight")!;
 
     /// <summary>Training / full recomputation: logits [B, T, V] for token ids [B, T] at positions 0…T−1.</summary>
     public override Tensor forward(Tensor ids) => Forward(ids);
@@ -101,6 +111,42 @@ public sealed partial class DeepSeekLM : nn.Module<Tensor, Tensor>
         return model.norm.forward(h).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Training with multi-token prediction (DeepSeek-V3 eqs. 21–23): the main logits [B, T, V] and, for each
+    /// depth k = 1…D, module k's logits [B, T−k, V] at positions 0…T−k−1, which predict token t_{i+k+1}
+    /// (the targets shifted by k). One forward of the main model feeds all modules.</summary>
+    public (Tensor Logits, Tensor[] MtpLogits) ForwardWithMtp(Tensor ids)
+    {
+        if (mtp is null) throw new Runtime.WhaleArgumentException("num_nextn_predict_layers", 0, "must be ≥ 1 to train with multi-token prediction");
+        long T = ids.dim() == 2 ? ids.shape[1] : 0;
+        if (T <= mtp.Count) throw new Runtime.WhaleArgumentException("sequence length", T, $"must exceed num_nextn_predict_layers = {mtp.Count} (module k needs T − k ≥ 1 positions)");
+        using var scope = torch.NewDisposeScope();
+        var h = ForwardHidden(ids);                                                   // [B, T, D] = h^0
+        var logits = Head(h);                                                         // [B, T, V]
+        var mtpLogits = new Tensor[mtp.Count];
+        var prev = h;
+        foreach (var module in mtp)
+        {
+            int k = module.Depth;
+            long len = T - k;
+            var ctx = MultiTokenPrediction.Context(ids.shape[0], len, null, ids.device);
+            var emb = model.embed_tokens.forward(ids.narrow(1, k, len));               // [B, T−k, D]: Emb(t_{i+k})
+            var hk = module.Forward(prev.narrow(1, 0, len), emb, ctx);                // [B, T−k, D]
+            mtpLogits[k - 1] = Head(module.HeadInput(hk)).MoveToOuterDisposeScope();  // [B, T−k, V]
+            prev = hk;
+        }
+        return (logits.MoveToOuterDisposeScope(), mtpLogits);
+    }
+
+    /// <summary>Allocates the MTP modules' KV cache (one layer per module, all advancing together).</summary>
+    public InferenceCache CreateMtpCache(long batch, long capacity)
+    {
+        if (mtp is null) throw new Runtime.WhaleArgumentException("num_nextn_predict_layers", 0, "must be ≥ 1 for an MTP cache");
+        var w = model.embed_tokens.weight!;
+        if (capacity > Config.MaxPositionEmbeddings)
+            throw new Runtime.WhaleArgumentException("capacity", capacity, $"must be ≤ max_position_embeddings = {Config.MaxPositionEmbeddings}");
+        return new InferenceCache(batch, capacity, w.device, j => mtp[j].Block.Attention.CreateCache(batch, capacity, w.dtype, w.device), mtp.Count);
+    }
+
     void CheckTokens(Tensor ids, Tensor positions)
     {
         if (ids.numel() == 0) return;
@@ -124,6 +170,7 @@ public sealed partial class DeepSeekLM : nn.Module<Tensor, Tensor>
     public void SetMlaMode(MlaMode mode)
     {
         foreach (var b in model.layers) if (b.Attention is MultiHeadLatentAttention mla) mla.Mode = mode;
+        foreach (var m in MtpModules) if (m.Block.Attention is MultiHeadLatentAttention mla) mla.Mode = mode;
     }
 
     public long ParameterCount() => parameters().Sum(p => p.numel());

@@ -4,6 +4,9 @@
 // stops the run). One torch.NewDisposeScope() per step keeps native memory flat.
 // Hooks let other techniques join the loop without changing it: auxiliary losses (MoE balance losses)
 // and after-step actions (DeepSeek-V3's loss-free bias update, once per optimizer step).
+// A model with multi-token prediction modules (num_nextn_predict_layers > 0) also trains them: total loss =
+// L_main + L_MTP with L_MTP = λ/D Σ_k L_MTP^k (DeepSeek-V3 eqs. 24–25), λ = TrainOptions.MtpWeight; with λ = 0
+// or no MTP modules the step is exactly the plain next-token step.
 using TorchSharp;
 using WhaleTech.Model;
 using static TorchSharp.torch;
@@ -24,6 +27,9 @@ public sealed record TrainOptions
     public int EvalBatches { get; init; } = 8;
     public int Seed { get; init; } = 1;
     public int MaxNonFiniteInRow { get; init; } = 5;
+    /// <summary>λ of the MTP loss (DeepSeek-V3 eq. 25; 0.3 early in V3's pre-training, then 0.1). 0 = off.
+    /// Only used when the model has MTP modules.</summary>
+    public double MtpWeight { get; init; } = Model.MultiTokenPrediction.DefaultWeight;
 
     public TrainOptions Validate()
     {
@@ -35,12 +41,17 @@ public sealed record TrainOptions
         Runtime.Guard.Positive("eval_every", EvalEvery);
         Runtime.Guard.Positive("eval_batches", EvalBatches);
         Runtime.Guard.Positive("max_nonfinite_in_row", MaxNonFiniteInRow);
+        Runtime.Guard.NonNegative("mtp_weight", MtpWeight);
         new LrSchedule(LearningRate, WarmupSteps, Steps, MinLearningRate).Validate();
         return this;
     }
 }
 
-public sealed record StepMetrics(int Step, double Loss, double LearningRate, double GradNorm, bool Skipped, double? EvalLoss);
+public sealed record StepMetrics(int Step, double Loss, double LearningRate, double GradNorm, bool Skipped, double? EvalLoss)
+{
+    /// <summary>L_MTP^k for k = 1…D (nats, before the λ/D weighting), or null when MTP is off.</summary>
+    public double[]? MtpLosses { get; init; }
+}
 
 public sealed class LmTrainer
 {
@@ -91,8 +102,21 @@ public sealed class LmTrainer
         double lr = _schedule.At(Step);
         foreach (var g in Optimizer.ParamGroups) g.LearningRate = lr;
         Optimizer.zero_grad();
-        var loss = CrossEntropy(_model.forward(inputs), targets);
-        var total = loss;
+        Tensor loss, total;
+        double[]? mtpLosses = null;
+        if (_model.MtpModules.Count > 0 && _o.MtpWeight > 0)
+        {
+            var (logits, mtpLogits) = _model.ForwardWithMtp(inputs);
+            loss = CrossEntropy(logits, targets);
+            var depth = Model.MultiTokenPrediction.DepthLosses(mtpLogits, targets);      // L_MTP^k, eq. 24
+            total = loss + Model.MultiTokenPrediction.Combine(depth, _o.MtpWeight);       // + λ/D Σ_k, eq. 25
+            mtpLosses = depth.Select(d => (double)d.item<float>()).ToArray();
+        }
+        else
+        {
+            loss = CrossEntropy(_model.forward(inputs), targets);
+            total = loss;
+        }
         foreach (var aux in AuxiliaryLosses) if (aux() is { } a) total = total + a;
         double lossValue = loss.item<float>();
         double totalValue = total.item<float>();
@@ -121,7 +145,7 @@ public sealed class LmTrainer
             foreach (var after in AfterOptimizerStep) after(Step);
         }
         Step++;
-        return new StepMetrics(Step, lossValue, lr, gradNorm, skipped, null);
+        return new StepMetrics(Step, lossValue, lr, gradNorm, skipped, null) { MtpLosses = mtpLosses };
     }
 
     /// <summary>Mean loss over <paramref name="batches"/> batches of <paramref name="stream"/>, without gradients, in eval mode.</summary>

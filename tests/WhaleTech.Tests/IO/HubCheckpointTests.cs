@@ -154,6 +154,36 @@ public class HubCheckpointTests : IDisposable
     }
 
     [Fact]
+    public void AModelWithMtpModulesRoundTripsThroughTheHubFormatStrict()
+    {
+        // Issue 8: the MTP layer (model.layers.{N}: enorm, hnorm, eh_proj, shared_head, embed_tokens copy, the block)
+        // is saved as DeepSeek-V3 ships it and loads back strict into MTP modules with identical outputs.
+        var cfg = HubParity.TinyConfigs["v3"] with { NumNextnPredictLayers = 1 };
+        torch.manual_seed(3);
+        using var model = new DeepSeekLM(cfg);
+        model.eval();
+        var folder = Path.Combine(_dir, "with-mtp");
+        model.SavePretrained(folder, maxShardBytes: 64 * 1024);                       // sharded too
+        int n = cfg.NumHiddenLayers;
+        var names = CheckpointReader.Open(folder).Names;
+        foreach (var key in new[] { "enorm.weight", "hnorm.weight", "eh_proj.weight", "shared_head.norm.weight", "shared_head.head.weight", "embed_tokens.weight", "self_attn.kv_a_proj_with_mqa.weight", "mlp.gate.e_score_correction_bias" })
+            Assert.Contains($"model.layers.{n}.{key}", names);
+        var (loaded, report) = DeepSeekLM.FromPretrained(folder);
+        using (loaded)
+        {
+            Assert.True(report.IsExact);
+            loaded.eval();
+            using var ids = torch.randint(0, cfg.VocabSize, [2, 9], generator: new torch.Generator(4));
+            using var _ = torch.no_grad();
+            var (mainA, mtpA) = model.ForwardWithMtp(ids);
+            var (mainB, mtpB) = loaded.ForwardWithMtp(ids);
+            Assert.True(mainA.equal(mainB).all().item<bool>());
+            Assert.Equal(mtpA.Length, mtpB.Length);
+            for (int k = 0; k < mtpA.Length; k++) Assert.True(mtpA[k].equal(mtpB[k]).all().item<bool>(), $"MTP depth {k + 1}");
+        }
+    }
+
+    [Fact]
     public void MissingAndUnknownKeysAreReportedByName()
     {
         using var model = HubParity.CreateTinyModel("v2-lite-v3class");
