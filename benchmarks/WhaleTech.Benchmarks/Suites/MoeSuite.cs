@@ -16,7 +16,8 @@ public sealed class MoeSuite : ISuite
     public string Name => "moe";
     public string Description =>
         "DeepSeekMoE layer tokens/s per dispatch path (sorted, padded bmm, per-expert loop) and a dense SwiGLU of equal active FLOPs; " +
-        "'imbalanced' rows add a router bias of +2 on a quarter of the experts.";
+        "'imbalanced' rows add a router bias of +2 on a quarter of the experts; 'imbalance sweep' rows raise that bias step by step " +
+        "(sorted path, forward+backward, largest token count) to show how throughput falls as MaxVio grows.";
 
     public BenchmarkResult Run(Device device, SuiteOptions options)
     {
@@ -38,6 +39,20 @@ public sealed class MoeSuite : ISuite
                       .Add("tflops", row.TflopPerSecond, "TFLOP/s").Add("maxvio", row.MaxVio, "");
                 Console.WriteLine($"  moe {row.Variant} {row.Pass} {label} tokens={row.Tokens}: {row.TokensPerSecond:F0} tokens/s, MaxVio {row.MaxVio:F2}");
             }
+        // Imbalance sweep: the same layer with a growing bias on a quarter of the experts → growing MaxVio.
+        float[] levels = options.Quick ? [0f, 1f] : [0f, 0.05f, 0.1f, 0.2f, 0.5f, 1f, 2f];
+        foreach (float level in levels)
+        {
+            var sweepBias = Enumerable.Range(0, experts).Select(e => e < experts / 4 ? level : 0f).ToArray();
+            foreach (var row in MoeBenchmark.Run(cfg, [tokens[^1]], [MoeDispatch.Sorted], device, dtype, warmup: 1, iterations: options.Quick ? 2 : 5, bias: sweepBias)
+                         .Where(r => r.Pass == "fwd+bwd" && r.Variant == nameof(MoeDispatch.Sorted)))
+            {
+                result.AddRow("imbalance sweep (Sorted fwd+bwd)").With("routing", $"bias +{level:0.##}").With("tokens", row.Tokens)
+                      .Add("tokens_per_s", row.TokensPerSecond, "tokens/s").Add("median_ms", row.Milliseconds, "ms")
+                      .Add("tflops", row.TflopPerSecond, "TFLOP/s").Add("maxvio", row.MaxVio, "");
+                Console.WriteLine($"  moe imbalance sweep bias +{level:0.##}: MaxVio {row.MaxVio:F2}, {row.TokensPerSecond:F0} tokens/s");
+            }
+        }
         return result;
     }
 }
