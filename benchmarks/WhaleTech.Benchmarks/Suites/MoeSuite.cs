@@ -15,7 +15,7 @@ public sealed class MoeSuite : ISuite
 {
     public string Name => "moe";
     public string Description =>
-        "DeepSeekMoE layer tokens/s per dispatch path (sorted, padded bmm, per-expert loop) and a dense SwiGLU of equal active FLOPs; " +
+        "DeepSeekMoE layer tokens/s per dispatch path (sorted, torch._grouped_mm, padded bmm, per-expert loop) and a dense SwiGLU of equal active FLOPs; " +
         "'imbalanced' rows add a router bias of +2 on a quarter of the experts; 'imbalance sweep' rows raise that bias step by step " +
         "(sorted path, forward+backward, largest token count) to show how throughput falls as MaxVio grows.";
 
@@ -26,7 +26,7 @@ public sealed class MoeSuite : ISuite
             ? ModelConfig.Tiny("mla", hidden: 2048) with { NRoutedExperts = 64, MoeIntermediateSize = 1408, NumExpertsPerTok = 6, NSharedExperts = 2 }
             : ModelConfig.Tiny("mla", hidden: 256) with { NRoutedExperts = 16, MoeIntermediateSize = 176, NumExpertsPerTok = 4, NSharedExperts = 1 }).Validate();
         long[] tokens = options.Quick ? [256] : cuda ? [4096, 65536] : [512, 2048];
-        var paths = new[] { MoeDispatch.Sorted, MoeDispatch.PaddedBmm, MoeDispatch.ExpertLoop };
+        var paths = new[] { MoeDispatch.Sorted, MoeDispatch.GroupedMm, MoeDispatch.PaddedBmm, MoeDispatch.ExpertLoop };
         var dtype = cuda ? ScalarType.BFloat16 : ScalarType.Float32;
         var result = new BenchmarkResult(Name, Description, MachineInfo.Collect(device)) { Plot = new PlotSpec("tokens_per_s", "tokens", LogX: true) };
         int experts = cfg.NRoutedExperts!.Value;

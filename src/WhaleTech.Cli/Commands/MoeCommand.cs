@@ -40,7 +40,7 @@ public static class MoeCommand
         var alphas = new Option<string>("--alphas") { Description = "Comma-separated aux-loss α values.", DefaultValueFactory = _ => "1e-2,1e-3,1e-4" };
         var rule = new Option<string>("--rule") { Description = "Bias update rule: sign, centred or proportional.", DefaultValueFactory = _ => "sign" };
         var threads = new Option<int>("--threads") { Description = "CPU threads for libtorch (default 1: this model's ops are too small to parallelize, and extra threads only spin).", DefaultValueFactory = _ => 1 };
-        var dispatch = new Option<string>("--dispatch") { Description = "Dispatch path: sorted, bmm, expert-loop or token-loop.", DefaultValueFactory = _ => "sorted" };
+        var dispatch = new Option<string>("--dispatch") { Description = "Dispatch path: sorted, bmm, grouped-mm (torch._grouped_mm), expert-loop or token-loop.", DefaultValueFactory = _ => "sorted" };
         var cmd = new Command("experiment", "Train a small DeepSeekMoE LM with no balancing, aux losses α ∈ {1e-2,1e-3,1e-4} and loss-free balancing over " +
                                             "several seeds; report val loss and MaxVio_global with 95% CIs, the dilemma plot, MaxVio curves and heatmaps.")
         { device, outDir, seeds, steps, batch, seqLen, hidden, layers, experts, topK, shared, width, lr, gamma, lateFrom, lateGamma, alphas, rule, evalBatches, only, dispatch, threads };
@@ -79,9 +79,10 @@ public static class MoeCommand
     {
         "sorted" => MoeDispatch.Sorted,
         "bmm" => MoeDispatch.PaddedBmm,
+        "grouped-mm" => MoeDispatch.GroupedMm,
         "expert-loop" => MoeDispatch.ExpertLoop,
         "token-loop" => MoeDispatch.TokenLoop,
-        _ => throw new WhaleArgumentException("--dispatch", s, "must be sorted, bmm, expert-loop or token-loop"),
+        _ => throw new WhaleArgumentException("--dispatch", s, "must be sorted, bmm, grouped-mm, expert-loop or token-loop"),
     };
 
     static HashSet<string> ParseMethods(string s)

@@ -12,6 +12,9 @@
 //               count, so nothing is dropped) and run all experts as three batched matmuls over stacked
 //               weights. Uses each linear's `weight` directly, so it bypasses a LinearFactory's own forward
 //               (for example FP8 simulation); use Sorted there.
+//   GroupedMm   like Sorted, but the three expert GEMMs each run as ONE grouped GEMM over the sorted rows
+//               (torch._grouped_mm via TorchScript, GroupedMatmul.cs): no padding, no per-expert launches.
+//               Stacks the experts' `weight`s like PaddedBmm (same caveat for custom linears).
 //
 // Shapes: N tokens, D hidden, K experts per token, E experts, F expert width, C capacity (max tokens of an expert).
 using TorchSharp;
@@ -20,7 +23,7 @@ using static TorchSharp.torch;
 
 namespace WhaleTech.Moe;
 
-public enum MoeDispatch { TokenLoop, ExpertLoop, Sorted, PaddedBmm }
+public enum MoeDispatch { TokenLoop, ExpertLoop, Sorted, PaddedBmm, GroupedMm }
 
 public static class Dispatch
 {
@@ -34,7 +37,8 @@ public static class Dispatch
         MoeDispatch.ExpertLoop => ExpertLoop(x, indices, weights, experts),
         MoeDispatch.Sorted => Sorted(x, indices, weights, experts),
         MoeDispatch.PaddedBmm => PaddedBmm(x, indices, weights, experts),
-        _ => throw new WhaleArgumentException("dispatch", path, "must be TokenLoop, ExpertLoop, Sorted or PaddedBmm"),
+        MoeDispatch.GroupedMm => GroupedMm(x, indices, weights, experts),
+        _ => throw new WhaleArgumentException("dispatch", path, "must be TokenLoop, ExpertLoop, Sorted, PaddedBmm or GroupedMm"),
     };
 
     /// <summary>Reference: a loop over tokens and their K experts.</summary>
@@ -117,6 +121,21 @@ public static class Dispatch
         var h = nn.functional.silu(buffer.bmm(wGate.transpose(1, 2))) * buffer.bmm(wUp.transpose(1, 2)); // [E, C, F]
         var out_ = h.bmm(wDown.transpose(1, 2)).view(numExperts * capacity, d); // [E·C, D]
         var ys = out_.index_select(0, row);                                    // [N·K, D]
+        return Combine(x, ys, plan, weights).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Fast path: rows sorted by expert, each of the three expert GEMMs as one grouped GEMM (torch._grouped_mm).</summary>
+    public static Tensor GroupedMm(Tensor x, Tensor indices, Tensor weights, IReadOnlyList<Expert> experts)
+    {
+        using var scope = torch.NewDisposeScope();
+        var plan = Plan.Make(indices, experts.Count);
+        var offs = GroupedMatmul.Offsets(plan.Counts, x.device);                                 // [E] int32 end rows
+        var xs = x.index_select(0, plan.Token);                                                  // [N·K, D] grouped by expert
+        var wGate = torch.stack(experts.Select(e => WeightOf(e.gate_proj)), 0).transpose(1, 2); // [E, D, F]
+        var wUp = torch.stack(experts.Select(e => WeightOf(e.up_proj)), 0).transpose(1, 2);     // [E, D, F]
+        var wDown = torch.stack(experts.Select(e => WeightOf(e.down_proj)), 0).transpose(1, 2); // [E, F, D]
+        var h = nn.functional.silu(GroupedMatmul.Apply(xs, wGate, offs)) * GroupedMatmul.Apply(xs, wUp, offs); // [N·K, F]
+        var ys = GroupedMatmul.Apply(h, wDown, offs);                                            // [N·K, D]
         return Combine(x, ys, plan, weights).MoveToOuterDisposeScope();
     }
 

@@ -17,6 +17,8 @@ public class DispatchTests
     [InlineData(MoeDispatch.PaddedBmm, false)]
     [InlineData(MoeDispatch.Sorted, true)]
     [InlineData(MoeDispatch.PaddedBmm, true)]
+    [InlineData(MoeDispatch.GroupedMm, false)]
+    [InlineData(MoeDispatch.GroupedMm, true)]
     public void FastPathsEqualTheTokenLoopInOutputsAndGradients(MoeDispatch path, bool skewed)
     {
         using var layer = Layer(Config(experts: 8, topK: 3, groups: 4, topkGroup: 2));
@@ -55,6 +57,21 @@ public class DispatchTests
         layer.DispatchPath = MoeDispatch.TokenLoop;
         using var yRef = layer.forward(x);
         Assert.True(MaxDiff(y, yRef) <= Tol);
+    }
+
+    [Fact]
+    public void GroupedMatmulMultipliesEachRowGroupByItsMatrixAndRejectsBadOffsets()
+    {
+        using var scope = torch.NewDisposeScope();
+        var a = torch.randn(7, 4, generator: new torch.Generator(3));
+        var b = torch.randn(3, 4, 5, generator: new torch.Generator(4));
+        var offs = GroupedMatmul.Offsets([2, 0, 5], torch.CPU);                   // group 1 empty
+        Assert.Equal(new[] { 2, 2, 7 }, offs.data<int>().ToArray());
+        var y = GroupedMatmul.Apply(a, b, offs);
+        var expected = torch.cat([a[..2].matmul(b[0]), a[2..].matmul(b[2])], 0);
+        Assert.True(MaxDiff(y, expected) <= Tol);
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => GroupedMatmul.Apply(a, b, offs.to_type(ScalarType.Int64)));
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => GroupedMatmul.Apply(a, b[..2], offs));
     }
 
     static (Tensor y, Dictionary<string, Tensor> grads) Run(DeepSeekMoE layer, MoeDispatch path, Tensor x0, Tensor r)
