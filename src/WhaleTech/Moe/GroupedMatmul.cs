@@ -30,6 +30,9 @@ public static class GroupedMatmul
             throw new WhaleArgumentException("a, b", $"[{string.Join(", ", a.shape)}], [{string.Join(", ", b.shape)}]", "must be a [M, K] and b [G, K, N]");
         if (offs.dim() != 1 || offs.shape[0] != b.shape[0] || offs.dtype != ScalarType.Int32)
             throw new WhaleArgumentException("offs", $"{offs.dtype} [{string.Join(", ", offs.shape)}]", $"must be int32 [G = {b.shape[0]}] cumulative row counts");
+        long align = Math.Max(1, 16 / a.ElementSize);   // torch._grouped_mm needs 16-byte aligned strides
+        if (a.shape[1] % align != 0 || b.shape[2] % align != 0)
+            throw new WhaleArgumentException("grouped GEMM sizes", $"K = {a.shape[1]}, N = {b.shape[2]}", $"must be multiples of {align} for {a.dtype} (torch._grouped_mm needs 16-byte aligned rows); use the Sorted dispatch");
         return (Tensor)Unit.Value.invoke("grouped_mm", a, b, offs);
     }
 

@@ -64,7 +64,7 @@ public class DispatchTests
     {
         using var scope = torch.NewDisposeScope();
         var a = torch.randn(7, 4, generator: new torch.Generator(3));
-        var b = torch.randn(3, 4, 5, generator: new torch.Generator(4));
+        var b = torch.randn(3, 4, 8, generator: new torch.Generator(4));
         var offs = GroupedMatmul.Offsets([2, 0, 5], torch.CPU);                   // group 1 empty
         Assert.Equal(new[] { 2, 2, 7 }, offs.data<int>().ToArray());
         var y = GroupedMatmul.Apply(a, b, offs);
@@ -72,6 +72,7 @@ public class DispatchTests
         Assert.True(MaxDiff(y, expected) <= Tol);
         Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => GroupedMatmul.Apply(a, b, offs.to_type(ScalarType.Int64)));
         Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => GroupedMatmul.Apply(a, b[..2], offs));
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => GroupedMatmul.Apply(a, torch.randn(3, 4, 5), offs));   // 20-byte rows
     }
 
     static (Tensor y, Dictionary<string, Tensor> grads) Run(DeepSeekMoE layer, MoeDispatch path, Tensor x0, Tensor r)
