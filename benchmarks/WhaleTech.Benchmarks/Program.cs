@@ -47,6 +47,7 @@ root.SetAction(parse =>
     string deviceChoice = parse.GetValue(deviceOpt)!;
     bool quick = parse.GetValue(quickOpt);
     var device = Backend.ResolveDevice(deviceChoice);
+    Backend.ConfigureThreads(null);   // libtorch's default unless WHALETECH_THREADS says otherwise; recorded in the machine line
     var options = new SuiteOptions(quick);
 
     Console.WriteLine($"{suite.Name} on {device}{(quick ? " (quick)" : "")}: {suite.Description}");
