@@ -22,6 +22,8 @@ public static class SampleRunner
         new("07", S07Fp8Training.Title, S07Fp8Training.Run),
         new("08", S08GrpoAddition.Title, S08GrpoAddition.Run),
         new("09", S09GrpoCountdown.Title, S09GrpoCountdown.Run),
+        new("10", S10MtpSpeculative.Title, S10MtpSpeculative.Run),
+        new("11", S11HubCheckpoints.Title, S11HubCheckpoints.Run),
     ];
 
     /// <summary>Runs sample <paramref name="number"/> (e.g. "01"); output under <paramref name="outRoot"/>/NN.</summary>

@@ -116,10 +116,13 @@ public static partial class HubCheckpoint
         return new HubSaveReport(full, files, tensors.Count, total, fp8Count, HubConfig.TransformersCaveats(model.Config));
     }
 
-    /// <summary>True for the weights DeepSeek-V3 ships in FP8: 2-D projections inside the decoder layers, not the router.</summary>
+    /// <summary>True for the weights DeepSeek-V3 ships in FP8: 2-D projections inside the decoder layers, not the router,
+    /// and not an MTP layer's copies of the embedding and output head (they must stay equal to the shared tensors).</summary>
     public static bool IsFp8Eligible(string name, Tensor t)
         => t.dim() == 2 && name.StartsWith("model.layers.", StringComparison.Ordinal) && name.EndsWith(".weight", StringComparison.Ordinal)
-           && !name.EndsWith(".mlp.gate.weight", StringComparison.Ordinal) && torch.is_floating_point(t);
+           && !name.EndsWith(".mlp.gate.weight", StringComparison.Ordinal)
+           && !name.EndsWith(".embed_tokens.weight", StringComparison.Ordinal) && !name.EndsWith(".shared_head.head.weight", StringComparison.Ordinal)
+           && torch.is_floating_point(t);
 
     /// <summary>Block-scaled FP8 (E4M3) quantization of W [O, I]: (W_fp8 [O, I], scale_inv [ceil(O/b), ceil(I/b)] fp32).</summary>
     public static (Tensor Weight, Tensor ScaleInv) QuantizeFp8(Tensor weight, int blockSize = Fp8BlockDequant.BlockSize)
