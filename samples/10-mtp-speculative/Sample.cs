@@ -23,7 +23,7 @@ public static class S10MtpSpeculative
         var (model, history) = MtpExperiment.Train(o, ctx.Device, m =>
         {
             if (m.Step % Math.Max(1, o.Steps / 4) == 0)
-                ctx.Out.WriteLine($"  step {m.Step,4}: main loss {m.Loss:F3}, MTP loss (t_{i+2} from h_i and t_{i+1}) {m.MtpLosses?.FirstOrDefault():F3}");
+                ctx.Out.WriteLine($"  step {m.Step,4}: main loss {m.Loss:F3}, MTP loss (t[i+2] from h[i] and t[i+1]) {m.MtpLosses?.FirstOrDefault():F3}");
         });
         using var _ = model;
         ctx.Out.WriteLine($"MTP module parameters: {model.MtpModules.Sum(m => m.parameters().Sum(p => p.numel())):N0} " +
