@@ -12,7 +12,12 @@
 // The GEMM runs on the unscaled FP8 codes (products of two FP8 values are exact in float32) and the
 // scales are applied after, so FP8 rounding error and accumulation error can be measured apart.
 //
-// Shapes: A codes [M, K], B codes [N, K]; result C = A·Bᵀ [M, N].
+// With fine-grained scales (§3.3.2: "the per-group scaling factors … multiplied on the CUDA Cores as the
+// dequantization process") the promotion is also where the scales enter: N_C = the group size t = 128, so
+//   every group g of t elements: acc32 ← acc32 + partial_g · s_A[m, g] · s_B[⌊n/t⌋, g];  partial ← 0
+// with A in 1×t tiles along K (activations) and B in t×t blocks (weights): GroupScaledGemm.
+//
+// Shapes: A codes [M, K], B codes [N, K]; result C = A·Bᵀ [M, N]; G = ⌈K/t⌉ groups.
 using TorchSharp;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
@@ -53,6 +58,38 @@ public sealed record Fp8Accumulator(int MantissaBits = 14, int PromotionInterval
         if (aScale is not null) c = c * aScale;
         if (bScale is not null) c = c * bScale;
         return c.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>C = A·Bᵀ [M, N] from fine-grained FP8 operands: A in 1×t tiles along K, B in t×t blocks. Each K group of
+    /// t elements is summed in the limited accumulator and promoted to float32 with its two scales applied (N_C = t).</summary>
+    public Tensor GroupScaledGemm(Fp8Tensor a, Fp8Tensor b)
+    {
+        Guard.InRange("MantissaBits", MantissaBits, 1, 23);
+        if (a.Granularity != Fp8Granularity.Tile || b.Granularity != Fp8Granularity.Block || a.TileSize != b.TileSize)
+            throw new WhaleArgumentException("operands", $"{a.Granularity}/{b.Granularity}", "must be A in 1×t tiles and B in t×t blocks of the same t");
+        int t = a.TileSize;
+        if (PromotionInterval != t)
+            throw new WhaleArgumentException("PromotionInterval", PromotionInterval, $"must equal the group size t = {t}: scales are applied when a group is promoted");
+        if (a.Codes.dim() != 2 || b.Codes.dim() != 2 || a.Codes.shape[1] != b.Codes.shape[1])
+            throw new WhaleArgumentException("shapes", $"[{string.Join(",", a.Codes.shape)}] x [{string.Join(",", b.Codes.shape)}]ᵀ", "must be A [M, K] and B [N, K] with the same K");
+        using var scope = NewDisposeScope();
+        long k = a.Codes.shape[1], n = b.Codes.shape[0];
+        var ac = a.Codes.to_type(ScalarType.Float32);                                          // [M, K]
+        var bc = b.Codes.to_type(ScalarType.Float32);                                          // [N, K]
+        var sB = b.Scales.repeat_interleave(t, 0)[..(int)n];                                   // [N, G] block scale of each row
+        var acc = torch.zeros(ac.shape[0], n, device: ac.device);                              // [M, N] float32
+        for (long g = 0; g * t < k; g++)
+        {
+            using var group = NewDisposeScope();
+            var partial = torch.zeros_like(acc);                                               // [M, N] limited precision
+            for (long i = g * t; i < Math.Min(k, (g + 1) * t); i++)
+            {
+                var product = ac[.., i].unsqueeze(1) * bc[.., i].unsqueeze(0);                 // [M, N], exact
+                partial = Fp8Cast.RoundToGrid(partial + product, MantissaBits, -126, Rounding);
+            }
+            acc.add_(partial * a.Scales[.., g].unsqueeze(1) * sB[.., g].unsqueeze(0));          // promotion: scales on CUDA cores
+        }
+        return acc.MoveToOuterDisposeScope();
     }
 
     /// <summary>Relative Frobenius error ‖C_sim − C_exact‖ / ‖C_exact‖ of a K-long GEMM on random E4M3 codes

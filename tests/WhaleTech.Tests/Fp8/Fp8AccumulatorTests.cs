@@ -37,4 +37,23 @@ public class Fp8AccumulatorTests
         Assert.True(long1 < long0 / 4, $"promoted {long1} vs {long0}");
         Assert.True(long1 < 2 * short0 + 1e-6, $"promoted {long1} vs K=128 {short0}");
     }
+
+    [Fact]
+    public void GroupScaledGemmAppliesTheScalesAtPromotion()
+    {
+        using var scope = NewDisposeScope();
+        var x = torch.randn(8, 300, generator: new torch.Generator(5)) * torch.logspace(-2, 2, 300).unsqueeze(0);  // ragged K: 3 groups
+        var w = torch.randn(130, 300, generator: new torch.Generator(6));                                          // 2 block rows
+        using var qa = Fp8Quantizer.Quantize(x, Fp8Format.E4M3, Fp8Granularity.Tile);
+        using var qb = Fp8Quantizer.Quantize(w, Fp8Format.E4M3, Fp8Granularity.Block);
+        var exact = qa.Dequantize().to_type(ScalarType.Float64).matmul(qb.Dequantize().to_type(ScalarType.Float64).t());   // [8, 130]
+        double Rel(Tensor c) => ((c.to_type(ScalarType.Float64) - exact).norm() / exact.norm()).item<double>();
+        // A float32 accumulator reproduces the dequantized GEMM up to float32 rounding of K = 300 terms.
+        Assert.True(Rel(new Fp8Accumulator(MantissaBits: 23, Rounding: Rounding.NearestEven).GroupScaledGemm(qa, qb)) < 1e-6);
+        // 14 truncated bits over 128-element groups, then float32: error of the order of 2^-14 · √128, far below 2%.
+        double fourteen = Rel(new Fp8Accumulator().GroupScaledGemm(qa, qb));
+        Assert.InRange(fourteen, 1e-7, 1e-3);
+        Assert.Throws<WhaleArgumentException>(() => new Fp8Accumulator(PromotionInterval: 64).GroupScaledGemm(qa, qb));
+        Assert.Throws<WhaleArgumentException>(() => new Fp8Accumulator().GroupScaledGemm(qb, qa));
+    }
 }
