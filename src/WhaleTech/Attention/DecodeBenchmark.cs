@@ -19,7 +19,7 @@ using static TorchSharp.torch;
 
 namespace WhaleTech.Attention;
 
-public enum DecodeVariant { Mha, Gqa8, Mqa, MlaNaive, MlaAbsorbed }
+public enum DecodeVariant { Mha, Gqa8, Mqa, MlaNaive, MlaAbsorbed, MlaAbsorbedSdpa }
 
 /// <summary>The attention shapes of one layer.</summary>
 public sealed record AttentionShapes(string Name, int Hidden, int Heads, int HeadDim, int GqaKvHeads, int? QLoraRank, int KvLoraRank, int RopeDim, int NopeDim, int VDim)
@@ -86,7 +86,11 @@ public static class DecodeBenchmark
         var cfg = shapes.Config(variant, maxPositions);
         var rope = new RotaryEmbedding(cfg.AttentionKind == AttentionKind.Mla ? cfg.QkRopeHeadDim : cfg.StandardHeadDim, maxPositions, cfg.RopeTheta, null);
         AttentionLayer layer = cfg.AttentionKind == AttentionKind.Mla
-            ? new MultiHeadLatentAttention(cfg, rope, Linears.Standard(), "self_attn") { Mode = variant == DecodeVariant.MlaNaive ? MlaMode.Naive : MlaMode.Absorbed }
+            ? new MultiHeadLatentAttention(cfg, rope, Linears.Standard(), "self_attn")
+              {
+                  Mode = variant == DecodeVariant.MlaNaive ? MlaMode.Naive : MlaMode.Absorbed,
+                  UseSdpa = variant == DecodeVariant.MlaAbsorbedSdpa,      // the absorbed attention through fused SDPA
+              }
             : new StandardAttention(cfg, rope, Linears.Standard(), "self_attn");
         layer.to(device).to(dtype);
         layer.eval();
@@ -186,7 +190,7 @@ public static class DecodeBenchmark
         foreach (var variant in variants ?? DecodeGrid.AllVariants)
         {
             using var layer = BuildLayer(shapes, variant, (int)tokens + 1, dtype, device);
-            if (layer is MultiHeadLatentAttention mla && variant == DecodeVariant.MlaAbsorbed) mla.Mode = MlaMode.Auto;
+            if (layer is MultiHeadLatentAttention mla && variant is DecodeVariant.MlaAbsorbed or DecodeVariant.MlaAbsorbedSdpa) mla.Mode = MlaMode.Auto;
             using var scope = torch.NewDisposeScope();
             using var noGrad = torch.no_grad();
             using var cache = new InferenceCache(batch, tokens, device, _ => layer.CreateCache(batch, tokens, dtype, device), 1);

@@ -57,6 +57,10 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
     /// See DecodeBenchmark.Crossover and docs/mla.md for the CPU measurement.</summary>
     public long AutoCrossover { get; set; } = 128;
 
+    /// <summary>Absorbed attention through libtorch's fused scaled_dot_product_attention (one KV head, explicit scale;
+    /// Attention/ScaledDotProductAttention.cs) instead of the explicit matmul–softmax–matmul. Same function.</summary>
+    public bool UseSdpa { get; set; }
+
     public MultiHeadLatentAttention(ModelConfig cfg, RotaryEmbedding rope, LinearFactory linear, string prefix) : base("MultiHeadLatentAttention")
     {
         Heads = cfg.NumAttentionHeads; NopeDim = cfg.QkNopeHeadDim; RopeDim = cfg.QkRopeHeadDim; ValueDim = cfg.VHeadDim; LatentDim = cfg.KvLoraRank;
@@ -192,6 +196,13 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
         var wUK = w.narrow(1, 0, NopeDim).to_type(qNope.dtype);                                // [H, Dn, Dc]
         var wUV = w.narrow(1, NopeDim, ValueDim).to_type(qNope.dtype);                         // [H, Dv, Dc]
         var qLat = torch.matmul(qNope.transpose(1, 2), wUK);                                   // [B, H, T, Dc]: q^C folded through W_UK
+        if (UseSdpa)
+        {
+            var q4 = torch.cat([qLat, qRope.transpose(1, 2)], dim: -1);                        // [B, H, T, Dc+Dr]
+            var latentOnly = kv.narrow(-1, 0, LatentDim).unsqueeze(1);                          // [B, 1, S, Dc]: the values
+            var oSdpa = ScaledDotProductAttention.Apply(q4, kv.unsqueeze(1), latentOnly, mask.eq(0), SoftmaxScale); // [B, H, T, Dc]
+            return torch.matmul(oSdpa, wUV.transpose(1, 2)).transpose(1, 2);                    // [B, T, H, Dv]
+        }
         var q = torch.cat([qLat, qRope.transpose(1, 2)], dim: -1).reshape(B, Heads * T, LatentDim + RopeDim); // [B, H·T, Dc+Dr]
         var scores = torch.matmul(q, kv.transpose(1, 2));                                      // [B, H·T, S]: one GEMM (the MQA view)
         scores = scores.view(B, Heads, T, S).to_type(ScalarType.Float32) * SoftmaxScale + mask; // [B, H, T, S] fp32

@@ -166,6 +166,13 @@ public sealed partial class DeepSeekLM : nn.Module<Tensor, Tensor>
         return new InferenceCache(batch, capacity, w.device, i => model.layers[i].Attention.CreateCache(batch, capacity, w.dtype, w.device), Config.NumHiddenLayers);
     }
 
+    /// <summary>Absorbed MLA attention through libtorch's fused SDPA (true) or explicit matmuls (false), every layer.</summary>
+    public void SetMlaSdpa(bool useSdpa)
+    {
+        foreach (var b in model.layers) if (b.Attention is MultiHeadLatentAttention mla) mla.UseSdpa = useSdpa;
+        foreach (var m in MtpModules) if (m.Block.Attention is MultiHeadLatentAttention mla) mla.UseSdpa = useSdpa;
+    }
+
     /// <summary>Sets the MLA inference path of every layer (no-op for standard attention).</summary>
     public void SetMlaMode(MlaMode mode)
     {

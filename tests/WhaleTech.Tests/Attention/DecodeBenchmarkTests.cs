@@ -14,7 +14,7 @@ public class DecodeBenchmarkTests
     {
         var grid = new DecodeGrid(Tiny, [1, 2], [8, 16], DecodeGrid.AllVariants, ScalarType.Float32, 0, 1, 1);
         var rows = DecodeBenchmark.Run(torch.CPU, grid);
-        Assert.Equal(5 * 2 * 2, rows.Count);
+        Assert.Equal(6 * 2 * 2, rows.Count);
         Assert.All(rows, r => { Assert.Null(r.Skipped); Assert.True(r.MedianMs > 0); Assert.True(r.KvGBps > 0); });
         long PerToken(string v) => rows.First(r => r.Variant == v && r.Batch == 1 && r.Context == 8).KvBytesRead / 8;
         Assert.Equal(2 * 4 * 8 * 4, PerToken("Mha"));                // 2·H·Dh fp32
@@ -22,6 +22,7 @@ public class DecodeBenchmarkTests
         Assert.Equal(2 * 8 * 4, PerToken("Mqa"));
         Assert.Equal(4 * (8 + 4 + 8) * 4, PerToken("MlaNaive"));     // H·(Dn+Dr+Dv)
         Assert.Equal((16 + 4) * 4, PerToken("MlaAbsorbed"));         // Dc+Dr
+        Assert.Equal((16 + 4) * 4, PerToken("MlaAbsorbedSdpa"));     // same cache, fused attention kernel
         var skipped = DecodeBenchmark.Run(torch.CPU, grid with { MemoryBudgetGiB = 1e-9 });
         Assert.All(skipped, r => Assert.NotNull(r.Skipped));
     }
@@ -30,7 +31,7 @@ public class DecodeBenchmarkTests
     public void PrefillCopyAndCrossoverProduceRows()
     {
         Assert.True(DecodeBenchmark.CopyBandwidthGBps(torch.CPU, 1 << 20, 0, 1) > 0);
-        Assert.Equal(5, DecodeBenchmark.Prefill(torch.CPU, Tiny, 1, 8, ScalarType.Float32, 0, 1).Count);
+        Assert.Equal(6, DecodeBenchmark.Prefill(torch.CPU, Tiny, 1, 8, ScalarType.Float32, 0, 1).Count);
         var cross = DecodeBenchmark.Crossover(torch.CPU, Tiny, 8, [1, 4], ScalarType.Float32, 1, 0, 1);
         Assert.Equal([1L, 4L], cross.Select(c => c.NewTokens));
         Assert.All(cross, c => Assert.True(c.AbsorbedGflop > 0 && c.MaterializedGflop > 0));

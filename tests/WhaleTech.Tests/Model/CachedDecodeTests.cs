@@ -17,13 +17,14 @@ public class CachedDecodeTests
     };
 
     /// <summary>Max |cached − recomputed| over every real position of 3 prompts (lengths 3, 7, 5) + 6 decode steps.</summary>
-    public static double MaxCachedVsFullDiff(ModelConfig cfg, MlaMode mode = MlaMode.Auto, long autoCrossover = 32)
+    public static double MaxCachedVsFullDiff(ModelConfig cfg, MlaMode mode = MlaMode.Auto, long autoCrossover = 32, bool sdpa = false)
     {
         using var scope = torch.NewDisposeScope();
         torch.manual_seed(7);
         var model = new DeepSeekLM(cfg);
         model.eval();
         model.SetMlaMode(mode);
+        model.SetMlaSdpa(sdpa);
         foreach (var b in model.Layers) if (b.Attention is MultiHeadLatentAttention m) m.AutoCrossover = autoCrossover;
         using var noGrad = torch.no_grad();
         int[] lens = [3, 7, 5]; int steps = 6, B = lens.Length, L = lens.Max();
@@ -66,10 +67,10 @@ public class CachedDecodeTests
     public void MlaNaiveAbsorbedAndAutoEqualRecomputation(bool qLora, bool yarn)
     {
         var cfg = Config("mla", qLora, yarn);
-        foreach (var (mode, crossover) in new[] { (MlaMode.Naive, 32L), (MlaMode.Absorbed, 32L), (MlaMode.Auto, 4L) })
+        foreach (var (mode, crossover, sdpa) in new[] { (MlaMode.Naive, 32L, false), (MlaMode.Absorbed, 32L, false), (MlaMode.Auto, 4L, false), (MlaMode.Absorbed, 32L, true) })
         {
-            var d = MaxCachedVsFullDiff(cfg, mode, crossover);
-            Assert.True(d <= 1e-5, $"{mode} (q_lora {qLora}, yarn {yarn}): max diff {d}");
+            var d = MaxCachedVsFullDiff(cfg, mode, crossover, sdpa);
+            Assert.True(d <= 1e-5, $"{mode}{(sdpa ? " (SDPA)" : "")} (q_lora {qLora}, yarn {yarn}): max diff {d}");
         }
     }
 
