@@ -35,6 +35,7 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
         var w = (Tensor)vars[1];                                           // [M, K]
         var b = vars[2] as Tensor;                                         // [M] or null
         var recipe = (Fp8Recipe)vars[3];
+        if (recipe.RealGemm) return ForwardReal(ctx, x, w, b, recipe);
         var xq = Round(x, recipe.Activation, recipe.Scaling);              // [N, K], FP8-cached activation
         var wq = Round(w, recipe.Weight, recipe.Scaling);                  // [M, K]
         var y = xq.matmul(wq.t());                                         // [N, M]
@@ -48,8 +49,9 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor dy)   // dy [N, M]
     {
         var saved = ctx.get_saved_variables();
-        Tensor xq = saved[0], wq = saved[1];
         var recipe = (Fp8Recipe)ctx.get_data("recipe");
+        if (recipe.RealGemm) return BackwardReal(ctx, saved, dy, recipe);
+        Tensor xq = saved[0], wq = saved[1];
         bool hasBias = (bool)ctx.get_data("hasBias");
         var g = recipe.Gradient;
         var dyq = Round(dy, g, recipe.Scaling);                             // [N, M] tiles along M
@@ -59,6 +61,40 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
         var dw = dyTq.matmul(xTq.t());                                      // [M, K]   Wgrad
         var db = hasBias ? dy.sum(0L) : null;                                // [M]
         return [recipe.OutputBf16 ? ToBf16(dx) : dx, dw, db!, null!];
+    }
+
+    // ---- real FP8 GEMMs (torch._scaled_mm on float8 storage; per-tensor scales) -----------------------------
+
+    static Tensor ForwardReal(autograd.AutogradContext ctx, Tensor x, Tensor w, Tensor? b, Fp8Recipe recipe)
+    {
+        CheckRealRecipe(recipe);
+        using var xq = Fp8ScaledMatmul.Quantize(x, recipe.Activation.Format, recipe.Scaling.AmaxFloor);   // [N, K] 1 byte
+        using var wq = Fp8ScaledMatmul.Quantize(w, recipe.Weight.Format, recipe.Scaling.AmaxFloor);       // [M, K] 1 byte
+        var y = Fp8ScaledMatmul.Apply(xq.Data, wq.Data.t(), xq.Scale, wq.Scale);                          // [N, M] Fprop
+        bool hasBias = b is not null && !b.IsInvalid;
+        if (hasBias) y = y + b!;
+        ctx.save_for_backward([xq.Data.alias(), xq.Scale.alias(), wq.Data.alias(), wq.Scale.alias()]);  // x and W kept in FP8
+        ctx.save_data("recipe", recipe);
+        ctx.save_data("hasBias", hasBias);
+        return recipe.OutputBf16 ? ToBf16(y) : y;
+    }
+
+    static List<Tensor> BackwardReal(autograd.AutogradContext ctx, List<Tensor> saved, Tensor dy, Fp8Recipe recipe)
+    {
+        Tensor x8 = saved[0], sx = saved[1], w8 = saved[2], sw = saved[3];
+        bool hasBias = (bool)ctx.get_data("hasBias");
+        using var dyq = Fp8ScaledMatmul.Quantize(dy, recipe.Gradient.Format, recipe.Scaling.AmaxFloor); // [N, M]
+        var dx = Fp8ScaledMatmul.Apply(dyq.Data, w8, dyq.Scale, sw);                                    // [N, K] Dgrad: dy · W
+        var dw = Fp8ScaledMatmul.Apply(dyq.Data.t().contiguous(), x8, dyq.Scale, sx);                   // [M, K] Wgrad: dyᵀ · x
+        var db = hasBias ? dy.sum(0L) : null;                                                           // [M]
+        return [recipe.OutputBf16 ? ToBf16(dx) : dx, dw, db!, null!];
+    }
+
+    static void CheckRealRecipe(Fp8Recipe r)
+    {
+        foreach (var (name, op) in new[] { ("activation", r.Activation), ("weight", r.Weight), ("gradient", r.Gradient) })
+            if (op.Precision != OperandPrecision.Fp8 || op.Granularity != Fp8Granularity.PerTensor)
+                throw new Runtime.WhaleArgumentException($"{r.Name} {name} operand", op, "must be FP8 with a per-tensor scale when RealGemm is on (torch._scaled_mm)");
     }
 
     /// <summary>An operand as the GEMM sees it: float32 values of its FP8 / BF16 rounding.</summary>

@@ -36,7 +36,9 @@ public sealed record OperandRecipe(OperandPrecision Precision, Fp8Format Format,
 /// <param name="Gradient">dy in Dgrad and dyᵀ in Wgrad.</param>
 /// <param name="Scaling">Tile size, amax floor, power-of-two scales.</param>
 /// <param name="OutputBf16">Round y and dx to bfloat16.</param>
-public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRecipe Weight, OperandRecipe Gradient, Fp8Scaling Scaling, bool OutputBf16 = true)
+/// <param name="RealGemm">Run the three GEMMs on real 1-byte float8 tensors with torch._scaled_mm (Fp8ScaledMatmul)
+/// instead of simulating them in float32; per-tensor FP8 operands only (what _scaled_mm takes on every device).</param>
+public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRecipe Weight, OperandRecipe Gradient, Fp8Scaling Scaling, bool OutputBf16 = true, bool RealGemm = false)
 {
     public static readonly Fp8Recipe DeepSeekV3 = new("deepseek-v3",
         OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.Tile),
@@ -50,6 +52,10 @@ public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRec
         OperandRecipe.Fp8(Fp8Format.E5M2, Fp8Granularity.PerTensor),
         Fp8Scaling.Default);
 
+    /// <summary>HybridPerTensor with real FP8 GEMMs (torch._scaled_mm): the same numbers as the simulated recipe up
+    /// to float32 summation order, in 1-byte storage, and on Hopper on the FP8 tensor cores.</summary>
+    public static readonly Fp8Recipe HybridPerTensorReal = HybridPerTensor with { Name = "hybrid-tensor-real", RealGemm = true };
+
     public static readonly Fp8Recipe Bf16 = new("bf16", OperandRecipe.Bf16, OperandRecipe.Bf16, OperandRecipe.Bf16, Fp8Scaling.Default);
 
     public static readonly Fp8Recipe Fp32 = new("fp32", OperandRecipe.Fp32, OperandRecipe.Fp32, OperandRecipe.Fp32, Fp8Scaling.Default, OutputBf16: false);
@@ -62,7 +68,7 @@ public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRec
         OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.PerTensor),
         Fp8Scaling.Default with { UnitScale = true });
 
-    public static IReadOnlyList<Fp8Recipe> All { get; } = [DeepSeekV3, HybridPerTensor, Bf16, Fp32, UnscaledE4M3];
+    public static IReadOnlyList<Fp8Recipe> All { get; } = [DeepSeekV3, HybridPerTensor, HybridPerTensorReal, Bf16, Fp32, UnscaledE4M3];
 
     public static Fp8Recipe Parse(string parameter, string name)
         => All.FirstOrDefault(r => r.Name.Equals(name.Trim(), StringComparison.OrdinalIgnoreCase))

@@ -175,4 +175,41 @@ public class Fp8LinearTests
         }
         Assert.True(last < first * 0.2, $"{first} → {last}");
     }
+
+    [Fact]
+    public void RealFp8GemmsMatchTheSimulatedRecipeInOutputsAndGradients()
+    {
+        // The simulator's claim, checked against real float8 GEMMs (torch._scaled_mm on CPU): the same per-tensor
+        // codes and scales give the same products; only the float32 summation order differs (≈ 1e-7 relative),
+        // plus a rare one-ulp flip where y and dx are rounded to bfloat16.
+        using var scope = NewDisposeScope();
+        var (sim, x1, g) = Setup(Fp8Recipe.HybridPerTensor, 64, 128, 96);
+        var (real, x2, _) = Setup(Fp8Recipe.HybridPerTensorReal, 64, 128, 96);
+        var y1 = sim.forward(x1); (y1 * g).sum().backward();
+        var y2 = real.forward(x2); (y2 * g).sum().backward();
+        Assert.True(RelErr(y2, y1) < 1e-3, $"y {RelErr(y2, y1)}");
+        Assert.True(RelErr(x2.grad!, x1.grad!) < 1e-3, $"dx {RelErr(x2.grad!, x1.grad!)}");
+        Assert.True(RelErr(real.weight.grad!, sim.weight.grad!) < 1e-5, $"dW {RelErr(real.weight.grad!, sim.weight.grad!)}");
+        Assert.True(RelErr(real.bias!.grad!, sim.bias!.grad!) < 1e-6);
+        // A recipe with fine-grained scales cannot run on _scaled_mm's per-tensor path: a clear error.
+        var bad = Fp8Recipe.DeepSeekV3 with { RealGemm = true };
+        var (lin, x3, _) = Setup(bad, 16, 32, 16);
+        Assert.Throws<WhaleArgumentException>(() => lin.forward(x3));
+    }
+
+    [Fact]
+    public void ScaledMatmulStoresOneBytePerElementAndChecksItsInputs()
+    {
+        using var scope = NewDisposeScope();
+        var a = torch.randn(32, 64, generator: new torch.Generator(1));
+        var b = torch.randn(48, 64, generator: new torch.Generator(2));
+        using var qa = Fp8ScaledMatmul.Quantize(a, Fp8Format.E4M3);
+        using var qb = Fp8ScaledMatmul.Quantize(b, Fp8Format.E4M3);
+        Assert.Equal(1, qa.Data.ElementSize);
+        var c = Fp8ScaledMatmul.Apply(qa.Data, qb.Data.t(), qa.Scale, qb.Scale);                             // [32, 48]
+        var expected = (qa.Data.to_type(ScalarType.Float32) * qa.Scale).matmul((qb.Data.to_type(ScalarType.Float32) * qb.Scale).t());
+        Assert.True(RelErr(c, expected) < 1e-6);
+        Assert.Throws<WhaleArgumentException>(() => Fp8ScaledMatmul.Apply(a, qb.Data.t(), qa.Scale, qb.Scale));          // not float8
+        Assert.Throws<WhaleArgumentException>(() => Fp8ScaledMatmul.Apply(qa.Data, qb.Data, qa.Scale, qb.Scale));         // K mismatch
+    }
 }
