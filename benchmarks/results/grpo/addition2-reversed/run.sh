@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Issue 6 headline: 2-digit addition, answer least-significant digit first, operands zero-padded; SFT stops as soon as
-# greedy validation exact match reaches 20 % (checked every 2 steps), then 500 GRPO steps. Three seeds, one after the
-# other, 1 torch thread each. Run from the repository root after `dotnet build -c Release src/WhaleTech.Cli`.
-# Outputs went to /tmp/g3/final-s<seed> and were copied here without weights and checkpoints.
+# Issue 6 headline: 2-digit addition, answer least-significant digit first (--reverse-answer), operands zero-padded
+# (--pad-operands); SFT stops as soon as greedy validation exact match reaches 20 % (checked every 2 steps; the
+# validation problems are not the held-out ones), then 500 GRPO steps (lr 1e-4, cosine to 1e-5; every other option
+# at the GrpoOptions defaults: accuracy reward only, τ 0.7, P 16 × G 8, β 0, dynamic sampling, ε 0.2).
+# Run from the repository root after `dotnet build -c Release src/WhaleTech.Cli`; 1 torch thread per run.
+# What was actually run (shared 2-core VM): seed 1 alone first, seeds 2 and 3 started ~10 min later, the three
+# overlapping, plus the other helpers' jobs. Outputs went to /tmp/g3/final-s<seed> and were copied here without
+# weights and checkpoints (seed<k>/).
 set -euo pipefail
 W=src/WhaleTech.Cli/bin/Release/net10.0/whale
 OUT=${OUT:-/tmp/g3}
 for seed in 1 2 3; do
-  /usr/bin/time -f "%e s wall" -o "$OUT/final-s$seed.time" \
+  /usr/bin/time -f "%e s wall, %U s user, %S s sys" -o "$OUT/final-s$seed.time" \
   $W grpo train --task addition --digits 2 --reverse-answer true --pad-operands true \
     --sft-target-accuracy 0.2 --sft-eval-every 2 --sft-steps 1000 \
     --steps 500 --lr 1e-4 --lr-scheduler cosine --eval-every 25 --held-out 200 \
