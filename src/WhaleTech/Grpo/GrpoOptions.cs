@@ -4,6 +4,9 @@
 // Defaults are the configuration measured on 2-digit addition with the 0.8M MLA policy (benchmarks/results/grpo):
 // a short SFT start, accuracy-only reward, rollouts at τ = 0.7 (the loss scores softmax(logits/τ) too), lr 3e-5
 // (5e-4 and 1e-4 drifted and lost held-out accuracy), β = 0 (no reference model) and dynamic sampling on.
+// The issue-6 headline (≤ 30 % → ≥ 95 % held-out) is reached with task options that are NOT the defaults, so that
+// the default question format stays readable: reverse_answer + pad_operands, sft_target_accuracy 0.2 (checked every
+// 2 steps), learning_rate 1e-4 with lr_scheduler_type cosine (benchmarks/results/grpo/addition2-reversed/run.sh).
 using System.Text.Json.Serialization;
 using WhaleTech.Runtime;
 
