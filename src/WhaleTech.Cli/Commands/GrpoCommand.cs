@@ -43,6 +43,8 @@ public static class GrpoCommand
         var d = new GrpoOptions();
         b.Add("--task", "addition, multiplication, countdown or linear.", d.Task, (o, v) => o with { Task = v });
         b.Add("--digits", "Operand digits (addition, multiplication).", d.Digits, (o, v) => o with { Digits = v });
+        b.Add("--reverse-answer", "Addition/multiplication: answer least-significant digit first (question a+b=r:).", d.ReverseAnswer, (o, v) => o with { ReverseAnswer = v });
+        b.Add("--pad-operands", "Addition/multiplication: zero-pad operands (07+45=) and the reference answer to fixed widths.", d.PadOperands, (o, v) => o with { PadOperands = v });
         b.Add("--numbers", "Countdown: how many numbers (3–4).", d.Numbers, (o, v) => o with { Numbers = v });
         b.Add("--max-number", "Countdown: largest number; linear: largest |x| and |b|.", d.MaxNumber, (o, v) => o with { MaxNumber = v });
         b.Add("--max-coefficient", "Linear: largest |a|.", d.MaxCoefficient, (o, v) => o with { MaxCoefficient = v });
@@ -55,6 +57,8 @@ public static class GrpoCommand
         b.Add("--sft-steps", "SFT warm-start steps (fewer = weaker start).", d.SftSteps, (o, v) => o with { SftSteps = v });
         b.Add("--sft-batch", "SFT batch size.", d.SftBatch, (o, v) => o with { SftBatch = v });
         b.Add("--sft-lr", "SFT learning rate.", d.SftLearningRate, (o, v) => o with { SftLearningRate = v });
+        b.Add("--sft-target-accuracy", "Stop SFT once greedy validation exact match reaches this (0 = run all --sft-steps).", d.SftTargetAccuracy, (o, v) => o with { SftTargetAccuracy = v });
+        b.Add("--sft-eval-every", "Check --sft-target-accuracy every N SFT steps.", d.SftEvalEvery, (o, v) => o with { SftEvalEvery = v });
         b.Add("--sft-solved-fraction", "Share of SFT examples with a correct answer (rest: format only).", d.SftSolvedFraction, (o, v) => o with { SftSolvedFraction = v });
         b.Add("--seed", "Seed of weights, data and every sampling stream.", d.Seed, (o, v) => o with { Seed = v });
         return b;
@@ -72,16 +76,18 @@ public static class GrpoCommand
         b.Add("--top-p", "Top-p (1 = off).", d.TopP, (o, v) => o with { TopP = v });
         b.Add("--lr", "GRPO learning rate (AdamW).", d.LearningRate, (o, v) => o with { LearningRate = v });
         b.Add("--warmup-steps", "Linear LR warmup steps.", d.WarmupSteps, (o, v) => o with { WarmupSteps = v });
+        b.Add("--lr-scheduler", "After warmup: constant or cosine (to --min-lr-ratio · lr at the last step).", GrpoOptions.Snake(d.LrScheduler.ToString()), (o, v) => o with { LrScheduler = GrpoOptions.ParseEnum<LrSchedulerType>("--lr-scheduler", v) });
+        b.Add("--min-lr-ratio", "Cosine floor as a share of --lr.", d.MinLrRatio, (o, v) => o with { MinLrRatio = v });
         b.Add("--max-grad-norm", "Gradient clipping norm.", d.MaxGradNorm, (o, v) => o with { MaxGradNorm = v });
-        b.Add("--scale-rewards", "Advantages: group, batch, none (Dr. GRPO) or rloo.", "group", (o, v) => o with { Advantage = GrpoOptions.ParseEnum<AdvantageKind>("--scale-rewards", v) });
+        b.Add("--scale-rewards", "Advantages: group, batch, none (Dr. GRPO) or rloo.", GrpoOptions.Snake(d.Advantage.ToString()), (o, v) => o with { Advantage = GrpoOptions.ParseEnum<AdvantageKind>("--scale-rewards", v) });
         b.Add("--bessel", "Group std with Bessel's correction (÷(G−1)); false = ÷G.", d.Bessel, (o, v) => o with { Bessel = v });
         b.Add("--advantage-eps", "eps in (r − mean)/(std + eps).", d.AdvantageEps, (o, v) => o with { AdvantageEps = v });
         b.Add("--epsilon", "Clip range ε.", d.Epsilon, (o, v) => o with { Epsilon = v });
-        b.Add("--epsilon-high", "Upper clip ε_high (DAPO clip-higher); negative = ε.", -1.0, (o, v) => o with { EpsilonHigh = v < 0 ? null : v });
+        b.Add("--epsilon-high", "Upper clip ε_high (DAPO clip-higher); negative = ε.", d.EpsilonHigh ?? -1.0, (o, v) => o with { EpsilonHigh = v < 0 ? null : v });
         b.Add("--beta", "KL coefficient β (0 = no reference model).", d.Beta, (o, v) => o with { Beta = v });
-        b.Add("--kl-estimator", "k1, k2 or k3.", "k3", (o, v) => o with { KlEstimator = GrpoOptions.ParseEnum<KlEstimator>("--kl-estimator", v) });
+        b.Add("--kl-estimator", "k1, k2 or k3.", GrpoOptions.Snake(d.KlEstimator.ToString()), (o, v) => o with { KlEstimator = GrpoOptions.ParseEnum<KlEstimator>("--kl-estimator", v) });
         b.Add("--ref-sync-steps", "Copy the policy into the reference every N steps (0 = never).", d.RefModelSyncSteps, (o, v) => o with { RefModelSyncSteps = v });
-        b.Add("--loss-type", "grpo, bnpo, dapo or dr_grpo.", "grpo", (o, v) => o with { Loss = GrpoOptions.ParseEnum<LossAggregation>("--loss-type", v) });
+        b.Add("--loss-type", "grpo, bnpo, dapo or dr_grpo.", GrpoOptions.Snake(d.Loss.ToString()), (o, v) => o with { Loss = GrpoOptions.ParseEnum<LossAggregation>("--loss-type", v) });
         b.Add("--num-iterations", "μ: updates per generation batch (against π_old).", d.NumIterations, (o, v) => o with { NumIterations = v });
         b.Add("--micro-batches", "Gradient-accumulation micro-batches per update.", d.MicroBatches, (o, v) => o with { MicroBatches = v });
         b.Add("--mask-truncated", "Exclude completions that hit the length limit from the loss.", d.MaskTruncatedCompletions, (o, v) => o with { MaskTruncatedCompletions = v });
@@ -147,7 +153,7 @@ public static class GrpoCommand
             else summary = GrpoRun.Train(options, p.GetValue(outDir)!, dev, initPath, p.GetValue(resume), Events(options, interactive: false));
             Cli.PrintTable("GRPO summary", [
                 ("task", summary.Task), ("seed", summary.Seed.ToString()), ("parameters", summary.Parameters.ToString("N0")),
-                ("steps", summary.Steps.ToString()), ("held-out at start", summary.SftAccuracy.ToString("P1")),
+                ("steps", summary.Steps.ToString()), ("SFT steps", summary.SftStepsRun?.ToString() ?? "-"), ("held-out at start", summary.SftAccuracy.ToString("P1")),
                 ("held-out final", summary.FinalAccuracy.ToString("P1")), ("held-out best", summary.BestAccuracy.ToString("P1")),
                 ("first step ≥ 95%", summary.FirstStepAtOrAbove95?.ToString() ?? "-"),
                 ("SFT time", $"{summary.SftSeconds:F0} s"), ("GRPO time", $"{summary.GrpoSeconds:F0} s"), ("output", p.GetValue(outDir)!)]);

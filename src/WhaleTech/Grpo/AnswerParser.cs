@@ -52,11 +52,13 @@ public static class AnswerParser
         return !inner.Contains('<') && inner.Trim().Length > 0;
     }
 
-    /// <summary>An optionally signed integer of at most 18 digits, or null.</summary>
-    public static long? ParseInteger(string? text)
+    /// <summary>An optionally signed integer of at most 18 digits, or null. With <paramref name="leastSignificantFirst"/>
+    /// the digits after the optional sign are read right to left ("38" → 83, "001" → 100).</summary>
+    public static long? ParseInteger(string? text, bool leastSignificantFirst = false)
     {
         if (text is null) return null;
         var s = text.Trim();
+        if (leastSignificantFirst) s = s.StartsWith('-') ? "-" + Reverse(s[1..]) : Reverse(s);
         if (s.Length == 0 || s.Length > 19) return null;
         int i = s[0] == '-' ? 1 : 0;
         if (i == s.Length) return null;
@@ -69,17 +71,22 @@ public static class AnswerParser
         return s[0] == '-' ? -v : v;
     }
 
-    /// <summary>Partial credit for a number: the share of digit positions (aligned from the right, the
-    /// longer length counts) that match the reference. 1 iff equal; 0 when unparsable.</summary>
-    public static double DigitCredit(string? answer, string reference)
+    /// <summary>Partial credit for a number: the share of digit positions (aligned at the units digit, the
+    /// longer length counts) that match the reference. 1 iff equal; 0 when unparsable. Both texts are read in
+    /// the same order (<paramref name="leastSignificantFirst"/>: units digit first, so aligned from the left).</summary>
+    public static double DigitCredit(string? answer, string reference, bool leastSignificantFirst = false)
     {
         if (ParseInteger(answer) is null || reference.Length == 0) return 0;
         var a = answer!.Trim();
+        if (leastSignificantFirst) (a, reference) = (Reverse(a), Reverse(reference.Trim()));
         int n = Math.Max(a.Length, reference.Length), match = 0;
         for (int k = 1; k <= n; k++)
             if (k <= a.Length && k <= reference.Length && a[^k] == reference[^k]) match++;
         return (double)match / n;
     }
+
+    /// <summary>The characters of <paramref name="text"/> in reverse order.</summary>
+    public static string Reverse(string text) { var c = text.ToCharArray(); Array.Reverse(c); return new string(c); }
 }
 
 /// <summary>Evaluates + − × ÷ ( ) expressions over non-negative integers (Countdown answers), by recursive

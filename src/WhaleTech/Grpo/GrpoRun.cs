@@ -23,12 +23,12 @@ public sealed class GrpoRunEvents
 
 public sealed record GrpoSummary(
     string Task, int Seed, long Parameters, int Steps, double SftAccuracy, double FinalAccuracy, double BestAccuracy,
-    int? FirstStepAtOrAbove95, double SftSeconds, double GrpoSeconds, string Device, int Threads);
+    int? FirstStepAtOrAbove95, double SftSeconds, double GrpoSeconds, string Device, int Threads, int? SftStepsRun = null);
 
 public static class GrpoRun
 {
     public const string MetricsFile = "metrics.jsonl", SamplesFile = "samples.jsonl", SummaryFile = "summary.json",
-        OptionsFile = "options.json", ConfigFile = "config.json", SftWeights = "sft.bin", FinalWeights = "policy.bin", CheckpointDir = "checkpoint";
+        OptionsFile = "options.json", SftStepsFile = "sft-steps.txt", ConfigFile = "config.json", SftWeights = "sft.bin", FinalWeights = "policy.bin", CheckpointDir = "checkpoint";
 
     /// <summary>SFT warm start only: trains, evaluates held-out, saves sft.bin. Returns (accuracy, format rate).</summary>
     public static (double Accuracy, double Format, DeepSeekLM Model) Sft(GrpoOptions o, string outDir, Device device, GrpoRunEvents? ev = null)
@@ -40,12 +40,14 @@ public static class GrpoRun
         var task = o.CreateTask();
         var heldOut = task.HeldOut(o.Seed, o.HeldOut);
         ev?.Message?.Invoke($"policy: {model.ParameterCount():N0} parameters ({o.Attention}, hidden {o.Hidden}, {o.Layers} layers)");
-        Policy.Sft(model, task, o, heldOut.Select(p => p.Question).ToHashSet(), (s, l) => ev?.SftStep?.Invoke(s, o.SftSteps, l));
+        var losses = Policy.Sft(model, task, o, heldOut.Select(p => p.Question).ToHashSet(), (s, l) => ev?.SftStep?.Invoke(s, o.SftSteps, l),
+            (s, a) => ev?.Message?.Invoke($"sft {s}: validation exact match {a:P1} (target {o.SftTargetAccuracy:P0})"));
         var (acc, fmt, _) = Policy.Evaluate(model, task, heldOut, Policy.DefaultMaxCompletionLength(heldOut));
+        AtomicFile.WriteAllText(Path.Combine(outDir, SftStepsFile), losses.Count.ToString(System.Globalization.CultureInfo.InvariantCulture));
         cfg.Save(Path.Combine(outDir, ConfigFile));
         GrpoCheckpoint.SaveModel(model, Path.Combine(outDir, SftWeights));
         AtomicFile.WriteAllText(Path.Combine(outDir, OptionsFile), JsonSerializer.Serialize(o, GrpoCheckpoint.Json));
-        ev?.Message?.Invoke($"SFT: held-out exact match {acc:P1}, format {fmt:P1} → {Path.Combine(outDir, SftWeights)}");
+        ev?.Message?.Invoke($"SFT: {losses.Count} steps, held-out exact match {acc:P1}, format {fmt:P1} → {Path.Combine(outDir, SftWeights)}");
         return (acc, fmt, model);
     }
 
@@ -70,6 +72,8 @@ public static class GrpoRun
             policy = Sft(o, outDir, device, ev).Model;
             sftSeconds = sw.Elapsed.TotalSeconds;
         }
+        var sftStepsPath = Path.Combine(init is null ? outDir : Path.GetDirectoryName(Path.GetFullPath(init))!, SftStepsFile);   // this run's SFT or --init's folder
+        int? sftStepsRun = File.Exists(sftStepsPath) && int.TryParse(File.ReadAllText(sftStepsPath), out var n) ? n : null;
         Policy.Config(o).Save(Path.Combine(outDir, ConfigFile));
         AtomicFile.WriteAllText(Path.Combine(outDir, OptionsFile), JsonSerializer.Serialize(o, GrpoCheckpoint.Json));
 
@@ -123,7 +127,7 @@ public static class GrpoRun
             evals.Count > 0 ? evals[^1]["eval/accuracy"] : double.NaN,
             evals.Count > 0 ? evals.Max(h => h["eval/accuracy"]) : double.NaN,
             evals.FirstOrDefault(h => h["eval/accuracy"] >= 0.95) is { } hit ? (int)hit["step"] : null,
-            sftSeconds, grpoClock.Elapsed.TotalSeconds, device.ToString(), torch.get_num_threads());
+            sftSeconds, grpoClock.Elapsed.TotalSeconds, device.ToString(), torch.get_num_threads(), sftStepsRun);
         AtomicFile.WriteAllText(Path.Combine(outDir, SummaryFile), JsonSerializer.Serialize(summary, GrpoCheckpoint.Json));
         policy.Dispose();
         return summary;

@@ -152,7 +152,7 @@ public sealed class GrpoTrainer : IDisposable
                 }
 
             // ---- 5: μ iterations of the clipped objective ----
-            double lr = o.LearningRate * (o.WarmupSteps > 0 && step < o.WarmupSteps ? (step + 1) / (double)o.WarmupSteps : 1.0);
+            double lr = o.LearningRateAt(step);
             foreach (var g in Optimizer.ParamGroups) g.LearningRate = lr;
             double lossSum = 0, klSum = 0, entSum = 0, lowSum = 0, highSum = 0, gradNormSum = 0, tokSum = 0;
             int skipped = 0;

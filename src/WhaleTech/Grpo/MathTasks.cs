@@ -3,6 +3,14 @@
 // difficulty knob:
 //   addition        a+b=        operands uniform in [0, 10^digits)
 //   multiplication  a*b=        operands uniform in [0, 10^digits)
+//                   a+b=r:      with reverse_answer: the answer is written least-significant digit first
+//                               (46+37=r: → <answer>38</answer> for 83). Lee et al. 2023, "Teaching Arithmetic
+//                               to Small Transformers" §4: each output digit then depends only on operand digits
+//                               and the carry of digits already written, which a small model learns far earlier.
+//                   07+45=      with pad_operands: operands zero-padded to `digits` and the reference answer to its
+//                               longest length (digits + 1 for addition, 2·digits for multiplication), so every
+//                               digit sits at a fixed position (07+45=r: → <answer>250</answer>); any answer with
+//                               the right value still counts (leading zeros are allowed in every format).
 //   countdown       3,7,9>30:   reach the target with + - * / ( ) using every number exactly once
 //                               (TinyZero's Countdown); `numbers` 3–4, values in [1, max_number]
 //   linear          3x+5=20;x=  solve a*x+b=c for the integer x; |a| ≤ max_coefficient, |x| ≤ max_number
@@ -31,25 +39,41 @@ public abstract class MathTask
     public abstract double PartialCredit(MathProblem p, string answer);
 
     /// <summary>Builds a task from its name and difficulty knobs (the CLI's --task, --digits, ...).</summary>
-    public static MathTask Create(string name, int digits = 3, int numbers = 3, int maxNumber = 20, int maxCoefficient = 9) => name switch
+    public static MathTask Create(string name, int digits = 3, int numbers = 3, int maxNumber = 20, int maxCoefficient = 9,
+        bool reverseAnswer = false, bool padOperands = false)
     {
-        "addition" => new ArithmeticTask('+', digits),
-        "multiplication" => new ArithmeticTask('*', digits),
+        if (reverseAnswer && name is not ("addition" or "multiplication"))
+            throw new WhaleArgumentException("reverse_answer", name, "applies to addition and multiplication only");
+        if (padOperands && name is not ("addition" or "multiplication"))
+            throw new WhaleArgumentException("pad_operands", name, "applies to addition and multiplication only");
+        return CreateTask(name, digits, numbers, maxNumber, maxCoefficient, reverseAnswer, padOperands);
+    }
+
+    static MathTask CreateTask(string name, int digits, int numbers, int maxNumber, int maxCoefficient, bool reverseAnswer, bool padOperands) => name switch
+    {
+        "addition" => new ArithmeticTask('+', digits, reverseAnswer, padOperands),
+        "multiplication" => new ArithmeticTask('*', digits, reverseAnswer, padOperands),
         "countdown" => new CountdownTask(numbers, maxNumber),
         "linear" => new LinearEquationTask(maxCoefficient, maxNumber),
         _ => throw new WhaleArgumentException("task", name, "must be addition, multiplication, countdown or linear"),
     };
 
     /// <summary>The held-out set: <paramref name="count"/> distinct problems from the held-out stream.</summary>
-    public IReadOnlyList<MathProblem> HeldOut(int seed, int count)
+    public IReadOnlyList<MathProblem> HeldOut(int seed, int count) => Distinct(HashCode32(seed, 0x4E1D, 0, 0), count, new HashSet<string>());
+
+    /// <summary>A validation set for decisions during training (when to stop SFT): its own stream, never a
+    /// held-out question, so the held-out numbers stay untouched by any choice made on them.</summary>
+    public IReadOnlyList<MathProblem> Validation(int seed, int count, IReadOnlySet<string> heldOut) => Distinct(HashCode32(seed, 0x7A11D, 0, 0), count, heldOut);
+
+    IReadOnlyList<MathProblem> Distinct(int streamSeed, int count, IReadOnlySet<string> exclude)
     {
-        var rng = new Random(HashCode32(seed, 0x4E1D, 0, 0));
+        var rng = new Random(streamSeed);
         var seen = new HashSet<string>();
         var list = new List<MathProblem>(count);
         for (int tries = 0; list.Count < count && tries < count * 50; tries++)
         {
             var p = Sample(rng);
-            if (seen.Add(p.Question)) list.Add(p);
+            if (!exclude.Contains(p.Question) && seen.Add(p.Question)) list.Add(p);
         }
         return list;
     }
@@ -70,15 +94,22 @@ public abstract class MathTask
         => (int)(Streams.Mix(Streams.Mix(Streams.Mix((ulong)a ^ 0x9E3779B97F4A7C15UL, (ulong)b), (ulong)c), (ulong)d) >> 33);
 }
 
-/// <summary>n-digit addition or multiplication.</summary>
+/// <summary>n-digit addition or multiplication; with <see cref="ReverseAnswer"/> the question ends in "r:" and
+/// the answer is written least-significant digit first; with <see cref="PadOperands"/> every number has a fixed width.</summary>
 public sealed class ArithmeticTask : MathTask
 {
+    /// <summary>What a reversed question ends with, after the '='.</summary>
+    public const string ReversedMarker = "r:";
     readonly char _op;
     public int Digits { get; }
-    public ArithmeticTask(char op, int digits)
+    public bool ReverseAnswer { get; }
+    public bool PadOperands { get; }
+    public ArithmeticTask(char op, int digits, bool reverseAnswer = false, bool padOperands = false)
     {
         _op = op;
         Digits = (int)Guard.InRange("digits", digits, 1, 9);
+        ReverseAnswer = reverseAnswer;
+        PadOperands = padOperands;
     }
     public override string Name => _op == '+' ? "addition" : "multiplication";
 
@@ -87,11 +118,14 @@ public sealed class ArithmeticTask : MathTask
         long max = (long)Math.Pow(10, Digits);
         long a = rng.NextInt64(max), b = rng.NextInt64(max);
         long c = _op == '+' ? a + b : a * b;
-        return new MathProblem(Name, $"{a}{_op}{b}=", c.ToString(), [], c);
+        int width = PadOperands ? Digits : 1, answerWidth = PadOperands ? (_op == '+' ? Digits + 1 : 2 * Digits) : 1;
+        string question = a.ToString().PadLeft(width, '0') + _op + b.ToString().PadLeft(width, '0') + "=" + (ReverseAnswer ? ReversedMarker : "");
+        string answer = c.ToString().PadLeft(answerWidth, '0');
+        return new MathProblem(Name, question, ReverseAnswer ? AnswerParser.Reverse(answer) : answer, [], c);
     }
 
-    public override bool IsCorrect(MathProblem p, string answer) => AnswerParser.ParseInteger(answer) == p.Target;
-    public override double PartialCredit(MathProblem p, string answer) => AnswerParser.DigitCredit(answer, p.Answer);
+    public override bool IsCorrect(MathProblem p, string answer) => AnswerParser.ParseInteger(answer, ReverseAnswer) == p.Target;
+    public override double PartialCredit(MathProblem p, string answer) => AnswerParser.DigitCredit(answer, p.Answer, ReverseAnswer);
 }
 
 /// <summary>Countdown: numbers and a target; any + − × ÷ expression using each number exactly once.</summary>

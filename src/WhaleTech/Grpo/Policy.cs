@@ -53,11 +53,17 @@ public static class Policy
 
     /// <summary>SFT warm start: sft_steps AdamW steps (warmup + cosine to 10%, Training.LrSchedule) of next-token loss on solution tokens.
     /// A share 1 − solvedFraction of examples shows the format with a wrong answer ("partially solved" data).
-    /// Returns the loss of each step.</summary>
-    public static List<double> Sft(DeepSeekLM model, MathTask task, GrpoOptions o, IReadOnlySet<string> heldOut, Action<int, double>? progress = null)
+    /// With sft_target_accuracy &gt; 0, every sft_eval_every steps the greedy exact match on the validation set
+    /// (MathTask.Validation: not the held-out problems) is measured and SFT stops once it reaches the target,
+    /// so that every seed starts GRPO from about the same accuracy (the SFT transition is sharp and its step
+    /// varies by seed). Returns the loss of each step run (its count = steps run).</summary>
+    public static List<double> Sft(DeepSeekLM model, MathTask task, GrpoOptions o, IReadOnlySet<string> heldOut, Action<int, double>? progress = null,
+        Action<int, double>? validated = null)
     {
         var tok = Tokenizer();
         var device = model.Embedding.weight!.device;
+        var validation = o.SftTargetAccuracy > 0 ? task.Validation(o.Seed, o.HeldOut, heldOut) : null;
+        int validationLength = validation is null ? 0 : DefaultMaxCompletionLength(validation);
         using var opt = torch.optim.AdamW(model.parameters(), o.SftLearningRate, weight_decay: 0.0);
         var losses = new List<double>();
         var schedule = new Training.LrSchedule(o.SftLearningRate, Math.Min(20, o.SftSteps / 10), Math.Max(1, o.SftSteps), Floor: 0.1 * o.SftLearningRate);
@@ -85,6 +91,12 @@ public static class Policy
             if (double.IsFinite(l)) opt.step();
             losses.Add(l);
             progress?.Invoke(step + 1, l);
+            if (validation is not null && (step + 1) % o.SftEvalEvery == 0)
+            {
+                double acc = Evaluate(model, task, validation, validationLength).Accuracy;
+                validated?.Invoke(step + 1, acc);
+                if (acc >= o.SftTargetAccuracy) break;
+            }
         }
         return losses;
     }

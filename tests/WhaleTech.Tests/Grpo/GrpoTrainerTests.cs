@@ -179,5 +179,41 @@ public class GrpoTrainerTests
         Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (Tiny() with { NumGenerations = 1 }).Validate());
         Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => GrpoOptions.ParseEnum<LossAggregation>("--loss-type", "ppo"));
         Assert.Equal(LossAggregation.DrGrpo, GrpoOptions.ParseEnum<LossAggregation>("--loss-type", "dr_grpo"));
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (Tiny() with { Task = "countdown", ReverseAnswer = true }).Validate());
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (Tiny() with { SftTargetAccuracy = 1.5 }).Validate());
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (Tiny() with { MinLrRatio = -0.1 }).Validate());
+    }
+
+    [Fact]
+    public void LearningRateWarmsUpThenStaysOrDecaysByCosine()
+    {
+        var o = Tiny() with { LearningRate = 1e-3, WarmupSteps = 4, Steps = 104, MinLrRatio = 0.1 };
+        Assert.Equal(0.25e-3, o.LearningRateAt(0), 15);
+        Assert.Equal(1e-3, o.LearningRateAt(4), 15);
+        Assert.Equal(1e-3, o.LearningRateAt(100), 15);                                 // constant (default)
+        var c = o with { LrScheduler = LrSchedulerType.Cosine };
+        Assert.Equal(1e-3, c.LearningRateAt(4), 15);
+        Assert.Equal(0.55e-3, c.LearningRateAt(54), 12);                                // halfway: floor + ½(peak − floor)
+        Assert.Equal(0.1e-3, c.LearningRateAt(104), 15);
+        Assert.True(c.LearningRateAt(30) > c.LearningRateAt(31));
+    }
+
+    [Fact]
+    public void SftStopsWhenValidationAccuracyReachesTheTarget()
+    {
+        // 1-digit addition with the tiny policy: run SFT once without a target and once with a target of 30 %; the
+        // second must stop at the first check at or above 30 % and never earlier.
+        var o = Tiny() with { SftSteps = 240, SftBatch = 32, SftLearningRate = 3e-3, SftEvalEvery = 20, HeldOut = 40 };
+        var task = o.CreateTask();
+        var held = task.HeldOut(o.Seed, o.HeldOut).Select(p => p.Question).ToHashSet();
+        var checks = new List<(int Step, double Accuracy)>();
+        using var policy = Policy.Create(Policy.Config(o), o.Seed, torch.CPU);
+        var losses = Policy.Sft(policy, task, o with { SftTargetAccuracy = 0.3 }, held, validated: (s, a) => checks.Add((s, a)));
+        Assert.NotEmpty(checks);
+        Assert.Equal(checks[^1].Step, losses.Count);
+        Assert.All(checks.SkipLast(1), c => Assert.True(c.Accuracy < 0.3, $"step {c.Step}: {c.Accuracy}"));
+        Assert.True(checks[^1].Accuracy >= 0.3 || losses.Count == o.SftSteps, $"stopped at {losses.Count} with {checks[^1].Accuracy}");
+        Assert.True(losses.Count < o.SftSteps, $"the tiny policy should pass 30 % within {o.SftSteps} steps (last check {checks[^1].Accuracy})");
+        Assert.All(checks, c => Assert.Equal(0, c.Step % o.SftEvalEvery));
     }
 }

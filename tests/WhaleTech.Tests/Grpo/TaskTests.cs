@@ -29,6 +29,50 @@ public class TaskTests
         }
     }
 
+    [Theory]
+    [InlineData("addition", false, true)]
+    [InlineData("addition", true, false)]
+    [InlineData("addition", true, true)]
+    [InlineData("multiplication", true, true)]
+    public void ReversedAndPaddedFormatsScoreTheirReferenceAndOnlyTheRightValue(string name, bool reverse, bool pad)
+    {
+        var task = MathTask.Create(name, digits: 2, reverseAnswer: reverse, padOperands: pad);
+        var tok = Policy.Tokenizer();
+        var acc = Rewards.Accuracy(task); var part = Rewards.Partial(task);
+        var rng = new Random(3);
+        for (int i = 0; i < 300; i++)
+        {
+            var p = task.Sample(rng);
+            Assert.True(tok.CanEncode(p.Question + p.Solution), $"{p.Question}{p.Solution}");
+            Assert.Equal(reverse, p.Question.EndsWith("=" + ArithmeticTask.ReversedMarker));
+            if (pad) Assert.Equal(2 * 2 + 2 + (reverse ? 2 : 0), p.Question.Length);          // "07+45=" (+ "r:")
+            Assert.Equal(1.0, acc(p, p.Solution));
+            Assert.Equal(1.0, part(p, p.Solution));
+            string value = p.Target.ToString(), written = reverse ? AnswerParser.Reverse(value) : value;
+            Assert.Equal(1.0, acc(p, PromptTemplate.FormatAnswer(written)));                    // the unpadded value counts too
+            string wrong = (p.Target + 1).ToString();
+            Assert.Equal(0.0, acc(p, PromptTemplate.FormatAnswer(reverse ? AnswerParser.Reverse(wrong) : wrong)));
+        }
+    }
+
+    [Fact]
+    public void ReversedAnswersParseRightToLeftAndGetCreditFromTheUnitsDigit()
+    {
+        Assert.Equal(83, AnswerParser.ParseInteger("38", leastSignificantFirst: true));
+        Assert.Equal(100, AnswerParser.ParseInteger("001", leastSignificantFirst: true));
+        Assert.Equal(-21, AnswerParser.ParseInteger("-12", leastSignificantFirst: true));
+        Assert.Null(AnswerParser.ParseInteger("3a", leastSignificantFirst: true));
+        var task = MathTask.Create("addition", digits: 2, reverseAnswer: true);
+        var p = new MathProblem("addition", "46+37=r:", "38", [], 83);
+        Assert.True(task.IsCorrect(p, "38"));
+        Assert.False(task.IsCorrect(p, "83"));                            // the readable order is wrong here
+        Assert.Equal(0.5, task.PartialCredit(p, "39"), 1e-12);            // units digit right, tens wrong
+        Assert.Equal(0.5, task.PartialCredit(p, "48"), 1e-12);
+        Assert.Equal(2 / 3.0, task.PartialCredit(p, "381"), 1e-12);       // aligned at the units digit (left)
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => MathTask.Create("countdown", reverseAnswer: true));
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => MathTask.Create("linear", padOperands: true));
+    }
+
     [Fact]
     public void PartialCreditAndWeightedRewards()
     {
@@ -83,6 +127,17 @@ public class TaskTests
         Assert.Null(AnswerParser.ExtractAnswer(null));
         Assert.Null(AnswerParser.ParseInteger("-"));
         Assert.Null(AnswerParser.ParseInteger("99999999999999999999999"));
+    }
+
+    [Fact]
+    public void ValidationSetAvoidsHeldOutQuestions()
+    {
+        var task = MathTask.Create("addition", digits: 1);
+        var held = task.HeldOut(seed: 4, count: 30).Select(p => p.Question).ToHashSet();
+        var val = task.Validation(seed: 4, count: 30, held);
+        Assert.Equal(30, val.Count);
+        Assert.DoesNotContain(val, p => held.Contains(p.Question));
+        Assert.Equal(val.Select(p => p.Question).Distinct().Count(), val.Count);
     }
 
     [Fact]
