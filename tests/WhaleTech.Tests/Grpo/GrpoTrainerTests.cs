@@ -216,4 +216,26 @@ public class GrpoTrainerTests
         Assert.True(losses.Count < o.SftSteps, $"the tiny policy should pass 30 % within {o.SftSteps} steps (last check {checks[^1].Accuracy})");
         Assert.All(checks, c => Assert.Equal(0, c.Step % o.SftEvalEvery));
     }
+
+    [Fact]
+    public void ANonFinitePolicyIsSkippedOrStoppedNeverSilentlyTrained()
+    {
+        // Issue 9: a NaN in the policy must not hang the rollout, crash natively or quietly update the other weights.
+        var o = Tiny() with { Beta = 0, NumIterations = 1, MicroBatches = 1, DynamicSampling = false };
+        var policy = Policy.Create(Policy.Config(o), 1, torch.CPU);
+        using var t = new GrpoTrainer(o, policy);
+        var victim = policy.named_parameters().First(p => p.name.EndsWith("o_proj.weight")).parameter;
+        using (torch.no_grad()) victim[0, 0] = float.NaN;
+        var before = policy.named_parameters().Where(p => p.name != "model.layers.0.self_attn.o_proj.weight")
+                           .Select(p => (p.name, p.parameter.detach().clone())).ToList();
+        SortedDictionary<string, double>? m = null;
+        var error = Record.Exception(() => m = t.TrainStep());
+        if (error is null)
+        {
+            Assert.True(m!["nonfinite_skipped"] > 0 || m["loss"] == 0, "a NaN policy must skip its update");
+            foreach (var (name, p) in before)
+                Assert.True(policy.get_parameter(name)!.equal(p).all().item<bool>(), $"{name} changed in a skipped step");
+        }
+        else Assert.IsAssignableFrom<WhaleTech.Runtime.WhaleException>(error);
+    }
 }
