@@ -54,6 +54,8 @@ public static class GrpoCommand
         b.Add("--hidden", "Policy hidden size.", d.Hidden, (o, v) => o with { Hidden = v });
         b.Add("--layers", "Policy layers.", d.Layers, (o, v) => o with { Layers = v });
         b.Add("--heads", "Policy attention heads.", d.Heads, (o, v) => o with { Heads = v });
+        b.Add("--moe-experts", "Routed experts per layer: a DeepSeekMoE policy with loss-free balancing (0 = dense).", d.MoeExperts, (o, v) => o with { MoeExperts = v });
+        b.Add("--moe-top-k", "Routed experts per token of a MoE policy.", d.MoeTopK, (o, v) => o with { MoeTopK = v });
         b.Add("--sft-steps", "SFT warm-start steps (fewer = weaker start).", d.SftSteps, (o, v) => o with { SftSteps = v });
         b.Add("--sft-batch", "SFT batch size.", d.SftBatch, (o, v) => o with { SftBatch = v });
         b.Add("--sft-lr", "SFT learning rate.", d.SftLearningRate, (o, v) => o with { SftLearningRate = v });

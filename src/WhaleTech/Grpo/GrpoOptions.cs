@@ -35,6 +35,11 @@ public sealed record GrpoOptions
     [JsonPropertyName("hidden")] public int Hidden { get; init; } = 128;
     [JsonPropertyName("layers")] public int Layers { get; init; } = 4;
     [JsonPropertyName("heads")] public int Heads { get; init; } = 4;
+    /// <summary>Routed experts per layer of a DeepSeekMoE policy (0 = dense SwiGLU MLPs). The MoE policy uses
+    /// sigmoid routing, top-`moe_top_k`, one shared expert and DeepSeek-V3's auxiliary-loss-free bias (γ = 1e-3,
+    /// updated after every optimizer step of SFT and GRPO).</summary>
+    [JsonPropertyName("moe_experts")] public int MoeExperts { get; init; }
+    [JsonPropertyName("moe_top_k")] public int MoeTopK { get; init; } = 2;
 
     // ---- SFT warm start --------------------------------------------------------------------------
     [JsonPropertyName("sft_steps")] public int SftSteps { get; init; } = 400;
@@ -107,6 +112,8 @@ public sealed record GrpoOptions
         Guard.Positive("held_out", HeldOut);
         Guard.OneOf("attention", Attention, "mla", "mha", "gqa", "mqa");
         Guard.Positive("hidden", Hidden); Guard.Positive("layers", Layers); Guard.Positive("heads", Heads);
+        Guard.NonNegative("moe_experts", MoeExperts);
+        if (MoeExperts > 0) Guard.InRange("moe_top_k", MoeTopK, 1, MoeExperts);
         Guard.NonNegative("sft_steps", SftSteps); Guard.Positive("sft_batch", SftBatch); Guard.Positive("sft_learning_rate", SftLearningRate);
         Guard.InRange("sft_solved_fraction", SftSolvedFraction, 0, 1);
         Guard.InRange("sft_target_accuracy", SftTargetAccuracy, 0, 1); Guard.Positive("sft_eval_every", SftEvalEvery);

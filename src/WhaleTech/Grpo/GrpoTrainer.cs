@@ -54,7 +54,10 @@ public sealed class GrpoTrainer : IDisposable
         MaxCompletionLength = options.MaxCompletionLength > 0 ? options.MaxCompletionLength : WhaleTech.Grpo.Policy.DefaultMaxCompletionLength(HeldOut);
         Reference = options.Beta > 0 ? WhaleTech.Grpo.Policy.Clone(policy) : null;          // β = 0: no reference kept
         Optimizer = torch.optim.AdamW(policy.parameters(), options.LearningRate, beta1: 0.9, beta2: 0.99, weight_decay: 0.0);
+        _balancer = WhaleTech.Grpo.Policy.Balancer(policy);                                    // MoE policy: loss-free bias updates
     }
+
+    readonly Moe.LoadBalancer? _balancer;
 
     public IReadOnlySet<string> HeldOutQuestions => _heldOutQuestions;
 
@@ -185,8 +188,8 @@ public sealed class GrpoTrainer : IDisposable
                     if (kl is not null) klSum += (kl * mbMask).sum().item<float>();
                 }
                 double norm = torch.nn.utils.clip_grad_norm_(Policy.parameters(), o.MaxGradNorm);
-                if (!double.IsFinite(norm) || !double.IsFinite(iterLoss)) { skipped++; Optimizer.zero_grad(); }
-                else Optimizer.step();
+                if (!double.IsFinite(norm) || !double.IsFinite(iterLoss)) { skipped++; Optimizer.zero_grad(); _balancer?.DiscardStepCounts(); }
+                else { Optimizer.step(); _balancer?.AfterOptimizerStep(); }
                 lossSum += iterLoss; gradNormSum += norm;
             }
             tokSum = Math.Max(1, tokSum);

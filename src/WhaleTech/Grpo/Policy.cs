@@ -14,8 +14,22 @@ public static class Policy
 {
     public static CharTokenizer Tokenizer() => new(PromptTemplate.Alphabet);
 
-    public static ModelConfig Config(GrpoOptions o) => ModelConfig.Tiny(o.Attention, Tokenizer().VocabSize, o.Hidden, o.Layers, o.Heads)
-        with { BosTokenId = CharTokenizer.Bos, EosTokenId = CharTokenizer.Eos };
+    public static ModelConfig Config(GrpoOptions o)
+    {
+        var cfg = ModelConfig.Tiny(o.Attention, Tokenizer().VocabSize, o.Hidden, o.Layers, o.Heads)
+            with { BosTokenId = CharTokenizer.Bos, EosTokenId = CharTokenizer.Eos };
+        return o.MoeExperts == 0 ? cfg : (cfg with                         // DeepSeekMoE MLPs in every layer
+        {
+            NRoutedExperts = o.MoeExperts, NumExpertsPerTok = o.MoeTopK, NSharedExperts = 1,
+            MoeIntermediateSize = Math.Max(8, cfg.IntermediateSize / (o.MoeTopK + 1) / 8 * 8),   // ≈ dense width when active
+            ScoringFunc = "sigmoid", TopkMethod = "noaux_tc", NGroup = 1, TopkGroup = 1, FirstKDenseReplace = 0,
+        }).Validate();
+    }
+
+    /// <summary>The loss-free balancer of a MoE policy (null for a dense one): call AfterOptimizerStep after each
+    /// optimizer step (DeepSeek-V3's bias update, γ = 1e-3, sign rule), DiscardStepCounts after a skipped one.</summary>
+    public static Moe.LoadBalancer? Balancer(DeepSeekLM model)
+        => Moe.MoeLayers.Find(model) is { Count: > 0 } layers ? new Moe.LoadBalancer(layers, Moe.BiasUpdateRule.Sign, Moe.GammaSchedule.Constant(1e-3)) : null;
 
     /// <summary>A new policy with weights drawn from torch's global RNG seeded with <paramref name="seed"/>.</summary>
     public static DeepSeekLM Create(ModelConfig cfg, int seed, Device device)
@@ -65,6 +79,7 @@ public static class Policy
         var validation = o.SftTargetAccuracy > 0 ? task.Validation(o.Seed, o.HeldOut, heldOut) : null;
         int validationLength = validation is null ? 0 : DefaultMaxCompletionLength(validation);
         using var opt = torch.optim.AdamW(model.parameters(), o.SftLearningRate, weight_decay: 0.0);
+        var balancer = Balancer(model);                                                           // MoE policy only
         var losses = new List<double>();
         var schedule = new Training.LrSchedule(o.SftLearningRate, Math.Min(20, o.SftSteps / 10), Math.Max(1, o.SftSteps), Floor: 0.1 * o.SftLearningRate);
         model.train();
@@ -88,7 +103,8 @@ public static class Policy
             loss.backward();
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0);
             double l = loss.item<float>();
-            if (double.IsFinite(l)) opt.step();
+            if (double.IsFinite(l)) { opt.step(); balancer?.AfterOptimizerStep(); }
+            else balancer?.DiscardStepCounts();
             losses.Add(l);
             progress?.Invoke(step + 1, l);
             if (validation is not null && (step + 1) % o.SftEvalEvery == 0)

@@ -238,4 +238,20 @@ public class GrpoTrainerTests
         }
         else Assert.IsAssignableFrom<WhaleTech.Runtime.WhaleException>(error);
     }
+
+    [Fact]
+    public void AMoePolicyTrainsAndItsRouterBiasIsBalancedAfterEachStep()
+    {
+        var o = Tiny() with { Beta = 0, NumIterations = 1, MicroBatches = 1, MoeExperts = 4, MoeTopK = 2, Hidden = 32 };
+        var policy = Policy.Create(Policy.Config(o), 1, torch.CPU);
+        var layers = WhaleTech.Moe.MoeLayers.Find(policy);
+        Assert.Equal(o.Layers, layers.Count);
+        using var t = new GrpoTrainer(o, policy);
+        for (int i = 0; i < 2; i++) t.TrainStep();
+        // The sign rule moves every bias by exactly ±γ or 0 per step: after 2 steps |b| ≤ 2γ, and it did move.
+        var bias = layers[0].gate.Bias;
+        Assert.True(bias.abs().max().item<float>() <= 2e-3f + 1e-7f);
+        Assert.True(bias.abs().sum().item<float>() > 0, "the loss-free bias must be updated after GRPO steps");
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (o with { MoeTopK = 5 }).Validate());
+    }
 }
