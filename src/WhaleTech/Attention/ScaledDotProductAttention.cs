@@ -15,10 +15,9 @@ public static class ScaledDotProductAttention
     const string Script = """
         def sdpa(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, scale: float) -> Tensor:
             return torch.scaled_dot_product_attention(q, k, v, allowed, 0.0, False, scale=scale, enable_gqa=True)
+        """;
 
-        """;   // TorchScript wants the source to end with a newline
-
-    static readonly Lazy<jit.CompilationUnit> Unit = new(() => torch.jit.compile(Script), LazyThreadSafetyMode.ExecutionAndPublication);
+    static readonly Lazy<jit.CompilationUnit> Unit = Runtime.TorchScript.CompileOnFirstUse(Script);
 
     /// <summary>softmax(q·kᵀ · scale, masked where <paramref name="allowed"/> is false) · v, with Hkv dividing H.</summary>
     public static Tensor Apply(Tensor q, Tensor k, Tensor v, Tensor allowed, double scale)

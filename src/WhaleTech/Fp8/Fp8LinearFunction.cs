@@ -68,8 +68,8 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
     static Tensor ForwardReal(autograd.AutogradContext ctx, Tensor x, Tensor w, Tensor? b, Fp8Recipe recipe)
     {
         CheckRealRecipe(recipe);
-        using var xq = Fp8ScaledMatmul.Quantize(x, recipe.Activation.Format, recipe.Scaling.AmaxFloor);   // [N, K] 1 byte
-        using var wq = Fp8ScaledMatmul.Quantize(w, recipe.Weight.Format, recipe.Scaling.AmaxFloor);       // [M, K] 1 byte
+        using var xq = Fp8ScaledMatmul.Quantize(x, recipe.Activation.Format, recipe.Scaling);   // [N, K] 1 byte
+        using var wq = Fp8ScaledMatmul.Quantize(w, recipe.Weight.Format, recipe.Scaling);       // [M, K] 1 byte
         var y = Fp8ScaledMatmul.Apply(xq.Data, wq.Data.t(), xq.Scale, wq.Scale);                          // [N, M] Fprop
         bool hasBias = b is not null && !b.IsInvalid;
         if (hasBias) y = y + b!;
@@ -83,7 +83,7 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
     {
         Tensor x8 = saved[0], sx = saved[1], w8 = saved[2], sw = saved[3];
         bool hasBias = (bool)ctx.get_data("hasBias");
-        using var dyq = Fp8ScaledMatmul.Quantize(dy, recipe.Gradient.Format, recipe.Scaling.AmaxFloor); // [N, M]
+        using var dyq = Fp8ScaledMatmul.Quantize(dy, recipe.Gradient.Format, recipe.Scaling); // [N, M]
         var dx = Fp8ScaledMatmul.Apply(dyq.Data, w8, dyq.Scale, sw);                                    // [N, K] Dgrad: dy · W
         var dw = Fp8ScaledMatmul.Apply(dyq.Data.t().contiguous(), x8, dyq.Scale, sx);                   // [M, K] Wgrad: dyᵀ · x
         var db = hasBias ? dy.sum(0L) : null;                                                           // [M]

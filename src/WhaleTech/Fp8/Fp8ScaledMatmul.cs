@@ -28,17 +28,17 @@ public static class Fp8ScaledMatmul
     const string Script = """
         def scaled_mm(a: Tensor, b: Tensor, scale_a: Tensor, scale_b: Tensor, out_dtype: int, fast_accum: bool) -> Tensor:
             return torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=out_dtype, use_fast_accum=fast_accum)
+        """;
 
-        """;   // TorchScript wants the source to end with a newline
+    static readonly Lazy<jit.CompilationUnit> Unit = Runtime.TorchScript.CompileOnFirstUse(Script);
 
-    static readonly Lazy<jit.CompilationUnit> Unit = new(() => torch.jit.compile(Script), LazyThreadSafetyMode.ExecutionAndPublication);
-
-    /// <summary>Per-tensor quantization into real float8 storage: scale = amax / max_fp8 (floored), saturating cast.</summary>
-    public static Fp8Stored Quantize(Tensor x, Fp8Format format, double amaxFloor = 1e-12)
+    /// <summary>Per-tensor quantization into real float8 storage: the scale rule of Fp8Quantizer (amax / max_fp8,
+    /// floored; <paramref name="scaling"/> default), then a saturating cast.</summary>
+    public static Fp8Stored Quantize(Tensor x, Fp8Format format, Fp8Scaling? scaling = null)
     {
         using var scope = NewDisposeScope();
         var x32 = x.to_type(ScalarType.Float32);
-        var scale = x32.abs().max().clamp_min(amaxFloor) / format.MaxValue;                      // [] float32
+        var scale = Fp8Quantizer.ScaleFromAmax(Fp8Quantizer.Amax(x32, Fp8Granularity.PerTensor), format, scaling ?? Fp8Scaling.Default); // [] float32
         var data = (x32 / scale).clamp(-format.MaxValue, format.MaxValue).to_type(format.LibTorchDType); // [*] 1 byte each
         return new Fp8Stored(data.MoveToOuterDisposeScope(), scale.MoveToOuterDisposeScope());
     }

@@ -169,16 +169,18 @@ public sealed partial class DeepSeekLM : nn.Module<Tensor, Tensor>
     /// <summary>Absorbed MLA attention through libtorch's fused SDPA (true) or explicit matmuls (false), every layer.</summary>
     public void SetMlaSdpa(bool useSdpa)
     {
-        foreach (var b in model.layers) if (b.Attention is MultiHeadLatentAttention mla) mla.UseSdpa = useSdpa;
-        foreach (var m in MtpModules) if (m.Block.Attention is MultiHeadLatentAttention mla) mla.UseSdpa = useSdpa;
+        foreach (var mla in MlaLayers()) mla.UseSdpa = useSdpa;
     }
 
     /// <summary>Sets the MLA inference path of every layer (no-op for standard attention).</summary>
     public void SetMlaMode(MlaMode mode)
     {
-        foreach (var b in model.layers) if (b.Attention is MultiHeadLatentAttention mla) mla.Mode = mode;
-        foreach (var m in MtpModules) if (m.Block.Attention is MultiHeadLatentAttention mla) mla.Mode = mode;
+        foreach (var mla in MlaLayers()) mla.Mode = mode;
     }
+
+    /// <summary>The MLA attention of every decoder block, the MTP modules' blocks included.</summary>
+    IEnumerable<MultiHeadLatentAttention> MlaLayers() =>
+        model.layers.Select(b => b.Attention).Concat(MtpModules.Select(m => m.Block.Attention)).OfType<MultiHeadLatentAttention>();
 
     public long ParameterCount() => parameters().Sum(p => p.numel());
 }

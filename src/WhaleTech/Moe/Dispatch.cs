@@ -115,9 +115,7 @@ public static class Dispatch
         var xs = x.index_select(0, plan.Token);                               // [N·K, D]
         var buffer = torch.zeros(numExperts * capacity, d, dtype: x.dtype, device: x.device)
             .index_add(0, row, xs, 1).view(numExperts, capacity, d);            // [E, C, D]
-        var wGate = torch.stack(experts.Select(e => WeightOf(e.gate_proj)), 0); // [E, F, D]
-        var wUp = torch.stack(experts.Select(e => WeightOf(e.up_proj)), 0);     // [E, F, D]
-        var wDown = torch.stack(experts.Select(e => WeightOf(e.down_proj)), 0); // [E, D, F]
+        var (wGate, wUp, wDown) = StackedWeights(experts);                    // [E, F, D], [E, F, D], [E, D, F]
         var h = nn.functional.silu(buffer.bmm(wGate.transpose(1, 2))) * buffer.bmm(wUp.transpose(1, 2)); // [E, C, F]
         var out_ = h.bmm(wDown.transpose(1, 2)).view(numExperts * capacity, d); // [E·C, D]
         var ys = out_.index_select(0, row);                                    // [N·K, D]
@@ -131,11 +129,10 @@ public static class Dispatch
         var plan = Plan.Make(indices, experts.Count);
         var offs = GroupedMatmul.Offsets(plan.Counts, x.device);                                 // [E] int32 end rows
         var xs = x.index_select(0, plan.Token);                                                  // [N·K, D] grouped by expert
-        var wGate = torch.stack(experts.Select(e => WeightOf(e.gate_proj)), 0).transpose(1, 2); // [E, D, F]
-        var wUp = torch.stack(experts.Select(e => WeightOf(e.up_proj)), 0).transpose(1, 2);     // [E, D, F]
-        var wDown = torch.stack(experts.Select(e => WeightOf(e.down_proj)), 0).transpose(1, 2); // [E, F, D]
-        var h = nn.functional.silu(GroupedMatmul.Apply(xs, wGate, offs)) * GroupedMatmul.Apply(xs, wUp, offs); // [N·K, F]
-        var ys = GroupedMatmul.Apply(h, wDown, offs);                                            // [N·K, D]
+        var (wGate, wUp, wDown) = StackedWeights(experts);                                      // [E, F, D], [E, F, D], [E, D, F]
+        var h = nn.functional.silu(GroupedMatmul.Apply(xs, wGate.transpose(1, 2), offs))
+              * GroupedMatmul.Apply(xs, wUp.transpose(1, 2), offs);                              // [N·K, F]
+        var ys = GroupedMatmul.Apply(h, wDown.transpose(1, 2), offs);                            // [N·K, D]
         return Combine(x, ys, plan, weights).MoveToOuterDisposeScope();
     }
 
@@ -153,6 +150,12 @@ public static class Dispatch
         using var host = c.cpu();
         return host.data<long>().ToArray();
     }
+
+    /// <summary>Every expert's gate/up [F, D] and down [D, F] weights stacked along a new expert dim (differentiable).</summary>
+    static (Tensor Gate, Tensor Up, Tensor Down) StackedWeights(IReadOnlyList<Expert> experts) =>
+        (torch.stack(experts.Select(e => WeightOf(e.gate_proj)), 0),    // [E, F, D]
+         torch.stack(experts.Select(e => WeightOf(e.up_proj)), 0),      // [E, F, D]
+         torch.stack(experts.Select(e => WeightOf(e.down_proj)), 0));   // [E, D, F]
 
     static Tensor WeightOf(nn.Module<Tensor, Tensor> linear)
     {

@@ -18,10 +18,9 @@ public static class GroupedMatmul
     const string Script = """
         def grouped_mm(a: Tensor, b: Tensor, offs: Tensor) -> Tensor:
             return torch._grouped_mm(a, b, offs=offs)
+        """;
 
-        """;   // TorchScript wants the source to end with a newline
-
-    static readonly Lazy<jit.CompilationUnit> Unit = new(() => torch.jit.compile(Script), LazyThreadSafetyMode.ExecutionAndPublication);
+    static readonly Lazy<jit.CompilationUnit> Unit = Runtime.TorchScript.CompileOnFirstUse(Script);
 
     /// <summary>out [M, N] where rows offs[g−1]..offs[g] of <paramref name="a"/> [M, K] are multiplied by <paramref name="b"/>[g] [K, N].</summary>
     public static Tensor Apply(Tensor a, Tensor b, Tensor offs)
