@@ -74,9 +74,8 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
 
     static Tensor ForwardReal(autograd.AutogradContext ctx, Tensor x, Tensor w, Tensor? b, Fp8Recipe recipe)
     {
-        bool blockScaled = IsBlockScaledReal(recipe);
         Tensor y;
-        if (blockScaled)
+        if (IsBlockScaledReal(recipe))
         {
             var (xq, wq) = QuantizeForFprop(x, w, recipe);                                              // [N, K] tiles, [M, K] blocks
             using (xq) using (wq)
@@ -118,6 +117,7 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
 
     static (Tensor Dx, Tensor Dw) BlockScaledBackward(List<Tensor> saved, Tensor dy, Fp8Recipe recipe)
     {
+        using var scope = NewDisposeScope();                                                                   // frees the dequantized x and the views
         int t = recipe.Scaling.TileSize;
         var xq = new Fp8BlockStored(saved[0], saved[1], recipe.Activation.Format, Fp8Granularity.Tile, t);   // [N, K] cached x
         var wq = new Fp8BlockStored(saved[2], saved[3], recipe.Weight.Format, Fp8Granularity.Block, t);      // [M, K] cached W
@@ -127,7 +127,7 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
         using var dyT = Fp8BlockScaledMatmul.Quantize(dy.t(), g.Format, Fp8Granularity.Tile, recipe.Scaling);   // [M, N] tiles along N
         using var xT = Fp8BlockScaledMatmul.Quantize(xq.Dequantize().t(), recipe.Activation.Format, Fp8Granularity.Tile, recipe.Scaling); // [K, N] requantized along N
         var dw = Fp8BlockScaledMatmul.Apply(dyT, xT);                                                          // [M, K] Wgrad: dyᵀ · x
-        return (dx, dw);
+        return (dx.MoveToOuterDisposeScope(), dw.MoveToOuterDisposeScope());
     }
 
     /// <summary>What the block-scaled real path caches for backward: x [N, K] in 1×t tiles and W [M, K] in t×t blocks,

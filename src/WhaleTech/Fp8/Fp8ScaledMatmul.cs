@@ -8,7 +8,8 @@
 //
 // use_fast_accum = true lets Hopper keep the partial sums in the tensor core's limited-precision accumulator
 // (DeepSeek-V3 §3.3.2; the model in Fp8Accumulator.cs); false promotes them. On CPU libtorch 2.10 supports
-// per-tensor scales only (row-wise scales are CUDA-only), which is what the "real" recipe uses.
+// per-tensor scales only (row-wise scales are CUDA-only), which is what the "real" recipe uses; DeepSeek-V3's
+// 1×128 / 128×128 scales run as one unit-scaled _scaled_mm per K block in Fp8BlockScaledMatmul.
 //
 // Shapes: A [M, K], B [K, N], C [M, N]; scales are 0-dim float32.
 using TorchSharp;
