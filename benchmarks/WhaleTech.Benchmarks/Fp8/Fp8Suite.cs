@@ -13,7 +13,8 @@
 //              Fp8Cast.ToStorage).
 // Simulated FP8 runs on float32 tensor ops, so an FP8 step is not faster than BF16 there; `hybrid-tensor-real`
 // runs the same per-tensor recipe on real float8 storage with torch._scaled_mm (Fp8ScaledMatmul), the path that
-// uses the FP8 tensor cores on Hopper.
+// uses the FP8 tensor cores on Hopper; `deepseek-v3-real` runs DeepSeek-V3's 1×128 / 128×128 scales on real float8
+// (Fp8BlockScaledMatmul: one _scaled_mm per 128-wide K block plus a float32 scale-and-add over the output per block).
 using TorchSharp;
 using WhaleTech.Bench;
 using WhaleTech.Fp8;
@@ -68,7 +69,7 @@ public sealed class Fp8Suite : ISuite
         foreach (int n in sizes)
         {
             double? bf16Ms = null;
-            foreach (var recipe in new[] { Fp8Recipe.Bf16, Fp8Recipe.Fp32, Fp8Recipe.DeepSeekV3, Fp8Recipe.HybridPerTensor, Fp8Recipe.HybridPerTensorReal })
+            foreach (var recipe in new[] { Fp8Recipe.Bf16, Fp8Recipe.Fp32, Fp8Recipe.DeepSeekV3, Fp8Recipe.DeepSeekV3Real, Fp8Recipe.HybridPerTensor, Fp8Recipe.HybridPerTensorReal })
             {
                 using var lin = new Fp8Linear(n, n, false, recipe);
                 lin.to(device);
@@ -95,7 +96,7 @@ public sealed class Fp8Suite : ISuite
         var nativeV3 = Fp8Recipe.DeepSeekV3;
         var emulatedV3 = nativeV3 with { Name = "deepseek-v3 (emulated cast)", Scaling = nativeV3.Scaling with { Cast = Fp8CastImplementation.Emulated } };
         double? bf16Ms = null;
-        foreach (var recipe in new[] { Fp8Recipe.Bf16, nativeV3, emulatedV3, Fp8Recipe.HybridPerTensor, Fp8Recipe.HybridPerTensorReal })
+        foreach (var recipe in new[] { Fp8Recipe.Bf16, nativeV3, emulatedV3, Fp8Recipe.DeepSeekV3Real, Fp8Recipe.HybridPerTensor, Fp8Recipe.HybridPerTensorReal })
         {
             torch.manual_seed(1);
             var config = Model.ModelConfig.Tiny("mla", vocab: 64, hidden: hidden, layers: layers, heads: 4);

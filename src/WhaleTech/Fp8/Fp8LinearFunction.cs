@@ -15,6 +15,10 @@
 // gradients of the simulated FP8 computation with respect to the dequantized operands, not of the
 // float32 function; with the Fp32 recipe they equal nn.Linear's gradients (tested).
 //
+// Real FP8 (recipe.RealGemm): the same three GEMMs on 1-byte float8 operands with torch._scaled_mm — per-tensor
+// scales through Fp8ScaledMatmul (`hybrid-tensor-real`), DeepSeek-V3's tiles and blocks through Fp8BlockScaledMatmul
+// (`deepseek-v3-real`, same codes and scales as the simulation; Wgrad requantizes the cached x as above).
+//
 // Shapes: x [N, K] (N tokens), W [M, K], b [M], y [N, M], dy [N, M], dx [N, K], dW [M, K].
 using TorchSharp;
 using static TorchSharp.torch;
@@ -63,17 +67,32 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
         return [recipe.OutputBf16 ? ToBf16(dx) : dx, dw, db!, null!];
     }
 
-    // ---- real FP8 GEMMs (torch._scaled_mm on float8 storage; per-tensor scales) -----------------------------
+    // ---- real FP8 GEMMs (torch._scaled_mm on float8 storage) ------------------------------------------------
+    // Per-tensor recipes go through Fp8ScaledMatmul (one _scaled_mm per GEMM); DeepSeek-V3's layout through
+    // Fp8BlockScaledMatmul (one _scaled_mm per 128-wide K block, scales applied at promotion). Either way x and W
+    // are cached for backward in FP8, 1 byte per element plus their scales.
 
     static Tensor ForwardReal(autograd.AutogradContext ctx, Tensor x, Tensor w, Tensor? b, Fp8Recipe recipe)
     {
-        CheckRealRecipe(recipe);
-        using var xq = Fp8ScaledMatmul.Quantize(x, recipe.Activation.Format, recipe.Scaling);   // [N, K] 1 byte
-        using var wq = Fp8ScaledMatmul.Quantize(w, recipe.Weight.Format, recipe.Scaling);       // [M, K] 1 byte
-        var y = Fp8ScaledMatmul.Apply(xq.Data, wq.Data.t(), xq.Scale, wq.Scale);                          // [N, M] Fprop
+        Tensor y;
+        if (IsBlockScaledReal(recipe))
+        {
+            var (xq, wq) = QuantizeForFprop(x, w, recipe);                                              // [N, K] tiles, [M, K] blocks
+            using (xq) using (wq)
+            {
+                y = Fp8BlockScaledMatmul.Apply(xq, wq);                                                   // [N, M] Fprop
+                ctx.save_for_backward([xq.Data.alias(), xq.Scales.alias(), wq.Data.alias(), wq.Scales.alias()]);  // x and W kept in FP8
+            }
+        }
+        else
+        {
+            using var xq = Fp8ScaledMatmul.Quantize(x, recipe.Activation.Format, recipe.Scaling);   // [N, K] 1 byte
+            using var wq = Fp8ScaledMatmul.Quantize(w, recipe.Weight.Format, recipe.Scaling);       // [M, K] 1 byte
+            y = Fp8ScaledMatmul.Apply(xq.Data, wq.Data.t(), xq.Scale, wq.Scale);                              // [N, M] Fprop
+            ctx.save_for_backward([xq.Data.alias(), xq.Scale.alias(), wq.Data.alias(), wq.Scale.alias()]);  // x and W kept in FP8
+        }
         bool hasBias = b is not null && !b.IsInvalid;
         if (hasBias) y = y + b!;
-        ctx.save_for_backward([xq.Data.alias(), xq.Scale.alias(), wq.Data.alias(), wq.Scale.alias()]);  // x and W kept in FP8
         ctx.save_data("recipe", recipe);
         ctx.save_data("hasBias", hasBias);
         return recipe.OutputBf16 ? ToBf16(y) : y;
@@ -81,20 +100,53 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
 
     static List<Tensor> BackwardReal(autograd.AutogradContext ctx, List<Tensor> saved, Tensor dy, Fp8Recipe recipe)
     {
-        Tensor x8 = saved[0], sx = saved[1], w8 = saved[2], sw = saved[3];
         bool hasBias = (bool)ctx.get_data("hasBias");
-        using var dyq = Fp8ScaledMatmul.Quantize(dy, recipe.Gradient.Format, recipe.Scaling); // [N, M]
-        var dx = Fp8ScaledMatmul.Apply(dyq.Data, w8, dyq.Scale, sw);                                    // [N, K] Dgrad: dy · W
-        var dw = Fp8ScaledMatmul.Apply(dyq.Data.t().contiguous(), x8, dyq.Scale, sx);                   // [M, K] Wgrad: dyᵀ · x
+        var (dx, dw) = IsBlockScaledReal(recipe) ? BlockScaledBackward(saved, dy, recipe) : PerTensorBackward(saved, dy, recipe);
         var db = hasBias ? dy.sum(0L) : null;                                                           // [M]
         return [recipe.OutputBf16 ? ToBf16(dx) : dx, dw, db!, null!];
     }
 
-    static void CheckRealRecipe(Fp8Recipe r)
+    static (Tensor Dx, Tensor Dw) PerTensorBackward(List<Tensor> saved, Tensor dy, Fp8Recipe recipe)
     {
-        foreach (var (name, op) in new[] { ("activation", r.Activation), ("weight", r.Weight), ("gradient", r.Gradient) })
-            if (op.Precision != OperandPrecision.Fp8 || op.Granularity != Fp8Granularity.PerTensor)
-                throw new Runtime.WhaleArgumentException($"{r.Name} {name} operand", op, "must be FP8 with a per-tensor scale when RealGemm is on (torch._scaled_mm)");
+        Tensor x8 = saved[0], sx = saved[1], w8 = saved[2], sw = saved[3];
+        using var dyq = Fp8ScaledMatmul.Quantize(dy, recipe.Gradient.Format, recipe.Scaling); // [N, M]
+        var dx = Fp8ScaledMatmul.Apply(dyq.Data, w8, dyq.Scale, sw);                                    // [N, K] Dgrad: dy · W
+        var dw = Fp8ScaledMatmul.Apply(dyq.Data.t().contiguous(), x8, dyq.Scale, sx);                   // [M, K] Wgrad: dyᵀ · x
+        return (dx, dw);
+    }
+
+    static (Tensor Dx, Tensor Dw) BlockScaledBackward(List<Tensor> saved, Tensor dy, Fp8Recipe recipe)
+    {
+        using var scope = NewDisposeScope();                                                                   // frees the dequantized x and the views
+        int t = recipe.Scaling.TileSize;
+        var xq = new Fp8BlockStored(saved[0], saved[1], recipe.Activation.Format, Fp8Granularity.Tile, t);   // [N, K] cached x
+        var wq = new Fp8BlockStored(saved[2], saved[3], recipe.Weight.Format, Fp8Granularity.Block, t);      // [M, K] cached W
+        var g = recipe.Gradient;
+        using var dyq = Fp8BlockScaledMatmul.Quantize(dy, g.Format, Fp8Granularity.Tile, recipe.Scaling);       // [N, M] tiles along M
+        var dx = Fp8BlockScaledMatmul.Apply(dyq, wq.Transposed());                                              // [N, K] Dgrad: dy · W
+        using var dyT = Fp8BlockScaledMatmul.Quantize(dy.t(), g.Format, Fp8Granularity.Tile, recipe.Scaling);   // [M, N] tiles along N
+        using var xT = Fp8BlockScaledMatmul.Quantize(xq.Dequantize().t(), recipe.Activation.Format, Fp8Granularity.Tile, recipe.Scaling); // [K, N] requantized along N
+        var dw = Fp8BlockScaledMatmul.Apply(dyT, xT);                                                          // [M, K] Wgrad: dyᵀ · x
+        return (dx.MoveToOuterDisposeScope(), dw.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>What the block-scaled real path caches for backward: x [N, K] in 1×t tiles and W [M, K] in t×t blocks,
+    /// real float8 (1 byte per element) plus float32 scales.</summary>
+    internal static (Fp8BlockStored X, Fp8BlockStored W) QuantizeForFprop(Tensor x, Tensor w, Fp8Recipe recipe)
+        => (Fp8BlockScaledMatmul.Quantize(x, recipe.Activation.Format, Fp8Granularity.Tile, recipe.Scaling),
+            Fp8BlockScaledMatmul.Quantize(w, recipe.Weight.Format, Fp8Granularity.Block, recipe.Scaling));
+
+    /// <summary>True for DeepSeek-V3's layout (x and dy in 1×t tiles, W in t×t blocks), false for per-tensor scales;
+    /// anything else cannot run on real FP8 and is a WhaleArgumentException.</summary>
+    static bool IsBlockScaledReal(Fp8Recipe r)
+    {
+        bool Fp8(OperandRecipe op, Fp8Granularity g) => op.Precision == OperandPrecision.Fp8 && op.Granularity == g;
+        if (Fp8(r.Activation, Fp8Granularity.PerTensor) && Fp8(r.Weight, Fp8Granularity.PerTensor) && Fp8(r.Gradient, Fp8Granularity.PerTensor))
+            return false;
+        if (Fp8(r.Activation, Fp8Granularity.Tile) && Fp8(r.Weight, Fp8Granularity.Block) && Fp8(r.Gradient, Fp8Granularity.Tile))
+            return true;
+        throw new Runtime.WhaleArgumentException($"{r.Name} operands", $"x: {r.Activation}, W: {r.Weight}, dy: {r.Gradient}",
+            "must all be FP8, either all with per-tensor scales or x and dy in 1×t tiles and W in t×t blocks (DeepSeek-V3), when RealGemm is on (torch._scaled_mm)");
     }
 
     /// <summary>An operand as the GEMM sees it: float32 values of its FP8 / BF16 rounding.</summary>

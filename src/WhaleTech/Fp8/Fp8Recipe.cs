@@ -7,6 +7,7 @@
 //   DeepSeek-V3    E4M3 for everything; x and dy in 1×128 tiles along the contracting dim, W in 128×128
 //                  blocks (valid for W and Wᵀ alike); for Wgrad, the FP8-cached x and dy are
 //                  dequantized, transposed and requantized into 1×128 tiles along the token dim.
+//                  `deepseek-v3-real` runs the same numbers on real float8 (Fp8BlockScaledMatmul).
 //   HybridTensor   per-tensor scales, E4M3 for x and W, E5M2 for gradients (Transformer Engine "hybrid").
 //   Bf16           all operands rounded to bfloat16 (the baseline DeepSeek compares against).
 //   Fp32           no rounding at all: the exact reference the tests compare with.
@@ -36,8 +37,9 @@ public sealed record OperandRecipe(OperandPrecision Precision, Fp8Format Format,
 /// <param name="Gradient">dy in Dgrad and dyᵀ in Wgrad.</param>
 /// <param name="Scaling">Tile size, amax floor, power-of-two scales.</param>
 /// <param name="OutputBf16">Round y and dx to bfloat16.</param>
-/// <param name="RealGemm">Run the three GEMMs on real 1-byte float8 tensors with torch._scaled_mm (Fp8ScaledMatmul)
-/// instead of simulating them in float32; per-tensor FP8 operands only (what _scaled_mm takes on every device).</param>
+/// <param name="RealGemm">Run the three GEMMs on real 1-byte float8 tensors with torch._scaled_mm instead of simulating
+/// them in float32: per-tensor FP8 operands through Fp8ScaledMatmul, or DeepSeek-V3's layout (x and dy in 1×t tiles,
+/// W in t×t blocks) through Fp8BlockScaledMatmul (one _scaled_mm per K block, scales applied at promotion).</param>
 public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRecipe Weight, OperandRecipe Gradient, Fp8Scaling Scaling, bool OutputBf16 = true, bool RealGemm = false)
 {
     public static readonly Fp8Recipe DeepSeekV3 = new("deepseek-v3",
@@ -45,6 +47,10 @@ public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRec
         OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.Block),
         OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.Tile),
         Fp8Scaling.Default);
+
+    /// <summary>DeepSeekV3 with real FP8 GEMMs (Fp8BlockScaledMatmul): the same codes and scales as the simulated recipe,
+    /// multiplied in 1-byte storage K block by K block, equal to it up to float32 summation order.</summary>
+    public static readonly Fp8Recipe DeepSeekV3Real = DeepSeekV3 with { Name = "deepseek-v3-real", RealGemm = true };
 
     public static readonly Fp8Recipe HybridPerTensor = new("hybrid-tensor",
         OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.PerTensor),
@@ -68,7 +74,7 @@ public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRec
         OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.PerTensor),
         Fp8Scaling.Default with { UnitScale = true });
 
-    public static IReadOnlyList<Fp8Recipe> All { get; } = [DeepSeekV3, HybridPerTensor, HybridPerTensorReal, Bf16, Fp32, UnscaledE4M3];
+    public static IReadOnlyList<Fp8Recipe> All { get; } = [DeepSeekV3, DeepSeekV3Real, HybridPerTensor, HybridPerTensorReal, Bf16, Fp32, UnscaledE4M3];
 
     public static Fp8Recipe Parse(string parameter, string name)
         => All.FirstOrDefault(r => r.Name.Equals(name.Trim(), StringComparison.OrdinalIgnoreCase))

@@ -8,7 +8,8 @@
 //
 // use_fast_accum = true lets Hopper keep the partial sums in the tensor core's limited-precision accumulator
 // (DeepSeek-V3 §3.3.2; the model in Fp8Accumulator.cs); false promotes them. On CPU libtorch 2.10 supports
-// per-tensor scales only (row-wise scales are CUDA-only), which is what the "real" recipe uses.
+// per-tensor scales only (row-wise scales are CUDA-only), which is what the "real" recipe uses; DeepSeek-V3's
+// 1×128 / 128×128 scales run as one unit-scaled _scaled_mm per K block in Fp8BlockScaledMatmul.
 //
 // Shapes: A [M, K], B [K, N], C [M, N]; scales are 0-dim float32.
 using TorchSharp;
@@ -52,8 +53,13 @@ public static class Fp8ScaledMatmul
             throw new WhaleArgumentException("a, b dtypes", $"{(int)a.dtype}, {(int)b.dtype}", "must be float8 (ScalarType 24 = e4m3fn or 23 = e5m2); quantize with Fp8ScaledMatmul.Quantize");
         if (a.shape[1] % 16 != 0 || b.shape[1] % 16 != 0 || a.shape[0] % 16 != 0)
             throw new WhaleArgumentException("GEMM sizes", $"M = {a.shape[0]}, K = {a.shape[1]}, N = {b.shape[1]}", "must be multiples of 16 for torch._scaled_mm");
-        return (Tensor)Unit.Value.invoke("scaled_mm", a, b.stride(0) == 1 ? b : b.t().contiguous().t(), scaleA, scaleB, (int)outDtype, fastAccum);
+        return Invoke(a, b.stride(0) == 1 ? b : b.t().contiguous().t(), scaleA, scaleB, outDtype, fastAccum);
     }
+
+    /// <summary>torch._scaled_mm without the checks, for callers that have made the operands valid (a row-major
+    /// float8 [M, K], b column-major float8 [K, N], K and N multiples of 16): Fp8BlockScaledMatmul's K blocks.</summary>
+    internal static Tensor Invoke(Tensor a, Tensor b, Tensor scaleA, Tensor scaleB, ScalarType outDtype, bool fastAccum)
+        => (Tensor)Unit.Value.invoke("scaled_mm", a, b, scaleA, scaleB, (int)outDtype, fastAccum);
 
     static bool IsFloat8(ScalarType t) => (int)t is 23 or 24;
 }

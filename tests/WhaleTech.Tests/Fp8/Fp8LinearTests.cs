@@ -191,8 +191,8 @@ public class Fp8LinearTests
         Assert.True(RelErr(x2.grad!, x1.grad!) < 1e-3, $"dx {RelErr(x2.grad!, x1.grad!)}");
         Assert.True(RelErr(real.weight.grad!, sim.weight.grad!) < 1e-5, $"dW {RelErr(real.weight.grad!, sim.weight.grad!)}");
         Assert.True(RelErr(real.bias!.grad!, sim.bias!.grad!) < 1e-6);
-        // A recipe with fine-grained scales cannot run on _scaled_mm's per-tensor path: a clear error.
-        var bad = Fp8Recipe.DeepSeekV3 with { RealGemm = true };
+        // A recipe with neither per-tensor scales nor DeepSeek-V3's tiles and blocks cannot run on _scaled_mm: a clear error.
+        var bad = Fp8Recipe.HybridPerTensorReal with { Activation = OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.PerRow) };
         var (lin, x3, _) = Setup(bad, 16, 32, 16);
         Assert.Throws<WhaleArgumentException>(() => lin.forward(x3));
     }
