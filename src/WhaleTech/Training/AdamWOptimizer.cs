@@ -129,7 +129,7 @@ public sealed class AdamWOptimizer : IDisposable
     /// <summary>Bytes of m and v together: 8 per parameter element in FP32, 4 in BF16 (steps not counted).</summary>
     public long StateBytes => States.Sum(s => s.M.numel() * s.M.ElementSize + s.V.numel() * s.V.ElementSize);
 
-    /// <summary>The step count t of the first parameter that has stepped (0 before any step).</summary>
+    /// <summary>The largest per-parameter step count t (0 before any step).</summary>
     public long StepCount => States.Select(s => s.Step).DefaultIfEmpty(0).Max();
 
     /// <summary>m and v of one parameter (for inspection and tests; do not modify).</summary>

@@ -11,3 +11,8 @@ OUT=benchmarks/results/fp8/bf16-moments-cpu
 WHALETECH_THREADS=1 /usr/bin/time -f "%e s wall, %U s user, %S s sys" -o "$OUT/wall-time.txt" \
   $W fp8 train --device cpu --steps 300 --seeds 1,2,3 --hidden 128 --layers 2 --batch 8 --seq-len 64 \
     --recipes bf16,deepseek-v3 --optimizer-moments fp32,bf16 --out "$OUT/train-cpu-h128-l2-s300" | tee "$OUT/train.log"
+
+# Supplement (all 6 pairs above lean the same way): three more seeds, BF16 linears only, both moment precisions.
+WHALETECH_THREADS=1 /usr/bin/time -f "%e s wall, %U s user, %S s sys" -o "$OUT/wall-time-seeds456.txt" \
+  $W fp8 train --device cpu --steps 300 --seeds 4,5,6 --hidden 128 --layers 2 --batch 8 --seq-len 64 \
+    --recipes bf16 --optimizer-moments fp32,bf16 --out "$OUT/train-cpu-h128-l2-s300-bf16-seeds456" | tee "$OUT/train-seeds456.log"
