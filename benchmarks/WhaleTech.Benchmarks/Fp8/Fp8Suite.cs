@@ -8,7 +8,8 @@
 //              → ms and the ratio to the bf16 recipe (issue 5: ≤ 3x on CPU, ≤ 2x on the H100)
 //   memory     bytes per recipe for an [n, n] layer: weights as stored for the GEMM (FP8 1 byte + one float32
 //              scale per 128×128 block / per tensor; BF16 2 bytes), the activation saved for backward
-//              (FP8 1 byte + a scale per 1×128 tile), FP32 master weights and Adam moments (2 × 4 bytes).
+//              (FP8 1 byte + a scale per 1×128 tile), FP32 master weights and AdamW moments m + v: 2 × 4 bytes in
+//              FP32, 2 × 2 bytes in BF16 (DeepSeek-V3 §3.3; Training.AdamWOptimizer.StateBytes measures the same).
 //              Computed from shapes (the simulator itself keeps float32 values; real 1-byte storage is
 //              Fp8Cast.ToStorage).
 // Simulated FP8 runs on float32 tensor ops, so an FP8 step is not faster than BF16 there; `hybrid-tensor-real`
@@ -127,7 +128,9 @@ public sealed class Fp8Suite : ISuite
             };
             yield return new BenchmarkRow("memory " + recipe.Name).With("n", n)
                 .Add("gemm_weight_bytes", weight, "B").Add("saved_activation_bytes", activation, "B")
-                .Add("master_weight_bytes", 4.0 * w, "B").Add("adam_moment_bytes", 8.0 * w, "B");
+                .Add("master_weight_bytes", 4.0 * w, "B")
+                .Add("adam_moment_bytes", Training.MomentPrecisions.StateBytesPerElement(Training.MomentPrecision.Fp32) * (double)w, "B")        // FP32 m + v
+                .Add("adam_moment_bytes_bf16", Training.MomentPrecisions.StateBytesPerElement(Training.MomentPrecision.Bf16) * (double)w, "B");  // BF16 m + v
         }
     }
 }

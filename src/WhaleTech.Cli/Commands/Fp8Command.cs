@@ -5,6 +5,7 @@
 //   whale fp8 accum                     the limited-precision accumulator: error vs K with/without promotion
 //   whale fp8 analyze m.safetensors   the lab's report for every tensor of a checkpoint (--write-roundtrip)
 //   whale fp8 train                     BF16 vs FP8 recipes on a small DeepSeekLM: relative loss gap over seeds
+//                                       (--optimizer-moments fp32,bf16: also BF16 vs FP32 AdamW moments)
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -13,6 +14,7 @@ using Spectre.Console;
 using WhaleTech.Fp8;
 using WhaleTech.IO;
 using WhaleTech.Runtime;
+using WhaleTech.Training;
 
 namespace WhaleTech.Cli.Commands;
 
@@ -244,9 +246,10 @@ public static class Fp8Command
         var batch = new Option<int>("--batch") { DefaultValueFactory = _ => 8 };
         var seqLen = new Option<int>("--seq-len") { DefaultValueFactory = _ => 64 };
         var recipes = new Option<string>("--recipes") { Description = "Comma-separated: " + string.Join(", ", Fp8Recipe.All.Select(r => r.Name)) + " (bf16 is the baseline and always runs).", DefaultValueFactory = _ => "bf16,deepseek-v3,hybrid-tensor" };
+        var moments = new Option<string>("--optimizer-moments") { Description = "AdamW moment storage, comma-separated: fp32, bf16 (DeepSeek-V3 §3.3) or fp32,bf16 to run every recipe with both and report the BF16-moment gap.", DefaultValueFactory = _ => "fp32" };
         var output = new Option<string?>("--out") { Description = "Write JSON + Markdown + PNG here (file name without extension), atomically." };
         var cmd = new Command("train", "Train a small DeepSeekLM with BF16 linears and with FP8 recipes; report the relative loss gap (DeepSeek-V3: < 0.25%).")
-            { device, steps, seeds, hidden, layers, batch, seqLen, recipes, output };
+            { device, steps, seeds, hidden, layers, batch, seqLen, recipes, moments, output };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -259,24 +262,39 @@ public static class Fp8Command
                 Steps = Guard.Positive("--steps", parse.GetValue(steps)), Hidden = Guard.Positive("--hidden", parse.GetValue(hidden)),
                 Layers = Guard.Positive("--layers", parse.GetValue(layers)), BatchSize = Guard.Positive("--batch", parse.GetValue(batch)),
                 SequenceLength = Guard.Positive("--seq-len", parse.GetValue(seqLen)), Seeds = seedList,
+                OptimizerMoments = MomentPrecisions.ParseList("--optimizer-moments", parse.GetValue(moments)),
             };
+            // The baseline is BF16 linears with FP32 moments when those run, else with the first precision asked for.
+            var baseline = Fp8TrainingComparison.Label("bf16", o.OptimizerMoments.Contains(MomentPrecision.Fp32) ? MomentPrecision.Fp32 : o.OptimizerMoments[0]);
+            var labels = recipeList.SelectMany(r => o.OptimizerMoments.Select(m => Fp8TrainingComparison.Label(r.Name, m))).ToList();
             var runs = Fp8TrainingComparison.Run(recipeList, o, dev, r =>
                 AnsiConsole.MarkupLine($"seed {r.Seed} {Markup.Escape(r.Recipe)}: final train loss {r.Loss[^1]:F4}, eval {r.FinalEvalLoss:F4}, {r.SkippedSteps} skipped, {r.Seconds:F0} s"));
-            var gaps = Fp8TrainingComparison.Gaps(runs);
+            var gaps = Fp8TrainingComparison.Gaps(runs, baseline);
+            var momentGaps = Fp8TrainingComparison.MomentGaps(runs);
             var md = new System.Text.StringBuilder();
             md.AppendLine($"# FP8 training comparison: DeepSeekLM (MLA, hidden {o.Hidden}, {o.Layers} layers), {o.Steps} steps, batch {o.BatchSize}×{o.SequenceLength}, seeds {string.Join(",", seedList)}");
-            md.AppendLine().AppendLine("Relative gap of the final evaluation loss vs the BF16 baseline (same init and batches per seed). DeepSeek-V3 reports < 0.25% at scale.").AppendLine();
-            md.AppendLine("| recipe | mean eval loss | mean relative gap | per seed |").AppendLine("|---|---|---|---|");
+            md.AppendLine().AppendLine($"Relative gap of the final evaluation loss vs the {baseline} baseline (same init and batches per seed). DeepSeek-V3 reports < 0.25% at scale.").AppendLine();
+            md.AppendLine("| recipe | AdamW moments | optimizer state | mean eval loss | mean relative gap | per seed |").AppendLine("|---|---|---|---|---|---|");
             foreach (var g in gaps)
-                md.AppendLine($"| {g.Recipe} | {g.MeanFinalEvalLoss:F4} | {g.MeanRelativeGap:P3} | {string.Join(", ", g.PerSeed.Select(v => v.ToString("P3", CultureInfo.InvariantCulture)))} |");
+            {
+                var first = runs.First(r => r.Recipe == g.Recipe);
+                md.AppendLine($"| {g.Recipe} | {first.Moments} | {first.OptimizerStateBytes / 1024.0:N0} KiB | {g.MeanFinalEvalLoss:F4} | {g.MeanRelativeGap:P3} | {string.Join(", ", g.PerSeed.Select(v => v.ToString("P3", CultureInfo.InvariantCulture)))} |");
+            }
+            if (momentGaps.Count > 0)
+            {
+                md.AppendLine().AppendLine("BF16 vs FP32 AdamW moments (DeepSeek-V3 §3.3), same recipe, init and batches: (L_bf16-moments − L_fp32-moments) / L_fp32-moments of the final evaluation loss.").AppendLine();
+                md.AppendLine("| recipe | mean eval loss, bf16 moments | mean relative gap | per seed |").AppendLine("|---|---|---|---|");
+                foreach (var g in momentGaps)
+                    md.AppendLine($"| {g.Recipe} | {g.MeanFinalEvalLoss:F4} | {g.MeanRelativeGap:P3} | {string.Join(", ", g.PerSeed.Select(v => v.ToString("P3", CultureInfo.InvariantCulture)))} |");
+            }
             Console.Write(md.ToString());
             var path = parse.GetValue(output);
             if (path is not null)
             {
                 var machine = MachineInfo.Collect(dev);
                 md.AppendLine().AppendLine($"Machine: {machine}").AppendLine().AppendLine($"![gap curves]({Path.GetFileName(path)}.png)");
-                var curves = recipeList.Where(r => r.Name != "bf16").ToDictionary(r => r.Name, r => Fp8TrainingComparison.GapCurve(runs, r.Name));
-                AtomicFile.WriteAllText(path + ".json", JsonSerializer.Serialize(new { kind = "fp8-training", options = o, runs, gaps, gap_curves = curves, machine }, Indented));
+                var curves = labels.Where(l => l != baseline).ToDictionary(l => l, l => Fp8TrainingComparison.GapCurve(runs, l, baseline));
+                AtomicFile.WriteAllText(path + ".json", JsonSerializer.Serialize(new { kind = "fp8-training", options = o, baseline, runs, gaps, moment_gaps = momentGaps, gap_curves = curves, machine }, Indented));
                 AtomicFile.WriteAllText(path + ".md", md.ToString());
                 var plot = new ScottPlot.Plot();
                 foreach (var (name, curve) in curves)
@@ -285,7 +303,7 @@ public static class Fp8Command
                     line.LegendText = name;
                     line.MarkerSize = 0;
                 }
-                plot.Title("Relative training-loss gap vs BF16 (20-step window, mean over seeds)");
+                plot.Title($"Relative training-loss gap vs {baseline} (20-step window, mean over seeds)");
                 plot.XLabel("step");
                 plot.YLabel("gap (%)");
                 plot.ShowLegend();

@@ -25,12 +25,14 @@ public static class TrainCommand
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (warm-up 10%, cosine to lr/10).", DefaultValueFactory = _ => 5e-3 };
         var seed = new Option<int>("--seed") { Description = "Random seed (weights and data).", DefaultValueFactory = _ => 1 };
         var text = new Option<string?>("--text") { Description = "Train on this text file instead of the synthetic corpus (characters outside the tokenizer's alphabet are an error)." };
+        var moments = new Option<string>("--optimizer-moments") { Description = "AdamW moment storage: fp32, or bf16 as in DeepSeek-V3 §3.3 (half the optimizer memory).", DefaultValueFactory = _ => "fp32" };
         var outDir = new Option<string>("--out") { Description = "Folder for config.json + model.safetensors.", DefaultValueFactory = _ => "runs/tiny-lm" };
         var lm = new Command("lm", "Train a small DeepSeek-style language model on the CPU in about a minute and save it.")
-        { device, attention, hidden, layers, heads, steps, batch, seqLen, lr, seed, text, outDir };
+        { device, attention, hidden, layers, heads, steps, batch, seqLen, lr, seed, text, moments, outDir };
         lm.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
+            var momentPrecision = MomentPrecisions.Parse("--optimizer-moments", parse.GetValue(moments));
             int s = parse.GetValue(seed);
             torch.manual_seed(s);
             var tok = new CharTokenizer();
@@ -50,11 +52,13 @@ public static class TrainCommand
             {
                 Steps = n, BatchSize = parse.GetValue(batch), SequenceLength = parse.GetValue(seqLen), LearningRate = parse.GetValue(lr),
                 MinLearningRate = parse.GetValue(lr) / 10, WarmupSteps = Math.Max(1, n / 10), EvalEvery = Math.Max(1, n / 5), Seed = s,
+                OptimizerMoments = momentPrecision,
             };
             var trainer = new LmTrainer(model, opts);
             var trainStream = new TokenWindowStream(tok.Encode(trainText), opts.BatchSize, opts.SequenceLength, s);
             var evalStream = new TokenWindowStream(tok.Encode(evalText), opts.BatchSize, opts.SequenceLength, s + 1);
-            AnsiConsole.MarkupLine($"Training a {model.ParameterCount():N0}-parameter {cfg.Attention.ToUpperInvariant()} model on {dev.type} for {n} steps.");
+            AnsiConsole.MarkupLine($"Training a {model.ParameterCount():N0}-parameter {cfg.Attention.ToUpperInvariant()} model on {dev.type} for {n} steps " +
+                $"(AdamW moments {momentPrecision.Name()}: {trainer.Optimizer.StateBytes / 1024.0:N0} KiB of optimizer state).");
             List<StepMetrics> history = [];
             AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(p =>

@@ -1,5 +1,5 @@
 // Checkpoint and resume of a GRPO run: policy and reference weights (TorchSharp's module format), the
-// AdamW state, and state.json (step, token count, options). Every file is written to a temporary name and
+// AdamW state (optimizer.safetensors: step, m, v per parameter), and state.json (step, token count, options). Every file is written to a temporary name and
 // renamed (IO/AtomicFile), so a kill mid-save leaves the previous checkpoint whole. Because every random
 // draw is a function of (seed, step, slot, sample) (RandomStreams.cs), a resumed run continues exactly as
 // the uninterrupted one would have.
@@ -13,7 +13,7 @@ namespace WhaleTech.Grpo;
 
 public static class GrpoCheckpoint
 {
-    public const string PolicyFile = "policy.bin", ReferenceFile = "reference.bin", OptimizerFile = "optimizer.bin", StateFile = "state.json";
+    public const string PolicyFile = "policy.bin", ReferenceFile = "reference.bin", OptimizerFile = "optimizer.safetensors", StateFile = "state.json";
 
     public static readonly JsonSerializerOptions Json = new()
     {
@@ -28,9 +28,7 @@ public static class GrpoCheckpoint
         Directory.CreateDirectory(dir);
         SaveModel(trainer.Policy, Path.Combine(dir, PolicyFile));
         if (trainer.Reference is not null) SaveModel(trainer.Reference, Path.Combine(dir, ReferenceFile));
-        var optTmp = Path.Combine(dir, "." + OptimizerFile + ".tmp");
-        trainer.Optimizer.save_state_dict(optTmp);
-        File.Move(optTmp, Path.Combine(dir, OptimizerFile), overwrite: true);
+        trainer.Optimizer.Save(Path.Combine(dir, OptimizerFile));                       // atomic (SafeTensorsWriter)
         // state.json last: its presence marks a complete checkpoint.
         AtomicFile.WriteAllText(Path.Combine(dir, StateFile),
             JsonSerializer.Serialize(new State(trainer.Step, trainer.NumTokens, trainer.Options, trainer.Policy.Config), Json));
@@ -69,7 +67,7 @@ public static class GrpoCheckpoint
         LoadModel(trainer.Policy, Path.Combine(dir, PolicyFile));
         if (trainer.Reference is not null) LoadModel(trainer.Reference, Path.Combine(dir, ReferenceFile));
         var opt = Path.Combine(dir, OptimizerFile);
-        if (File.Exists(opt)) trainer.Optimizer.load_state_dict(opt);
+        if (File.Exists(opt)) trainer.Optimizer.Load(opt);
         trainer.Step = step;
         trainer.NumTokens = doc.RootElement.GetProperty("NumTokens").GetInt64();
     }

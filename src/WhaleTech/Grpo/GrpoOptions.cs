@@ -68,6 +68,9 @@ public sealed record GrpoOptions
     [JsonPropertyName("lr_scheduler_type")] public LrSchedulerType LrScheduler { get; init; } = LrSchedulerType.Constant;
     [JsonPropertyName("min_lr_ratio")] public double MinLrRatio { get; init; } = 0.1;
     [JsonPropertyName("max_grad_norm")] public double MaxGradNorm { get; init; } = 1.0;
+    /// <summary>AdamW moment storage of SFT and GRPO: fp32, or bf16 (DeepSeek-V3 §3.3; Training/AdamWOptimizer.cs).
+    /// GRPO's β2 = 0.99 suits BF16; SFT keeps torch's β2 = 0.999, where BF16 v stalls (see AdamWOptimizer.cs).</summary>
+    [JsonPropertyName("optimizer_moments")] public Training.MomentPrecision OptimizerMoments { get; init; } = Training.MomentPrecision.Fp32;
     [JsonPropertyName("scale_rewards")] public AdvantageKind Advantage { get; init; } = AdvantageKind.Group;
     /// <summary>std with Bessel's correction (÷(G−1), torch/TRL) when true; ÷G when false.</summary>
     [JsonPropertyName("bessel")] public bool Bessel { get; init; } = true;
@@ -125,6 +128,7 @@ public sealed record GrpoOptions
         Guard.Positive("learning_rate", LearningRate); Guard.NonNegative("warmup_steps", WarmupSteps);
         Guard.InRange("min_lr_ratio", MinLrRatio, 0, 1);
         Guard.Positive("max_grad_norm", MaxGradNorm); Guard.NonNegative("advantage_eps", AdvantageEps);
+        if (!Enum.IsDefined(OptimizerMoments)) throw new WhaleArgumentException("optimizer_moments", OptimizerMoments, "must be fp32 or bf16");
         Guard.InRange("epsilon", Epsilon, 0, 10); Guard.InRange("epsilon_high", EffectiveEpsilonHigh, 0, 10);
         Guard.NonNegative("beta", Beta); Guard.NonNegative("ref_model_sync_steps", RefModelSyncSteps);
         Guard.InRange("num_iterations", NumIterations, 1, 100);

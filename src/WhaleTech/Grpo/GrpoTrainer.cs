@@ -34,7 +34,7 @@ public sealed class GrpoTrainer : IDisposable
     /// <summary>Steps completed so far.</summary>
     public int Step { get; internal set; }
     public long NumTokens { get; internal set; }
-    internal TorchSharp.Modules.AdamW Optimizer { get; }
+    internal Training.AdamWOptimizer Optimizer { get; }
     /// <summary>The groups of the last step (for sample printing).</summary>
     public IReadOnlyList<GroupSample> LastGroups { get; private set; } = [];
 
@@ -53,7 +53,7 @@ public sealed class GrpoTrainer : IDisposable
         _heldOutQuestions = HeldOut.Select(p => p.Question).ToHashSet();
         MaxCompletionLength = options.MaxCompletionLength > 0 ? options.MaxCompletionLength : WhaleTech.Grpo.Policy.DefaultMaxCompletionLength(HeldOut);
         Reference = options.Beta > 0 ? WhaleTech.Grpo.Policy.Clone(policy) : null;          // β = 0: no reference kept
-        Optimizer = torch.optim.AdamW(policy.parameters(), options.LearningRate, beta1: 0.9, beta2: 0.99, weight_decay: 0.0);
+        Optimizer = new Training.AdamWOptimizer(policy.parameters(), options.LearningRate, weightDecay: 0.0, beta1: 0.9, beta2: 0.99, moments: options.OptimizerMoments);
         _balancer = WhaleTech.Grpo.Policy.Balancer(policy);                                    // MoE policy: loss-free bias updates
     }
 

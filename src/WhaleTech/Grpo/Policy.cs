@@ -78,7 +78,7 @@ public static class Policy
         var device = model.Embedding.weight!.device;
         var validation = o.SftTargetAccuracy > 0 ? task.Validation(o.Seed, o.HeldOut, heldOut) : null;
         int validationLength = validation is null ? 0 : DefaultMaxCompletionLength(validation);
-        using var opt = torch.optim.AdamW(model.parameters(), o.SftLearningRate, weight_decay: 0.0);
+        using var opt = new Training.AdamWOptimizer(model.parameters(), o.SftLearningRate, weightDecay: 0.0, beta1: 0.9, beta2: 0.999, moments: o.OptimizerMoments);
         var balancer = Balancer(model);                                                           // MoE policy only
         var losses = new List<double>();
         var schedule = new Training.LrSchedule(o.SftLearningRate, Math.Min(20, o.SftSteps / 10), Math.Max(1, o.SftSteps), Floor: 0.1 * o.SftLearningRate);

@@ -1,5 +1,5 @@
-// Language-model pretraining loop: next-token cross-entropy, AdamW (Loshchilov & Hutter 2019) with
-// decoupled weight decay on matrices only, warm-up + cosine schedule, gradient clipping, evaluation
+// Language-model pretraining loop: next-token cross-entropy, AdamW (Loshchilov & Hutter 2019; AdamWOptimizer.cs,
+// FP32 master weights, moments in FP32 or — DeepSeek-V3 §3.3 — BF16) with decoupled weight decay on matrices only, warm-up + cosine schedule, gradient clipping, evaluation
 // loss, and a NaN/Inf guard (a non-finite loss or gradient skips the step with a warning; K in a row
 // stops the run). One torch.NewDisposeScope() per step keeps native memory flat.
 // Hooks let other techniques join the loop without changing it: auxiliary losses (MoE balance losses)
@@ -7,6 +7,7 @@
 // A model with multi-token prediction modules (num_nextn_predict_layers > 0) also trains them: total loss =
 // L_main + L_MTP with L_MTP = λ/D Σ_k L_MTP^k (DeepSeek-V3 eqs. 24–25), λ = TrainOptions.MtpWeight; with λ = 0
 // or no MTP modules the step is exactly the plain next-token step.
+using System.Text.Json.Serialization;
 using TorchSharp;
 using WhaleTech.Model;
 using static TorchSharp.torch;
@@ -30,6 +31,9 @@ public sealed record TrainOptions
     /// <summary>λ of the MTP loss (DeepSeek-V3 eq. 25; 0.3 early in V3's pre-training, then 0.1). 0 = off.
     /// Only used when the model has MTP modules.</summary>
     public double MtpWeight { get; init; } = Model.MultiTokenPrediction.DefaultWeight;
+    /// <summary>Storage precision of AdamW's m and v: fp32 (default, 8 bytes/parameter) or bf16 (DeepSeek-V3 §3.3,
+    /// 4 bytes/parameter; the update is still computed in FP32 and the master weights stay FP32).</summary>
+    [JsonPropertyName("optimizer_moments")] public MomentPrecision OptimizerMoments { get; init; } = MomentPrecision.Fp32;
 
     public TrainOptions Validate()
     {
@@ -42,6 +46,7 @@ public sealed record TrainOptions
         Runtime.Guard.Positive("eval_batches", EvalBatches);
         Runtime.Guard.Positive("max_nonfinite_in_row", MaxNonFiniteInRow);
         Runtime.Guard.NonNegative("mtp_weight", MtpWeight);
+        if (!Enum.IsDefined(OptimizerMoments)) throw new Runtime.WhaleArgumentException("optimizer_moments", OptimizerMoments, "must be fp32 or bf16");
         new LrSchedule(LearningRate, WarmupSteps, Steps, MinLearningRate).Validate();
         return this;
     }
@@ -58,7 +63,7 @@ public sealed class LmTrainer
     readonly DeepSeekLM _model;
     readonly TrainOptions _o;
     readonly LrSchedule _schedule;
-    public TorchSharp.Modules.AdamW Optimizer { get; }
+    public AdamWOptimizer Optimizer { get; }
     public int Step { get; private set; }
     public TrainOptions Options => _o;
 
@@ -83,11 +88,11 @@ public sealed class LmTrainer
         // Decay matrices (linears, embeddings); never norms' gains or biases.
         var decay = model.parameters().Where(p => p.requires_grad && p.dim() >= 2).ToList();
         var noDecay = model.parameters().Where(p => p.requires_grad && p.dim() < 2).ToList();
-        Optimizer = torch.optim.AdamW(
+        Optimizer = new AdamWOptimizer(
         [
-            new TorchSharp.Modules.AdamW.ParamGroup(decay, new TorchSharp.Modules.AdamW.Options { weight_decay = _o.WeightDecay, LearningRate = _o.LearningRate }),
-            new TorchSharp.Modules.AdamW.ParamGroup(noDecay, new TorchSharp.Modules.AdamW.Options { weight_decay = 0.0, LearningRate = _o.LearningRate }),
-        ], lr: _o.LearningRate, beta1: 0.9, beta2: 0.95);
+            new AdamWParamGroup(decay, _o.LearningRate, _o.WeightDecay),
+            new AdamWParamGroup(noDecay, _o.LearningRate, 0.0),
+        ], beta1: 0.9, beta2: 0.95, moments: _o.OptimizerMoments);
     }
 
     /// <summary>Mean next-token cross-entropy (nats) of logits [B, T, V] against targets [B, T].</summary>

@@ -1,5 +1,6 @@
 // Training checkpoints: everything needed to continue a run bit-exactly — weights (config.json +
-// model.safetensors, HF layout; MoE biases are buffers and travel with them), AdamW state, the step,
+// model.safetensors, HF layout; MoE biases are buffers and travel with them), AdamW state (optimizer.safetensors:
+// per-parameter step, m and v in the run's moment precision), the step,
 // the schedule, and the data stream's position. Written into a fresh temporary folder that replaces
 // the previous checkpoint only once complete (rename), so a crash or kill mid-write leaves the previous
 // checkpoint intact. A checkpoint is never written from a non-finite state.
@@ -15,7 +16,7 @@ public sealed record TrainerState(int Step, int DataSeed, long BatchesDrawn, Tra
 
 public static class TrainingCheckpoint
 {
-    const string StateFile = "trainer.json", OptimizerFile = "optimizer.bin";
+    const string StateFile = "trainer.json", OptimizerFile = "optimizer.safetensors";
 
     /// <summary>For tests: called between files, so a "kill" can be simulated mid-write.</summary>
     internal static Action<string>? AfterFileWritten { get; set; }
@@ -33,7 +34,7 @@ public static class TrainingCheckpoint
         {
             StateDict.SavePretrained(model, model.Config, tmp);
             AfterFileWritten?.Invoke("model");
-            trainer.Optimizer.save_state_dict(Path.Combine(tmp, OptimizerFile));
+            trainer.Optimizer.Save(Path.Combine(tmp, OptimizerFile));
             AfterFileWritten?.Invoke("optimizer");
             var state = new TrainerState(trainer.Step, stream.Seed, stream.BatchesDrawn, trainer.Options);
             AtomicFile.WriteAllText(Path.Combine(tmp, StateFile), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
@@ -62,7 +63,7 @@ public static class TrainingCheckpoint
         try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath)) ?? throw new JsonException("null"); }
         catch (JsonException e) { throw new Runtime.WhaleFormatException(statePath, "not a valid trainer state: " + e.Message, e); }
         StateDict.Load(model, full);
-        trainer.Optimizer.load_state_dict(Path.Combine(full, OptimizerFile));
+        trainer.Optimizer.Load(Path.Combine(full, OptimizerFile));
         trainer.RestoreStep(state.Step);
         if (stream.Seed != state.DataSeed) throw new Runtime.WhaleArgumentException("data seed", stream.Seed, $"must equal the checkpoint's {state.DataSeed} to resume the same data stream");
         stream.Skip(state.BatchesDrawn - stream.BatchesDrawn);

@@ -16,6 +16,9 @@ public class CliTests : IDisposable
     [InlineData("info", "--device", "tpu")]
     [InlineData("train", "lm", "--steps", "0")]
     [InlineData("train", "lm", "--attention", "xla")]
+    [InlineData("train", "lm", "--optimizer-moments", "fp16")]
+    [InlineData("fp8", "train", "--optimizer-moments", "fp32,int8")]
+    [InlineData("grpo", "sft", "--optimizer-moments", "fp8")]
     [InlineData("generate", "--model", "/definitely/not/here")]
     [InlineData("generate", "--top-p", "1.5")]
     public void UsageErrorsExitWithTwo(params string[] args) => Assert.Equal(2, Whale(args));

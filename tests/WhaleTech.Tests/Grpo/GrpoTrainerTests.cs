@@ -51,19 +51,24 @@ public class GrpoTrainerTests
         Assert.NotEqual(a[0]["entropy"], c[0]["entropy"]);
     }
 
-    [Fact]
-    public void ResumeFromCheckpointContinuesExactly()
+    [Theory]
+    [InlineData(WhaleTech.Training.MomentPrecision.Fp32)]
+    [InlineData(WhaleTech.Training.MomentPrecision.Bf16)]
+    public void ResumeFromCheckpointContinuesExactly(WhaleTech.Training.MomentPrecision moments)
     {
         var dir = Path.Combine(Path.GetTempPath(), "whale-grpo-" + Guid.NewGuid().ToString("N")[..8]);
         try
         {
-            var full = Run(Tiny(), 3);
-            Run(Tiny(), 2, t => GrpoCheckpoint.Save(t, dir));
+            var tiny = Tiny() with { OptimizerMoments = moments };
+            var full = Run(tiny, 3);
+            Run(tiny, 2, t => GrpoCheckpoint.Save(t, dir));
             var o = GrpoCheckpoint.ReadState(dir).Options;
+            Assert.Equal(moments, o.OptimizerMoments);                         // travels through state.json
             var policy = Policy.Create(Policy.Config(o), 99, torch.CPU);      // different init: must be overwritten
             using var t = new GrpoTrainer(o, policy);
             GrpoCheckpoint.Restore(t, dir);
             Assert.Equal(2, t.Step);
+            Assert.Equal(moments, t.Optimizer.Moments);
             var third = Strip(t.TrainStep());
             foreach (var (k, v) in full[2]) Assert.True(v.Equals(third[k]), $"{k}: {v} vs {third[k]}");
         }

@@ -16,13 +16,13 @@ public class CheckpointTests : IDisposable
     static readonly int[] Tokens = Tok.Encode(new SyntheticCorpus(6000, 5).Text);
     static readonly TrainOptions Opts = new() { Steps = 8, BatchSize = 4, SequenceLength = 16, LearningRate = 3e-3, WarmupSteps = 2, EvalEvery = 100 };
 
-    static (DeepSeekLM Model, LmTrainer Trainer, TokenWindowStream Stream) Fresh()
+    static (DeepSeekLM Model, LmTrainer Trainer, TokenWindowStream Stream) Fresh(MomentPrecision moments = MomentPrecision.Fp32)
     {
         torch.manual_seed(9);
         var cfg = ModelConfig.Tiny("mla", vocab: Tok.VocabSize, hidden: 32, layers: 1, heads: 2) with
         { NRoutedExperts = 4, NSharedExperts = 1, NumExpertsPerTok = 2, MoeIntermediateSize = 16 };
         var model = new DeepSeekLM(cfg);
-        return (model, new LmTrainer(model, Opts), new TokenWindowStream(Tokens, Opts.BatchSize, Opts.SequenceLength, 3));
+        return (model, new LmTrainer(model, Opts with { OptimizerMoments = moments }), new TokenWindowStream(Tokens, Opts.BatchSize, Opts.SequenceLength, 3));
     }
 
     static void Train(LmTrainer t, TokenWindowStream s, int steps)
@@ -35,21 +35,35 @@ public class CheckpointTests : IDisposable
         }
     }
 
-    [Fact]
-    public void ResumeIsBitExact()
+    [Theory]
+    [InlineData(MomentPrecision.Fp32)]
+    [InlineData(MomentPrecision.Bf16)]
+    public void ResumeIsBitExact(MomentPrecision moments)
     {
-        var (a, ta, sa) = Fresh();
+        var (a, ta, sa) = Fresh(moments);
         Train(ta, sa, 8);
-        var (b, tb, sb) = Fresh();
+        var (b, tb, sb) = Fresh(moments);
         Train(tb, sb, 4);
         TrainingCheckpoint.Save(Path.Combine(_dir, "ck"), b, tb, sb);
-        var (c, tc, sc) = Fresh();
+        var (c, tc, sc) = Fresh(moments);
         TrainingCheckpoint.Load(Path.Combine(_dir, "ck"), c, tc, sc);
         Assert.Equal(4, tc.Step);
         Train(tc, sc, 4);
         var pa = a.state_dict(); var pc = c.state_dict();
         Assert.Equal(pa.Keys.Order(), pc.Keys.Order());
         foreach (var k in pa.Keys) Assert.True(pa[k].equal(pc[k]).all().item<bool>(), $"{k} differs after resume");
+    }
+
+    [Fact]
+    public void ACheckpointWithBf16MomentsDoesNotLoadIntoAnFp32Trainer()
+    {
+        var (m, t, s) = Fresh(MomentPrecision.Bf16);
+        Train(t, s, 1);
+        TrainingCheckpoint.Save(Path.Combine(_dir, "ck"), m, t, s);
+        Assert.Contains("\"optimizer_moments\": \"bf16\"", File.ReadAllText(Path.Combine(_dir, "ck", "trainer.json")));
+        var (m2, t2, s2) = Fresh();
+        var e = Assert.Throws<WhaleFormatException>(() => TrainingCheckpoint.Load(Path.Combine(_dir, "ck"), m2, t2, s2));
+        Assert.Contains("optimizer_moments", e.Message);
     }
 
     [Fact]
