@@ -11,7 +11,7 @@ public static class WhaleCommands
     {
         var root = new RootCommand(
             "WhaleTech — DeepSeek's core techniques (MLA, DeepSeekMoE, FP8, GRPO) on TorchSharp, to read, run, measure and change.\n" +
-            "Start with `whale tour`. Every command takes --device auto|cpu|cuda.");
+            "Start with `whale tour`. Every command that runs a model takes --device auto|cpu|cuda.");
         foreach (var command in new[]
         {
             InfoCommand.Build(),
