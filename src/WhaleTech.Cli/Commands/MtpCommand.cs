@@ -103,7 +103,7 @@ public static class MtpCommand
         var reps = new Option<int>("--repetitions") { Description = "Timed runs per batch and decoder (the median is reported).", DefaultValueFactory = _ => 7 };
         var warmup = new Option<int>("--warmup") { Description = "Untimed runs first.", DefaultValueFactory = _ => 2 };
         var outDir = new Option<string?>("--out") { Description = "Also write the result as <name>.json/.md/.png (with the machine's description) into this folder." };
-        var name = new Option<string?>("--name") { Description = "Result name for --out (default mtp-speculate-<layers>l, plus -b<batch> and -t<temperature> when not 1 / greedy)." };
+        var name = new Option<string?>("--name") { Description = "Result name for --out: letters, digits, '-' or '_' (default mtp-speculate-<layers>l, plus -b<batch> and -t<temperature, '.' as 'p'> when not 1 / greedy)." };
         var cmd = new Command("speculate", "Plain vs MTP speculative decoding of a saved model (greedy or sampled, batched): acceptance rate, tokens per main forward, speed-up, identical tokens (greedy).")
         { device, model, prompts, newTokens, batchSize, temperature, topK, topP, seed, reps, warmup, outDir, name };
         cmd.SetAction(parse =>
@@ -117,6 +117,8 @@ public static class MtpCommand
             int n = Guard.Positive("--new-tokens", parse.GetValue(newTokens));
             try { settings.Options(n); }
             catch (WhaleArgumentException e) when (e.Message.Contains("top_p")) { throw new WhaleArgumentException("--top-p", settings.TopP, "must be in (0, 1]"); }
+            if (parse.GetValue(name) is { } given && (given.Length == 0 || !given.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_')))
+                throw new WhaleArgumentException("--name", given, "must be a non-empty name of letters, digits, '-' or '_' (it names the result files)");
             var dir = parse.GetValue(model)!;
             if (!File.Exists(Path.Combine(dir, "config.json")))
                 throw new WhaleArgumentException("--model", dir, "must be a folder with config.json and model.safetensors (train one with `whale mtp train`)");
@@ -145,7 +147,7 @@ public static class MtpCommand
             if (parse.GetValue(outDir) is { } folder)
             {
                 var resultName = parse.GetValue(name) ?? $"mtp-speculate-{cfg.NumHiddenLayers}l" + (settings.BatchSize > 1 ? $"-b{settings.BatchSize}" : "")
-                                 + (settings.Greedy ? "" : $"-t{settings.Temperature.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+                                 + (settings.Greedy ? "" : $"-t{settings.Temperature.ToString(System.Globalization.CultureInfo.InvariantCulture).Replace('.', 'p')}");
                 var result = new Bench.BenchmarkResult(resultName, $"MTP speculative vs plain decoding (batch {settings.BatchSize}, {mode}) of " + dir,
                                                        MachineInfo.Collect(dev)) { Plot = new Bench.PlotSpec("tokens_per_s", "layers") };
                 result.With("device", dev.ToString()).With("new_tokens", n).With("repetitions", parse.GetValue(reps)).With("warmup", parse.GetValue(warmup))
