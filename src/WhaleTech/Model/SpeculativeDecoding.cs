@@ -60,14 +60,15 @@ public sealed record SpeculativeResult(int[] Tokens, bool Stopped, int Drafted, 
     public double TokensPerForward => MainForwards == 0 ? 0 : (double)Tokens.Length / MainForwards;
 }
 
-/// <summary>A batch: Drafted = Σ over rows still generating of d; Accepted = Σ each row's own accepted count;
-/// Kept = Σ accepted drafts actually emitted (after the batch minimum); RowForwards = Σ over main forwards of the
-/// rows still generating.</summary>
+/// <summary>A batch: Drafted = Σ over rows still generating of d; Accepted = Σ each row's own accepted count a;
+/// Kept = Σ min(a, a*): the accepted drafts inside the batch's common prefix a*, i.e. the speculative gain the row
+/// keeps (a row that accepted more still emits its next accepted draft, but in place of its correction/bonus token,
+/// so it gains nothing from it); RowForwards = Σ over main forwards of the rows still generating.</summary>
 public sealed record SpeculativeBatchResult(int[][] Completions, bool[] Stopped, long Drafted, long Accepted, long Kept, int MainForwards, long RowForwards)
 {
     /// <summary>Each row's own acceptance: accepted / drafted (the draft's quality).</summary>
     public double AcceptanceRate => Drafted == 0 ? 0 : (double)Accepted / Drafted;
-    /// <summary>Drafts emitted / drafted: the acceptance left after the batch keeps the minimum (= AcceptanceRate at batch 1).</summary>
+    /// <summary>Kept / drafted: the acceptance left after the batch keeps the minimum (= AcceptanceRate at batch 1).</summary>
     public double KeptRate => Drafted == 0 ? 0 : (double)Kept / Drafted;
     /// <summary>Emitted tokens per main forward and row (1 for plain decoding; at most D + 1).</summary>
     public double TokensPerForward => RowForwards == 0 ? 0 : (double)Completions.Sum(c => c.Length) / RowForwards;
@@ -185,12 +186,12 @@ public static class SpeculativeDecoding
                 {
                     bool wasActive = !done[b];
                     int a = acceptedPerRow[b];
-                    if (wasActive) { drafted += d; accepted += a; }
+                    if (wasActive) { drafted += d; accepted += a; kept += Math.Min(a, common); }
                     for (int j = 0; j <= common; j++)                                         // slots m…m+common
                     {
                         int token = (int)(j == a ? next[b] : j < d ? draft[b, j] : next[b]);  // j > a only for finished rows: filler
                         seqs[b].Add(token);
-                        if (!done[b]) { if (j < a) kept++; Emit(b, token); }
+                        if (!done[b]) Emit(b, token);
                     }
                 }
                 hidden.narrow(1, m - 1, common + 1).copy_(h.narrow(1, 0, common + 1));        // h_{m−1}…h_{m−1+common}: confirmed inputs
