@@ -16,7 +16,7 @@ public sealed class SpeculativeSuite : ISuite
 {
     public string Name => "speculative";
     public string Description =>
-        "MTP speculative decoding vs plain greedy decoding (batch 1, 6 prompts × 64 tokens) of char-level MLA LMs (hidden 128, 4 and 8 layers) " +
+        "MTP speculative decoding vs plain decoding (6 prompts × 64 tokens) of char-level MLA LMs (hidden 128, 4 and 8 layers) " +
         "trained 600 steps with one MTP module, at batch 1 and 4, greedy and sampled (temperature 0.7): tokens/s, speed-up, acceptance rate, tokens per main forward.";
 
     /// <summary>The decode settings measured per model: (batch, temperature).</summary>
@@ -35,11 +35,13 @@ public sealed class SpeculativeSuite : ISuite
             var (model, history) = MtpExperiment.Train(o, device);
             using var _ = model;
             var last = history[^1];
+            var heldOut = MtpExperiment.EvaluateHeldOut(model, o, device, options.Quick ? 2 : 16);
+            Console.WriteLine($"  {heldOut}");
             foreach (var (batch, temperature) in Settings)
             {
                 var settings = new DecodeSettings { BatchSize = batch, Temperature = temperature, Seed = 1 };
                 var s = MtpExperiment.MeasureDecode(model, MtpExperiment.DefaultPrompts, newTokens, device, options.Warmup, options.Repetitions, settings);
-                MtpExperiment.AddTo(result, s, model.Config, last);
+                MtpExperiment.AddTo(result, s, model.Config, last, heldOut);
                 Console.WriteLine($"  {l} layers, batch {batch}, temperature {temperature}: acceptance {s.AcceptanceRate:P1} (kept {s.KeptRate:P1}), {s.TokensPerForward:F2} tokens/forward, " +
                                   $"plain {s.PlainTokensPerSecond:F0} tokens/s, speculative {s.SpeculativeTokensPerSecond:F0} tokens/s, speed-up {s.SpeedUp:F2}×" +
                                   (settings.Greedy ? $", identical {s.AllSame}" : ""));

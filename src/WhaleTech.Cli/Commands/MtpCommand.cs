@@ -114,9 +114,8 @@ public static class MtpCommand
                 BatchSize = Guard.Positive("--batch-size", parse.GetValue(batchSize)), Temperature = Guard.NonNegative("--temperature", parse.GetValue(temperature)),
                 TopK = (int)Guard.NonNegative("--top-k", parse.GetValue(topK)), TopP = parse.GetValue(topP), Seed = parse.GetValue(seed),
             };
+            if (!(settings.TopP > 0 && settings.TopP <= 1)) throw new WhaleArgumentException("--top-p", settings.TopP, "must be in (0, 1]");
             int n = Guard.Positive("--new-tokens", parse.GetValue(newTokens));
-            try { settings.Options(n); }
-            catch (WhaleArgumentException e) when (e.Message.Contains("top_p")) { throw new WhaleArgumentException("--top-p", settings.TopP, "must be in (0, 1]"); }
             if (parse.GetValue(name) is { } given && (given.Length == 0 || !given.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_')))
                 throw new WhaleArgumentException("--name", given, "must be a non-empty name of letters, digits, '-' or '_' (it names the result files)");
             var dir = parse.GetValue(model)!;

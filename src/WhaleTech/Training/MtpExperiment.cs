@@ -45,7 +45,7 @@ public sealed record MtpExperimentOptions
     };
 }
 
-/// <summary>One batch's decode, plain vs speculative (Prompt = the batch's prompts joined by " | ").</summary>
+/// <summary>One batch's decode, plain vs speculative (Prompt = the batch's prompts joined by " · ").</summary>
 public sealed record SpeculativeMeasurement(string Prompt, int NewTokens, double PlainMs, double SpeculativeMs, double AcceptanceRate,
                                             double TokensPerForward, bool SameTokens, string Completion)
 {
@@ -147,7 +147,7 @@ public static class MtpExperiment
             }
             drafted += spec.Drafted; accepted += spec.Accepted; kept += spec.Kept; rowForwards += spec.RowForwards; emitted += spec.Completions.Sum(c => c.Length);
             bool same = plainTokens.Zip(spec.Completions).All(p => p.First.SequenceEqual(p.Second));
-            rows.Add(new SpeculativeMeasurement(string.Join(" | ", chunk), newTokens, Timing.FromSamples(plainMs).MedianMs, Timing.FromSamples(specMs).MedianMs,
+            rows.Add(new SpeculativeMeasurement(string.Join(" · ", chunk), newTokens, Timing.FromSamples(plainMs).MedianMs, Timing.FromSamples(specMs).MedianMs,
                                                 spec.AcceptanceRate, spec.TokensPerForward, same, tok.Decode(spec.Completions[0])) { KeptRate = spec.KeptRate });
         }
         double plainTotalMs = rows.Sum(r => r.PlainMs), specTotalMs = rows.Sum(r => r.SpeculativeMs);
@@ -162,7 +162,7 @@ public static class MtpExperiment
 
     /// <summary>The measurement as a benchmark result (JSON + Markdown + PNG via Bench.ResultWriter): rows "plain" and
     /// "speculative" at x = the model's layer count, plus one "prompt" row per prompt.</summary>
-    public static BenchmarkResult AddTo(BenchmarkResult result, SpeculativeSummary s, ModelConfig cfg, StepMetrics? lastStep = null)
+    public static BenchmarkResult AddTo(BenchmarkResult result, SpeculativeSummary s, ModelConfig cfg, StepMetrics? lastStep = null, MtpEvalLoss? heldOut = null)
     {
         int layers = cfg.NumHiddenLayers;
         var st = s.Settings;
@@ -174,6 +174,11 @@ public static class MtpExperiment
             .Add("acceptance_rate", s.AcceptanceRate, "").Add("kept_rate", s.KeptRate, "").Add("tokens_per_forward", s.TokensPerForward, "");
         if (st.Greedy) row.Add("identical_tokens", s.AllSame ? 1 : 0, "bool");
         if (lastStep is { } m) row.Add("eval_loss", m.EvalLoss ?? double.NaN, "nats").Add("mtp_loss", m.MtpLosses?[0] ?? double.NaN, "nats");
+        if (heldOut is { } e)
+        {
+            row.Add("heldout_main_loss", e.Main, "nats");
+            for (int k = 0; k < e.Depths.Length; k++) row.Add($"heldout_mtp_loss_{k + 1}", e.Depths[k], "nats");
+        }
         foreach (var p in s.Prompts)
         {
             var pr = result.AddRow("prompt").With("layers", layers).With("batch", st.BatchSize).With("temperature", st.Temperature).With("prompt", p.Prompt)
