@@ -148,12 +148,22 @@ public static class Generation
     public static Tensor Sample(Tensor logits, SamplingOptions o, torch.Generator? generator = null)
     {
         using var scope = torch.NewDisposeScope();
-        var l = logits.to_type(ScalarType.Float32);
-        if (o.Temperature == 0) return l.argmax(-1).MoveToOuterDisposeScope();              // greedy
-        l = l / o.Temperature;
+        if (o.Temperature == 0) return logits.to_type(ScalarType.Float32).argmax(-1).MoveToOuterDisposeScope();   // greedy
+        var probs = Probabilities(logits, o);
+        return torch.multinomial(probs, 1, replacement: false, generator: generator).squeeze(-1).MoveToOuterDisposeScope(); // [B]
+    }
+
+    /// <summary>The sampling distribution of <paramref name="logits"/> [.., V]: softmax(logits / temperature) restricted
+    /// to the top-k and the top-p nucleus, fp32 [.., V]. Temperature must be &gt; 0 (0 means argmax, not a distribution).
+    /// Speculative sampling applies this same transform to the draft's and the target's logits.</summary>
+    public static Tensor Probabilities(Tensor logits, SamplingOptions o)
+    {
+        if (!(o.Temperature > 0)) throw new Runtime.WhaleArgumentException("temperature", o.Temperature, "must be > 0 for a sampling distribution (0 = greedy argmax)");
+        using var scope = torch.NewDisposeScope();
+        var l = logits.to_type(ScalarType.Float32) / o.Temperature;
         if (o.TopK > 0 && o.TopK < l.shape[^1])
         {
-            var kth = l.topk(o.TopK, dim: -1).values.narrow(-1, o.TopK - 1, 1);              // [B, 1]
+            var kth = l.topk(o.TopK, dim: -1).values.narrow(-1, o.TopK - 1, 1);              // [.., 1]
             l = l.masked_fill(l.lt(kth), float.NegativeInfinity);
         }
         if (o.TopP < 1.0)
@@ -165,7 +175,6 @@ public static class Generation
             var dropOriginal = torch.zeros_like(drop).scatter(-1, order, drop);
             l = l.masked_fill(dropOriginal, float.NegativeInfinity);
         }
-        var probs = l.softmax(-1);
-        return torch.multinomial(probs, 1, replacement: false, generator: generator).squeeze(-1).MoveToOuterDisposeScope(); // [B]
+        return l.softmax(-1).MoveToOuterDisposeScope();                                     // [.., V]
     }
 }

@@ -109,10 +109,22 @@ public static class MultiTokenPrediction
         long start = cache?.Length ?? 0;
         var valid = torch.ones(batch, tokens, dtype: ScalarType.Bool, device: device);
         var positions = torch.arange(start, start + tokens, device: device).unsqueeze(0).expand(batch, tokens);   // [B, T]
+        var ctx = Context(positions, valid, cache);
+        ctx.Positions.MoveToOuterDisposeScope(); ctx.Mask.MoveToOuterDisposeScope();
+        return ctx;
+    }
+
+    /// <summary>The attention context of one MTP chunk with explicit RoPE <paramref name="positions"/> [B, T] and
+    /// <paramref name="valid"/> [B, T] (false on left padding), as batched decoding needs. With a cache, marks the slots
+    /// [Length, Length+T); the caller advances it after all D modules ran.</summary>
+    public static AttentionContext Context(Tensor positions, Tensor valid, InferenceCache? cache)
+    {
+        using var scope = torch.NewDisposeScope();
+        long start = cache?.Length ?? 0, tokens = valid.shape[1];
         Tensor mask;
         if (cache is not null) { cache.MarkNew(valid); mask = AttentionContext.BuildMask(cache.KeyValid, start, tokens); }
         else mask = AttentionContext.BuildMask(valid, 0, tokens);                                                    // [B, 1, T, S]
-        return new AttentionContext { Positions = positions.MoveToOuterDisposeScope(), Mask = mask.MoveToOuterDisposeScope(), Cache = cache };
+        return new AttentionContext { Positions = positions.alias().MoveToOuterDisposeScope(), Mask = mask.MoveToOuterDisposeScope(), Cache = cache };
     }
 
     // ---- Hugging Face names ----------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 // The MTP experiment (DeepSeek-V3 §2.2 and §5.4.3): train a small character-level DeepSeek-style LM with D
 // multi-token-prediction modules on the synthetic corpus, then decode the same prompts with plain greedy
 // decoding (Generation.Generate, KV cache, batch 1) and with MTP self-speculative decoding, and report the
-// draft acceptance rate, emitted tokens per main-model forward, tokens/s of both and the speed-up. Both decoders
-// must emit identical tokens (checked on every prompt). Shared by `whale mtp` and the `speculative` benchmark.
+// draft acceptance rate, emitted tokens per main-model forward, tokens/s of both and the speed-up. Batched (batch
+// size B) and sampled (temperature / top-k / top-p, seeded) decoding are measured the same way; greedy decoders
+// must emit identical tokens (checked on every batch). Shared by `whale mtp` and the `speculative` benchmark.
 //
 // Shapes: B batch, T sequence length, D MTP depth, N new tokens per prompt.
 using TorchSharp;
@@ -44,15 +45,41 @@ public sealed record MtpExperimentOptions
     };
 }
 
-/// <summary>One prompt's decode, plain vs speculative.</summary>
+/// <summary>One batch's decode, plain vs speculative (Prompt = the batch's prompts joined by " · ").</summary>
 public sealed record SpeculativeMeasurement(string Prompt, int NewTokens, double PlainMs, double SpeculativeMs, double AcceptanceRate,
-                                            double TokensPerForward, bool SameTokens, string Completion);
+                                            double TokensPerForward, bool SameTokens, string Completion)
+{
+    /// <summary>Drafts emitted / drafted after the batch minimum (= AcceptanceRate at batch 1).</summary>
+    public double KeptRate { get; init; } = AcceptanceRate;
+}
 
-/// <summary>All prompts: acceptance = accepted / drafted over all of them; speed-up = Σ plain ms / Σ speculative ms.</summary>
+/// <summary>How <see cref="MtpExperiment.MeasureDecode"/> decodes: batch size and the sampling settings both decoders share.
+/// Temperature 0 = greedy (the tokens must be identical); else both sample with generators seeded by Seed.</summary>
+public sealed record DecodeSettings
+{
+    public int BatchSize { get; init; } = 1;
+    public double Temperature { get; init; }
+    public int TopK { get; init; }
+    public double TopP { get; init; } = 1.0;
+    public int Seed { get; init; } = 1;
+    public bool Greedy => Temperature == 0;
+
+    public SamplingOptions Options(int newTokens)
+    {
+        Runtime.Guard.Positive("batch size", BatchSize);
+        return new SamplingOptions { MaxNewTokens = newTokens, StopTokens = [], Temperature = Temperature, TopK = TopK, TopP = TopP }.Validate();
+    }
+}
+
+/// <summary>All batches: acceptance = accepted / drafted over all of them; speed-up = Σ plain ms / Σ speculative ms.
+/// AllSame is only meaningful when greedy (sampled runs draw different random numbers).</summary>
 public sealed record SpeculativeSummary(IReadOnlyList<SpeculativeMeasurement> Prompts, double AcceptanceRate, double TokensPerForward,
                                         double PlainTokensPerSecond, double SpeculativeTokensPerSecond, bool AllSame)
 {
     public double SpeedUp => SpeculativeTokensPerSecond / PlainTokensPerSecond;
+    /// <summary>Drafts emitted / drafted after the batch minimum.</summary>
+    public double KeptRate { get; init; } = AcceptanceRate;
+    public DecodeSettings Settings { get; init; } = new();
 }
 
 public static class MtpExperiment
@@ -76,24 +103,41 @@ public static class MtpExperiment
         return (model, history);
     }
 
-    /// <summary>Decodes every prompt <paramref name="newTokens"/> tokens (no stop tokens, so both decoders do the same
-    /// amount of work) with plain greedy decoding and with MTP speculative decoding, batch 1. After
-    /// <paramref name="warmup"/> untimed runs of each, the two decoders alternate for <paramref name="repetitions"/>
-    /// timed runs (so a busy machine slows both alike); each prompt reports the median of each.</summary>
-    public static SpeculativeSummary MeasureDecode(DeepSeekLM model, IReadOnlyList<string> prompts, int newTokens, Device device, int warmup = 2, int repetitions = 7)
+    /// <summary>The final held-out losses: main and each MTP depth on <paramref name="batches"/> batches of the
+    /// evaluation corpus (the same held-out text as the periodic eval, its own stream of windows).</summary>
+    public static MtpEvalLoss EvaluateHeldOut(DeepSeekLM model, MtpExperimentOptions o, Device device, int batches = 16)
+    {
+        var tok = new CharTokenizer();
+        var stream = new TokenWindowStream(tok.Encode(new SyntheticCorpus(8000, o.Seed + 1000).Text), o.BatchSize, o.SequenceLength, o.Seed + 2);
+        return MtpEvaluation.Evaluate(model, stream, batches, device);
+    }
+
+    /// <summary>Decodes the prompts <paramref name="newTokens"/> tokens each (no stop tokens, so both decoders do the same
+    /// amount of work) with plain decoding (<see cref="Generation.Generate"/>) and with MTP speculative decoding, in
+    /// batches of <c>settings.BatchSize</c> (the prompt list is cycled to fill the last batch), greedy or sampled with
+    /// the same settings. After <paramref name="warmup"/> untimed runs of each, the two decoders alternate for
+    /// <paramref name="repetitions"/> timed runs (so a busy machine slows both alike); each batch reports the median of each.</summary>
+    public static SpeculativeSummary MeasureDecode(DeepSeekLM model, IReadOnlyList<string> prompts, int newTokens, Device device, int warmup = 2, int repetitions = 7,
+                                                   DecodeSettings? settings = null)
     {
         Runtime.Guard.Positive("repetitions", repetitions);
+        if (prompts.Count == 0) throw new Runtime.WhaleArgumentException("prompts", "[]", "must hold at least one prompt");
+        settings ??= new DecodeSettings();
+        var opts = settings.Options(newTokens);
+        int batch = settings.BatchSize;
         var tok = new CharTokenizer();
-        var opts = new SamplingOptions { MaxNewTokens = newTokens, StopTokens = [] };
+        int rowsTotal = (prompts.Count + batch - 1) / batch * batch;
+        var texts = Enumerable.Range(0, rowsTotal).Select(i => prompts[i % prompts.Count]).ToList();
         var rows = new List<SpeculativeMeasurement>();
-        long drafted = 0, accepted = 0, forwards = 0, emitted = 0;
-        foreach (var text in prompts)
+        long drafted = 0, accepted = 0, kept = 0, rowForwards = 0, emitted = 0;
+        for (int start = 0; start < rowsTotal; start += batch)
         {
-            var ids = tok.Encode(text.ToLowerInvariant(), addBos: true);
-            int[] plainTokens = [];
-            SpeculativeResult spec = null!;
-            void Plain() { using var scope = torch.NewDisposeScope(); plainTokens = Generation.Generate(model, [ids], opts).Completions[0]; }
-            void Speculative() { using var scope = torch.NewDisposeScope(); spec = SpeculativeDecoding.Generate(model, ids, opts); }
+            var chunk = texts.Skip(start).Take(batch).ToList();
+            var ids = chunk.Select(t => tok.Encode(t.ToLowerInvariant(), addBos: true)).ToList();
+            int[][] plainTokens = [];
+            SpeculativeBatchResult spec = null!;
+            void Plain() { using var scope = torch.NewDisposeScope(); using var g = Generator(device, settings); plainTokens = Generation.Generate(model, ids, opts, g).Completions; }
+            void Speculative() { using var scope = torch.NewDisposeScope(); using var g = Generator(device, settings); spec = SpeculativeDecoding.GenerateBatch(model, ids, opts, g); }
             for (int i = 0; i < warmup; i++) { Plain(); Speculative(); }
             var plainMs = new double[repetitions]; var specMs = new double[repetitions];
             for (int i = 0; i < repetitions; i++)
@@ -101,29 +145,47 @@ public static class MtpExperiment
                 plainMs[i] = TimeMs(device, Plain);
                 specMs[i] = TimeMs(device, Speculative);
             }
-            drafted += spec.Drafted; accepted += spec.Accepted; forwards += spec.MainForwards; emitted += spec.Tokens.Length;
-            rows.Add(new SpeculativeMeasurement(text, newTokens, Timing.FromSamples(plainMs).MedianMs, Timing.FromSamples(specMs).MedianMs,
-                                                spec.AcceptanceRate, spec.TokensPerForward, plainTokens.SequenceEqual(spec.Tokens), tok.Decode(spec.Tokens)));
+            drafted += spec.Drafted; accepted += spec.Accepted; kept += spec.Kept; rowForwards += spec.RowForwards; emitted += spec.Completions.Sum(c => c.Length);
+            bool same = plainTokens.Zip(spec.Completions).All(p => p.First.SequenceEqual(p.Second));
+            rows.Add(new SpeculativeMeasurement(string.Join(" · ", chunk), newTokens, Timing.FromSamples(plainMs).MedianMs, Timing.FromSamples(specMs).MedianMs,
+                                                spec.AcceptanceRate, spec.TokensPerForward, same, tok.Decode(spec.Completions[0])) { KeptRate = spec.KeptRate });
         }
         double plainTotalMs = rows.Sum(r => r.PlainMs), specTotalMs = rows.Sum(r => r.SpeculativeMs);
-        long total = (long)prompts.Count * newTokens;
-        return new SpeculativeSummary(rows, drafted == 0 ? 0 : (double)accepted / drafted, (double)emitted / forwards,
-                                      total / (plainTotalMs / 1000), total / (specTotalMs / 1000), rows.All(r => r.SameTokens));
+        long total = (long)rowsTotal * newTokens;
+        return new SpeculativeSummary(rows, drafted == 0 ? 0 : (double)accepted / drafted, (double)emitted / rowForwards,
+                                      total / (plainTotalMs / 1000), total / (specTotalMs / 1000), rows.All(r => r.SameTokens))
+        { KeptRate = drafted == 0 ? 0 : (double)kept / drafted, Settings = settings };
     }
+
+    /// <summary>A fresh generator seeded by the settings: every run of a decoder draws the same random numbers.</summary>
+    static torch.Generator Generator(Device device, DecodeSettings s) => new torch.Generator((ulong)s.Seed, device);
 
     /// <summary>The measurement as a benchmark result (JSON + Markdown + PNG via Bench.ResultWriter): rows "plain" and
     /// "speculative" at x = the model's layer count, plus one "prompt" row per prompt.</summary>
-    public static BenchmarkResult AddTo(BenchmarkResult result, SpeculativeSummary s, ModelConfig cfg, StepMetrics? lastStep = null)
+    public static BenchmarkResult AddTo(BenchmarkResult result, SpeculativeSummary s, ModelConfig cfg, StepMetrics? lastStep = null, MtpEvalLoss? heldOut = null)
     {
         int layers = cfg.NumHiddenLayers;
-        result.AddRow("plain").With("layers", layers).With("hidden", cfg.HiddenSize).Add("tokens_per_s", s.PlainTokensPerSecond, "tokens/s");
+        var st = s.Settings;
+        result.AddRow("plain").With("layers", layers).With("hidden", cfg.HiddenSize).With("batch", st.BatchSize).With("temperature", st.Temperature)
+            .Add("tokens_per_s", s.PlainTokensPerSecond, "tokens/s");
         var row = result.AddRow("speculative").With("layers", layers).With("hidden", cfg.HiddenSize).With("mtp_depth", cfg.NumNextnPredictLayers)
+            .With("batch", st.BatchSize).With("temperature", st.Temperature).With("top_k", st.TopK).With("top_p", st.TopP).With("seed", st.Seed)
             .Add("tokens_per_s", s.SpeculativeTokensPerSecond, "tokens/s").Add("speed_up", s.SpeedUp, "×")
-            .Add("acceptance_rate", s.AcceptanceRate, "").Add("tokens_per_forward", s.TokensPerForward, "").Add("identical_tokens", s.AllSame ? 1 : 0, "bool");
+            .Add("acceptance_rate", s.AcceptanceRate, "").Add("kept_rate", s.KeptRate, "").Add("tokens_per_forward", s.TokensPerForward, "");
+        if (st.Greedy) row.Add("identical_tokens", s.AllSame ? 1 : 0, "bool");
         if (lastStep is { } m) row.Add("eval_loss", m.EvalLoss ?? double.NaN, "nats").Add("mtp_loss", m.MtpLosses?[0] ?? double.NaN, "nats");
+        if (heldOut is { } e)
+        {
+            row.Add("heldout_main_loss", e.Main, "nats");
+            for (int k = 0; k < e.Depths.Length; k++) row.Add($"heldout_mtp_loss_{k + 1}", e.Depths[k], "nats");
+        }
         foreach (var p in s.Prompts)
-            result.AddRow("prompt").With("layers", layers).With("prompt", p.Prompt).Add("plain_ms", p.PlainMs, "ms").Add("speculative_ms", p.SpeculativeMs, "ms")
-                .Add("acceptance_rate", p.AcceptanceRate, "").Add("tokens_per_forward", p.TokensPerForward, "").Add("identical_tokens", p.SameTokens ? 1 : 0, "bool");
+        {
+            var pr = result.AddRow("prompt").With("layers", layers).With("batch", st.BatchSize).With("temperature", st.Temperature).With("prompt", p.Prompt)
+                .Add("plain_ms", p.PlainMs, "ms").Add("speculative_ms", p.SpeculativeMs, "ms")
+                .Add("acceptance_rate", p.AcceptanceRate, "").Add("kept_rate", p.KeptRate, "").Add("tokens_per_forward", p.TokensPerForward, "");
+            if (st.Greedy) pr.Add("identical_tokens", p.SameTokens ? 1 : 0, "bool");
+        }
         return result;
     }
 

@@ -290,7 +290,7 @@ public class MtpTests : IDisposable
         Assert.Throws<WhaleArgumentException>(() => SpeculativeDecoding.Generate(plain, [1], new SamplingOptions()));
         using var mtp = Build(Config(2), 1);
         Assert.Throws<WhaleArgumentException>(() => mtp.ForwardWithMtp(torch.tensor(new long[] { 1, 2 }).unsqueeze(0)));   // T ≤ D
-        Assert.Throws<WhaleArgumentException>(() => SpeculativeDecoding.Generate(mtp, [1], new SamplingOptions { Temperature = 1 }));
+        Assert.Throws<WhaleArgumentException>(() => SpeculativeDecoding.Generate(mtp, [1], new SamplingOptions { Temperature = -1 }));
         Assert.Throws<WhaleArgumentException>(() => SpeculativeDecoding.Generate(mtp, [1], new SamplingOptions(), draftTokens: 3));
         Assert.Throws<WhaleArgumentException>(() => new TrainOptions { MtpWeight = -1 }.Validate());
     }
