@@ -116,13 +116,13 @@ public class BalancingTests
         var balancer = new LoadBalancer(layer, rule, GammaSchedule.Constant(0.01));
         using var opt = torch.optim.Adam(layer.parameters(), 1e-3);
         var history = new LoadHistory();
-        torch.manual_seed(3);
-        using var target = torch.randn(16, 16) * 0.3;
+        using var gen = new torch.Generator(3);                          // a private stream: no other code can shift it
+        using var target = torch.randn(16, 16, generator: gen) * 0.3;
         layer.train();
         for (int step = 0; step < 100; step++)
         {
             using var scope = torch.NewDisposeScope();
-            var x = torch.randn(128, 16) + 0.5;                        // skewed token statistics
+            var x = torch.randn(128, 16, generator: gen) + 0.5;        // skewed token statistics
             var loss = (layer.forward(x) - x.matmul(target)).square().mean();
             opt.zero_grad();
             loss.backward();
