@@ -33,15 +33,15 @@ public static class Fp8ScaledMatmul
 
     static readonly Lazy<jit.CompilationUnit> Unit = Runtime.TorchScript.CompileOnFirstUse(Script);
 
-    /// <summary>Per-tensor quantization into real float8 storage: the scale rule of Fp8Quantizer (amax / max_fp8,
-    /// floored; <paramref name="scaling"/> default), then a saturating cast.</summary>
+    /// <summary>Per-tensor quantization into real float8 storage: exactly the codes and scale of
+    /// <see cref="Fp8Quantizer.Quantize"/> (amax / max_fp8, floored; overflow mode of <paramref name="scaling"/>,
+    /// saturating by default), stored in 1 byte — as Fp8BlockScaledMatmul.Quantize does for tiles and blocks.</summary>
     public static Fp8Stored Quantize(Tensor x, Fp8Format format, Fp8Scaling? scaling = null)
     {
         using var scope = NewDisposeScope();
-        var x32 = x.to_type(ScalarType.Float32);
-        var scale = Fp8Quantizer.ScaleFromAmax(Fp8Quantizer.Amax(x32, Fp8Granularity.PerTensor), format, scaling ?? Fp8Scaling.Default); // [] float32
-        var data = (x32 / scale).clamp(-format.MaxValue, format.MaxValue).to_type(format.LibTorchDType); // [*] 1 byte each
-        return new Fp8Stored(data.MoveToOuterDisposeScope(), scale.MoveToOuterDisposeScope());
+        var q = Fp8Quantizer.Quantize(x, format, Fp8Granularity.PerTensor, scaling);      // codes [*] float32, exact FP8 values; scale []
+        var data = q.Codes.to_type(format.LibTorchDType);                                  // [*] 1 byte each, lossless
+        return new Fp8Stored(data.MoveToOuterDisposeScope(), q.Scales.MoveToOuterDisposeScope());
     }
 
     /// <summary>C = (a · b) · scaleA · scaleB with a [M, K] and b [K, N] float8 (b column-major: pass Wᵀ of a row-major W).</summary>
