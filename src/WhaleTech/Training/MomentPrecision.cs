@@ -16,8 +16,6 @@ public enum MomentPrecision { Fp32, Bf16 }
 
 public static class MomentPrecisions
 {
-    public static readonly string[] Names = ["fp32", "bf16"];
-
     /// <summary>"fp32" or "bf16".</summary>
     public static string Name(this MomentPrecision p) => p == MomentPrecision.Bf16 ? "bf16" : "fp32";
 
