@@ -7,6 +7,7 @@ using System.Diagnostics;
 using TorchSharp;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Samples;
 

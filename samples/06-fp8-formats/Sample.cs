@@ -7,6 +7,7 @@
 // Shapes: x [R, C] (R tokens, C channels); the lab uses 8 outlier channels or tokens.
 using WhaleTech.Fp8;
 using static TorchSharp.torch;
+using WhaleTech.Lab.Fp8;
 
 namespace WhaleTech.Samples;
 

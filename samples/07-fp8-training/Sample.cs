@@ -10,6 +10,7 @@
 // Shapes: x [N, K] tokens × in-features, W [M, K], y [N, M].
 using WhaleTech.Fp8;
 using static TorchSharp.torch;
+using WhaleTech.Lab.Fp8;
 
 namespace WhaleTech.Samples;
 

@@ -11,6 +11,8 @@ using TorchSharp;
 using WhaleTech.IO;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
+using WhaleTech.Core;
+using WhaleTech.Hub;
 
 namespace WhaleTech.Cli.Commands;
 

@@ -15,6 +15,7 @@ using WhaleTech.Fp8;
 using WhaleTech.IO;
 using WhaleTech.Runtime;
 using WhaleTech.Training;
+using WhaleTech.Lab.Fp8;
 
 namespace WhaleTech.Cli.Commands;
 

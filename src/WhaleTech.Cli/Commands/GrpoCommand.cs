@@ -7,6 +7,7 @@ using System.CommandLine;
 using Spectre.Console;
 using WhaleTech.Grpo;
 using WhaleTech.Runtime;
+using WhaleTech.Lab.Grpo;
 
 namespace WhaleTech.Cli.Commands;
 

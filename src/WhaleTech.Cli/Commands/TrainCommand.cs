@@ -7,6 +7,7 @@ using WhaleTech.IO;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using WhaleTech.Training;
+using WhaleTech.Core;
 
 namespace WhaleTech.Cli.Commands;
 
@@ -74,7 +75,7 @@ public static class TrainCommand
             foreach (var m in history.Where(h => h.EvalLoss is not null)) table.AddRow(m.Step.ToString(), $"{m.Loss:F3}", $"{m.EvalLoss:F3}");
             AnsiConsole.Write(table);
             var dir = parse.GetValue(outDir)!;
-            StateDict.SavePretrained(model, cfg, dir);
+            StateDict.SavePretrained(model, cfg.ToJson(), dir);
             AnsiConsole.MarkupLine($"Saved [bold]{Markup.Escape(dir)}[/] (config.json + model.safetensors). Try: whale generate --model {Markup.Escape(dir)} --prompt \"17+25=\"");
             return 0;
         });

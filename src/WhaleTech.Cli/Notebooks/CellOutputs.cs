@@ -3,7 +3,7 @@
 // sends text to the collector of the current async flow, so other threads' printing is not mixed in.
 using System.Text;
 using System.Text.Json.Nodes;
-using WhaleTech.Notebooks;
+using WhaleTech.Lab.Notebooks;
 
 namespace WhaleTech.Cli.Notebooks;
 

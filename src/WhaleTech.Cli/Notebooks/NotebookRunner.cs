@@ -12,7 +12,7 @@ using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp.Scripting;
 using Microsoft.CodeAnalysis.Scripting;
 using TorchSharp;
-using WhaleTech.Notebooks;
+using WhaleTech.Lab.Notebooks;
 using WhaleTech.Runtime;
 
 namespace WhaleTech.Cli.Notebooks;
@@ -59,7 +59,8 @@ public static class NotebookRunner
     public static readonly IReadOnlyList<string> DefaultUsings =
     [
         "System", "System.IO", "System.Linq", "System.Text", "System.Collections.Generic", "System.Threading.Tasks",
-        "TorchSharp", "WhaleTech.Runtime", "WhaleTech.Bench", "WhaleTech.Notebooks",
+        "TorchSharp", "WhaleTech.Runtime", "WhaleTech.Core", "WhaleTech.Hub", "WhaleTech.Lab.Bench", "WhaleTech.Lab.Notebooks",
+        "WhaleTech.Lab.Mla", "WhaleTech.Lab.Moe", "WhaleTech.Lab.Fp8", "WhaleTech.Lab.Grpo", "WhaleTech.Lab.Mtp",
     ];
 
     /// <summary>Script options: references to the runtime, TorchSharp, ScottPlot and WhaleTech; <see cref="DefaultUsings"/>.</summary>
@@ -67,7 +68,7 @@ public static class NotebookRunner
         .AddReferences(
             typeof(object).Assembly, typeof(Enumerable).Assembly, typeof(List<>).Assembly, typeof(Console).Assembly,
             typeof(System.Text.Json.JsonSerializer).Assembly, typeof(System.Runtime.GCSettings).Assembly,
-            typeof(torch).Assembly, typeof(ScottPlot.Plot).Assembly, typeof(Backend).Assembly)
+            typeof(torch).Assembly, typeof(ScottPlot.Plot).Assembly, typeof(Backend).Assembly, typeof(WhaleTech.Lab.Notebooks.Notebook).Assembly)
         .AddImports(DefaultUsings)
         .WithOptimizationLevel(OptimizationLevel.Release)
         .WithEmitDebugInformation(false);

@@ -12,8 +12,8 @@
 //
 // Shape legend: l layers, n_h = H heads, n_g = Hkv KV heads, d_h = Dh head dim, d_c = Dc kv_lora_rank,
 // d_h^R = Dr qk_rope_head_dim, Dn qk_nope_head_dim, Dv v_head_dim, B batch, C context (tokens).
-using WhaleTech.Model;
 using WhaleTech.Runtime;
+using WhaleTech.Core;
 
 namespace WhaleTech.Attention;
 

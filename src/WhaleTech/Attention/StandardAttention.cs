@@ -7,8 +7,8 @@
 // Shapes: B batch, T new tokens, S keys (cached + new), H query heads, Hkv KV heads, G = H/Hkv, Dh head dim.
 // KV cache per token per layer: 2 · Hkv · Dh elements.
 using TorchSharp;
-using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Attention;
 

@@ -28,6 +28,18 @@ public enum Fp8Granularity
     Block,
 }
 
+public static class Fp8Granularities
+{
+    /// <summary>The short name used in recipes, tables and on the command line: tensor, row, 1xt, txt.</summary>
+    public static string Name(Fp8Granularity g, int t = 128) => g switch
+    {
+        Fp8Granularity.PerTensor => "tensor",
+        Fp8Granularity.PerRow => "row",
+        Fp8Granularity.Tile => $"1x{t}",
+        _ => $"{t}x{t}",
+    };
+}
+
 /// <summary>How scales are chosen.</summary>
 /// <param name="TileSize">t for 1×t tiles and t×t blocks (128 in DeepSeek-V3).</param>
 /// <param name="AmaxFloor">Smallest amax used to form a scale, so all-zero groups get a finite scale.</param>

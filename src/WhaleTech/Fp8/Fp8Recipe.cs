@@ -28,7 +28,7 @@ public sealed record OperandRecipe(OperandPrecision Precision, Fp8Format Format,
     public static readonly OperandRecipe Bf16 = new(OperandPrecision.Bf16, Fp8Format.E4M3, Fp8Granularity.PerTensor);
     public static OperandRecipe Fp8(Fp8Format f, Fp8Granularity g) => new(OperandPrecision.Fp8, f, g);
 
-    public override string ToString() => Precision == OperandPrecision.Fp8 ? $"{Format} {Fp8Lab.GranularityName(Granularity)}" : Precision.ToString().ToLowerInvariant();
+    public override string ToString() => Precision == OperandPrecision.Fp8 ? $"{Format} {Fp8Granularities.Name(Granularity)}" : Precision.ToString().ToLowerInvariant();
 }
 
 /// <param name="Name">Short name used on the command line and in results.</param>

@@ -10,6 +10,7 @@
 using TorchSharp;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Grpo;
 

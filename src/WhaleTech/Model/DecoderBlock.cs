@@ -6,6 +6,7 @@
 using TorchSharp;
 using WhaleTech.Attention;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Model;
 
@@ -40,6 +41,3 @@ public sealed class DecoderBlock : nn.Module<Tensor, AttentionContext, Tensor>
         return (h + mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
     }
 }
-
-/// <summary>Makes the MoE MLP of a layer: (config, layer index, HF prefix "model.layers.{i}.mlp", linear factory).</summary>
-public delegate nn.Module<Tensor, Tensor> MlpFactory(ModelConfig cfg, int layer, string prefix, LinearFactory linear);

@@ -9,6 +9,7 @@
 // or no MTP modules the step is exactly the plain next-token step.
 using System.Text.Json.Serialization;
 using TorchSharp;
+using WhaleTech.Core;
 using WhaleTech.Model;
 using static TorchSharp.torch;
 
@@ -95,10 +96,6 @@ public sealed class LmTrainer
         ], beta1: 0.9, beta2: 0.95, moments: _o.OptimizerMoments);
     }
 
-    /// <summary>Mean next-token cross-entropy (nats) of logits [B, T, V] against targets [B, T].</summary>
-    public static Tensor CrossEntropy(Tensor logits, Tensor targets)
-        => nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]).to_type(ScalarType.Float32), targets.reshape(-1));
-
     /// <summary>One optimizer step on a batch. Returns its metrics; a non-finite loss/gradient skips it.</summary>
     public StepMetrics TrainStep(Tensor inputs, Tensor targets)
     {
@@ -112,14 +109,14 @@ public sealed class LmTrainer
         if (_model.MtpModules.Count > 0 && _o.MtpWeight > 0)
         {
             var (logits, mtpLogits) = _model.ForwardWithMtp(inputs);
-            loss = CrossEntropy(logits, targets);
+            loss = Losses.CrossEntropy(logits, targets);
             var depth = Model.MultiTokenPrediction.DepthLosses(mtpLogits, targets);      // L_MTP^k, eq. 24
             total = loss + Model.MultiTokenPrediction.Combine(depth, _o.MtpWeight);       // + λ/D Σ_k, eq. 25
             mtpLosses = depth.Select(d => (double)d.item<float>()).ToArray();
         }
         else
         {
-            loss = CrossEntropy(_model.forward(inputs), targets);
+            loss = Losses.CrossEntropy(_model.forward(inputs), targets);
             total = loss;
         }
         foreach (var aux in AuxiliaryLosses) if (aux() is { } a) total = total + a;
@@ -164,7 +161,7 @@ public sealed class LmTrainer
         {
             using var scope = torch.NewDisposeScope();
             var (x, y) = stream.Next(device);
-            sum += CrossEntropy(_model.forward(x), y).item<float>();
+            sum += Losses.CrossEntropy(_model.forward(x), y).item<float>();
         }
         _model.train(was);
         return sum / batches;

@@ -32,7 +32,7 @@ public static class TrainingCheckpoint
         var tmp = Path.Combine(parent, "." + Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp");
         try
         {
-            StateDict.SavePretrained(model, model.Config, tmp);
+            StateDict.SavePretrained(model, model.Config.ToJson(), tmp);
             AfterFileWritten?.Invoke("model");
             trainer.Optimizer.Save(Path.Combine(tmp, OptimizerFile));
             AfterFileWritten?.Invoke("optimizer");

@@ -1,6 +1,7 @@
 using WhaleTech.Attention;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
+using WhaleTech.Core;
 
 namespace WhaleTech.Tests.Attention;
 

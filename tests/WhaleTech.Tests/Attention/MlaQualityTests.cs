@@ -1,5 +1,6 @@
 using TorchSharp;
 using WhaleTech.Attention;
+using WhaleTech.Lab.Mla;
 
 namespace WhaleTech.Tests.Attention;
 

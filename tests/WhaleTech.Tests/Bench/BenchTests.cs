@@ -1,6 +1,6 @@
 using System.Text.Json;
 using TorchSharp;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
 using WhaleTech.Runtime;
 
 namespace WhaleTech.Tests.Bench;

@@ -143,7 +143,7 @@ public class BalancingNonFiniteTests
     public void SkippedStepsMoveNoBiasAndTheirCountsAreDropped()
     {
         torch.manual_seed(5);
-        var cfg = WhaleTech.Model.ModelConfig.Tiny("mla", vocab: 20, hidden: 16, layers: 1, heads: 2) with
+        var cfg = WhaleTech.Core.ModelConfig.Tiny("mla", vocab: 20, hidden: 16, layers: 1, heads: 2) with
         {
             NRoutedExperts = 4, NumExpertsPerTok = 2, NSharedExperts = 1, MoeIntermediateSize = 8,
         };

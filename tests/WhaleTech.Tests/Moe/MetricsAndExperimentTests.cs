@@ -2,6 +2,7 @@ using TorchSharp;
 using WhaleTech.Model;
 using WhaleTech.Moe;
 using static TorchSharp.torch;
+using WhaleTech.Lab.Moe;
 
 namespace WhaleTech.Tests.Moe;
 

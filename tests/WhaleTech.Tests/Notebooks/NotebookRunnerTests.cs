@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using WhaleTech.Cli.Notebooks;
 using WhaleTech.Runtime;
+using WhaleTech.Lab.Notebooks;
 
 namespace WhaleTech.Tests.Notebooks;
 
