@@ -87,14 +87,13 @@ public static class DecodeBenchmark
     public static AttentionLayer BuildLayer(AttentionShapes shapes, DecodeVariant variant, int maxPositions, ScalarType dtype, Device device)
     {
         var cfg = shapes.Config(variant, maxPositions);
-        var rope = new RotaryEmbedding(cfg.AttentionKind == AttentionKind.Mla ? cfg.QkRopeHeadDim : cfg.StandardHeadDim, maxPositions, cfg.RopeTheta, null);
-        AttentionLayer layer = cfg.AttentionKind == AttentionKind.Mla
-            ? new MultiHeadLatentAttention(cfg, rope, Linears.Standard(), "self_attn")
-              {
-                  Mode = variant == DecodeVariant.MlaNaive ? MlaMode.Naive : MlaMode.Absorbed,
-                  UseSdpa = variant == DecodeVariant.MlaAbsorbedSdpa,      // the absorbed attention through fused SDPA
-              }
-            : new StandardAttention(cfg, rope, Linears.Standard(), "self_attn");
+        var rope = new RotaryEmbedding(cfg.AttentionVariant.RopeDim(cfg), maxPositions, cfg.RopeTheta, null);
+        var layer = cfg.AttentionVariant.Create(cfg, rope, Linears.Standard(), "self_attn");
+        if (layer is MultiHeadLatentAttention mla)
+        {
+            mla.Mode = variant == DecodeVariant.MlaNaive ? MlaMode.Naive : MlaMode.Absorbed;
+            mla.UseSdpa = variant == DecodeVariant.MlaAbsorbedSdpa;      // the absorbed attention through fused SDPA
+        }
         layer.to(device).to(dtype);
         layer.eval();
         return layer;

@@ -151,7 +151,7 @@ public static class MlaQuality
                     var (loss, acc) = LossAndCorrect(model, ids.to(device), targets.to(device), mask.to(device));
                     evalLoss = loss.item<float>(); evalAcc = acc.item<float>();
                 }
-                var shape = KvShape.From(cfg, cfg.AttentionKind == AttentionKind.Gqa ? cfg.NumKeyValueHeads : null);
+                var shape = KvShape.From(cfg, cfg.AttentionVariant == StandardAttentionVariant.Gqa ? cfg.NumKeyValueHeads : null);
                 long kv = KvAccounting.ElementsPerToken(shape, KvAccounting.LayoutOf(cfg));
                 runs.Add(new MlaQualityRun(attention, seed, model.ParameterCount(), kv, kv * 2.0, lastLoss, evalLoss, evalAcc));
                 log?.Invoke($"{attention} seed {seed}: params {model.ParameterCount():N0}, KV {kv * 2} B/token, train loss {lastLoss:F3}, eval loss {evalLoss:F3}, accuracy {evalAcc:P1}");

@@ -12,9 +12,6 @@ using WhaleTech.Runtime;
 
 namespace WhaleTech.Core;
 
-/// <summary>Which attention a decoder block uses. All four share every other line of the model.</summary>
-public enum AttentionKind { Mha, Gqa, Mqa, Mla }
-
 /// <summary>rope_scaling of config.json (DeepSeek uses type "yarn").</summary>
 public sealed record RopeScaling
 {
@@ -66,7 +63,7 @@ public sealed record ModelConfig
     [JsonPropertyName("eos_token_id")] public int? EosTokenId { get; init; }
     [JsonPropertyName("initializer_range")] public double InitializerRange { get; init; } = 0.02;
 
-    /// <summary>WhaleTech: attention kind, "mla" (default, as DeepSeek), "mha", "gqa" or "mqa".</summary>
+    /// <summary>WhaleTech: the registered attention variant (AttentionVariants): "mla" (default, as DeepSeek), "mha", "gqa", "mqa" or one you register.</summary>
     [JsonPropertyName("whaletech_attention")] public string Attention { get; init; } = "mla";
     /// <summary>WhaleTech: head dim of standard attention (MHA/GQA/MQA); null = hidden_size / heads.</summary>
     [JsonPropertyName("whaletech_head_dim")] public int? HeadDim { get; init; }
@@ -76,25 +73,14 @@ public sealed record ModelConfig
 
     // ---- derived -------------------------------------------------------------------------------
 
-    [JsonIgnore] public AttentionKind AttentionKind => Attention.ToLowerInvariant() switch
-    {
-        "mla" => AttentionKind.Mla,
-        "mha" => AttentionKind.Mha,
-        "gqa" => AttentionKind.Gqa,
-        "mqa" => AttentionKind.Mqa,
-        _ => throw new WhaleArgumentException("whaletech_attention", Attention, "must be mla, mha, gqa or mqa"),
-    };
+    /// <summary>The attention variant whaletech_attention names (an unknown name is an error listing the registered ones).</summary>
+    [JsonIgnore] public AttentionVariant AttentionVariant => AttentionVariants.Get(Attention);
+
+    /// <summary>True for multi-head latent attention (the Hugging Face DeepSeek layout).</summary>
+    [JsonIgnore] public bool IsMla => string.Equals(Attention?.Trim(), "mla", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Head dim of standard attention.</summary>
     [JsonIgnore] public int StandardHeadDim => HeadDim ?? HiddenSize / NumAttentionHeads;
-
-    /// <summary>Key/value heads of standard attention: H for MHA, 1 for MQA, num_key_value_heads for GQA.</summary>
-    [JsonIgnore] public int EffectiveKvHeads => AttentionKind switch
-    {
-        AttentionKind.Mha => NumAttentionHeads,
-        AttentionKind.Mqa => 1,
-        _ => NumKeyValueHeads,
-    };
 
     /// <summary>MLA query/key head dim: Dn + Dr.</summary>
     [JsonIgnore] public int QkHeadDim => QkNopeHeadDim + QkRopeHeadDim;
@@ -118,31 +104,7 @@ public sealed record ModelConfig
         Guard.NonNegative("num_nextn_predict_layers", NumNextnPredictLayers);
         Guard.Positive("initializer_range", InitializerRange);
         if (HiddenAct != "silu") throw new WhaleArgumentException("hidden_act", HiddenAct, "must be silu (SwiGLU)");
-        _ = AttentionKind; // validates whaletech_attention
-        if (AttentionKind == AttentionKind.Mla)
-        {
-            Guard.Positive("kv_lora_rank", KvLoraRank);
-            if (QLoraRank is not null) Guard.Positive("q_lora_rank", QLoraRank.Value);
-            Guard.Positive("qk_rope_head_dim", QkRopeHeadDim);
-            Guard.Positive("qk_nope_head_dim", QkNopeHeadDim);
-            Guard.Positive("v_head_dim", VHeadDim);
-            if (QkRopeHeadDim % 2 != 0)
-                throw new WhaleArgumentException("qk_rope_head_dim", QkRopeHeadDim, "must be even (RoPE rotates pairs)");
-        }
-        else
-        {
-            if (HeadDim is null && HiddenSize % NumAttentionHeads != 0)
-                throw new WhaleArgumentException("num_attention_heads", NumAttentionHeads, $"must divide hidden_size = {HiddenSize} (or set whaletech_head_dim)");
-            if (HeadDim is not null) Guard.Positive("whaletech_head_dim", HeadDim.Value);
-            if (StandardHeadDim % 2 != 0)
-                throw new WhaleArgumentException(HeadDim is null ? "hidden_size / num_attention_heads" : "whaletech_head_dim", StandardHeadDim, "must be even (RoPE rotates pairs of the head)");
-            if (AttentionKind == AttentionKind.Gqa)
-            {
-                Guard.Positive("num_key_value_heads", NumKeyValueHeads);
-                if (NumAttentionHeads % NumKeyValueHeads != 0)
-                    throw new WhaleArgumentException("num_key_value_heads", NumKeyValueHeads, $"must divide num_attention_heads = {NumAttentionHeads}");
-            }
-        }
+        AttentionVariant.Validate(this);   // unknown names, then the fields that attention uses
         if (NRoutedExperts is not null)
         {
             Guard.Positive("n_routed_experts", NRoutedExperts.Value);

@@ -195,7 +195,7 @@ public sealed class HubTensorView
     static long[]? RopeRows(string name, ModelConfig cfg)
     {
         var m = RopeWeight.Match(name);
-        if (!m.Success || cfg.AttentionKind != AttentionKind.Mla) return null;
+        if (!m.Success || !cfg.IsMla) return null;
         int dr = cfg.QkRopeHeadDim, half = dr / 2;
         void Interleave(long[] p, long start)
         {

@@ -121,7 +121,7 @@ public static class HubConfig
     public static IReadOnlyList<string> TransformersCaveats(ModelConfig cfg)
     {
         var notes = new List<string>();
-        if (cfg.AttentionKind != AttentionKind.Mla)
+        if (!cfg.IsMla)
             notes.Add($"whaletech_attention = {cfg.Attention}: transformers' DeepSeek classes implement MLA only; this checkpoint loads in WhaleTech, not in transformers");
         if (cfg.NRoutedExperts is not null)
         {

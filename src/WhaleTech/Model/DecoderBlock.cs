@@ -22,9 +22,7 @@ public sealed class DecoderBlock : nn.Module<Tensor, AttentionContext, Tensor>
     public DecoderBlock(ModelConfig cfg, int layer, RotaryEmbedding rope, LinearFactory linear, MlpFactory moe) : base("DecoderBlock")
     {
         string prefix = $"model.layers.{layer}";
-        self_attn = cfg.AttentionKind == AttentionKind.Mla
-            ? new MultiHeadLatentAttention(cfg, rope, linear, prefix + ".self_attn")
-            : new StandardAttention(cfg, rope, linear, prefix + ".self_attn");
+        self_attn = cfg.AttentionVariant.Create(cfg, rope, linear, prefix + ".self_attn");
         self_attn.LayerIndex = layer;
         mlp = cfg.IsMoeLayer(layer)
             ? moe(cfg, layer, prefix + ".mlp", linear)

@@ -26,7 +26,7 @@ public sealed class DeepSeekModel : nn.Module
     {
         embed_tokens = nn.Embedding(cfg.VocabSize, cfg.HiddenSize);
         using (torch.no_grad()) embed_tokens.weight!.normal_(0, cfg.InitializerRange);
-        int ropeDim = cfg.AttentionKind == AttentionKind.Mla ? cfg.QkRopeHeadDim : cfg.StandardHeadDim;
+        int ropeDim = cfg.AttentionVariant.RopeDim(cfg);
         rotary_emb = new RotaryEmbedding(ropeDim, cfg.MaxPositionEmbeddings, cfg.RopeTheta, cfg.RopeScaling);
         layers = new TorchSharp.Modules.ModuleList<DecoderBlock>(
             Enumerable.Range(0, cfg.NumHiddenLayers).Select(i => new DecoderBlock(cfg, i, rotary_emb, linear, moe)).ToArray());
