@@ -7,6 +7,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using TorchSharp;
 using WhaleTech.IO;
+using WhaleTech.Training;
 using WhaleTech.Model;
 using static TorchSharp.torch;
 
@@ -25,7 +26,11 @@ public sealed class GrpoRunEvents
 
 public sealed record GrpoSummary(
     string Task, int Seed, long Parameters, int Steps, double SftAccuracy, double FinalAccuracy, double BestAccuracy,
-    int? FirstStepAtOrAbove95, double SftSeconds, double GrpoSeconds, string Device, int Threads, int? SftStepsRun = null);
+    int? FirstStepAtOrAbove95, double SftSeconds, double GrpoSeconds, string Device, int Threads, int? SftStepsRun = null)
+{
+    /// <summary>True when a stop signal (Ctrl-C) ended the run before its last step; the checkpoint holds where.</summary>
+    public bool Interrupted { get; init; }
+}
 
 public static class GrpoRun
 {
@@ -53,8 +58,9 @@ public static class GrpoRun
         return (acc, fmt, model);
     }
 
-    /// <summary>SFT (unless <paramref name="init"/> names SFT weights, or resuming) then GRPO.</summary>
-    public static GrpoSummary Train(GrpoOptions o, string outDir, Device device, string? init = null, bool resume = false, GrpoRunEvents? ev = null)
+    /// <summary>SFT (unless <paramref name="init"/> names SFT weights, or resuming) then GRPO.
+    /// A requested <paramref name="stop"/> (Ctrl-C) ends the run after the current step with a checkpoint, plots and summary.</summary>
+    public static GrpoSummary Train(GrpoOptions o, string outDir, Device device, string? init = null, bool resume = false, GrpoRunEvents? ev = null, StopSignal? stop = null)
     {
         var ckpt = Path.Combine(outDir, CheckpointDir);
         bool resuming = resume && File.Exists(Path.Combine(ckpt, GrpoCheckpoint.StateFile));
@@ -101,7 +107,9 @@ public static class GrpoRun
         }
 
         var grpoClock = Stopwatch.StartNew();
-        while (trainer.Step < o.Steps)
+        var tensorBoard = new MetricsLog(outDir, resumeFromStep: resuming ? trainer.Step : null, jsonl: false);   // metrics.jsonl stays as GRPO writes it
+        if (!resuming) foreach (var h in history) tensorBoard.Write((int)h["step"], h.Where(kv => kv.Key != "step").ToDictionary());
+        while (trainer.Step < o.Steps && stop?.Requested != true)
         {
             var m = trainer.TrainStep();
             int step = trainer.Step;
@@ -112,6 +120,7 @@ public static class GrpoRun
             }
             history.Add(m);
             File.AppendAllText(metricsPath, ToJsonLine(m) + "\n");
+            tensorBoard.Write(step, m.Where(kv => kv.Key != "step").ToDictionary());
             if (step % o.SampleEvery == 0 || step == 1)
             {
                 AppendSamples(Path.Combine(outDir, SamplesFile), step, trainer.LastGroups);
@@ -120,6 +129,9 @@ public static class GrpoRun
             if (step % o.CheckpointEvery == 0 || step == o.Steps) GrpoCheckpoint.Save(trainer, ckpt);
             ev?.Step?.Invoke(step, o.Steps, m);
         }
+        tensorBoard.Dispose();
+        bool interrupted = trainer.Step < o.Steps;
+        if (interrupted && trainer.Step % o.CheckpointEvery != 0) GrpoCheckpoint.Save(trainer, ckpt);
         GrpoCheckpoint.SaveModel(policy, Path.Combine(outDir, FinalWeights));
         GrpoPlots.Write(history, outDir);
 
@@ -129,7 +141,7 @@ public static class GrpoRun
             evals.Count > 0 ? evals[^1]["eval/accuracy"] : double.NaN,
             evals.Count > 0 ? evals.Max(h => h["eval/accuracy"]) : double.NaN,
             evals.FirstOrDefault(h => h["eval/accuracy"] >= 0.95) is { } hit ? (int)hit["step"] : null,
-            sftSeconds, grpoClock.Elapsed.TotalSeconds, device.ToString(), torch.get_num_threads(), sftStepsRun);
+            sftSeconds, grpoClock.Elapsed.TotalSeconds, device.ToString(), torch.get_num_threads(), sftStepsRun) { Interrupted = interrupted };
         AtomicFile.WriteAllText(Path.Combine(outDir, SummaryFile), JsonSerializer.Serialize(summary, GrpoCheckpoint.Json));
         policy.Dispose();
         return summary;

@@ -167,11 +167,12 @@ public sealed class LmTrainer
         return sum / batches;
     }
 
-    /// <summary>Runs all steps on <paramref name="train"/>, evaluating on <paramref name="eval"/> every EvalEvery steps and at the end.</summary>
-    public List<StepMetrics> Run(TokenWindowStream train, TokenWindowStream eval, Device device, Action<StepMetrics>? onStep = null)
+    /// <summary>Runs all steps on <paramref name="train"/>, evaluating on <paramref name="eval"/> every EvalEvery steps and at the end.
+    /// A requested <paramref name="stop"/> (Ctrl-C) ends the run after the current step; <see cref="Step"/> tells where.</summary>
+    public List<StepMetrics> Run(TokenWindowStream train, TokenWindowStream eval, Device device, Action<StepMetrics>? onStep = null, StopSignal? stop = null)
     {
         var history = new List<StepMetrics>();
-        while (Step < _o.Steps)
+        while (Step < _o.Steps && stop?.Requested != true)
         {
             StepMetrics m;
             using (var scope = torch.NewDisposeScope())
