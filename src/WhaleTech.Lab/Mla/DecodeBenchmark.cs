@@ -20,6 +20,8 @@ using WhaleTech.Core;
 
 using WhaleTech.Attention;
 
+using WhaleTech.Lab.Bench;
+
 namespace WhaleTech.Lab.Mla;
 
 public enum DecodeVariant { Mha, Gqa8, Mqa, MlaNaive, MlaAbsorbed, MlaAbsorbedSdpa }
@@ -66,22 +68,9 @@ public sealed record CrossoverRow(long Context, long NewTokens, double AbsorbedM
 
 public static class DecodeBenchmark
 {
-    /// <summary>Median milliseconds of <paramref name="step"/> after <paramref name="warmup"/> runs (synchronizing the device).</summary>
-    public static double MedianMs(Device device, int warmup, int iterations, Action step)
-    {
-        for (int i = 0; i < warmup; i++) step();
-        Backend.Synchronize(device);
-        var times = new double[iterations];
-        for (int i = 0; i < iterations; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            step();
-            Backend.Synchronize(device);
-            times[i] = sw.Elapsed.TotalMilliseconds;
-        }
-        Array.Sort(times);
-        return iterations % 2 == 1 ? times[iterations / 2] : (times[iterations / 2 - 1] + times[iterations / 2]) / 2;
-    }
+    /// <summary>Median milliseconds of <paramref name="step"/> after <paramref name="warmup"/> runs (synchronizing the device):
+    /// the one timer of the benchmarks, Bench/Measure.cs.</summary>
+    public static double MedianMs(Device device, int warmup, int iterations, Action step) => Measure.Run(device, step, warmup, iterations).MedianMs;
 
     /// <summary>Builds the one attention layer of <paramref name="variant"/> on <paramref name="device"/>.</summary>
     public static AttentionLayer BuildLayer(AttentionShapes shapes, DecodeVariant variant, int maxPositions, ScalarType dtype, Device device)

@@ -15,6 +15,8 @@ using WhaleTech.Core;
 
 using WhaleTech.Moe;
 
+using WhaleTech.Lab.Bench;
+
 namespace WhaleTech.Lab.Moe;
 
 public sealed record MoeBenchRow(string Variant, long Tokens, string Pass, double Milliseconds, double TokensPerSecond, double TflopPerSecond, double? Mfu, double MaxVio);
@@ -68,18 +70,7 @@ public static class MoeBenchmark
 
     static MoeBenchRow Row(string variant, long n, bool backward, double maxVio, Action step, Device device, int warmup, int iterations, double flopsPerToken, double? peak)
     {
-        for (int i = 0; i < warmup; i++) step();
-        Backend.Synchronize(device);
-        var times = new double[iterations];
-        for (int i = 0; i < iterations; i++)
-        {
-            var watch = Stopwatch.StartNew();
-            step();
-            Backend.Synchronize(device);
-            times[i] = watch.Elapsed.TotalMilliseconds;
-        }
-        Array.Sort(times);
-        double ms = times[iterations / 2];
+        double ms = Measure.Run(device, step, warmup, iterations).MedianMs;          // the one timer (Bench/Measure.cs)
         double flops = flopsPerToken * n * (backward ? 3 : 1);
         double perSecond = flops / (ms / 1000);
         return new MoeBenchRow(variant, n, backward ? "fwd+bwd" : "fwd", ms, n / (ms / 1000), perSecond / 1e12, peak is { } p ? perSecond / p : null, maxVio);
