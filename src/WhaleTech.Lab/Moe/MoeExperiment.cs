@@ -144,8 +144,7 @@ public static class MoeExperiment
         });
         // The two MoE hooks of the trainer: aux losses after the forward, the bias update after optimizer.step().
         trainer.AuxiliaryLosses.Add(() => MoeLayers.TakeAuxLoss(layers));
-        trainer.AfterOptimizerStep.Add(_ => history.Add(balancer.AfterOptimizerStep()));
-        trainer.AfterSkippedStep.Add(_ => balancer.DiscardStepCounts());
+        trainer.Stepper.AttachBalancer(balancer, history.Add);
         var train = new TokenWindowStream(trainTokens, o.BatchSize, o.SequenceLength, seed);
         for (int step = 0; step < o.Steps; step++)
         {

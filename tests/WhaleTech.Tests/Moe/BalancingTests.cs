@@ -152,8 +152,7 @@ public class BalancingNonFiniteTests
         var balancer = new LoadBalancer(layers, BiasUpdateRule.Sign, GammaSchedule.Constant(0.01));
         var trainer = new WhaleTech.Training.LmTrainer(model, new WhaleTech.Training.TrainOptions { Steps = 10 }) { Warn = _ => { } };
         var loads = new List<StepLoad>();
-        trainer.AfterOptimizerStep.Add(_ => loads.Add(balancer.AfterOptimizerStep()));
-        trainer.AfterSkippedStep.Add(_ => balancer.DiscardStepCounts());
+        trainer.Stepper.AttachBalancer(balancer, loads.Add);
         bool inject = true;
         trainer.AuxiliaryLosses.Add(() => inject ? torch.tensor(float.NaN) : null);
         using var x = torch.randint(0, 20, [2, 6]);
