@@ -50,7 +50,9 @@ public static class LoadPlots
         Save(plot, path, 900, 500);
     }
 
-    /// <summary>One point per method: mean validation loss (x) against mean MaxVio_global (y), with CI error bars.</summary>
+    /// <summary>One point per method: mean validation loss (x) against mean MaxVio_global (y), with CI error bars.
+    /// Both quantities are ≥ 0, so each bar is clipped at 0; all bars are drawn before all markers (outlined), so
+    /// no method's bar hides another's point; the legend sits right of the data area.</summary>
     public static void Dilemma(IReadOnlyList<(string Label, double Loss, double LossCi, double MaxVio, double MaxVioCi)> points, string path, string title)
     {
         var plot = new Plot();
@@ -58,19 +60,33 @@ public static class LoadPlots
         for (int i = 0; i < points.Count; i++)
         {
             var p = points[i];
-            var bars = new ScottPlot.Plottables.ErrorBar([p.Loss], [p.MaxVio], [p.LossCi], [p.LossCi], [p.MaxVioCi], [p.MaxVioCi]) { Color = palette.GetColor(i) };
+            var (lossLow, vioLow) = (ClipAtZero(p.Loss, p.LossCi), ClipAtZero(p.MaxVio, p.MaxVioCi));
+            var bars = new ScottPlot.Plottables.ErrorBar([p.Loss], [p.MaxVio], [lossLow], [p.LossCi], [vioLow], [p.MaxVioCi]) { Color = palette.GetColor(i).WithAlpha(0.7) };
             plot.Add.Plottable(bars);
+        }
+        for (int i = 0; i < points.Count; i++)
+        {
+            var p = points[i];
             var marker = plot.Add.Marker(p.Loss, p.MaxVio);
-            marker.Color = palette.GetColor(i);
-            marker.Size = 10;
+            marker.MarkerStyle.FillColor = palette.GetColor(i);
+            marker.MarkerStyle.OutlineColor = Colors.Black;
+            marker.MarkerStyle.OutlineWidth = 1;
+            marker.Size = 11;
             marker.LegendText = p.Label;
         }
         plot.Title(title);
         plot.XLabel("validation loss (lower is better)");
         plot.YLabel("MaxVio_global (lower is balanced)");
-        plot.ShowLegend();
-        Save(plot, path, 800, 550);
+        plot.Axes.AutoScale();
+        var auto = plot.Axes.GetLimits();
+        if (auto.Bottom < 0)                                                  // MaxVio ≥ 0: a sliver below 0 keeps a point at 0 whole
+            plot.Axes.SetLimitsY(-0.04 * auto.Top, auto.Top);
+        plot.ShowLegend(Edge.Right);
+        Save(plot, path, 900, 550);
     }
+
+    /// <summary>The lower error-bar length that stops at 0 (the quantity cannot be negative).</summary>
+    public static double ClipAtZero(double value, double error) => Math.Max(0, Math.Min(error, value));
 
     static double[,] FlipRows(double[,] m)
     {
