@@ -10,7 +10,8 @@ public static class PngPlot
     public static void Lines(string path, string title, string xLabel, string yLabel, IEnumerable<(string Label, double[] X, double[] Y)> series, double? horizontalLine = null, string? horizontalLabel = null)
     {
         var plot = new Plot();
-        foreach (var (label, x, y) in series)
+        var all = series.ToList();
+        foreach (var (label, x, y) in all)
         {
             var sc = plot.Add.Scatter(x, y);
             sc.LegendText = label;
@@ -21,7 +22,14 @@ public static class PngPlot
             var line = plot.Add.HorizontalLine(h);
             line.LegendText = horizontalLabel ?? "";
             line.LinePattern = LinePattern.Dashed;
-            if (horizontalLabel is not null) line.LabelText = horizontalLabel;   // also on the right edge, at the line
+            if (horizontalLabel is not null)                                      // also on the plot: above the line's right end,
+            {                                                                     // where the (falling) curves have gone below it
+                double right = all.SelectMany(s => s.X).DefaultIfEmpty(0).Max();
+                var text = plot.Add.Text(horizontalLabel, right, h);
+                text.LabelAlignment = Alignment.LowerRight;
+                text.LabelFontColor = line.Color;
+                text.LabelFontSize = 13;
+            }
         }
         Finish(plot, path, title, xLabel, yLabel);
     }

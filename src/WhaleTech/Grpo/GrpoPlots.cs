@@ -26,7 +26,10 @@ public static class GrpoPlots
             s.LegendText = "held-out exact match (%)";
             var target = plt.Add.HorizontalLine(95, 1, Colors.Gray, LinePattern.Dashed);
             target.LegendText = "95 % (the success bar)";
-            target.LabelText = "95 %";                                    // labeled on the plot too, at the line
+            var label = plt.Add.Text("95 %", evals.Min(h => h["step"]), 95);  // on the plot too: above the line's left end,
+            label.LabelAlignment = Alignment.LowerLeft;                       // where accuracy is still low
+            label.LabelFontColor = Colors.Gray;
+            label.LabelFontSize = 13;
             plt.Axes.SetLimitsY(0, 100);
             plt.Title("Held-out accuracy (greedy)"); plt.XLabel("step"); plt.YLabel("%"); plt.ShowLegend(Edge.Right);
             Save(plt, Path.Combine(outDir, "accuracy.png"));

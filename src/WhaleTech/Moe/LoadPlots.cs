@@ -51,8 +51,8 @@ public static class LoadPlots
     }
 
     /// <summary>One point per method: mean validation loss (x) against mean MaxVio_global (y), with CI error bars.
-    /// Both quantities are ≥ 0, so each bar is clipped at 0; all bars are drawn before all markers (outlined), so
-    /// no method's bar hides another's point; the legend sits right of the data area.</summary>
+    /// Both quantities are ≥ 0, so each bar is clipped at 0; all bars are drawn before all markers (open shapes, one
+    /// per method), so neither a bar nor a nearby method hides a point; the legend sits right of the data area.</summary>
     public static void Dilemma(IReadOnlyList<(string Label, double Loss, double LossCi, double MaxVio, double MaxVioCi)> points, string path, string title)
     {
         var plot = new Plot();
@@ -67,11 +67,8 @@ public static class LoadPlots
         for (int i = 0; i < points.Count; i++)
         {
             var p = points[i];
-            var marker = plot.Add.Marker(p.Loss, p.MaxVio);
-            marker.MarkerStyle.FillColor = palette.GetColor(i);
-            marker.MarkerStyle.OutlineColor = Colors.Black;
-            marker.MarkerStyle.OutlineWidth = 1;
-            marker.Size = 11;
+            var marker = plot.Add.Marker(p.Loss, p.MaxVio, OpenShapes[i % OpenShapes.Length], 14, palette.GetColor(i));
+            marker.MarkerStyle.LineWidth = 2.5f;                             // open shapes: two methods at the same spot both show
             marker.LegendText = p.Label;
         }
         plot.Title(title);
@@ -84,6 +81,8 @@ public static class LoadPlots
         plot.ShowLegend(Edge.Right);
         Save(plot, path, 900, 550);
     }
+
+    static readonly MarkerShape[] OpenShapes = [MarkerShape.OpenCircle, MarkerShape.OpenSquare, MarkerShape.OpenTriangleUp, MarkerShape.OpenDiamond, MarkerShape.OpenTriangleDown, MarkerShape.Cross];
 
     /// <summary>The lower error-bar length that stops at 0 (the quantity cannot be negative).</summary>
     public static double ClipAtZero(double value, double error) => Math.Max(0, Math.Min(error, value));
