@@ -46,7 +46,7 @@ public static class LoadPlots
         plot.Title(title);
         plot.XLabel("optimizer step");
         plot.YLabel($"MaxVio_batch ({window}-step average bold)");
-        plot.ShowLegend();
+        plot.ShowLegend(Edge.Right);                                          // outside the data: covers no curve's end
         Save(plot, path, 900, 500);
     }
 
