@@ -4,6 +4,7 @@
   normalize.py clean   <executed.ipynb> <out.ipynb>   write the executed notebook without kernel noise
   normalize.py compare <stored.ipynb> <executed.ipynb> exit 1 and print a diff when they differ
   normalize.py errors  <executed.ipynb>                exit 1 and print each failing cell and its messages
+  normalize.py selftest                                 check the masking rules on small examples
 
 "Kernel noise" (dropped before storing and before comparing): the .NET Interactive kernel's HTML bootstrap
 script in the first cell's outputs, and nbclient's per-cell execution timestamps (metadata.execution).
@@ -90,7 +91,22 @@ def canonical(nb):
     return lines
 
 
+def selftest():
+    table = "| n | median ms | p10 ms | GFLOP/s | tokens / s | KV bytes / token |\n|---|---|---|---|---|---|\n| 64 | 0.25 | 0.2 | 16.4 | 2411 | 4096 |\n"
+    masked = mask_table(table)
+    assert "| 64 | <timing> | <timing> | <timing> | <timing> | 4096 |" in masked, masked
+    for header in ["step | MaxVio", "mode | cache KiB (1 × 256 tokens, 2 layers, fp32)", "format | gradient std", "token | experts | Σg"]:
+        cols = header.count("|") + 1
+        masked = mask_table("| " + header + " |\n|" + "---|" * cols + "\n|" + " 1 |" * cols)
+        assert "<timing>" not in masked, masked
+    assert TIMING_TEXT.sub("<t>", "6 code cells ran in 1.5 s; step 20: loss 2.465") == "6 code cells ran in <t>; step 20: loss 2.465"
+    assert TIMING_TEXT.sub("<t>", "2 safetensors files, 175,584 parameters") == "2 safetensors files, 175,584 parameters"
+    return 0
+
+
 def main(argv):
+    if len(argv) == 2 and argv[1] == "selftest":
+        return selftest()
     if len(argv) == 4 and argv[1] == "clean":
         nb = clean(json.load(open(argv[2], encoding="utf-8")))
         with open(argv[3], "w", encoding="utf-8") as f:

@@ -54,6 +54,7 @@ step "building src/WhaleTech.Cli (Debug)"
 dotnet build src/WhaleTech.Cli -c Debug -nologo -v quiet -clp:ErrorsOnly
 
 # 4. Execute each notebook into a temporary folder, then compare (or store).
+python3 tools/notebooks/normalize.py selftest
 out=$(mktemp -d "${TMPDIR:-/tmp}/whaletech-notebooks.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 failed=()
