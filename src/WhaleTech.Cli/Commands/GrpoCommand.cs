@@ -225,6 +225,15 @@ public static class GrpoCommand
         int width = 30, done = total == 0 ? width : (int)(width * (double)step / total);
         table.AddRow(phase, $"[green]{new string('█', done)}[/][grey]{new string('░', width - done)}[/] {step}/{total}");
         foreach (var (k, v) in m)
-            if (k != "step") table.AddRow(Markup.Escape(k), v.ToString(Math.Abs(v) >= 100 ? "F0" : "F4"));
+            if (k != "step") table.AddRow(Markup.Escape(k), FormatMetric(v));
+    }
+
+    /// <summary>A live-table value: F0 from 100 up, F4 down to 0.01, below that exponent form with two significant
+    /// digits (a learning rate of 3e-5 reads 3.0e-05, not 0.0000).</summary>
+    public static string FormatMetric(double v)
+    {
+        double a = Math.Abs(v);
+        string format = a == 0 || double.IsNaN(v) || double.IsInfinity(v) ? "G" : a >= 100 ? "F0" : a >= 0.01 ? "F4" : "0.0e+00";
+        return v.ToString(format, System.Globalization.CultureInfo.InvariantCulture);
     }
 }

@@ -97,7 +97,7 @@ public static class ResultWriter
         bool numericX = rows.All(x => TryNumber(x.Parameters.GetValueOrDefault(spec.XParameter), out _));
         if (numericX) AddLines(plt, rows, spec);
         else AddGroupedBars(plt, rows, spec);
-        plt.ShowLegend(Alignment.UpperLeft);
+        plt.ShowLegend(Edge.Right);                                          // outside the data area
         return plt.GetImageBytes(width, height, ImageFormat.Png);
     }
 

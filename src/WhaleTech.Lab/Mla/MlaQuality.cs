@@ -181,7 +181,7 @@ public static class MlaQuality
         plt.Title($"MQAR recall ({o.Pairs} pairs, {o.Queries} queries), {o.Seeds} seeds × {o.Steps} steps");
         plt.XLabel("KV cache bytes per token (bf16, all layers)");
         plt.YLabel("eval accuracy on queried values");
-        plt.ShowLegend();
+        plt.ShowLegend(ScottPlot.Edge.Right);                                // outside the data area
         return plt.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
     }
 }

@@ -48,11 +48,13 @@ public static class LoadPlots
         plot.Title(title);
         plot.XLabel("optimizer step");
         plot.YLabel($"MaxVio_batch ({window}-step average bold)");
-        plot.ShowLegend();
+        plot.ShowLegend(Edge.Right);                                          // outside the data: covers no curve's end
         Save(plot, path, 900, 500);
     }
 
-    /// <summary>One point per method: mean validation loss (x) against mean MaxVio_global (y), with CI error bars.</summary>
+    /// <summary>One point per method: mean validation loss (x) against mean MaxVio_global (y), with CI error bars.
+    /// Both quantities are ≥ 0, so each bar is clipped at 0; all bars are drawn before all markers (open shapes, one
+    /// per method), so neither a bar nor a nearby method hides a point; the legend sits right of the data area.</summary>
     public static void Dilemma(IReadOnlyList<(string Label, double Loss, double LossCi, double MaxVio, double MaxVioCi)> points, string path, string title)
     {
         var plot = new Plot();
@@ -60,19 +62,32 @@ public static class LoadPlots
         for (int i = 0; i < points.Count; i++)
         {
             var p = points[i];
-            var bars = new ScottPlot.Plottables.ErrorBar([p.Loss], [p.MaxVio], [p.LossCi], [p.LossCi], [p.MaxVioCi], [p.MaxVioCi]) { Color = palette.GetColor(i) };
+            var (lossLow, vioLow) = (ClipAtZero(p.Loss, p.LossCi), ClipAtZero(p.MaxVio, p.MaxVioCi));
+            var bars = new ScottPlot.Plottables.ErrorBar([p.Loss], [p.MaxVio], [lossLow], [p.LossCi], [vioLow], [p.MaxVioCi]) { Color = palette.GetColor(i).WithAlpha(0.7) };
             plot.Add.Plottable(bars);
-            var marker = plot.Add.Marker(p.Loss, p.MaxVio);
-            marker.Color = palette.GetColor(i);
-            marker.Size = 10;
+        }
+        for (int i = 0; i < points.Count; i++)
+        {
+            var p = points[i];
+            var marker = plot.Add.Marker(p.Loss, p.MaxVio, OpenShapes[i % OpenShapes.Length], 14, palette.GetColor(i));
+            marker.MarkerStyle.LineWidth = 2.5f;                             // open shapes: two methods at the same spot both show
             marker.LegendText = p.Label;
         }
         plot.Title(title);
         plot.XLabel("validation loss (lower is better)");
         plot.YLabel("MaxVio_global (lower is balanced)");
-        plot.ShowLegend();
-        Save(plot, path, 800, 550);
+        plot.Axes.AutoScale();
+        var auto = plot.Axes.GetLimits();
+        if (auto.Bottom < 0)                                                  // MaxVio ≥ 0: a sliver below 0 keeps a point at 0 whole
+            plot.Axes.SetLimitsY(-0.04 * auto.Top, auto.Top);
+        plot.ShowLegend(Edge.Right);
+        Save(plot, path, 900, 550);
     }
+
+    static readonly MarkerShape[] OpenShapes = [MarkerShape.OpenCircle, MarkerShape.OpenSquare, MarkerShape.OpenTriangleUp, MarkerShape.OpenDiamond, MarkerShape.OpenTriangleDown, MarkerShape.Cross];
+
+    /// <summary>The lower error-bar length that stops at 0 (the quantity cannot be negative).</summary>
+    public static double ClipAtZero(double value, double error) => Math.Max(0, Math.Min(error, value));
 
     static double[,] FlipRows(double[,] m)
     {

@@ -1,7 +1,7 @@
 // Rich output from notebook cells, samples and the tour: a PNG (file, bytes or a ScottPlot plot), Markdown
-// text or a table. Inside `whale notebook run` each call becomes a Jupyter `display_data` output of the
-// running cell (image/png as base64, text/markdown); anywhere else it prints a plain-text stand-in, so the
-// same code runs as a sample program too.
+// text or a table. In a notebook (the .NET Interactive kernel; notebooks/setup.csx sets DefaultSink) each call
+// becomes a Jupyter `display_data` output of the running cell (image/png as base64, text/markdown); anywhere
+// else it prints a plain-text stand-in, so the same code runs as a sample program too.
 using ScottPlot;
 using WhaleTech.Lab.Bench;
 using WhaleTech.Runtime;
@@ -15,7 +15,11 @@ public static class Display
 {
     static readonly AsyncLocal<Action<DisplayItem>?> Sink = new();
 
-    /// <summary>Routes Display calls made on this async flow to <paramref name="sink"/> until disposed (the notebook runner uses it).</summary>
+    /// <summary>Where Display calls go when no <see cref="Capture"/> is active; null (the default) prints the plain-text
+    /// stand-in. notebooks/setup.csx points it at the notebook kernel.</summary>
+    public static Action<DisplayItem>? DefaultSink { get; set; }
+
+    /// <summary>Routes Display calls made on this async flow to <paramref name="sink"/> until disposed (tests use it).</summary>
     public static IDisposable Capture(Action<DisplayItem> sink)
     {
         ArgumentNullException.ThrowIfNull(sink);
@@ -91,7 +95,7 @@ public static class Display
 
     static void Emit(DisplayItem item)
     {
-        if (Sink.Value is { } sink) sink(item);
+        if ((Sink.Value ?? DefaultSink) is { } sink) sink(item);
         else Console.WriteLine(item.PlainText);
     }
 

@@ -1,5 +1,6 @@
-// What a notebook cell may ask of the program running it. Today: the device chosen with
-// `whale notebook run … --device`, so one notebook runs on a laptop CPU and on a GPU unchanged:
+// What a notebook cell may ask of the program running it. Today: the device, so one notebook runs on a laptop
+// CPU and on a GPU unchanged. WHALETECH_DEVICE (auto | cpu | cuda | cuda:N, read on each call) chooses it;
+// tools/notebooks/run-all.sh sets cpu, so the stored outputs are CPU outputs:
 //     var device = Notebook.Device;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
@@ -10,10 +11,13 @@ public static class Notebook
 {
     static readonly AsyncLocal<Device?> Current = new();
 
-    /// <summary>The device the runner was given; outside a runner, `auto` (CUDA when present, else CPU).</summary>
-    public static Device Device => Current.Value ?? Backend.ResolveDevice("auto");
+    public const string DeviceVariable = "WHALETECH_DEVICE";
 
-    /// <summary>Sets <see cref="Device"/> for this async flow until disposed (the notebook runner uses it).</summary>
+    /// <summary>The device set with <see cref="Use"/>; else WHALETECH_DEVICE; else `auto` (CUDA when present, else CPU).</summary>
+    public static Device Device => Current.Value ?? Backend.ResolveDevice(
+        Environment.GetEnvironmentVariable(DeviceVariable) is { Length: > 0 } name ? name : "auto");
+
+    /// <summary>Sets <see cref="Device"/> for this async flow until disposed (a host program or a test uses it).</summary>
     public static IDisposable Use(Device device)
     {
         ArgumentNullException.ThrowIfNull(device);
