@@ -26,7 +26,7 @@ public class MoeExerciseTests
         // G = 2 groups of 4: top-2 of {σ2, σ-1, σ0, σ.5} and of {σ-2 + 3, σ1.5, σ2.5, σ-3}
         var g2 = MoeExercises.GroupScores(biased, 2).data<float>().ToArray();
         double[] expected2 = [s[0] + s[3], s[4] + 3 + s[6]];
-        // fp32 sigmoid and sums: a few roundings of values ≤ 4 → 1e-6 absolute is ~8 ulps
+        // fp32: a sigmoid (≤ 1 ulp) and ≤ 2 adds of values < 8, ulp ≤ 2^-21 ≈ 4.8e-7: error ≤ 1.5 ulps ≈ 7.2e-7 < 1e-6
         Assert.All(g4.Zip(expected4), p => Assert.Equal(p.Second, p.First, 1e-6));
         Assert.All(g2.Zip(expected2), p => Assert.Equal(p.Second, p.First, 1e-6));
         // groups of one expert: the group score is that expert's score
@@ -43,6 +43,7 @@ public class MoeExerciseTests
         var (idx, w) = MoeExercises.Route(torch.tensor(HandLogits, [1, 8]), torch.tensor(HandBias), groups: 4, topkGroup: 2, topK: 2, routedScalingFactor: 2.5);
         var (sortedIdx, weights) = SortByExpert(idx, w);
         Assert.Equal(new long[] { 0, 4 }, sortedIdx);
+        // fp32: 2 sigmoids, 1 add, 1 divide, 1 multiply of values < 4 (ulp ≤ 2^-22): ≤ 5 half-ulps ≈ 6e-7 < 1e-6
         Assert.Equal(2.5 * Sigmoid(2), weights[0], 1e-6);
         Assert.Equal(2.5 * Sigmoid(-2), weights[1], 1e-6);
     }
