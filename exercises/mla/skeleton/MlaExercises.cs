@@ -47,7 +47,6 @@ public static class MlaExercises
     /// kv_b_proj.weight viewed as [H, Dn + Dv, Dc]) → o [H, T, Dv]. Query t sits at position S − T + t.</summary>
     public static Tensor NaiveAttention(Tensor qNope, Tensor qRope, Tensor latent, Tensor kRope, Tensor wUK, Tensor wUV, double scale)
     {
-        long H = qNope.shape[0];
         var kNope = torch.matmul(latent, wUK.transpose(1, 2));                       // [H, S, Dn] = c W_UKᵀ per head
         var v = torch.matmul(latent, wUV.transpose(1, 2));                           // [H, S, Dv]
         var scores = torch.matmul(qNope, kNope.transpose(1, 2))                      // [H, T, S]

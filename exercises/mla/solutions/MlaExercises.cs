@@ -33,7 +33,6 @@ public static class MlaExercises
     /// <summary>Given (same as the skeleton's): naive MLA attention with materialized per-head keys and values.</summary>
     public static Tensor NaiveAttention(Tensor qNope, Tensor qRope, Tensor latent, Tensor kRope, Tensor wUK, Tensor wUV, double scale)
     {
-        long H = qNope.shape[0];
         var kNope = torch.matmul(latent, wUK.transpose(1, 2));                       // [H, S, Dn] = c W_UKᵀ per head
         var v = torch.matmul(latent, wUV.transpose(1, 2));                           // [H, S, Dv]
         var scores = torch.matmul(qNope, kNope.transpose(1, 2))                      // [H, T, S]
