@@ -2,8 +2,9 @@
 // For each prompt q the policy samples a GROUP of G completions o_1…o_G; each gets a rule-based reward
 // r_i (accuracy: the answer inside <answer>…</answer> equals the sum; format: the tags are there). The
 // advantage of every token of o_i is the group-normalized reward  Â_i = (r_i − mean(r)) / std(r)  — no
-// value network. The policy maximizes the clipped surrogate min(ρ·Â, clip(ρ, 1−ε, 1+ε)·Â) − β·KL[π_θ‖π_ref]
-// with the k3 KL estimator (eq. 4) against the SFT reference.
+// value network. The policy maximizes the clipped surrogate min(ρ·Â, clip(ρ, 1−ε, 1+ε)·Â) − β·KL[π_θ‖π_ref].
+// Here β = 0 (GrpoOptions' default, as in DAPO and Dr. GRPO): no reference model is kept and there is no KL term;
+// Beta > 0 (`--beta 0.04`) adds the k3 KL estimator (eq. 4) against the SFT policy.
 // Pipeline here: a short SFT warm start (teacher-forced solutions) so that some samples are right, then a
 // few GRPO steps (GrpoRun.Train writes metrics.jsonl, samples.jsonl, summary.json and reward/accuracy plots).
 //
@@ -57,7 +58,7 @@ public static class S08GrpoAddition
             Step = (step, steps, m) =>
             {
                 if (m.TryGetValue("eval/accuracy", out var acc))
-                    ctx.Out.WriteLine($"  step {step}/{steps}: mean reward {m.GetValueOrDefault("reward"):F3}, KL {m.GetValueOrDefault("kl"):F4}, held-out exact match {acc:P1}");
+                    ctx.Out.WriteLine($"  step {step}/{steps}: mean reward {m.GetValueOrDefault("reward"):F3}" + (m.TryGetValue("kl", out var kl) ? $", KL {kl:F4}" : "") + $", held-out exact match {acc:P1}");
             },
         };
         var s = GrpoRun.Train(o, dir, ctx.Device, ev: ev);

@@ -1,11 +1,11 @@
-// `fp8`: what FP8 simulation costs (issue 5 §8).
+// `fp8`: what FP8 simulation costs.
 //   quantize   FakeQuantize (quantize + dequantize) of an [n, n] float32 tensor per granularity
 //              → GB/s = 4·n² input bytes / median time
 //   linear     forward + backward of an Fp8Linear ([T, n] x [n, n], T = n tokens) per recipe
-//              → ms, and the ratio to the bf16 recipe (the issue asks ≤ 3x on CPU, ≤ 2x on the H100)
+//              → ms, and the ratio to the bf16 recipe (target: ≤ 3x on CPU, ≤ 2x on the H100)
 //   train step one optimizer step (forward, backward, AdamW) of a small DeepSeekLM whose projections are Fp8Linear,
 //              per recipe, with FP8 casts by libtorch's float8 dtypes (native) and by the float32-op emulation
-//              → ms and the ratio to the bf16 recipe (issue 5: ≤ 3x on CPU, ≤ 2x on the H100)
+//              → ms and the ratio to the bf16 recipe (target: ≤ 3x on CPU, ≤ 2x on the H100)
 //   memory     bytes per recipe for an [n, n] layer: weights as stored for the GEMM (FP8 1 byte + one float32
 //              scale per 128×128 block / per tensor; BF16 2 bytes), the activation saved for backward
 //              (FP8 1 byte + a scale per 1×128 tile), FP32 master weights and AdamW moments m + v: 2 × 4 bytes in

@@ -1,4 +1,4 @@
-// `memory`: process memory over a long training run (issue 9). A tiny MoE LM trains for many steps, one
+// `memory`: process memory over a long training run. A tiny MoE LM trains for many steps, one
 // torch.NewDisposeScope() per step (inside LmTrainer); every 100 steps the suite records the process's
 // resident memory, the live tensors TorchSharp tracks on this thread, and (on CUDA) nothing more, since
 // TorchSharp binds no cuda.memory_allocated. Flat lines = no native leak.

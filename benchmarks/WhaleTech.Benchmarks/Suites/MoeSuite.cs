@@ -1,6 +1,6 @@
 // `moe`: DeepSeekMoE layer forward and forward+backward throughput per dispatch path (token loop omitted:
 // it is the reading reference), against a dense SwiGLU of equal active FLOPs, balanced and with a router
-// bias that imposes imbalance. CPU: a scaled-down V2-Lite-like layer; CUDA: the V2-Lite layer of issue 4
+// bias that imposes imbalance. CPU: a scaled-down V2-Lite-like layer; CUDA: the V2-Lite MoE layer
 // (d_model 2048, 64 routed experts of width 1408, top-6, 2 shared, bf16).
 using TorchSharp;
 using WhaleTech.Lab.Bench;

@@ -1,6 +1,6 @@
 // `rollout`: GRPO rollout throughput — sampled (τ = 1) batched generation of the GRPO policy (the default
 // `whale grpo` model: PolicyModel.Config(new GrpoOptions())) for prompts × G sequences, with the KV cache and with
-// full recomputation every step (issue 6: "rollout with the KV cache ≥ 10x the tokens/s of recomputation at 256
+// full recomputation every step (target: "rollout with the KV cache ≥ 10x the tokens/s of recomputation at 256
 // new tokens on CUDA"). Stop tokens are off so every sequence generates exactly the requested number of tokens;
 // the GRPO rollout (Grpo/Rollout.cs) runs the same cached forward, only its sampler differs (per-sample streams).
 // tokens/s = sequences · new tokens / median wall time; speedup = cached tokens/s / recompute tokens/s.

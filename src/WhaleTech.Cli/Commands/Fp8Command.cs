@@ -130,7 +130,7 @@ public static class Fp8Command
         return cmd;
     }
 
-    // H100 reference values from the issue (8192×4096, bulk SQNR in dB): (outliers, factor, granularity) → dB.
+    // H100 reference values (8192×4096, bulk SQNR in dB; docs/fp8.md): (outliers, factor, granularity) → dB.
     static readonly Dictionary<(string, double, string), double> Reference = new()
     {
         [("none", 1, "tensor")] = 31.5, [("none", 1, "1x128")] = 31.8, [("none", 1, "128x128")] = 31.5,
@@ -145,7 +145,7 @@ public static class Fp8Command
         var cols = new Option<long>("--cols") { Description = "Channels (columns).", DefaultValueFactory = _ => 4096 };
         var outliers = new Option<int>("--outliers") { Description = "Outlier channels / tokens injected.", DefaultValueFactory = _ => 8 };
         var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 0 };
-        var placement = new Option<string>("--placement") { Description = "contiguous (adjacent outliers, one tile; the issue's reference) or random.", DefaultValueFactory = _ => "contiguous" };
+        var placement = new Option<string>("--placement") { Description = "contiguous (adjacent outliers, one tile; as in the H100 reference) or random.", DefaultValueFactory = _ => "contiguous" };
         var output = new Option<string?>("--out") { Description = "Write JSON + Markdown here (file name without extension), atomically." };
         var cmd = new Command("lab", "SQNR and flushed-to-zero share of E4M3 under per-tensor / per-row / 1x128 / 128x128 scales, with outlier channels or tokens ×1e3…1e5; gradient underflow.")
             { device, rows, cols, outliers, seed, placement, output };
@@ -164,7 +164,7 @@ public static class Fp8Command
             var md = new System.Text.StringBuilder();
             md.AppendLine($"# FP8 lab: E4M3, {r}×{c} Gaussian, {parse.GetValue(outliers)} {place.ToString().ToLowerInvariant()} outliers, seed {parse.GetValue(seed)}");
             md.AppendLine();
-            md.AppendLine("Bulk SQNR (outlier rows/columns excluded) and share of nonzero bulk values flushed to zero. `H100 ref` = the issue's reference value.");
+            md.AppendLine("Bulk SQNR (outlier rows/columns excluded) and share of nonzero bulk values flushed to zero. `H100 ref` = the H100 reference value (docs/fp8.md).");
             md.AppendLine();
             md.AppendLine("| outliers | factor | scale | SQNR dB | H100 ref dB | flushed to zero |");
             md.AppendLine("|---|---|---|---|---|---|");

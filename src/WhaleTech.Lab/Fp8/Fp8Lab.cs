@@ -19,7 +19,7 @@ namespace WhaleTech.Lab.Fp8;
 public enum OutlierKind { None, Channels, Tokens }
 
 /// <summary>How the outlier channels / tokens are spread: Contiguous = `count` adjacent ones starting at a
-/// seeded random multiple of `count` (so 8 of them share one 128-wide tile, as in the H100 reference
+/// seeded random multiple of `count` (so 8 of them share one 128-wide tile, as in the H100 reference table of docs/fp8.md
 /// table); Random = a seeded random subset (spread over up to `count` different tiles, much worse for 1×128
 /// and 128×128 scales).</summary>
 public enum OutlierPlacement { Contiguous, Random }

@@ -52,7 +52,7 @@ public sealed record DecodeGrid(AttentionShapes Shapes, long[] Batches, long[] C
     public static DecodeVariant[] AllVariants => Enum.GetValues<DecodeVariant>();
     /// <summary>Small CPU grid (V2-Lite shapes, fp32): under a minute on 2 idle cores.</summary>
     public static DecodeGrid CpuDefault => new(AttentionShapes.V2Lite, [1, 4], [256, 1024], AllVariants, ScalarType.Float32, 1, 3, 4);
-    /// <summary>The CUDA grid: V3 shapes, bf16, batch up to 128, context up to 32K, median of 20.</summary>
+    /// <summary>The CUDA grid: V3 shapes, bf16, batch up to 128, context up to 32K, median of 20.</summary>
     public static DecodeGrid CudaV3 => new(AttentionShapes.V3, [1, 16, 64, 128], [4096, 32768], AllVariants, ScalarType.BFloat16, 3, 20, 70);
 }
 

@@ -1,5 +1,5 @@
 // The contract every attention of the model meets, so MHA, GQA, MQA and MLA share one code path for
-// everything else (issue: "one code path for everything but attention").
+// everything else: the model has one code path for everything but attention.
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -10,10 +10,10 @@
 //   NonSaturating  E4M3 → NaN, E5M2 → ±inf; ±inf input → NaN (E4M3) / ±inf (E5M2).
 //                  This is exactly libtorch's eager cast x.to(float8) on CPU (c10 fp8*_from_fp32_value) in the
 //                  libtorch 2.10 that TorchSharp 0.107 ships: 464 → 448 (tie to even), 465 → NaN, 480 → NaN.
-//                  (The issue reports PyTorch 2.11 eager casts behaving the same way.)
+//                  (PyTorch 2.11 eager casts were reported to behave the same way; not checked here: no PyTorch 2.11 on this machine.)
 //   Saturating     clamp to ±max first, then cast as above: 465 → 448, ±inf → ±max, NaN stays NaN.
 //                  This is the "satfinite" conversion of Hopper's cvt instruction and of Transformer Engine,
-//                  and what the issue reports for PyTorch 2.12; our reference is clamp(x, -max, max).to(float8).
+//                  and what was reported for PyTorch 2.12 (not checked here); our reference is clamp(x, -max, max).to(float8).
 using static TorchSharp.torch;
 
 namespace WhaleTech.Fp8;

@@ -4,7 +4,7 @@
 // Defaults are the configuration measured on 2-digit addition with the 0.8M MLA policy (benchmarks/results/grpo):
 // a short SFT start, accuracy-only reward, rollouts at τ = 0.7 (the loss scores softmax(logits/τ) too), lr 3e-5
 // (5e-4 and 1e-4 drifted and lost held-out accuracy), β = 0 (no reference model) and dynamic sampling on.
-// The issue-6 headline (≤ 30 % → ≥ 95 % held-out) is reached with task options that are NOT the defaults, so that
+// The committed headline (≤ 30 % → ≥ 95 % held-out for 3 of 3 seeds) is reached with task options that are NOT the defaults, so that
 // the default question format stays readable: reverse_answer + pad_operands, sft_target_accuracy 0.2 (checked every
 // 2 steps), sft_learning_rate 5e-4, learning_rate 1e-4 with lr_scheduler_type cosine: 3 of 3 seeds reach ≥ 95 %
 // (benchmarks/results/grpo/addition2-reversed-sft5e-4/run.sh).

@@ -27,7 +27,7 @@ namespace WhaleTech.Hub;
 /// <summary>The outcome of comparing a model with a reference file.</summary>
 public sealed record HubParityResult(string Name, double MaxRelativeError, bool GenerationsEqual, long[] ExpectedGenerated, long[] ActualGenerated)
 {
-    /// <summary>The bar: logits within 1e-4 relative (fp32) and identical greedy tokens.</summary>
+    /// <summary>The parity bar: logits within 1e-4 relative (fp32) and identical greedy tokens.</summary>
     public const double Tolerance = 1e-4;
     public bool Passed => MaxRelativeError <= Tolerance && GenerationsEqual;
 }

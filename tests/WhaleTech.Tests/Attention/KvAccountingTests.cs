@@ -13,7 +13,7 @@ namespace WhaleTech.Tests.Attention;
 public class KvAccountingTests
 {
     [Fact]
-    public void DeepSeekV3PerLayerElementsAreTheIssueNumbers()
+    public void DeepSeekV3PerLayerElementsAreThePaperNumbers()
     {
         var s = KvShape.From(ModelPresets.DeepSeekV3);
         Assert.Equal(32768, KvAccounting.ElementsPerTokenPerLayer(s, KvLayout.Mha));              // 2·128·128

@@ -7,7 +7,7 @@ using WhaleTech.Core;
 
 namespace WhaleTech.Tests.Fp8;
 
-// The simulator checked against real FP8 GEMMs with DeepSeek-V3's scales (issue 5): same inputs, same codes and
+// The simulator checked against real FP8 GEMMs with DeepSeek-V3's scales: same inputs, same codes and
 // scales, the block-scaled _scaled_mm path (deepseek-v3-real) against the float32 simulation (deepseek-v3).
 //
 // Tolerance, elementwise, u = 2^-24 (float32 unit roundoff), D = Σ_k |a_k·sA|·|b_k·sB| (float64), S the exact

@@ -17,7 +17,7 @@ public class Fp8CastTests
     static float P2(int k) => MathF.Pow(2, k);
 
     [Theory]
-    // The must-show edge cases, E4M3.
+    // The edge cases of E4M3 (max 448, the overflow boundary, subnormals, ties, NaN).
     [InlineData("e4m3", 464f, 448f, 448f)]                       // tie between 448 and 480 → even mantissa (448)
     [InlineData("e4m3", 465f, float.NaN, 448f)]                   // rounds to 480 > max: NaN, or saturates
     [InlineData("e4m3", -465f, float.NaN, -448f)]

@@ -13,18 +13,18 @@ public class Fp8LabTests
     [Fact]
     public void SqnrTableShowsWhyDeepSeekUsesFineGrainedScales()
     {
-        // A smaller version of the issue's 8192×4096 table (full run committed under benchmarks/results/fp8).
+        // A smaller version of the 8192×4096 H100 reference table (docs/fp8.md) (full run committed under benchmarks/results/fp8).
         var table = Fp8Lab.SqnrTable(512, 1024, outlierCount: 4, factors: [1e5], seed: 1);
         double Sqnr(string o, string g) => table.Single(r => r.Outliers == o && r.Granularity == g).SqnrDb;
         double Flushed(string o, string g) => table.Single(r => r.Outliers == o && r.Granularity == g).FlushedShare;
-        // No outliers: E4M3's 3 mantissa bits give ≈ 31.5 dB whatever the granularity (issue: 31.5 / 31.8 / 31.5).
+        // No outliers: E4M3's 3 mantissa bits give ≈ 31.5 dB whatever the granularity (H100 reference: 31.5 / 31.8 / 31.5).
         Assert.InRange(Sqnr("none", "tensor"), 31.0, 32.0);
         Assert.InRange(Sqnr("none", "1x128"), 31.3, 32.3);
         Assert.InRange(Sqnr("none", "128x128"), 31.0, 32.0);
-        // ×1e5 outliers: one scale per tensor crushes the bulk (issue: ≈ 5.5 dB, ≈ 64% flushed) …
+        // ×1e5 outliers: one scale per tensor crushes the bulk (H100 reference: ≈ 5.5 dB, ≈ 64% flushed) …
         Assert.InRange(Sqnr("channels", "tensor"), 3.0, 9.0);
         Assert.InRange(Flushed("channels", "tensor"), 0.45, 0.75);
-        // … 1×128 tiles confine outlier tokens to their own rows (issue: 31.8 dB) and outlier channels to their tiles.
+        // … 1×128 tiles confine outlier tokens to their own rows (H100 reference: 31.8 dB) and outlier channels to their tiles.
         Assert.InRange(Sqnr("tokens", "1x128"), Sqnr("none", "1x128") - 0.1, Sqnr("none", "1x128") + 0.1);
         Assert.True(Sqnr("channels", "1x128") > Sqnr("channels", "tensor") + 8);
         Assert.True(Sqnr("tokens", "128x128") > Sqnr("tokens", "tensor") + 3);

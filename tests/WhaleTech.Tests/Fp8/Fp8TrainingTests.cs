@@ -35,7 +35,7 @@ public class Fp8TrainingTests
     }
 }
 
-/// <summary>Issue 9: a non-finite value inside an FP8 model is caught by the trainer's guard, never trained on silently.</summary>
+/// <summary>Robustness: a non-finite value inside an FP8 model is caught by the trainer's guard, never trained on silently.</summary>
 public class Fp8NonFiniteTests
 {
     public Fp8NonFiniteTests() => Backend.Initialize();

@@ -228,7 +228,7 @@ public class GrpoTrainerTests
     [Fact]
     public void ANonFinitePolicyIsSkippedOrStoppedNeverSilentlyTrained()
     {
-        // Issue 9: a NaN in the policy must not hang the rollout, crash natively or quietly update the other weights.
+        // Robustness: a NaN in the policy must not hang the rollout, crash natively or quietly update the other weights.
         var o = Tiny() with { Beta = 0, NumIterations = 1, MicroBatches = 1, DynamicSampling = false };
         var policy = PolicyModel.Create(PolicyModel.Config(o), 1, torch.CPU);
         using var t = new GrpoTrainer(o, policy);

@@ -1,4 +1,4 @@
-// Fuzzing the file readers (issue 9, item 1): mutated safetensors files and config.json texts, derived
+// Fuzzing the file readers: mutated safetensors files and config.json texts, derived
 // from valid ones, must each end in success or a WhaleFormatException / WhaleArgumentException:
 // no other exception, no native crash, no hang, and no allocation beyond a small multiple of the input.
 // Seeded, in memory, a few seconds in all.

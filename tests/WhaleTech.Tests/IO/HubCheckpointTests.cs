@@ -157,7 +157,7 @@ public class HubCheckpointTests : IDisposable
     [Fact]
     public void AModelWithMtpModulesRoundTripsThroughTheHubFormatStrict()
     {
-        // Issue 8: the MTP layer (model.layers.{N}: enorm, hnorm, eh_proj, shared_head, embed_tokens copy, the block)
+        // The MTP layer (model.layers.{N}: enorm, hnorm, eh_proj, shared_head, embed_tokens copy, the block)
         // is saved as DeepSeek-V3 ships it and loads back strict into MTP modules with identical outputs.
         var cfg = HubParity.TinyConfigs["v3"] with { NumNextnPredictLayers = 1 };
         torch.manual_seed(3);

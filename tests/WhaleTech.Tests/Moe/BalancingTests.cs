@@ -136,7 +136,7 @@ public class BalancingTests
     }
 }
 
-/// <summary>Issue 9: a skipped (non-finite) training step moves no bias and its token counts do not leak into the next step.</summary>
+/// <summary>Robustness: a skipped (non-finite) training step moves no bias and its token counts do not leak into the next step.</summary>
 public class BalancingNonFiniteTests
 {
     [Fact]

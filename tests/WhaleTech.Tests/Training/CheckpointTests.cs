@@ -7,7 +7,7 @@ using WhaleTech.Core;
 
 namespace WhaleTech.Tests.Training;
 
-/// <summary>Issue 9: atomic checkpoints, bit-exact resume, no checkpoint from a NaN state, flat memory.</summary>
+/// <summary>Atomic checkpoints, bit-exact resume, no checkpoint from a NaN state, flat memory.</summary>
 public class CheckpointTests : IDisposable
 {
     readonly string _dir = Directory.CreateTempSubdirectory("whale-ckpt-").FullName;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 headline, fourth round: the third round's command (addition2-reversed/run.sh) with ONE change, the SFT
+# Issue 6 headline, fourth round: the third round's command (earlier-runs.md, third round) with ONE change, the SFT
 # learning rate 5e-4 instead of the default 2e-3 (--sft-lr 5e-4). 2-digit addition, answer least-significant digit
 # first (--reverse-answer), zero-padded operands (--pad-operands); SFT stops as soon as greedy validation exact match
 # reaches 20 % (checked every 2 steps; validation problems are not held-out ones), then 500 GRPO steps (lr 1e-4,
@@ -7,7 +7,7 @@
 # dynamic sampling, ε 0.2). 0.81M-parameter MLA policy.
 # Run from the repository root after `dotnet build -c Release src/WhaleTech.Cli`; 1 torch thread per run.
 # What was actually run (shared 2-core VM): seed 2 first, as a screening run beside other seed-2 attempts
-# (../seed2-screening/), output in /tmp/g4/F; seeds 1 and 3 in parallel with each other and with seed 2's GRPO phase,
+# (earlier-runs.md: seed2-screening), output in /tmp/g4/F; seeds 1 and 3 in parallel with each other and with seed 2's GRPO phase,
 # output in /tmp/g5/final-s<seed>; each exactly this command. Copied here without weights and checkpoints
 # (seed<k>/; train.log is the console output, wall-time.txt the /usr/bin/time line).
 set -euo pipefail
