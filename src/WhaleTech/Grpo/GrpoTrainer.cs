@@ -63,19 +63,47 @@ public sealed class GrpoTrainer : IDisposable
 
     public IReadOnlySet<string> HeldOutQuestions => _heldOutQuestions;
 
-    /// <summary>Runs one GRPO step and returns its metrics (TRL names; times in seconds).</summary>
+    /// <summary>Runs one GRPO step and returns its metrics (TRL names; times in seconds):
+    /// rollout → score (inside the rollout rounds, for dynamic sampling) → reward metrics → advantages → update.</summary>
     public SortedDictionary<string, double> TrainStep()
     {
         var o = Options;
         int step = Step;                                                 // 0-based index of this step
         var m = new SortedDictionary<string, double>();
         var total = Stopwatch.StartNew();
-        double genTime = 0, scoreTime = 0;
 
         if (Reference is not null && o.RefModelSyncSteps > 0 && step > 0 && step % o.RefModelSyncSteps == 0)
             PolicyModel.CopyWeights(Policy, Reference);
 
-        // ---- 1–3: sample prompts, roll out G completions each, score; dynamic sampling refills ----
+        var rollout = RolloutAndScore(step, m);                                               // 1–3
+        LastGroups = rollout.Kept;
+        RewardMetrics(rollout, m);
+        var upd = Stopwatch.StartNew();
+        using (var scope = torch.NewDisposeScope())
+        {
+            var (batch, adv, mask) = Advantages(rollout.Kept);                                // 4
+            using (batch) Update(step, batch, adv, mask, m);                                   // 5
+        }
+        m["num_tokens"] = NumTokens;
+        m["step_time/generation"] = rollout.GenerationSeconds;
+        m["step_time/scoring"] = rollout.ScoringSeconds;
+        m["step_time/update"] = upd.Elapsed.TotalSeconds;
+        m["step_time/total"] = total.Elapsed.TotalSeconds;
+        Step++;
+        m["step"] = Step;
+        return m;
+    }
+
+    /// <summary>What one step's rollout produced: the groups kept for the update, every group generated, the rounds
+    /// of dynamic sampling, and where the time went.</summary>
+    sealed record RolloutResult(List<GroupSample> Kept, List<GroupSample> All, int Rounds, double GenerationSeconds, double ScoringSeconds);
+
+    /// <summary>Steps 1–3: sample prompts, roll out G completions each, score them; dynamic sampling refills the groups
+    /// whose rewards are all equal, for up to max_sampling_rounds rounds. Adds rewards/&lt;fn&gt;/sum to <paramref name="m"/>.</summary>
+    RolloutResult RolloutAndScore(int step, SortedDictionary<string, double> m)
+    {
+        var o = Options;
+        double genTime = 0, scoreTime = 0;
         var kept = new List<GroupSample>();
         var all = new List<GroupSample>();
         int rounds = 0;
@@ -111,108 +139,114 @@ public sealed class GrpoTrainer : IDisposable
             scoreTime += sw.Elapsed.TotalSeconds;
         }
         if (kept.Count == 0) kept.AddRange(all.Take(o.PromptsPerStep));                        // nothing to learn from: update anyway (KL only)
-        LastGroups = kept;
+        return new RolloutResult(kept, all, rounds, genTime, scoreTime);
+    }
 
-        // Reward metrics over everything generated this step.
+    /// <summary>Reward and completion metrics over everything generated this step (TRL's names).</summary>
+    void RewardMetrics(RolloutResult r, SortedDictionary<string, double> m)
+    {
+        var o = Options;
+        var all = r.All;
         var allRewards = all.SelectMany(g => g.Rewards).ToArray();
         int nGen = allRewards.Length;
         m["reward"] = allRewards.Average();
         m["reward_std"] = all.Average(g => Std(g.Rewards, o.Bessel));
-        m["frac_reward_zero_std"] = all.Count(g => g.Rewards.All(r => r == g.Rewards[0])) / (double)all.Count;
-        foreach (var r in RewardFunctions) { m[$"rewards/{r.Name}/mean"] = m[$"rewards/{r.Name}/sum"] / nGen; m.Remove($"rewards/{r.Name}/sum"); }
+        m["frac_reward_zero_std"] = all.Count(g => g.Rewards.All(x => x == g.Rewards[0])) / (double)all.Count;
+        foreach (var fn in RewardFunctions) { m[$"rewards/{fn.Name}/mean"] = m[$"rewards/{fn.Name}/sum"] / nGen; m.Remove($"rewards/{fn.Name}/sum"); }
         var lengths = all.SelectMany(g => g.Completions.Select(c => (double)c.Length)).ToArray();
         m["completions/mean_length"] = lengths.Average();
         m["completions/max_length"] = lengths.Max();
         m["completions/clipped_ratio"] = all.SelectMany(g => g.Stopped).Count(s => !s) / (double)nGen;
-        if (o.DynamicSampling) { m["dynamic_sampling/rounds"] = rounds; m["dynamic_sampling/kept_groups"] = kept.Count; }
+        if (o.DynamicSampling) { m["dynamic_sampling/rounds"] = r.Rounds; m["dynamic_sampling/kept_groups"] = r.Kept.Count; }
+    }
 
-        // ---- 4: advantages, masks ----
-        var upd = Stopwatch.StartNew();
-        using (var scope = torch.NewDisposeScope())
+    /// <summary>Step 4: group advantages [B], the packed batch and the loss mask [B, Tc] (truncated completions masked
+    /// out when asked). Tensors live in the caller's dispose scope.</summary>
+    (PackedBatch Batch, Tensor Advantages, Tensor Mask) Advantages(List<GroupSample> kept)
+    {
+        var o = Options;
+        int P = kept.Count, G = o.NumGenerations, B = P * G;
+        var rewardT = torch.tensor(kept.SelectMany(g => g.Rewards).ToArray(), [P, G], dtype: ScalarType.Float32);   // [P, G]
+        var adv = GrpoLoss.Advantages(rewardT, o.Advantage, o.Bessel, o.AdvantageEps).reshape(B).to(_device);       // [B]
+        var batch = PackedBatch.Create(kept.SelectMany(g => Enumerable.Repeat(g.Prompt, G)).ToList(),
+            kept.SelectMany(g => g.Completions).ToList(), _device);
+        var mask = batch.Mask;                                                                                      // [B, Tc]
+        if (o.MaskTruncatedCompletions)
         {
-            int P = kept.Count, G = o.NumGenerations, B = P * G;
-            var rewardT = torch.tensor(kept.SelectMany(g => g.Rewards).ToArray(), [P, G], dtype: ScalarType.Float32);   // [P, G]
-            var adv = GrpoLoss.Advantages(rewardT, o.Advantage, o.Bessel, o.AdvantageEps).reshape(B).to(_device);       // [B]
-            using var batch = PackedBatch.Create(kept.SelectMany(g => Enumerable.Repeat(g.Prompt, G)).ToList(),
-                kept.SelectMany(g => g.Completions).ToList(), _device);
-            var mask = batch.Mask;                                                                                      // [B, Tc]
-            if (o.MaskTruncatedCompletions)
-            {
-                var stopped = torch.tensor(kept.SelectMany(g => g.Stopped).Select(s => s ? 1f : 0f).ToArray(), [B, 1], device: _device);
-                mask = mask * stopped;
-            }
-            double totalTokens = mask.sum().item<float>();
-            NumTokens += (long)batch.Mask.sum().item<float>();
-
-            int micro = Math.Min(o.MicroBatches, B);
-            var bounds = Enumerable.Range(0, micro + 1).Select(i => (long)Math.Round(i * (double)B / micro)).ToArray();
-            // π_old and π_ref log-probs, fixed for the μ iterations.
-            var oldLogp = new Tensor?[micro]; var refLogp = new Tensor?[micro];
-            using (torch.no_grad())
-                for (int k = 0; k < micro; k++)
-                {
-                    using var mb = batch.Rows(bounds[k], bounds[k + 1] - bounds[k]);
-                    if (o.NumIterations > 1) oldLogp[k] = mb.TokenLogProbs(Policy, temperature: o.Temperature).LogProbs;
-                    if (Reference is not null) refLogp[k] = mb.TokenLogProbs(Reference, temperature: o.Temperature).LogProbs;
-                }
-
-            // ---- 5: μ iterations of the clipped objective ----
-            double lr = o.LearningRateAt(step);
-            _stepper.SetLearningRate(lr);
-            var lossType = o.Loss;
-            double lossSum = 0, klSum = 0, entSum = 0, lowSum = 0, highSum = 0, gradNormSum = 0, tokSum = 0;
-            int skipped = 0;
-            Policy.train();
-            for (int it = 0; it < o.NumIterations; it++)
-            {
-                _stepper.ZeroGrad();
-                double iterLoss = 0;
-                for (int k = 0; k < micro; k++)
-                {
-                    using var inner = torch.NewDisposeScope();
-                    long start = bounds[k], rows = bounds[k + 1] - bounds[k];
-                    using var mb = batch.Rows(start, rows);
-                    var mbMask = mask.narrow(0, start, rows);                                                            // [b, Tc]
-                    var (logp, ent) = mb.TokenLogProbs(Policy, withEntropy: true, temperature: o.Temperature);                                      // [b, Tc]
-                    var old = oldLogp[k] ?? logp.detach();
-                    var (perTok, low, high, kl) = GrpoLoss.PerTokenLoss(logp, old, refLogp[k], adv.narrow(0, start, rows),
-                        o.Epsilon, o.EffectiveEpsilonHigh, o.Beta, o.KlEstimator);
-                    var loss = GrpoLoss.Aggregate(perTok, mbMask, lossType, MaxCompletionLength, totalTokens);
-                    // Gradient accumulation: scale so the sum over micro-batches is the full-batch loss
-                    // (exact for grpo/dr_grpo/dapo; bnpo keeps its per-micro-batch token normaliser, as in TRL).
-                    double scale = lossType.MicroBatchScale(rows, B, micro);
-                    (loss * scale).backward();
-                    iterLoss += loss.item<float>() * scale;
-                    double tk = mbMask.sum().item<float>();
-                    tokSum += tk;
-                    entSum += (ent! * mbMask).sum().item<float>();
-                    lowSum += (low.to_type(ScalarType.Float32) * mbMask).sum().item<float>();
-                    highSum += (high.to_type(ScalarType.Float32) * mbMask).sum().item<float>();
-                    if (kl is not null) klSum += (kl * mbMask).sum().item<float>();
-                }
-                var outcome = _stepper.Finish(step, iterLoss);                      // clip, then step or skip (balancer attached)
-                if (outcome.Skipped) skipped++;
-                lossSum += iterLoss; gradNormSum += outcome.GradNorm;
-            }
-            tokSum = Math.Max(1, tokSum);
-            m["loss"] = lossSum / o.NumIterations;
-            m["grad_norm"] = gradNormSum / o.NumIterations;
-            m["learning_rate"] = lr;
-            m["entropy"] = entSum / tokSum;
-            m["clip_ratio/low_mean"] = lowSum / tokSum;
-            m["clip_ratio/high_mean"] = highSum / tokSum;
-            m["clip_ratio/region_mean"] = (lowSum + highSum) / tokSum;
-            if (Reference is not null) m["kl"] = klSum / tokSum;
-            m["nonfinite_skipped"] = skipped;
+            var stopped = torch.tensor(kept.SelectMany(g => g.Stopped).Select(s => s ? 1f : 0f).ToArray(), [B, 1], device: _device);
+            mask = mask * stopped;
         }
-        m["num_tokens"] = NumTokens;
-        m["step_time/generation"] = genTime;
-        m["step_time/scoring"] = scoreTime;
-        m["step_time/update"] = upd.Elapsed.TotalSeconds;
-        m["step_time/total"] = total.Elapsed.TotalSeconds;
-        Step++;
-        m["step"] = Step;
-        return m;
+        return (batch, adv, mask);
+    }
+
+    /// <summary>Step 5: μ iterations of the clipped objective over micro-batches (gradient accumulation), each ending in
+    /// one shared optimizer step; writes loss, grad_norm, learning_rate, entropy, clip ratios and kl to <paramref name="m"/>.</summary>
+    void Update(int step, PackedBatch batch, Tensor adv, Tensor mask, SortedDictionary<string, double> m)
+    {
+        var o = Options;
+        long B = batch.Mask.shape[0];
+        double totalTokens = mask.sum().item<float>();
+        NumTokens += (long)batch.Mask.sum().item<float>();
+
+        int micro = (int)Math.Min(o.MicroBatches, B);
+        var bounds = Enumerable.Range(0, micro + 1).Select(i => (long)Math.Round(i * (double)B / micro)).ToArray();
+        // π_old and π_ref log-probs, fixed for the μ iterations.
+        var oldLogp = new Tensor?[micro]; var refLogp = new Tensor?[micro];
+        using (torch.no_grad())
+            for (int k = 0; k < micro; k++)
+            {
+                using var mb = batch.Rows(bounds[k], bounds[k + 1] - bounds[k]);
+                if (o.NumIterations > 1) oldLogp[k] = mb.TokenLogProbs(Policy, temperature: o.Temperature).LogProbs;
+                if (Reference is not null) refLogp[k] = mb.TokenLogProbs(Reference, temperature: o.Temperature).LogProbs;
+            }
+
+        double lr = o.LearningRateAt(step);
+        _stepper.SetLearningRate(lr);
+        var lossType = o.Loss;
+        double lossSum = 0, klSum = 0, entSum = 0, lowSum = 0, highSum = 0, gradNormSum = 0, tokSum = 0;
+        int skipped = 0;
+        Policy.train();
+        for (int it = 0; it < o.NumIterations; it++)
+        {
+            _stepper.ZeroGrad();
+            double iterLoss = 0;
+            for (int k = 0; k < micro; k++)
+            {
+                using var inner = torch.NewDisposeScope();
+                long start = bounds[k], rows = bounds[k + 1] - bounds[k];
+                using var mb = batch.Rows(start, rows);
+                var mbMask = mask.narrow(0, start, rows);                                                            // [b, Tc]
+                var (logp, ent) = mb.TokenLogProbs(Policy, withEntropy: true, temperature: o.Temperature);          // [b, Tc]
+                var old = oldLogp[k] ?? logp.detach();
+                var (perTok, low, high, kl) = GrpoLoss.PerTokenLoss(logp, old, refLogp[k], adv.narrow(0, start, rows),
+                    o.Epsilon, o.EffectiveEpsilonHigh, o.Beta, o.KlEstimator);
+                var loss = GrpoLoss.Aggregate(perTok, mbMask, lossType, MaxCompletionLength, totalTokens);
+                // Gradient accumulation: the aggregation's factor makes the micro-batch losses add up to the full-batch
+                // loss (exact for grpo/dr_grpo/dapo; bnpo keeps its per-micro-batch token normaliser, as in TRL).
+                double scale = lossType.MicroBatchScale(rows, B, micro);
+                (loss * scale).backward();
+                iterLoss += loss.item<float>() * scale;
+                double tk = mbMask.sum().item<float>();
+                tokSum += tk;
+                entSum += (ent! * mbMask).sum().item<float>();
+                lowSum += (low.to_type(ScalarType.Float32) * mbMask).sum().item<float>();
+                highSum += (high.to_type(ScalarType.Float32) * mbMask).sum().item<float>();
+                if (kl is not null) klSum += (kl * mbMask).sum().item<float>();
+            }
+            var outcome = _stepper.Finish(step, iterLoss);                      // clip, then step or skip (balancer attached)
+            if (outcome.Skipped) skipped++;
+            lossSum += iterLoss; gradNormSum += outcome.GradNorm;
+        }
+        tokSum = Math.Max(1, tokSum);
+        m["loss"] = lossSum / o.NumIterations;
+        m["grad_norm"] = gradNormSum / o.NumIterations;
+        m["learning_rate"] = lr;
+        m["entropy"] = entSum / tokSum;
+        m["clip_ratio/low_mean"] = lowSum / tokSum;
+        m["clip_ratio/high_mean"] = highSum / tokSum;
+        m["clip_ratio/region_mean"] = (lowSum + highSum) / tokSum;
+        if (Reference is not null) m["kl"] = klSum / tokSum;
+        m["nonfinite_skipped"] = skipped;
     }
 
     /// <summary>Held-out accuracy and format rate (greedy).</summary>
