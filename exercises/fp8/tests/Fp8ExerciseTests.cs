@@ -137,10 +137,8 @@ public class Fp8ExerciseTests
     public void Exercise4_TruncateMantissa_MatchesRoundToGrid()
     {
         var random = new Random(4);
-        // magnitudes 2^-100 … 2^30, both signs. (Not lower: RoundToGrid scales by 2^(p − e), which overflows float32
-        // for e < p − 127 — irrelevant to FP8 GEMM sums, which are 0 or ≥ 2^-18 — so float32 subnormals are
-        // checked by hand below instead.)
-        var x = Enumerable.Range(0, 3000).Select(i => (float)((random.Next(2) * 2 - 1) * Math.Pow(2, random.NextDouble() * 130 - 100))).ToArray();
+        // magnitudes 2^-149 (the smallest float32 subnormal) … 2^30, both signs.
+        var x = Enumerable.Range(0, 3000).Select(i => (float)((random.Next(2) * 2 - 1) * Math.Pow(2, random.NextDouble() * 179 - 149))).ToArray();
         using var t = torch.tensor(x);
         foreach (int p in new[] { 3, 10, 14, 23 })
         {
@@ -161,6 +159,10 @@ public class Fp8ExerciseTests
         AssertSameBits(-y, Fp8Exercises.TruncateMantissa(-x, 14));
         AssertSameBits(x, Fp8Exercises.TruncateMantissa(x, 23));
         AssertSameBits(0f, Fp8Exercises.TruncateMantissa(BitConverter.UInt32BitsToSingle(0x1FF), 14)); // < 2^-140 → 0
+        // The library's grid rounding agrees on these subnormals too.
+        using var lib = Fp8Cast.RoundToGrid(torch.tensor(new[] { x, -x, BitConverter.UInt32BitsToSingle(0x1FF) }), 14, -126, Rounding.TowardZero);
+        var l = lib.data<float>().ToArray();
+        AssertSameBits(y, l[0]); AssertSameBits(-y, l[1]); AssertSameBits(0f, l[2]);
     }
 
     [Theory]

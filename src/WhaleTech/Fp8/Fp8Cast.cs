@@ -54,10 +54,18 @@ public static class Fp8Cast
         var (_, f) = torch.frexp(a);                                // a = m·2^f, m ∈ [0.5, 1); f int32
         var e = (f - 1).clamp_min(minExponent);                     // floor(log2 a), at least e_min
         var qe = e - mantissaBits;                                  // log2 of the grid spacing
-        var scaled = torch.ldexp(a, qe.neg());                      // a / q, exact
+        var scaled = Pow2Scale(a, qe.neg());                        // a / q, exact
         var steps = rounding == Rounding.NearestEven ? scaled.round() : scaled.trunc();
-        var y = torch.ldexp(steps, qe);                             // back to value, exact (may be inf)
+        var y = Pow2Scale(steps, qe);                               // back to value, exact (may be inf)
         return y.copysign(x).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>t · 2^n in two exact halves: ldexp forms 2^n in float32 first, which overflows (n ≥ 128) or flushes
+    /// to zero (n ≤ −150) for the shifts of float32-sized grids and subnormal inputs, though t · 2^n is representable.</summary>
+    static Tensor Pow2Scale(Tensor t, Tensor n)
+    {
+        var half = n.div(2, rounding_mode: RoundingMode.trunc);
+        return torch.ldexp(torch.ldexp(t, half), n - half);
     }
 
     /// <summary>The FP8 value nearest to each element of <paramref name="x"/>, as float32 (emulated with

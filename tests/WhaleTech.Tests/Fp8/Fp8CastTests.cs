@@ -168,4 +168,16 @@ public class Fp8CastTests
         using var back = Fp8Cast.FromStorage(stored);
         Assert.True(back.allclose(codes, 0, 0));
     }
+
+    [Fact]
+    public void RoundToGridOnTheFloat32GridIsTheIdentityDownToSubnormals()
+    {
+        // p = 23 mantissa bits with e_min = −126 is float32's own grid: every finite float32 must come back unchanged,
+        // including subnormals (m·2^-149), whose shift 2^(23+149) does not fit a float32 (RoundToGrid splits it).
+        var rng = new Random(11);
+        var bits = Enumerable.Range(0, 20000).Select(i => (uint)rng.NextInt64(0, 0x7F800000)).Concat([1u, 2u, 0x7FFFFFu, 0x800000u]).ToArray();
+        var x = bits.Select(b => BitConverter.UInt32BitsToSingle(b) * (rng.Next(2) == 0 ? 1 : -1)).ToArray();
+        using var y = Fp8Cast.RoundToGrid(torch.tensor(x), 23, -126);
+        Assert.Equal(x.Select(BitConverter.SingleToUInt32Bits), y.data<float>().ToArray().Select(BitConverter.SingleToUInt32Bits));
+    }
 }
