@@ -193,6 +193,7 @@ public sealed record ModelConfig
     /// <summary>Parses config.json text; a malformed file or a bad field is a clear WhaleTech error.</summary>
     public static ModelConfig FromJson(string json, string source = "config.json")
     {
+        IO.ConfigFile.RejectDuplicateKeys(json, source);
         ModelConfig? cfg;
         try { cfg = JsonSerializer.Deserialize<ModelConfig>(json, JsonOptions); }
         catch (JsonException e) { throw new WhaleFormatException(source, $"not a valid config.json ({e.Message})", e); }
@@ -200,14 +201,18 @@ public sealed record ModelConfig
         catch (InvalidOperationException e) { throw new WhaleFormatException(source, $"not a valid config.json ({e.Message})", e); }
         catch (ArgumentException e) { throw new WhaleFormatException(source, $"not a valid config.json ({e.Message})", e); } // e.g. lone UTF-16 surrogates
         if (cfg is null) throw new WhaleFormatException(source, "config.json holds null");
+        if (cfg.QLoraRank == 0) cfg = cfg with { QLoraRank = null }; // DeepSeek's inference/configs: q_lora_rank 0 = no query compression
         try { return cfg.Validate(); }
         catch (WhaleArgumentException e) { throw new WhaleFormatException(source, e.Message, e); }
     }
 
     public static ModelConfig Load(string path)
     {
-        if (!File.Exists(path)) throw new WhaleArgumentException("config", path, "must name an existing config.json");
-        return FromJson(File.ReadAllText(path), path);
+        var text = IO.ConfigFile.ReadText("config", path);
+        IO.ConfigFile.RejectDuplicateKeys(text, path);
+        try { using var doc = JsonDocument.Parse(text, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); IO.ConfigFile.CheckFields(doc.RootElement, path); }
+        catch (JsonException e) { throw new WhaleFormatException(path, $"not a valid config.json ({e.Message})", e); }
+        return FromJson(text, path);
     }
 
     public void Save(string path) => IO.AtomicFile.WriteAllText(path, ToJson());
@@ -215,11 +220,24 @@ public sealed record ModelConfig
     // ---- tiny presets for tests, samples and the tour -------------------------------------------
 
     /// <summary>A tiny dense model of the given attention kind, for CPU tests and demos.</summary>
-    public static ModelConfig Tiny(string attention = "mla", int vocab = 64, int hidden = 64, int layers = 2, int heads = 4) => new ModelConfig
+    public static ModelConfig Tiny(string attention = "mla", int vocab = 64, int hidden = 64, int layers = 2, int heads = 4) => TinyArguments(attention, vocab, hidden, layers, heads) ?? new ModelConfig
     {
         VocabSize = vocab, HiddenSize = hidden, IntermediateSize = hidden * 8 / 3 / 8 * 8 + 8, NumHiddenLayers = layers,
         NumAttentionHeads = heads, NumKeyValueHeads = attention == "gqa" ? Math.Max(1, heads / 2) : heads,
         KvLoraRank = hidden / 2, QLoraRank = null, QkNopeHeadDim = hidden / heads, QkRopeHeadDim = hidden / heads / 2,
         VHeadDim = hidden / heads, Attention = attention, MaxPositionEmbeddings = 256,
     }.Validate();
+
+    /// <summary>Tiny's own arguments, checked before any division by them (always null or a throw).</summary>
+    static ModelConfig? TinyArguments(string attention, int vocab, int hidden, int layers, int heads)
+    {
+        Guard.OneOf("attention", attention, "mla", "mha", "gqa", "mqa");
+        Guard.Positive("vocab", vocab);
+        Guard.Positive("hidden", hidden);
+        Guard.Positive("layers", layers);
+        Guard.Positive("heads", heads);
+        if (hidden % heads != 0 || hidden / heads < 4 || (hidden / heads) % 4 != 0)
+            throw new WhaleArgumentException("heads", heads, $"must divide hidden = {hidden} into heads of a multiple of 4 dimensions (hidden / heads ≥ 4)");
+        return null;
+    }
 }
