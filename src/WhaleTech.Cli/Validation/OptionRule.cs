@@ -142,7 +142,11 @@ public sealed record OptionRule(ValueKind Kind)
                 break;
             case ValueKind.OutDir: Paths.WritableFolder(name, (string)value); break;
             case ValueKind.OutFile: Paths.WritableFile(name, (string)value); break;
-            case ValueKind.OutPrefix: Paths.WritableFile(name, (string)value + ".json"); break;
+            case ValueKind.OutPrefix:
+                if (string.IsNullOrWhiteSpace((string)value) || Directory.Exists((string)value))
+                    throw new WhaleArgumentException(name, value, "must be a file name without extension (name.json, name.md … are written), not a folder or empty");
+                Paths.WritableFile(name, (string)value + ".json");
+                break;
             case ValueKind.InFile: Paths.ReadableFile(name, (string)value); break;
             case ValueKind.InDir: Paths.ExistingFolder(name, (string)value); break;
         }

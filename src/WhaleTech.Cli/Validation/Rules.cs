@@ -32,7 +32,7 @@ public static class Rules
         ["--top-p"] = Real(0, 1, minExclusive: true, note: "1 = off"),
         ["--lr"] = Real(0, 10, minExclusive: true),
         ["--steps"] = Int(1, Million),
-        ["--hidden"] = Int(4, 65536),
+        ["--hidden"] = Int(4, 65536, "a multiple of 4 × --heads"),
         ["--layers"] = Int(1, 1024),
         ["--heads"] = Int(1, 1024),
         ["--batch"] = Int(1, 65536),
@@ -67,7 +67,8 @@ public static class Rules
         ["mla quality --out"] = OutDir,
         ["moe experiment --out"] = OutDir,
         ["moe experiment --batch-size"] = Int(1, 65536),
-        ["moe experiment --hidden"] = Int(4, 65536, "a multiple of 4"),
+        ["moe experiment --hidden"] = Int(16, 65536, "a multiple of 16: 4 heads of a multiple of 4 dimensions"),
+        ["fp8 train --hidden"] = Int(16, 65536, "a multiple of 16: 4 heads of a multiple of 4 dimensions"),
         ["moe experiment --experts"] = Int(2, 1024),
         ["moe experiment --top-k"] = Int(1, 1024, "≤ --experts"),
         ["moe experiment --shared"] = Int(0, 64),
@@ -141,6 +142,7 @@ public static class Rules
         ["--max-coefficient"] = Int(1, 1000),
         ["--held-out"] = Int(1, 100_000),
         ["--rewards"] = Text("accuracy, format, partial with weights, e.g. accuracy:1,format:0.1", (_, _) => { }),
+        ["--hidden"] = Int(4, 65536, "a multiple of 4 × --heads"),
         ["--moe-experts"] = Int(0, 1024, "0 = dense"),
         ["--moe-top-k"] = Int(1, 1024, "≤ --moe-experts"),
         ["--sft-steps"] = Int(0, Million),
@@ -355,29 +357,28 @@ public static class Rules
     {
         "train lm" => v =>
         {
-            var cfg = v.Library(() => ModelConfig.Tiny(v.Str("--attention"), vocab: Tokenizer.VocabSize, hidden: v.Int("--hidden"), layers: v.Int("--layers"), heads: v.Int("--heads")));
+            var cfg = Tiny(v.Str("--attention"), v.Int("--hidden"), v.Int("--layers"), v.Int("--heads"));
             double moments = v.Str("--optimizer-moments") == "bf16" ? 2 : 4;
             MemoryEstimate.ForTraining(cfg, v.Int("--batch"), v.Int("--seq-len"), moments).EnsureFits("--hidden/--layers/--batch/--seq-len");
             if (v.Get<string?>("--text") is { } text) TextFile("--text", text, v.Int("--seq-len"));
         },
         "mtp train" => v =>
         {
-            var cfg = v.Library(() => ModelConfig.Tiny(v.Str("--attention"), vocab: Tokenizer.VocabSize, hidden: v.Int("--hidden"), layers: v.Int("--layers"), heads: v.Int("--heads")) with { NumNextnPredictLayers = v.Int("--depth") });
+            var cfg = Tiny(v.Str("--attention"), v.Int("--hidden"), v.Int("--layers"), v.Int("--heads")) with { NumNextnPredictLayers = v.Int("--depth") };
             MemoryEstimate.ForTraining(cfg, v.Int("--batch"), v.Int("--seq-len")).EnsureFits("--hidden/--layers/--depth/--batch/--seq-len");
         },
         "fp8 train" => v =>
         {
-            var cfg = v.Library(() => ModelConfig.Tiny("mla", vocab: Tokenizer.VocabSize, hidden: v.Int("--hidden"), layers: v.Int("--layers"), heads: 4));
+            var cfg = Tiny("mla", v.Int("--hidden"), v.Int("--layers"), 4);
             MemoryEstimate.ForTraining(cfg, v.Int("--batch"), v.Int("--seq-len")).Add("FP8 copies", MemoryEstimate.Parameters(cfg) * 4).EnsureFits("--hidden/--layers/--batch/--seq-len");
         },
         "moe experiment" => v =>
         {
             if (v.Int("--top-k") > v.Int("--experts")) throw new WhaleArgumentException("--top-k", v.Int("--top-k"), $"must be ≤ --experts = {v.Int("--experts")}");
-            if (v.Int("--hidden") % 4 != 0) throw new WhaleArgumentException("--hidden", v.Int("--hidden"), "must be a multiple of 4 (4 attention heads)");
-            var cfg = v.Library(() => ModelConfig.Tiny("mla", vocab: Tokenizer.VocabSize, hidden: v.Int("--hidden"), layers: v.Int("--layers"), heads: 4) with
+            var cfg = Tiny("mla", v.Int("--hidden"), v.Int("--layers"), 4) with
             {
                 NRoutedExperts = v.Int("--experts"), NumExpertsPerTok = v.Int("--top-k"), NSharedExperts = v.Int("--shared"), MoeIntermediateSize = v.Int("--expert-width"),
-            });
+            };
             MemoryEstimate.ForTraining(cfg, v.Int("--batch-size"), v.Int("--seq-len")).EnsureFits("--hidden/--layers/--experts/--expert-width/--batch-size/--seq-len");
         },
         "mla bench" => v =>
@@ -450,9 +451,20 @@ public static class Rules
         _ => null,
     };
 
+    /// <summary>ModelConfig.Tiny with its coupling of --hidden and --heads checked first, naming both options.</summary>
+    static ModelConfig Tiny(string attention, int hidden, int layers, int heads)
+    {
+        if (hidden % heads != 0 || (hidden / heads) % 4 != 0)
+            throw new WhaleArgumentException(heads == 4 && attention == "mla" ? "--hidden" : "--hidden/--heads", $"{hidden}/{heads}",
+                $"--hidden must be a multiple of 4 × --heads (each head gets --hidden / --heads dimensions, a multiple of 4 for RoPE's pairs); e.g. --hidden {Math.Max(4 * heads, (hidden + 4 * heads - 1) / (4 * heads) * 4 * heads)}");
+        return ModelConfig.Tiny(attention, vocab: Tokenizer.VocabSize, hidden: hidden, layers: layers, heads: heads);
+    }
+
     /// <summary>GRPO's memory: the policy (and a reference copy when β > 0) trained on SFT batches, then on P × G rollouts.</summary>
     public static void GrpoMemory(WhaleTech.Grpo.GrpoOptions o, bool grpo)
     {
+        WhaleTech.Grpo.Rewards.Parse(o.Rewards, o.CreateTask());
+        Tiny(o.Attention, o.Hidden, o.Layers, o.Heads);
         var cfg = WhaleTech.Grpo.Policy.Config(o);
         var sft = MemoryEstimate.ForTraining(cfg, o.SftBatch, 64, o.OptimizerMoments == WhaleTech.Training.MomentPrecision.Bf16 ? 2 : 4);
         sft.EnsureFits("--hidden/--layers/--heads/--moe-experts/--sft-batch");
