@@ -426,7 +426,7 @@ public static class Rules
             if (prompt + newTokens > cfg.MaxPositionEmbeddings)
                 throw new WhaleArgumentException(path == "generate" ? "--max-new-tokens" : "--new-tokens", newTokens,
                     $"must keep prompt + new tokens ≤ the model's max_position_embeddings = {cfg.MaxPositionEmbeddings} (longest prompt: {prompt} tokens)");
-            MemoryEstimate.ForInference(cfg, batch, prompt + newTokens).EnsureFits(path == "generate" ? "--model/--prompt/--max-new-tokens" : "--model/--batch-size/--new-tokens");
+            MemoryEstimate.ForInference(cfg, batch, prompt + newTokens).EnsureFits((path == "generate" ? "--model/--prompt/--max-new-tokens" : "--model/--batch-size/--new-tokens") + " (" + MemoryEstimate.Sizes(cfg) + ")");
         },
         "checkpoint generate" => v =>
         {
@@ -439,14 +439,14 @@ public static class Rules
                     throw new WhaleArgumentException("--ids", bad, $"must be token ids < vocab_size = {cfg.VocabSize}");
             }
             int longest = prompts.Max(p => p.Length) + v.Int("--max-new-tokens");
-            MemoryEstimate.ForInference(cfg, prompts.Length, longest).EnsureFits("folder/--ids/--max-new-tokens");
+            MemoryEstimate.ForInference(cfg, prompts.Length, longest).EnsureFits("folder/--ids/--max-new-tokens (" + MemoryEstimate.Sizes(cfg) + ")");
         },
         "checkpoint inspect" or "checkpoint convert" or "checkpoint parity" => v =>
         {
             var folder = v.Str(path == "checkpoint convert" ? "from" : "folder");
             var cfg = v.Library(() => WhaleTech.IO.HubConfig.Load(folder));
-            if (path == "checkpoint inspect") MemoryEstimate.ForModel(WhaleTech.IO.HubInspection.Skeleton(cfg)).EnsureFits("folder (num_hidden_layers, n_routed_experts)");
-            else MemoryEstimate.ForInference(cfg, 2, 64).EnsureFits("folder (the checkpoint's model)");
+            if (path == "checkpoint inspect") MemoryEstimate.ForModel(WhaleTech.IO.HubInspection.Skeleton(cfg)).EnsureFits("folder (" + MemoryEstimate.Sizes(cfg) + ")");
+            else MemoryEstimate.ForInference(cfg, 2, 64).EnsureFits("folder (" + MemoryEstimate.Sizes(cfg) + ")");
         },
         _ => null,
     };

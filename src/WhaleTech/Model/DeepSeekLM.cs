@@ -46,7 +46,7 @@ public sealed partial class DeepSeekLM : nn.Module<Tensor, Tensor>
     public DeepSeekLM(ModelConfig config, LinearFactory? linear = null, MlpFactory? moe = null) : base("DeepSeekLM")
     {
         Config = config.Validate();
-        WhaleTech.Runtime.MemoryEstimate.ForModel(config).EnsureFits("model size (hidden_size, num_hidden_layers, vocab_size, experts)");
+        WhaleTech.Runtime.MemoryEstimate.ForModel(config).EnsureFits("model size (" + WhaleTech.Runtime.MemoryEstimate.Sizes(config) + ")");
         linear ??= Linears.Standard(config.InitializerRange);
         moe ??= DefaultMoe;
         model = new DeepSeekModel(config, linear, moe);

@@ -104,11 +104,21 @@ public sealed record ModelConfig
 
     // ---- validation ----------------------------------------------------------------------------
 
+    /// <summary>Largest num_hidden_layers, num_attention_heads and n_routed_experts WhaleTech builds.</summary>
+    public const int MaxLayers = 4096, MaxHeads = 4096, MaxExperts = 4096;
+
     /// <summary>Checks every field; throws <see cref="WhaleArgumentException"/> naming the first bad one.</summary>
     public ModelConfig Validate()
     {
         Guard.Positive("vocab_size", VocabSize);
         Guard.Positive("hidden_size", HiddenSize);
+        // Structural limits (DeepSeek-V3: 61 layers, 128 heads, 256 experts): beyond them a model's module tree
+        // alone would not fit any machine, whatever its widths.
+        Guard.InRange("num_hidden_layers", NumHiddenLayers, 1, MaxLayers);
+        Guard.InRange("num_attention_heads", NumAttentionHeads, 1, MaxHeads);
+        if (NRoutedExperts is int experts) Guard.InRange("n_routed_experts", experts, 1, MaxExperts);
+        if (NSharedExperts is int sharedExperts) Guard.InRange("n_shared_experts", sharedExperts, 0, MaxExperts);
+        Guard.InRange("num_nextn_predict_layers", NumNextnPredictLayers, 0, 64);
         Guard.Positive("intermediate_size", IntermediateSize);
         Guard.Positive("num_hidden_layers", NumHiddenLayers);
         Guard.Positive("num_attention_heads", NumAttentionHeads);

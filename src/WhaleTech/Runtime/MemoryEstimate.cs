@@ -132,6 +132,11 @@ public sealed class MemoryEstimate
         return total;
     }
 
+    /// <summary>The sizes of <paramref name="c"/> an estimate depends on, for messages: "hidden_size 64, num_hidden_layers 2, …".</summary>
+    public static string Sizes(ModelConfig c)
+        => $"hidden_size {c.HiddenSize}, num_hidden_layers {c.NumHiddenLayers}, vocab_size {c.VocabSize}, intermediate_size {c.IntermediateSize}"
+           + (c.NRoutedExperts is int e ? $", n_routed_experts {e}, moe_intermediate_size {c.MoeIntermediateSize}" : "");
+
     /// <summary>Native-object overhead of the module tree (TorchSharp modules and tensor handles), per layer and expert.</summary>
     public static double Structure(ModelConfig c)
     {
