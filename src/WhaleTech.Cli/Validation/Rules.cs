@@ -445,6 +445,8 @@ public static class Rules
         {
             var folder = v.Str(path == "checkpoint convert" ? "from" : "folder");
             var cfg = v.Library(() => WhaleTech.IO.HubConfig.Load(folder));
+            if (path == "checkpoint parity" && !File.Exists(Path.Combine(folder, WhaleTech.IO.HubParity.ReferenceFile)))
+                throw new WhaleArgumentException("folder", folder, $"must hold {WhaleTech.IO.HubParity.ReferenceFile} (tools/hf/make_fixtures.py or `whale checkpoint export-parity`)");
             if (path == "checkpoint inspect") MemoryEstimate.ForModel(WhaleTech.IO.HubInspection.Skeleton(cfg)).EnsureFits("folder (" + MemoryEstimate.Sizes(cfg) + ")");
             else MemoryEstimate.ForInference(cfg, 2, 64).EnsureFits("folder (" + MemoryEstimate.Sizes(cfg) + ")");
         },
