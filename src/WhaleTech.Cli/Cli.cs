@@ -22,6 +22,7 @@ public static class Cli
     /// (WHALETECH_TRACE=1 adds the stack trace). Nothing is run before the checks pass.</summary>
     public static int Run(RootCommand root, string[] args)
     {
+        if (!root.Options.Any(o => o.Name == Validation.Rules.MaxMemoryName)) Validation.Rules.Apply(root);   // a tree not built by WhaleCommands.Root()
         var parsed = root.Parse(args);
         var command = parsed.CommandResult.Command;
         if (parsed.Errors.Count > 0)
