@@ -386,7 +386,9 @@ public static class Rules
             var shapes = Cli.ParseShapes(v.Str("--shapes"));
             double perToken = (double)shapes.Heads * (shapes.NopeDim + shapes.RopeDim + shapes.VDim);   // MHA materialized, the largest cache
             double batch = v.Get<long[]?>("--batch") is { Length: > 0 } b ? b.Max() : 4, context = v.Get<long[]?>("--context") is { Length: > 0 } c ? c.Max() : 1024;
-            new MemoryEstimate().Add("KV cache (largest point, MHA)", batch * context * perToken * 4 * 2).Add("copy-bandwidth buffers", 2 * (256 << 20))
+            double budget = DecodeGrid.CpuDefault.MemoryBudgetGiB * (1L << 30);      // points whose caches exceed it are skipped
+            new MemoryEstimate().Add("KV caches (largest point, MHA; points over the grid's budget are skipped)", Math.Min(batch * context * perToken * 4 * 2, budget))
+                .Add("copy-bandwidth buffers", 2 * (256 << 20))
                 .EnsureFits("--batch/--context");
         },
         "fp8 lab" => v =>
