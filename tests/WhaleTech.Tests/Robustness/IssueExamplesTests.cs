@@ -46,6 +46,8 @@ public class IssueExamplesTests(RobustnessFixture fx) : IClassFixture<Robustness
         { "'nosuch' is not a command of whale grpo", ["grpo", "nosuch"] },
         { "--bessel", ["grpo", "train", "--bessel", "maybe"] },
         { "--max-memory", ["train", "lm", "--max-memory", "lots"] },
+        { "must fit in 1 MiB of --max-memory", ["train", "lm", "--max-memory", "1MiB"] },
+        { "--model", ["kv", "--model", "/definitely/not/here.json"] },
         { "--out", ["mla", "bench", "--out", "/proc/whale-unwritable/x.json"] },
     };
 
