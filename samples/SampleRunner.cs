@@ -32,10 +32,18 @@ public static class SampleRunner
         var sample = All.FirstOrDefault(s => s.Number == number || s.Number == number.PadLeft(2, '0'))
             ?? throw new WhaleArgumentException("sample", number, "must be one of " + string.Join(", ", All.Select(s => s.Number)));
         var dir = Path.Combine(outRoot, sample.Number);
+        // Created for the sample's files; removed again (with an out root made here) when the sample wrote none,
+        // so a sample without plots (02, 10) leaves no empty folder behind.
+        var created = new[] { outRoot, dir }.Where(d => !Directory.Exists(d)).ToList();
         Directory.CreateDirectory(dir);
         var o = output ?? Console.Out;
         o.WriteLine($"== Sample {sample.Number}: {sample.Title}");
-        sample.Run(new SampleContext(device, dir, quick, o));
+        try { sample.Run(new SampleContext(device, dir, quick, o)); }
+        finally
+        {
+            foreach (var d in Enumerable.Reverse(created))
+                if (Directory.Exists(d) && !Directory.EnumerateFileSystemEntries(d).Any()) Directory.Delete(d);
+        }
     }
 
     public static int RunCommandLine(string[] args)

@@ -1,5 +1,5 @@
 // A benchmark suite: one class per file in Suites/, listed once in SuiteRegistry.All.
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
 using static TorchSharp.torch;
 
 namespace WhaleTech.Benchmarks;

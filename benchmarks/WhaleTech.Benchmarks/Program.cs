@@ -6,7 +6,7 @@
 // Results go to benchmarks/results/<machine-tag>/ unless --out says otherwise. Suites are listed in
 // SuiteRegistry.cs. Usage mistakes (unknown suite or flag, bad device) exit with code 2.
 using System.CommandLine;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
 using WhaleTech.Benchmarks;
 using WhaleTech.Runtime;
 

@@ -7,6 +7,8 @@ using System.Diagnostics;
 using TorchSharp;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Attention;
+using WhaleTech.Core;
 
 namespace WhaleTech.Samples;
 
@@ -34,7 +36,7 @@ public static class S01AttentionKvCache
             double tFull = sw.Elapsed.TotalSeconds;
             bool same = cached.Completions.Zip(recomputed.Completions).All(p => p.First.SequenceEqual(p.Second));
             using var cache = model.CreateCache(1, 256);
-            ctx.Out.WriteLine($"{kind.ToUpperInvariant(),-4} kv heads {cfg.EffectiveKvHeads}: same tokens with and without cache: {same}; " +
+            ctx.Out.WriteLine($"{kind.ToUpperInvariant(),-4} kv heads {StandardAttentionVariant.KvHeadsOf(cfg)}: same tokens with and without cache: {same}; " +
                               $"{2 * newTokens / tCached,6:F0} vs {2 * newTokens / tFull,6:F0} tokens/s; cache for 1 × 256 tokens: {cache.Bytes / 1024.0:F0} KiB");
         }
         ctx.Out.WriteLine("MHA caches 2·H·Dh numbers per token per layer, GQA 2·Hkv·Dh, MQA 2·Dh — sample 02 shows MLA's latent.");

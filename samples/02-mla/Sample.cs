@@ -7,6 +7,7 @@ using TorchSharp;
 using WhaleTech.Attention;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Samples;
 

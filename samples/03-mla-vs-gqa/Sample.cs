@@ -11,6 +11,8 @@
 using WhaleTech.Attention;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
+using WhaleTech.Lab.Mla;
 
 namespace WhaleTech.Samples;
 

@@ -7,6 +7,7 @@ using TorchSharp;
 using WhaleTech.Model;
 using WhaleTech.Moe;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Samples;
 

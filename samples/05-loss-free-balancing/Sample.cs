@@ -4,6 +4,7 @@
 // This sample trains the same tiny MoE LM without balancing, with an auxiliary loss, and loss-free, and
 // prints each run's validation loss and MaxVio_global (max load / mean load − 1 over an eval set).
 using WhaleTech.Moe;
+using WhaleTech.Lab.Moe;
 
 namespace WhaleTech.Samples;
 

@@ -7,6 +7,7 @@
 // Shapes: x [R, C] (R tokens, C channels); the lab uses 8 outlier channels or tokens.
 using WhaleTech.Fp8;
 using static TorchSharp.torch;
+using WhaleTech.Lab.Fp8;
 
 namespace WhaleTech.Samples;
 
@@ -69,7 +70,8 @@ public static class S06Fp8Formats
         plt.Axes.Bottom.SetTicks([0, 1, 2], ["no outliers", "channels ×1e4", "channels ×1e5"]);
         plt.Axes.Left.Label.Text = "bulk SQNR (dB)";
         plt.Title($"E4M3 SQNR by scale granularity ({rows}×{cols})");
-        plt.ShowLegend();
+        plt.Axes.Margins(horizontal: 0.08);                          // the end points and tick labels stay inside
+        plt.ShowLegend(ScottPlot.Edge.Right);                        // outside the data: covers no point
         var path = Path.Combine(ctx.OutDir, "sqnr_by_granularity.png");
         plt.SavePng(path, 640, 400);
         ctx.Out.WriteLine($"Plot: {path}. The full 8192×4096 lab: whale fp8 lab (results in benchmarks/results/fp8/).");

@@ -10,6 +10,7 @@
 // Shapes: x [N, K] tokens × in-features, W [M, K], y [N, M].
 using WhaleTech.Fp8;
 using static TorchSharp.torch;
+using WhaleTech.Lab.Fp8;
 
 namespace WhaleTech.Samples;
 
@@ -62,7 +63,7 @@ public static class S07Fp8Training
         plt.Axes.Bottom.Label.Text = "step";
         plt.Axes.Left.Label.Text = "training loss (nats/char)";
         plt.Title("BF16 vs DeepSeek-V3 FP8 recipe (simulated)");
-        plt.ShowLegend();
+        plt.ShowLegend(ScottPlot.Edge.Right);                        // outside the data: covers no curve
         var path = Path.Combine(ctx.OutDir, "loss.png");
         plt.SavePng(path, 640, 400);
         ctx.Out.WriteLine($"Plot: {path}. More seeds and steps: whale fp8 train (results in benchmarks/results/fp8/).");

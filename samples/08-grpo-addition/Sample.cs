@@ -10,6 +10,7 @@
 // Shapes: P prompts per step, G generations per prompt, B = P·G sequences, T completion tokens.
 using WhaleTech.Grpo;
 using static TorchSharp.torch;
+using WhaleTech.Lab.Grpo;
 
 namespace WhaleTech.Samples;
 

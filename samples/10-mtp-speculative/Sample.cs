@@ -11,6 +11,7 @@
 // Shapes: B batch, T time, D hidden, V vocab; the MTP module sees h [B, T−1, D] and Emb(t_{i+1}) [B, T−1, D].
 using WhaleTech.Model;
 using WhaleTech.Training;
+using WhaleTech.Lab.Mtp;
 
 namespace WhaleTech.Samples;
 

@@ -7,6 +7,7 @@
 using WhaleTech.IO;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Hub;
 
 namespace WhaleTech.Samples;
 

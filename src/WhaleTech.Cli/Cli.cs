@@ -103,10 +103,10 @@ public static class Cli
     }
 
     /// <summary>--shapes v3|v2-lite → the attention shapes of one layer.</summary>
-    public static WhaleTech.Attention.AttentionShapes ParseShapes(string name) => name.Trim().ToLowerInvariant() switch
+    public static WhaleTech.Lab.Mla.AttentionShapes ParseShapes(string name) => name.Trim().ToLowerInvariant() switch
     {
-        "v3" or "deepseek-v3" => WhaleTech.Attention.AttentionShapes.V3,
-        "v2-lite" or "deepseek-v2-lite" => WhaleTech.Attention.AttentionShapes.V2Lite,
+        "v3" or "deepseek-v3" => WhaleTech.Lab.Mla.AttentionShapes.V3,
+        "v2-lite" or "deepseek-v2-lite" => WhaleTech.Lab.Mla.AttentionShapes.V2Lite,
         _ => throw new WhaleArgumentException("--shapes", name, "must be v3 or v2-lite"),
     };
 

@@ -18,7 +18,6 @@ public static class WhaleCommands
             TourCommand.Build(),
             TrainCommand.Build(),
             GenerateCommand.Build(),
-            NotebookCommand.Build(),
             KvCommand.Build(),
             MlaCommand.Build(),
             MoeCommand.Build(),

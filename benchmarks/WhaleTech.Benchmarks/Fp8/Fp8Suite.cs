@@ -17,10 +17,11 @@
 // uses the FP8 tensor cores on Hopper; `deepseek-v3-real` runs DeepSeek-V3's 1×128 / 128×128 scales on real float8
 // (Fp8BlockScaledMatmul: one _scaled_mm per 128-wide K block plus a float32 scale-and-add over the output per block).
 using TorchSharp;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
 using WhaleTech.Fp8;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Lab.Fp8;
 
 namespace WhaleTech.Benchmarks;
 
@@ -58,8 +59,8 @@ public sealed class Fp8Suite : ISuite
                 using var x = randn(n, n, device: device);                                  // [n, n]
                 var t = Measure.Run(device, () => Fp8Quantizer.FakeQuantize(x, Fp8Format.E4M3, g), options.Warmup, options.Repetitions);
                 double bytes = 4.0 * n * n;
-                Console.WriteLine($"  quantize {Fp8Lab.GranularityName(g)} n={n}: {bytes / t.MedianSeconds / 1e9:F2} GB/s, {t}");
-                yield return new BenchmarkRow("quantize " + Fp8Lab.GranularityName(g)).With("n", n)
+                Console.WriteLine($"  quantize {Fp8Granularities.Name(g)} n={n}: {bytes / t.MedianSeconds / 1e9:F2} GB/s, {t}");
+                yield return new BenchmarkRow("quantize " + Fp8Granularities.Name(g)).With("n", n)
                     .Add("gbps", bytes / t.MedianSeconds / 1e9, "GB/s").Add("ms", t.MedianMs, "ms").AddTiming(t);
             }
     }
@@ -100,7 +101,7 @@ public sealed class Fp8Suite : ISuite
         foreach (var recipe in new[] { Fp8Recipe.Bf16, nativeV3, emulatedV3, Fp8Recipe.DeepSeekV3Real, Fp8Recipe.HybridPerTensor, Fp8Recipe.HybridPerTensorReal })
         {
             torch.manual_seed(1);
-            var config = Model.ModelConfig.Tiny("mla", vocab: 64, hidden: hidden, layers: layers, heads: 4);
+            var config = Core.ModelConfig.Tiny("mla", vocab: 64, hidden: hidden, layers: layers, heads: 4);
             using var model = new Model.DeepSeekLM(config, Fp8Linears.Factory(recipe, initStd: config.InitializerRange));
             model.to(device);
             var trainer = new Training.LmTrainer(model, new Training.TrainOptions { Steps = 1_000_000, BatchSize = batch, SequenceLength = seq, WarmupSteps = 1 }) { Warn = _ => { } };

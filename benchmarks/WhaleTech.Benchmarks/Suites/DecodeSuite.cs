@@ -5,10 +5,11 @@
 // MHA model of the same width with its K/V cache. tokens/s = batch · new tokens / median wall time.
 using TorchSharp;
 using WhaleTech.Attention;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Benchmarks;
 

@@ -4,7 +4,7 @@
 // A model's prefill is bounded by the first, its decode step by the second (DeepSeek-V3 §3, MLA's point
 // is to shrink what decode must read). Placeholder suite until the decode suite lands.
 using TorchSharp;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
 

@@ -4,11 +4,12 @@
 // TorchSharp binds no cuda.memory_allocated. Flat lines = no native leak.
 using System.Diagnostics;
 using TorchSharp;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using WhaleTech.Training;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Benchmarks;
 

@@ -3,9 +3,10 @@
 // the achieved GB/s (see Attention/DecodeBenchmark.cs).
 using WhaleTech.Attention;
 using TorchSharp;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Lab.Mla;
 
 namespace WhaleTech.Benchmarks;
 

@@ -3,11 +3,13 @@
 // bias that imposes imbalance. CPU: a scaled-down V2-Lite-like layer; CUDA: the V2-Lite layer of issue 4
 // (d_model 2048, 64 routed experts of width 1408, top-6, 2 shared, bf16).
 using TorchSharp;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
 using WhaleTech.Model;
 using WhaleTech.Moe;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Core;
+using WhaleTech.Lab.Moe;
 
 namespace WhaleTech.Benchmarks;
 

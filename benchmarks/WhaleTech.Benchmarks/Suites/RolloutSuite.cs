@@ -5,11 +5,12 @@
 // the GRPO rollout (Grpo/Rollout.cs) runs the same cached forward, only its sampler differs (per-sample streams).
 // tokens/s = sequences · new tokens / median wall time; speedup = cached tokens/s / recompute tokens/s.
 using TorchSharp;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
 using WhaleTech.Grpo;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Benchmarks;
 

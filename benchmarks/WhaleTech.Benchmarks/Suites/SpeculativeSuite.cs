@@ -6,9 +6,10 @@
 // must be). The MTP module costs about one layer, so deeper main models gain more; batching keeps the worst row's
 // acceptance per round, so it lowers tokens per forward.
 using TorchSharp;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
 using WhaleTech.Training;
 using static TorchSharp.torch;
+using WhaleTech.Lab.Mtp;
 
 namespace WhaleTech.Benchmarks;
 

@@ -11,6 +11,8 @@ using TorchSharp;
 using WhaleTech.IO;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
+using WhaleTech.Core;
+using WhaleTech.Hub;
 
 namespace WhaleTech.Cli.Commands;
 
@@ -64,7 +66,7 @@ public static class CheckpointCommand
             Cli.PrintTable("config", [
                 ("model_type", $"{c.ModelType} ({string.Join(", ", c.Architectures ?? [])})"),
                 ("layers / hidden / heads", $"{c.NumHiddenLayers} / {c.HiddenSize} / {c.NumAttentionHeads}"),
-                ("attention", c.AttentionKind == AttentionKind.Mla
+                ("attention", c.IsMla
                     ? $"MLA: q_lora {c.QLoraRank?.ToString() ?? "none"}, kv_lora {c.KvLoraRank}, nope/rope/v {c.QkNopeHeadDim}/{c.QkRopeHeadDim}/{c.VHeadDim}"
                     : c.Attention),
                 ("MoE", c.NRoutedExperts is int e

@@ -15,6 +15,7 @@ using WhaleTech.Fp8;
 using WhaleTech.IO;
 using WhaleTech.Runtime;
 using WhaleTech.Training;
+using WhaleTech.Lab.Fp8;
 
 namespace WhaleTech.Cli.Commands;
 
@@ -307,7 +308,7 @@ public static class Fp8Command
                 plot.Title($"Relative training-loss gap vs {baseline} (20-step window, mean over seeds)");
                 plot.XLabel("step");
                 plot.YLabel("gap (%)");
-                plot.ShowLegend();
+                plot.ShowLegend(ScottPlot.Edge.Right);                       // outside the data area
                 AtomicFile.WriteAllBytes(path + ".png", plot.GetImageBytes(900, 500, ScottPlot.ImageFormat.Png));
                 AnsiConsole.MarkupLine($"wrote {Markup.Escape(path)}.json, .md, .png");
             }

@@ -2,10 +2,12 @@
 using System.CommandLine;
 using Spectre.Console;
 using TorchSharp;
+using WhaleTech.Hub;
 using WhaleTech.Attention;
 using WhaleTech.IO;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
+using WhaleTech.Core;
 
 namespace WhaleTech.Cli.Commands;
 

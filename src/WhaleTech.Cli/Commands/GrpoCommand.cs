@@ -7,6 +7,8 @@ using System.CommandLine;
 using Spectre.Console;
 using WhaleTech.Grpo;
 using WhaleTech.Runtime;
+using WhaleTech.Training;
+using WhaleTech.Lab.Grpo;
 
 namespace WhaleTech.Cli.Commands;
 
@@ -140,6 +142,7 @@ public static class GrpoCommand
             if (initPath is not null) Guard.ExistingFile("--init", initPath);
             bool interactive = !p.GetValue(plain) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
             GrpoSummary summary;
+            using var stop = StopSignal.Listen();
             if (interactive)
             {
                 var table = new Table().Title("whale grpo train").AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
@@ -152,16 +155,22 @@ public static class GrpoCommand
                         SftStep = (s, n, l) => { if (s % 10 == 0 || s == n) { Fill(table, s, n, new() { ["sft/loss"] = l }, "SFT"); ctx.Refresh(); } },
                         Step = (s, n, m) => { Fill(table, s, n, m, "GRPO"); ctx.Refresh(); },
                     };
-                    summary = GrpoRun.Train(options, p.GetValue(outDir)!, dev, initPath, p.GetValue(resume), ev);
+                    summary = GrpoRun.Train(options, p.GetValue(outDir)!, dev, initPath, p.GetValue(resume), ev, stop);
                 });
             }
-            else summary = GrpoRun.Train(options, p.GetValue(outDir)!, dev, initPath, p.GetValue(resume), Events(options, interactive: false));
+            else summary = GrpoRun.Train(options, p.GetValue(outDir)!, dev, initPath, p.GetValue(resume), Events(options, interactive: false), stop);
             Cli.PrintTable("GRPO summary", [
                 ("task", summary.Task), ("seed", summary.Seed.ToString()), ("parameters", summary.Parameters.ToString("N0")),
                 ("steps", summary.Steps.ToString()), ("SFT steps", summary.SftStepsRun?.ToString() ?? "-"), ("held-out at start", summary.SftAccuracy.ToString("P1")),
                 ("held-out final", summary.FinalAccuracy.ToString("P1")), ("held-out best", summary.BestAccuracy.ToString("P1")),
                 ("first step ≥ 95%", summary.FirstStepAtOrAbove95?.ToString() ?? "-"),
                 ("SFT time", $"{summary.SftSeconds:F0} s"), ("GRPO time", $"{summary.GrpoSeconds:F0} s"), ("output", p.GetValue(outDir)!)]);
+            if (summary.Interrupted)
+            {
+                AnsiConsole.MarkupLine($"Interrupted at step {summary.Steps} of {options.Steps}: checkpoint, summary and plots in [bold]{Markup.Escape(p.GetValue(outDir)!)}[/]. " +
+                                       $"Continue with: whale grpo train --out {Markup.Escape(p.GetValue(outDir)!)} --resume");
+                return StopSignal.ExitCode;
+            }
             return 0;
         });
         return cmd;
@@ -217,6 +226,15 @@ public static class GrpoCommand
         int width = 30, done = total == 0 ? width : (int)(width * (double)step / total);
         table.AddRow(phase, $"[green]{new string('█', done)}[/][grey]{new string('░', width - done)}[/] {step}/{total}");
         foreach (var (k, v) in m)
-            if (k != "step") table.AddRow(Markup.Escape(k), v.ToString(Math.Abs(v) >= 100 ? "F0" : "F4"));
+            if (k != "step") table.AddRow(Markup.Escape(k), FormatMetric(v));
+    }
+
+    /// <summary>A live-table value: F0 from 100 up, F4 down to 0.01, below that exponent form with two significant
+    /// digits (a learning rate of 3e-5 reads 3.0e-05, not 0.0000).</summary>
+    public static string FormatMetric(double v)
+    {
+        double a = Math.Abs(v);
+        string format = a == 0 || double.IsNaN(v) || double.IsInfinity(v) ? "G" : a >= 100 ? "F0" : a >= 0.01 ? "F4" : "0.0e+00";
+        return v.ToString(format, System.Globalization.CultureInfo.InvariantCulture);
     }
 }

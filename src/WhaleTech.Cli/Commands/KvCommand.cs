@@ -9,6 +9,8 @@ using Spectre.Console;
 using WhaleTech.Attention;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
+using WhaleTech.Core;
+using WhaleTech.Lab.Mla;
 
 namespace WhaleTech.Cli.Commands;
 

@@ -8,6 +8,7 @@ using WhaleTech.Attention;
 using WhaleTech.IO;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Lab.Mla;
 
 namespace WhaleTech.Cli.Commands;
 

@@ -4,6 +4,7 @@ using System.CommandLine;
 using Spectre.Console;
 using WhaleTech.Moe;
 using WhaleTech.Runtime;
+using WhaleTech.Lab.Moe;
 
 namespace WhaleTech.Cli.Commands;
 

@@ -8,10 +8,14 @@ using System.CommandLine;
 using System.Text.Json;
 using Spectre.Console;
 using TorchSharp;
+using WhaleTech.Lab.Bench;
+using WhaleTech.Hub;
 using WhaleTech.IO;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using WhaleTech.Training;
+using WhaleTech.Core;
+using WhaleTech.Lab.Mtp;
 
 namespace WhaleTech.Cli.Commands;
 
@@ -72,7 +76,7 @@ public static class MtpCommand
             var heldOut = MtpExperiment.EvaluateHeldOut(model, o, dev);
             AnsiConsole.MarkupLine(Markup.Escape(heldOut.ToString()) + $" (nats/char, {heldOut.Batches} held-out batches)");
             var dir = parse.GetValue(outDir)!;
-            StateDict.SavePretrained(model, model.Config, dir);
+            StateDict.SavePretrained(model, model.Config.ToJson(), dir);
             var last = history[^1];
             AtomicFile.WriteAllText(Path.Combine(dir, "train-results.json"), JsonSerializer.Serialize(new
             {
@@ -147,14 +151,14 @@ public static class MtpCommand
             {
                 var resultName = parse.GetValue(name) ?? $"mtp-speculate-{cfg.NumHiddenLayers}l" + (settings.BatchSize > 1 ? $"-b{settings.BatchSize}" : "")
                                  + (settings.Greedy ? "" : $"-t{settings.Temperature.ToString(System.Globalization.CultureInfo.InvariantCulture).Replace('.', 'p')}");
-                var result = new Bench.BenchmarkResult(resultName, $"MTP speculative vs plain decoding (batch {settings.BatchSize}, {mode}) of " + dir,
-                                                       MachineInfo.Collect(dev)) { Plot = new Bench.PlotSpec("tokens_per_s", "layers") };
+                var result = new BenchmarkResult(resultName, $"MTP speculative vs plain decoding (batch {settings.BatchSize}, {mode}) of " + dir,
+                                                       MachineInfo.Collect(dev)) { Plot = new PlotSpec("tokens_per_s", "layers") };
                 result.With("device", dev.ToString()).With("new_tokens", n).With("repetitions", parse.GetValue(reps)).With("warmup", parse.GetValue(warmup))
                       .With("batch", settings.BatchSize).With("temperature", settings.Temperature).With("top_k", settings.TopK).With("top_p", settings.TopP)
                       .With("seed", settings.Seed).With("torch_threads", TorchSharp.torch.get_num_threads());
                 result.Command = "whale " + string.Join(" ", parse.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value));
                 MtpExperiment.AddTo(result, s, cfg);
-                var files = Bench.ResultWriter.Write(result, folder);
+                var files = ResultWriter.Write(result, folder);
                 AnsiConsole.MarkupLine($"wrote {Markup.Escape(files.Json)}");
             }
             return !settings.Greedy || s.AllSame ? 0 : 1;

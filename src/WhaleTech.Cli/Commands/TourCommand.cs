@@ -17,10 +17,18 @@ public static class TourCommand
         { device, outDir, quick, seed };
         cmd.SetAction(parse =>
         {
-            var ctx = new TourContext { Device = Backend.ResolveDevice(parse.GetValue(device)), OutDir = parse.GetValue(outDir)!, Quick = parse.GetValue(quick), Seed = parse.GetValue(seed) };
+            var ctx = new TourContext
+            {
+                Device = Backend.ResolveDevice(parse.GetValue(device)), OutDir = parse.GetValue(outDir)!, Quick = parse.GetValue(quick), Seed = parse.GetValue(seed),
+                CommandLine = AsTyped(parse),
+            };
             TourRunner.Run(ctx);
             return 0;
         });
         return cmd;
     }
+
+    /// <summary>The command as the user typed it (`whale` and the parsed tokens; nothing added for defaults).</summary>
+    public static string AsTyped(ParseResult parse) =>
+        string.Join(" ", new[] { "whale" }.Concat(parse.Tokens.Select(t => t.Value.Length > 0 && !t.Value.Any(char.IsWhiteSpace) ? t.Value : "'" + t.Value + "'")));
 }

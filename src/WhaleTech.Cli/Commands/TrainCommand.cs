@@ -7,6 +7,7 @@ using WhaleTech.IO;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using WhaleTech.Training;
+using WhaleTech.Core;
 
 namespace WhaleTech.Cli.Commands;
 
@@ -26,9 +27,11 @@ public static class TrainCommand
         var seed = new Option<int>("--seed") { Description = "Random seed (weights and data).", DefaultValueFactory = _ => 1 };
         var text = new Option<string?>("--text") { Description = "Train on this text file instead of the synthetic corpus (characters outside the tokenizer's alphabet are an error)." };
         var moments = new Option<string>("--optimizer-moments") { Description = "AdamW moment storage: fp32, or bf16 as in DeepSeek-V3 §3.3 (half the optimizer memory).", DefaultValueFactory = _ => "fp32" };
-        var outDir = new Option<string>("--out") { Description = "Folder for config.json + model.safetensors.", DefaultValueFactory = _ => "runs/tiny-lm" };
+        var outDir = new Option<string>("--out") { Description = "Folder for config.json + model.safetensors, metrics.jsonl, tensorboard/ and checkpoint/.", DefaultValueFactory = _ => "runs/tiny-lm" };
+        var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Write <out>/checkpoint every N steps (weights, AdamW state, step, data position); 0 = only at the end or on Ctrl-C.", DefaultValueFactory = _ => 50 };
+        var resume = new Option<bool>("--resume") { Description = "Continue from <out>/checkpoint (its stored configuration and options win); bit-exact with an uninterrupted run." };
         var lm = new Command("lm", "Train a small DeepSeek-style language model on the CPU in about a minute and save it.")
-        { device, attention, hidden, layers, heads, steps, batch, seqLen, lr, seed, text, moments, outDir };
+        { device, attention, hidden, layers, heads, steps, batch, seqLen, lr, seed, text, moments, outDir, checkpointEvery, resume };
         lm.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -44,7 +47,14 @@ public static class TrainCommand
                 (trainText, evalText) = (all[..split], all[split..]);
             }
             else (trainText, evalText) = (new SyntheticCorpus(60000, s).Text, new SyntheticCorpus(8000, s + 1000).Text);
-            var cfg = ModelConfig.Tiny(parse.GetValue(attention)!, vocab: tok.VocabSize, hidden: parse.GetValue(hidden), layers: parse.GetValue(layers), heads: parse.GetValue(heads));
+            var dir = parse.GetValue(outDir)!;
+            var checkpointDir = Path.Combine(dir, "checkpoint");
+            int every = (int)Guard.NonNegative("--checkpoint-every", parse.GetValue(checkpointEvery));
+            bool resuming = parse.GetValue(resume);
+            if (resuming && !Directory.Exists(checkpointDir) && !Directory.Exists(checkpointDir + ".old"))
+                throw new WhaleArgumentException("--resume", checkpointDir, "needs a checkpoint folder written by an earlier `whale train lm --out " + dir + "`");
+            var cfg = resuming ? ModelConfig.Load(Path.Combine(Directory.Exists(checkpointDir) ? checkpointDir : checkpointDir + ".old", "config.json"))
+                : ModelConfig.Tiny(parse.GetValue(attention)!, vocab: tok.VocabSize, hidden: parse.GetValue(hidden), layers: parse.GetValue(layers), heads: parse.GetValue(heads));
             using var model = new DeepSeekLM(cfg);
             model.to(dev);
             int n = parse.GetValue(steps);
@@ -54,27 +64,49 @@ public static class TrainCommand
                 MinLearningRate = parse.GetValue(lr) / 10, WarmupSteps = Math.Max(1, n / 10), EvalEvery = Math.Max(1, n / 5), Seed = s,
                 OptimizerMoments = momentPrecision,
             };
+            if (resuming) opts = TrainingCheckpoint.ReadState(checkpointDir).Options;
             var trainer = new LmTrainer(model, opts);
             var trainStream = new TokenWindowStream(tok.Encode(trainText), opts.BatchSize, opts.SequenceLength, s);
             var evalStream = new TokenWindowStream(tok.Encode(evalText), opts.BatchSize, opts.SequenceLength, s + 1);
+            if (resuming)
+            {
+                TrainingCheckpoint.Load(checkpointDir, model, trainer, trainStream);
+                AnsiConsole.MarkupLine($"Resuming {Markup.Escape(checkpointDir)} at step {trainer.Step} of {opts.Steps}.");
+            }
+            n = opts.Steps;
             AnsiConsole.MarkupLine($"Training a {model.ParameterCount():N0}-parameter {cfg.Attention.ToUpperInvariant()} model on {dev.type} for {n} steps " +
-                $"(AdamW moments {momentPrecision.Name()}: {trainer.Optimizer.StateBytes / 1024.0:N0} KiB of optimizer state).");
+                $"(AdamW moments {opts.OptimizerMoments.Name()}: {trainer.Optimizer.StateBytes / 1024.0:N0} KiB of optimizer state).");
             List<StepMetrics> history = [];
-            AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                .Start(p =>
-                {
-                    var task = p.AddTask("training", maxValue: n);
-                    history = trainer.Run(trainStream, evalStream, dev, m =>
+            using var stop = StopSignal.Listen();
+            using (var log = new MetricsLog(dir, resumeFromStep: resuming ? trainer.Step : null))
+            {
+                AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .Start(p =>
                     {
-                        task.Value = m.Step;
-                        task.Description = $"loss {m.Loss:F3}" + (m.EvalLoss is { } e ? $" eval {e:F3}" : "");
+                        var task = p.AddTask("training", maxValue: n);
+                        task.Value = trainer.Step;
+                        history = trainer.Run(trainStream, evalStream, dev, m =>
+                        {
+                            task.Value = m.Step;
+                            task.Description = $"loss {m.Loss:F3}" + (m.EvalLoss is { } e ? $" eval {e:F3}" : "");
+                            var scalars = new Dictionary<string, double> { ["loss"] = m.Loss, ["learning_rate"] = m.LearningRate, ["grad_norm"] = m.GradNorm, ["skipped"] = m.Skipped ? 1 : 0 };
+                            if (m.EvalLoss is { } ev) scalars["eval/loss"] = ev;
+                            log.Write(m.Step, scalars);
+                            if (every > 0 && m.Step % every == 0 && m.Step < n) TrainingCheckpoint.Save(checkpointDir, model, trainer, trainStream);
+                        }, stop);
                     });
-                });
+            }
             var table = new Table().AddColumn("step").AddColumn("train loss").AddColumn("eval loss");
             foreach (var m in history.Where(h => h.EvalLoss is not null)) table.AddRow(m.Step.ToString(), $"{m.Loss:F3}", $"{m.EvalLoss:F3}");
             AnsiConsole.Write(table);
-            var dir = parse.GetValue(outDir)!;
-            StateDict.SavePretrained(model, cfg, dir);
+            TrainingCheckpoint.Save(checkpointDir, model, trainer, trainStream);
+            if (trainer.Step < n)
+            {
+                AnsiConsole.MarkupLine($"Interrupted at step {trainer.Step} of {n}: checkpoint in [bold]{Markup.Escape(checkpointDir)}[/], metrics in {Markup.Escape(Path.Combine(dir, MetricsLog.JsonlFile))}. " +
+                                       $"Continue with: whale train lm --out {Markup.Escape(dir)} --resume");
+                return StopSignal.ExitCode;
+            }
+            StateDict.SavePretrained(model, cfg.ToJson(), dir);
             AnsiConsole.MarkupLine($"Saved [bold]{Markup.Escape(dir)}[/] (config.json + model.safetensors). Try: whale generate --model {Markup.Escape(dir)} --prompt \"17+25=\"");
             return 0;
         });

@@ -6,6 +6,7 @@ using WhaleTech.Attention;
 using WhaleTech.Model;
 using WhaleTech.Training;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Cli.Tour;
 

@@ -1,6 +1,7 @@
 // Tour chapter: GRPO (DeepSeekMath §4.1, eqs. 3–4) on 1-digit addition — a short SFT warm start, then
 // group-relative policy optimization with an accuracy reward; the mean reward per step is plotted.
 using WhaleTech.Grpo;
+using WhaleTech.Lab.Grpo;
 
 namespace WhaleTech.Cli.Tour;
 

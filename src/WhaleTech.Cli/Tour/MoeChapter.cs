@@ -1,5 +1,6 @@
 // Tour chapter: DeepSeek-V3's auxiliary-loss-free balancing at work on a tiny MoE LM.
 using WhaleTech.Moe;
+using WhaleTech.Lab.Moe;
 
 namespace WhaleTech.Cli.Tour;
 

@@ -16,6 +16,8 @@ public sealed class TourContext
     /// <summary>Smaller everything (tests use it).</summary>
     public bool Quick { get; init; }
     public int Seed { get; init; } = 1;
+    /// <summary>The command line as the user gave it, for the report; null = described from the options above.</summary>
+    public string? CommandLine { get; init; }
 }
 
 /// <summary>What a chapter reports: a Markdown section, one summary row, plot files (relative to OutDir).</summary>
@@ -78,7 +80,8 @@ public static class TourRunner
         var sb = new System.Text.StringBuilder();
         sb.AppendLine("# WhaleTech tour report").AppendLine();
         sb.AppendLine($"Machine: {machine}").AppendLine();
-        sb.AppendLine($"Command: `whale tour --device {ctx.Device.type.ToString().ToLowerInvariant()}{(ctx.Quick ? " --quick" : "")}` ({elapsed.TotalSeconds:F0} s)").AppendLine();
+        var command = ctx.CommandLine ?? $"whale tour --device {ctx.Device.type.ToString().ToLowerInvariant()}{(ctx.Quick ? " --quick" : "")}";
+        sb.AppendLine($"Command: `{command}` ({elapsed.TotalSeconds:F0} s)").AppendLine();
         sb.AppendLine("| chapter | result |").AppendLine("|---|---|");
         foreach (var s in sections) sb.AppendLine($"| {s.SummaryKey} | {s.SummaryValue} |");
         foreach (var s in sections)

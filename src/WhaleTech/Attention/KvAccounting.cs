@@ -12,8 +12,8 @@
 //
 // Shape legend: l layers, n_h = H heads, n_g = Hkv KV heads, d_h = Dh head dim, d_c = Dc kv_lora_rank,
 // d_h^R = Dr qk_rope_head_dim, Dn qk_nope_head_dim, Dv v_head_dim, B batch, C context (tokens).
-using WhaleTech.Model;
 using WhaleTech.Runtime;
+using WhaleTech.Core;
 
 namespace WhaleTech.Attention;
 
@@ -28,10 +28,10 @@ public sealed record KvShape(int Layers, int Heads, int HeadDim, int KvHeads, in
     /// num_key_value_heads when it is a GQA model, else 8 (as Llama-3-70B / DeepSeek 67B), capped at H.</summary>
     public static KvShape From(ModelConfig cfg, int? gqaKvHeads = null)
     {
-        bool mla = cfg.AttentionKind == AttentionKind.Mla;
+        bool mla = cfg.IsMla;
         // Standard head dim: whaletech_head_dim, else v_head_dim for MLA configs (DeepSeek's d_h = 128), else D/H.
         int dh = cfg.HeadDim ?? (mla ? cfg.VHeadDim : cfg.StandardHeadDim);
-        int ng = gqaKvHeads ?? (cfg.AttentionKind == AttentionKind.Gqa ? cfg.NumKeyValueHeads : Math.Min(8, cfg.NumAttentionHeads));
+        int ng = gqaKvHeads ?? (cfg.AttentionVariant == StandardAttentionVariant.Gqa ? cfg.NumKeyValueHeads : Math.Min(8, cfg.NumAttentionHeads));
         if (ng <= 0 || cfg.NumAttentionHeads % ng != 0)
             throw new WhaleArgumentException("kv heads", ng, $"must be a positive divisor of num_attention_heads = {cfg.NumAttentionHeads}");
         return mla
@@ -88,12 +88,14 @@ public static class KvAccounting
 
     /// <summary>The layout a model's cache has: its attention kind, and for MLA the inference path
     /// (naive caches per-head K/V, absorbed and auto cache the latent).</summary>
-    public static KvLayout LayoutOf(ModelConfig cfg, MlaMode mlaMode = MlaMode.Auto) => cfg.AttentionKind switch
+    /// A registered variant outside Table 1 has no layout: its own count is AttentionVariant.KvElementsPerTokenPerLayer.
+    public static KvLayout LayoutOf(ModelConfig cfg, MlaMode mlaMode = MlaMode.Auto) => cfg.AttentionVariant switch
     {
-        AttentionKind.Mha => KvLayout.Mha,
-        AttentionKind.Gqa => KvLayout.Gqa,
-        AttentionKind.Mqa => KvLayout.Mqa,
-        _ => mlaMode == MlaMode.Naive ? KvLayout.MlaMaterialized : KvLayout.MlaLatent,
+        MlaVariant => mlaMode == MlaMode.Naive ? KvLayout.MlaMaterialized : KvLayout.MlaLatent,
+        var v when v == StandardAttentionVariant.Mha => KvLayout.Mha,
+        var v when v == StandardAttentionVariant.Gqa => KvLayout.Gqa,
+        var v when v == StandardAttentionVariant.Mqa => KvLayout.Mqa,
+        var v => throw new WhaleArgumentException("whaletech_attention", v.Name, "has no DeepSeek-V2 Table 1 layout (its cache size is AttentionVariant.KvElementsPerTokenPerLayer)"),
     };
 
     /// <summary>Display name of a layout for a shape ("GQA-8").</summary>

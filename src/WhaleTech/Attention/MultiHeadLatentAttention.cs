@@ -23,8 +23,8 @@
 // Shapes: B batch, T new tokens, S keys, H heads, Dq q_lora_rank, Dc kv_lora_rank, Dn qk_nope_head_dim,
 // Dr qk_rope_head_dim, Dv v_head_dim, D hidden.
 using TorchSharp;
-using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Attention;
 

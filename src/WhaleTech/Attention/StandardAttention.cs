@@ -7,8 +7,8 @@
 // Shapes: B batch, T new tokens, S keys (cached + new), H query heads, Hkv KV heads, G = H/Hkv, Dh head dim.
 // KV cache per token per layer: 2 · Hkv · Dh elements.
 using TorchSharp;
-using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Attention;
 
@@ -19,9 +19,10 @@ public sealed class StandardAttention : AttentionLayer
     private readonly int H, Hkv, Dh;
     private readonly double scale;
 
-    public StandardAttention(ModelConfig cfg, RotaryEmbedding rope, LinearFactory linear, string prefix) : base("StandardAttention")
+    /// <param name="kvHeads">Hkv: H for MHA, num_key_value_heads for GQA, 1 for MQA (StandardAttentionVariant).</param>
+    public StandardAttention(ModelConfig cfg, int kvHeads, RotaryEmbedding rope, LinearFactory linear, string prefix) : base("StandardAttention")
     {
-        H = cfg.NumAttentionHeads; Hkv = cfg.EffectiveKvHeads; Dh = cfg.StandardHeadDim;
+        H = cfg.NumAttentionHeads; Hkv = Runtime.Guard.Positive("kvHeads", kvHeads); Dh = cfg.StandardHeadDim;
         if (rope.Dim != Dh) throw new Runtime.WhaleArgumentException("rope dim", rope.Dim, $"must equal the head dim {Dh} for standard attention");
         this.rope = rope;
         scale = 1.0 / Math.Sqrt(Dh);

@@ -59,7 +59,7 @@ public static class Fp8BlockScaledMatmul
     /// and scales of <see cref="Fp8Quantizer.Quantize"/> (same scale rule, floor and power-of-two option), stored in 1 byte.</summary>
     public static Fp8BlockStored Quantize(Tensor x, Fp8Format format, Fp8Granularity granularity, Fp8Scaling? scaling = null)
     {
-        if (granularity is not (Fp8Granularity.Tile or Fp8Granularity.Block))
+        if (granularity != Fp8Granularity.Tile && granularity != Fp8Granularity.Block)
             throw new WhaleArgumentException("granularity", granularity, "must be Tile (1×t) or Block (t×t); per-tensor scales go through Fp8ScaledMatmul");
         if (x.dim() != 2) throw new WhaleArgumentException("x.shape", x.shape, "must be 2-D [R, C]");
         scaling ??= Fp8Scaling.Default;
@@ -109,7 +109,7 @@ public static class Fp8BlockScaledMatmul
     {
         if (a.Granularity != Fp8Granularity.Tile)
             throw new WhaleArgumentException("a granularity", a.Granularity, "must be Tile: A carries one scale per 1×t tile along K");
-        if (b.Granularity is not (Fp8Granularity.Tile or Fp8Granularity.Block))
+        if (b.Granularity != Fp8Granularity.Tile && b.Granularity != Fp8Granularity.Block)
             throw new WhaleArgumentException("b granularity", b.Granularity, "must be Block (a t×t-blocked weight) or Tile (1×t tiles along K)");
         if (a.TileSize != b.TileSize)
             throw new WhaleArgumentException("tile sizes", $"{a.TileSize} and {b.TileSize}", "must be equal: the K blocks of A and B must line up");

@@ -10,9 +10,9 @@
 // Shapes: x [*, K] → y [*, M]; K = in features, M = out features.
 using TorchSharp;
 using TorchSharp.Modules;
-using WhaleTech.Model;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Fp8;
 

@@ -17,15 +17,103 @@ using static TorchSharp.torch;
 
 namespace WhaleTech.Fp8;
 
-/// <summary>Which elements share one scale.</summary>
-public enum Fp8Granularity
+/// <summary>Which elements share one scale, and how their amax is taken and their scale applied. The four of
+/// DeepSeek-V3 §3.3.1 are built in; a new granularity is one subclass plus <see cref="Fp8Granularities.Register"/>.
+/// Every granularity works on a 2-D view [R, C] of the tensor (all leading dims folded into rows).</summary>
+public abstract class Fp8Granularity
 {
-    PerTensor,
-    PerRow,
-    /// <summary>1×t tiles along the last dim (DeepSeek-V3 activations, t = 128).</summary>
-    Tile,
-    /// <summary>t×t blocks of a 2-D view (DeepSeek-V3 weights, t = 128).</summary>
-    Block,
+    /// <summary>One scale for the whole tensor: scales [].</summary>
+    public static readonly Fp8Granularity PerTensor = Fp8Granularities.Register(new PerTensorGranularity());
+    /// <summary>One scale per row: scales [R, 1].</summary>
+    public static readonly Fp8Granularity PerRow = Fp8Granularities.Register(new PerRowGranularity());
+    /// <summary>1×t tiles along the last dim (DeepSeek-V3 activations, t = 128): scales [R, C/t].</summary>
+    public static readonly Fp8Granularity Tile = Fp8Granularities.Register(new TileGranularity());
+    /// <summary>t×t blocks of a 2-D view (DeepSeek-V3 weights, t = 128): scales [R/t, C/t].</summary>
+    public static readonly Fp8Granularity Block = Fp8Granularities.Register(new BlockGranularity());
+
+    /// <summary>Registry key ("tensor", "row", "tile", "block", …).</summary>
+    public abstract string Key { get; }
+
+    /// <summary>The name in tables and recipes for tile size <paramref name="t"/> ("tensor", "row", "1x128", "128x128").</summary>
+    public virtual string Name(int t) => Key;
+
+    /// <summary>Max |x| per group of <paramref name="abs2d"/> [R, C], shaped like the scales.</summary>
+    public abstract Tensor Amax(Tensor abs2d, int t);
+
+    /// <summary><paramref name="op"/>(x, scale) with each group's scale broadcast over it; [R, C] in and out.</summary>
+    public abstract Tensor Apply(Tensor x2d, Tensor scales, int t, Func<Tensor, Tensor, Tensor> op);
+
+    public override string ToString() => Key;
+
+    sealed class PerTensorGranularity : Fp8Granularity
+    {
+        public override string Key => "tensor";
+        public override Tensor Amax(Tensor a, int t) => a.max();                                         // []
+        public override Tensor Apply(Tensor x, Tensor s, int t, Func<Tensor, Tensor, Tensor> op) => op(x, s);
+    }
+
+    sealed class PerRowGranularity : Fp8Granularity
+    {
+        public override string Key => "row";
+        public override Tensor Amax(Tensor a, int t) => a.amax([1], keepdim: true);                      // [R, 1]
+        public override Tensor Apply(Tensor x, Tensor s, int t, Func<Tensor, Tensor, Tensor> op) => op(x, s);
+    }
+
+    sealed class TileGranularity : Fp8Granularity
+    {
+        public override string Key => "tile";
+        public override string Name(int t) => $"1x{t}";
+        public override Tensor Amax(Tensor a, int t) => Fp8Quantizer.Tiles(a, t).amax([2]);             // [R, C/t]
+        public override Tensor Apply(Tensor x, Tensor s, int t, Func<Tensor, Tensor, Tensor> op)
+            => op(Fp8Quantizer.Tiles(x, t), s.unsqueeze(2)).reshape(x.shape[0], -1)[.., ..(int)x.shape[1]];   // via [R, C/t, t]
+    }
+
+    sealed class BlockGranularity : Fp8Granularity
+    {
+        public override string Key => "block";
+        public override string Name(int t) => $"{t}x{t}";
+        public override Tensor Amax(Tensor a, int t) => Fp8Quantizer.Blocks(a, t).amax([1, 3]);        // [R/t, C/t]
+        public override Tensor Apply(Tensor x, Tensor s, int t, Func<Tensor, Tensor, Tensor> op)
+        {
+            long r = x.shape[0], c = x.shape[1];
+            return op(Fp8Quantizer.Blocks(x, t), s.unsqueeze(1).unsqueeze(3))                           // [R/t, t, C/t, t]
+                .reshape(Fp8Quantizer.PadTo(r, t), Fp8Quantizer.PadTo(c, t))[..(int)r, ..(int)c];
+        }
+    }
+}
+
+/// <summary>The granularity registry: key → granularity.</summary>
+public static class Fp8Granularities
+{
+    static readonly Dictionary<string, Fp8Granularity> ByKey = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Adds a granularity under its <see cref="Fp8Granularity.Key"/> (replacing one of the same key).</summary>
+    public static Fp8Granularity Register(Fp8Granularity g)
+    {
+        ArgumentNullException.ThrowIfNull(g);
+        lock (ByKey) ByKey[g.Key] = g;
+        return g;
+    }
+
+    /// <summary>Registered keys (the built-in four first).</summary>
+    public static IReadOnlyList<string> Keys { get { EnsureBuiltIns(); lock (ByKey) return ByKey.Keys.ToList(); } }
+
+    /// <summary>The granularity with this key or table name ("tile" or "1x128"); unknown names list the registered keys.</summary>
+    public static Fp8Granularity Get(string name, string parameter = "granularity")
+    {
+        EnsureBuiltIns();
+        lock (ByKey)
+        {
+            if (name is not null && ByKey.TryGetValue(name.Trim(), out var g)) return g;
+            foreach (var v in ByKey.Values) if (name is not null && string.Equals(v.Name(128), name.Trim(), StringComparison.OrdinalIgnoreCase)) return v;
+        }
+        throw new WhaleArgumentException(parameter, name, "must be one of " + string.Join(", ", Keys));
+    }
+
+    /// <summary>The short name used in recipes, tables and on the command line: tensor, row, 1xt, txt.</summary>
+    public static string Name(Fp8Granularity g, int t = 128) => g.Name(t);
+
+    static void EnsureBuiltIns() => System.Runtime.CompilerServices.RuntimeHelpers.RunClassConstructor(typeof(Fp8Granularity).TypeHandle);
 }
 
 /// <summary>How scales are chosen.</summary>
@@ -108,15 +196,7 @@ public static class Fp8Quantizer
     public static Tensor Amax(Tensor x, Fp8Granularity granularity, int tileSize = 128)
     {
         using var scope = NewDisposeScope();
-        var a = As2D(x).abs();                                                          // [R, C]
-        Tensor amax = granularity switch
-        {
-            Fp8Granularity.PerTensor => a.max(),                                        // []
-            Fp8Granularity.PerRow => a.amax([1], keepdim: true),                        // [R, 1]
-            Fp8Granularity.Tile => Tiles(a, tileSize).amax([2]),                         // [R, C/t]
-            Fp8Granularity.Block => Blocks(a, tileSize).amax([1, 3]),                    // [R/t, C/t]
-            _ => throw new WhaleArgumentException("granularity", granularity, "must be PerTensor, PerRow, Tile or Block"),
-        };
+        var amax = granularity.Amax(As2D(x).abs(), tileSize);                        // shape of the scales
         return amax.MoveToOuterDisposeScope();
     }
 
@@ -124,28 +204,16 @@ public static class Fp8Quantizer
     internal static Tensor ApplyScales(Tensor x, Tensor scales, Fp8Granularity granularity, int tileSize, bool divide)
     {
         using var scope = NewDisposeScope();
-        var shape = x.shape;
-        var x2 = As2D(x);                                                               // [R, C]
-        long r = x2.shape[0], c = x2.shape[1];
-        Tensor Op(Tensor a, Tensor s) => divide ? a / s : a * s;
-        Tensor y = granularity switch
-        {
-            Fp8Granularity.PerTensor or Fp8Granularity.PerRow => Op(x2, scales),
-            Fp8Granularity.Tile => Op(Tiles(x2, tileSize), scales.unsqueeze(2))         // [R, C/t, t]
-                .reshape(r, -1)[.., ..(int)c],
-            Fp8Granularity.Block => Op(Blocks(x2, tileSize), scales.unsqueeze(1).unsqueeze(3))   // [R/t, t, C/t, t]
-                .reshape(PadTo(r, tileSize), PadTo(c, tileSize))[..(int)r, ..(int)c],
-            _ => throw new WhaleArgumentException("granularity", granularity, "must be PerTensor, PerRow, Tile or Block"),
-        };
-        return y.reshape(shape).MoveToOuterDisposeScope();
+        var y = granularity.Apply(As2D(x), scales, tileSize, divide ? (a, s) => a / s : (a, s) => a * s);   // [R, C]
+        return y.reshape(x.shape).MoveToOuterDisposeScope();
     }
 
     static Tensor As2D(Tensor x) => x.dim() == 1 ? x.unsqueeze(0) : x.reshape(-1, x.shape[^1]);
 
-    static long PadTo(long n, int t) => (n + t - 1) / t * t;
+    internal static long PadTo(long n, int t) => (n + t - 1) / t * t;
 
     /// <summary>[R, C] → [R, C/t, t], zero-padding C up to a multiple of t.</summary>
-    static Tensor Tiles(Tensor x2, int t)
+    internal static Tensor Tiles(Tensor x2, int t)
     {
         long r = x2.shape[0], c = x2.shape[1];
         var padded = c % t == 0 ? x2 : nn.functional.pad(x2, [0, PadTo(c, t) - c]);
@@ -153,7 +221,7 @@ public static class Fp8Quantizer
     }
 
     /// <summary>[R, C] → [R/t, t, C/t, t], zero-padding both dims up to multiples of t.</summary>
-    static Tensor Blocks(Tensor x2, int t)
+    internal static Tensor Blocks(Tensor x2, int t)
     {
         long r = x2.shape[0], c = x2.shape[1];
         var padded = r % t == 0 && c % t == 0 ? x2 : nn.functional.pad(x2, [0, PadTo(c, t) - c, 0, PadTo(r, t) - r]);

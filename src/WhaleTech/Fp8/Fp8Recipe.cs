@@ -28,7 +28,7 @@ public sealed record OperandRecipe(OperandPrecision Precision, Fp8Format Format,
     public static readonly OperandRecipe Bf16 = new(OperandPrecision.Bf16, Fp8Format.E4M3, Fp8Granularity.PerTensor);
     public static OperandRecipe Fp8(Fp8Format f, Fp8Granularity g) => new(OperandPrecision.Fp8, f, g);
 
-    public override string ToString() => Precision == OperandPrecision.Fp8 ? $"{Format} {Fp8Lab.GranularityName(Granularity)}" : Precision.ToString().ToLowerInvariant();
+    public override string ToString() => Precision == OperandPrecision.Fp8 ? $"{Format} {Fp8Granularities.Name(Granularity)}" : Precision.ToString().ToLowerInvariant();
 }
 
 /// <param name="Name">Short name used on the command line and in results.</param>
@@ -74,10 +74,25 @@ public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRec
         OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.PerTensor),
         Fp8Scaling.Default with { UnitScale = true });
 
-    public static IReadOnlyList<Fp8Recipe> All { get; } = [DeepSeekV3, DeepSeekV3Real, HybridPerTensor, HybridPerTensorReal, Bf16, Fp32, UnscaledE4M3];
+    static readonly List<Fp8Recipe> Registered = [DeepSeekV3, DeepSeekV3Real, HybridPerTensor, HybridPerTensorReal, Bf16, Fp32, UnscaledE4M3];
+
+    /// <summary>Every registered recipe, the built-in ones first.</summary>
+    public static IReadOnlyList<Fp8Recipe> All { get { lock (Registered) return Registered.ToList(); } }
+
+    /// <summary>Adds a recipe (a new FP8 recipe is one record plus this call); one of the same name is replaced.</summary>
+    public static Fp8Recipe Register(Fp8Recipe recipe)
+    {
+        ArgumentNullException.ThrowIfNull(recipe);
+        lock (Registered)
+        {
+            int i = Registered.FindIndex(r => r.Name.Equals(recipe.Name, StringComparison.OrdinalIgnoreCase));
+            if (i >= 0) Registered[i] = recipe; else Registered.Add(recipe);
+        }
+        return recipe;
+    }
 
     public static Fp8Recipe Parse(string parameter, string name)
-        => All.FirstOrDefault(r => r.Name.Equals(name.Trim(), StringComparison.OrdinalIgnoreCase))
+        => All.FirstOrDefault(r => r.Name.Equals(name?.Trim(), StringComparison.OrdinalIgnoreCase))
            ?? throw new WhaleArgumentException(parameter, name, "must be one of " + string.Join(", ", All.Select(r => r.Name)));
 
     public override string ToString() => $"{Name} (x: {Activation}, W: {Weight}, dy: {Gradient})";

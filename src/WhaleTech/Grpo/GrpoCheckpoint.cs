@@ -8,6 +8,7 @@ using System.Text.Json.Serialization;
 using WhaleTech.IO;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
+using WhaleTech.Core;
 
 namespace WhaleTech.Grpo;
 

@@ -16,6 +16,7 @@ using System.Diagnostics;
 using TorchSharp;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Grpo;
 
@@ -54,10 +55,11 @@ public sealed class GrpoTrainer : IDisposable
         MaxCompletionLength = options.MaxCompletionLength > 0 ? options.MaxCompletionLength : WhaleTech.Grpo.Policy.DefaultMaxCompletionLength(HeldOut);
         Reference = options.Beta > 0 ? WhaleTech.Grpo.Policy.Clone(policy) : null;          // β = 0: no reference kept
         Optimizer = new Training.AdamWOptimizer(policy.parameters(), options.LearningRate, weightDecay: 0.0, beta1: 0.9, beta2: 0.99, moments: options.OptimizerMoments);
-        _balancer = WhaleTech.Grpo.Policy.Balancer(policy);                                    // MoE policy: loss-free bias updates
+        _stepper = new Training.OptimizerStepper(Optimizer, policy.parameters(), options.MaxGradNorm)
+            .AttachBalancer(WhaleTech.Grpo.Policy.Balancer(policy));                          // MoE policy: loss-free bias updates
     }
 
-    readonly Moe.LoadBalancer? _balancer;
+    readonly Training.OptimizerStepper _stepper;
 
     public IReadOnlySet<string> HeldOutQuestions => _heldOutQuestions;
 
@@ -156,13 +158,13 @@ public sealed class GrpoTrainer : IDisposable
 
             // ---- 5: μ iterations of the clipped objective ----
             double lr = o.LearningRateAt(step);
-            foreach (var g in Optimizer.ParamGroups) g.LearningRate = lr;
+            _stepper.SetLearningRate(lr);
             double lossSum = 0, klSum = 0, entSum = 0, lowSum = 0, highSum = 0, gradNormSum = 0, tokSum = 0;
             int skipped = 0;
             Policy.train();
             for (int it = 0; it < o.NumIterations; it++)
             {
-                Optimizer.zero_grad();
+                _stepper.ZeroGrad();
                 double iterLoss = 0;
                 for (int k = 0; k < micro; k++)
                 {
@@ -187,10 +189,9 @@ public sealed class GrpoTrainer : IDisposable
                     highSum += (high.to_type(ScalarType.Float32) * mbMask).sum().item<float>();
                     if (kl is not null) klSum += (kl * mbMask).sum().item<float>();
                 }
-                double norm = torch.nn.utils.clip_grad_norm_(Policy.parameters(), o.MaxGradNorm);
-                if (!double.IsFinite(norm) || !double.IsFinite(iterLoss)) { skipped++; Optimizer.zero_grad(); _balancer?.DiscardStepCounts(); }
-                else { Optimizer.step(); _balancer?.AfterOptimizerStep(); }
-                lossSum += iterLoss; gradNormSum += norm;
+                var outcome = _stepper.Finish(step, iterLoss);                      // clip, then step or skip (balancer attached)
+                if (outcome.Skipped) skipped++;
+                lossSum += iterLoss; gradNormSum += outcome.GradNorm;
             }
             tokSum = Math.Max(1, tokSum);
             m["loss"] = lossSum / o.NumIterations;

@@ -7,6 +7,7 @@
 using TorchSharp;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Grpo;
 
@@ -79,7 +80,7 @@ public static class Policy
         var validation = o.SftTargetAccuracy > 0 ? task.Validation(o.Seed, o.HeldOut, heldOut) : null;
         int validationLength = validation is null ? 0 : DefaultMaxCompletionLength(validation);
         using var opt = new Training.AdamWOptimizer(model.parameters(), o.SftLearningRate, weightDecay: 0.0, beta1: 0.9, beta2: 0.999, moments: o.OptimizerMoments);
-        var balancer = Balancer(model);                                                           // MoE policy only
+        var stepper = new Training.OptimizerStepper(opt, model.parameters(), maxGradNorm: 1.0).AttachBalancer(Balancer(model));   // balancer: MoE policy only
         var losses = new List<double>();
         var schedule = new Training.LrSchedule(o.SftLearningRate, Math.Min(20, o.SftSteps / 10), Math.Max(1, o.SftSteps), Floor: 0.1 * o.SftLearningRate);
         model.train();
@@ -94,17 +95,13 @@ public static class Policy
                 string answer = rng.NextDouble() < o.SftSolvedFraction ? p.Answer : task.Sample(rng).Answer;
                 prompts.Add(PromptIds(tok, p)); sols.Add(SolutionIds(tok, PromptTemplate.FormatAnswer(answer)));
             }
-            double lr = schedule.At(step);
-            foreach (var g in opt.ParamGroups) g.LearningRate = lr;
+            stepper.SetLearningRate(schedule.At(step));
             using var batch = PackedBatch.Create(prompts, sols, device);
-            var (logp, _) = batch.TokenLogProbs(model);                                          // [B, Tc]
-            var loss = -(logp * batch.Mask).sum() / batch.Mask.sum();
-            opt.zero_grad();
-            loss.backward();
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0);
-            double l = loss.item<float>();
-            if (double.IsFinite(l)) { opt.step(); balancer?.AfterOptimizerStep(); }
-            else balancer?.DiscardStepCounts();
+            double l = stepper.Run(step, () =>
+            {
+                var (logp, _) = batch.TokenLogProbs(model);                                      // [B, Tc]
+                return -(logp * batch.Mask).sum() / batch.Mask.sum();                            // mean NLL of solution tokens
+            }).Loss;
             losses.Add(l);
             progress?.Invoke(step + 1, l);
             if (validation is not null && (step + 1) % o.SftEvalEvery == 0)

@@ -10,6 +10,7 @@
 using TorchSharp;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Grpo;
 
@@ -71,19 +72,7 @@ public static class Rollout
         using var scope = torch.NewDisposeScope();
         var l = logits.to_type(ScalarType.Float32);                                          // [B, V] fp32
         if (s.Temperature == 0) return l.argmax(-1).cpu().data<long>().ToArray();
-        l = l / s.Temperature;
-        if (s.TopK > 0 && s.TopK < V)
-        {
-            var kth = l.topk(s.TopK, dim: -1).values.narrow(-1, s.TopK - 1, 1);                 // [B, 1]
-            l = l.masked_fill(l.lt(kth), float.NegativeInfinity);
-        }
-        if (s.TopP < 1.0)
-        {
-            var (sorted, order) = l.sort(-1, descending: true);
-            var p = sorted.softmax(-1);
-            var drop = (p.cumsum(-1) - p).gt(s.TopP);                                            // keep the smallest prefix with mass ≥ p
-            l = l.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float.NegativeInfinity);
-        }
+        l = SamplingFilter.Apply(l, s.Temperature, s.TopK, s.TopP);                            // [B, V], the one filter (Core)
         int B = (int)l.shape[0];
         var noise = new float[B * V];
         for (int b = 0; b < B; b++)

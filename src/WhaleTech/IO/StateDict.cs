@@ -9,9 +9,9 @@
 //   lenient: missing names keep their current values, unexpected ones are skipped; both are reported.
 // Shape mismatches and integer/float mismatches are errors in both modes; a float tensor loads into a
 // float parameter of another precision (converted, e.g. a dequantized FP8 weight into a BF16 model).
-// A DeepSeekLM with multi-token prediction modules uses the Hub's MTP names (model.layers.{N+k−1}.…) and
-// writes/reads the Hub's copies of the shared embedding and head (MultiTokenPrediction.HubEntries).
-using WhaleTech.Model;
+// A module whose checkpoint names are not its TorchSharp names (DeepSeekLM with multi-token prediction modules:
+// the Hub's MTP names model.layers.{N+k−1}.… and the Hub's copies of the shared embedding and head) says so by
+// implementing ICheckpointLayout; this file knows no model type.
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
 
@@ -21,6 +21,16 @@ namespace WhaleTech.IO;
 public sealed record LoadReport(IReadOnlyList<string> Loaded, IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected)
 {
     public bool IsExact => Missing.Count == 0 && Unexpected.Count == 0;
+}
+
+/// <summary>A module whose checkpoint differs from its named_parameters(): renamed entries and extra stored copies
+/// of shared tensors (which a load checks against their source instead of loading).</summary>
+public interface ICheckpointLayout
+{
+    /// <summary>The checkpoint's (name, tensor) list, given the module's own prefixed entries.</summary>
+    List<(string Name, Tensor Tensor)> CheckpointEntries(List<(string Name, Tensor Tensor)> entries, string prefix);
+    /// <summary>Stored copies of shared tensors: (copy name, name of the tensor it copies, that tensor).</summary>
+    IEnumerable<(string Copy, string Source, Tensor Tensor)> SharedCopies(string prefix);
 }
 
 public static class StateDict
@@ -34,8 +44,7 @@ public static class StateDict
         var list = new List<(string, Tensor)>();
         foreach (var (name, p) in module.named_parameters()) list.Add((prefix + name, p));
         foreach (var (name, b) in module.named_buffers()) if (!skip.Contains(name)) list.Add((prefix + name, b));
-        // Multi-token prediction: the Hub's names and copies of the shared embedding/head (MultiTokenPrediction.HubEntries).
-        return module is DeepSeekLM lm ? MultiTokenPrediction.HubEntries(lm, list, prefix) : list;
+        return module is ICheckpointLayout layout ? layout.CheckpointEntries(list, prefix) : list;
     }
 
     /// <summary>Loads from any tensor source: its names, each one's stored (dtype, shape), and a reader.
@@ -49,12 +58,12 @@ public static class StateDict
     public static void Save(nn.Module module, string path, IReadOnlyDictionary<string, string>? metadata = null, string prefix = "")
         => SafeTensorsWriter.Write(path, Entries(module, prefix), metadata ?? new Dictionary<string, string> { ["format"] = "pt" });
 
-    /// <summary>Saves a model as a Hub-style folder: config.json + model.safetensors.</summary>
-    public static void SavePretrained(nn.Module module, ModelConfig config, string folder, string prefix = "")
+    /// <summary>Saves a model as a Hub-style folder: config.json (the given text, atomically) + model.safetensors.</summary>
+    public static void SavePretrained(nn.Module module, string configJson, string folder, string prefix = "")
     {
-        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(configJson);
         Directory.CreateDirectory(folder);
-        config.Save(Path.Combine(folder, "config.json"));
+        AtomicFile.WriteAllText(Path.Combine(folder, "config.json"), configJson);
         Save(module, Path.Combine(folder, CheckpointReader.SingleFileName), prefix: prefix);
     }
 
@@ -104,8 +113,8 @@ public static class StateDict
         // The Hub stores copies of the embedding/head shared with the MTP modules; they must equal the main tensors
         // (strict: an error naming the copy; lenient: the main tensor wins and the copy is reported as skipped).
         var skipped = new HashSet<string>(StringComparer.Ordinal);
-        if (module is DeepSeekLM mtpModel && problems.Count == 0)
-            foreach (var (copy, sourceName, _) in MultiTokenPrediction.SharedCopies(mtpModel, prefix).Where(c => have.Contains(c.Copy) && have.Contains(c.Source)))
+        if (module is ICheckpointLayout layout && problems.Count == 0)
+            foreach (var (copy, sourceName, _) in layout.SharedCopies(prefix).Where(c => have.Contains(c.Copy) && have.Contains(c.Source)))
             {
                 using var scope = NewDisposeScope();
                 if (describe(copy).Item2.SequenceEqual(describe(sourceName).Item2) && load(copy, CPU).eq(load(sourceName, CPU)).all().item<bool>()) continue;

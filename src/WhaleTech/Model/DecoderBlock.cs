@@ -6,6 +6,7 @@
 using TorchSharp;
 using WhaleTech.Attention;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Model;
 
@@ -21,9 +22,7 @@ public sealed class DecoderBlock : nn.Module<Tensor, AttentionContext, Tensor>
     public DecoderBlock(ModelConfig cfg, int layer, RotaryEmbedding rope, LinearFactory linear, MlpFactory moe) : base("DecoderBlock")
     {
         string prefix = $"model.layers.{layer}";
-        self_attn = cfg.AttentionKind == AttentionKind.Mla
-            ? new MultiHeadLatentAttention(cfg, rope, linear, prefix + ".self_attn")
-            : new StandardAttention(cfg, rope, linear, prefix + ".self_attn");
+        self_attn = cfg.AttentionVariant.Create(cfg, rope, linear, prefix + ".self_attn");
         self_attn.LayerIndex = layer;
         mlp = cfg.IsMoeLayer(layer)
             ? moe(cfg, layer, prefix + ".mlp", linear)
@@ -40,6 +39,3 @@ public sealed class DecoderBlock : nn.Module<Tensor, AttentionContext, Tensor>
         return (h + mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
     }
 }
-
-/// <summary>Makes the MoE MLP of a layer: (config, layer index, HF prefix "model.layers.{i}.mlp", linear factory).</summary>
-public delegate nn.Module<Tensor, Tensor> MlpFactory(ModelConfig cfg, int layer, string prefix, LinearFactory linear);

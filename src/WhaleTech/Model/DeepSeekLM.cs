@@ -10,6 +10,7 @@
 using TorchSharp;
 using WhaleTech.Attention;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Model;
 
@@ -25,7 +26,7 @@ public sealed class DeepSeekModel : nn.Module
     {
         embed_tokens = nn.Embedding(cfg.VocabSize, cfg.HiddenSize);
         using (torch.no_grad()) embed_tokens.weight!.normal_(0, cfg.InitializerRange);
-        int ropeDim = cfg.AttentionKind == AttentionKind.Mla ? cfg.QkRopeHeadDim : cfg.StandardHeadDim;
+        int ropeDim = cfg.AttentionVariant.RopeDim(cfg);
         rotary_emb = new RotaryEmbedding(ropeDim, cfg.MaxPositionEmbeddings, cfg.RopeTheta, cfg.RopeScaling);
         layers = new TorchSharp.Modules.ModuleList<DecoderBlock>(
             Enumerable.Range(0, cfg.NumHiddenLayers).Select(i => new DecoderBlock(cfg, i, rotary_emb, linear, moe)).ToArray());
@@ -34,7 +35,7 @@ public sealed class DeepSeekModel : nn.Module
     }
 }
 
-public sealed partial class DeepSeekLM : nn.Module<Tensor, Tensor>
+public sealed class DeepSeekLM : nn.Module<Tensor, Tensor>, IO.ICheckpointLayout
 {
     private readonly DeepSeekModel model;
     private readonly nn.Module<Tensor, Tensor>? lm_head;
@@ -42,13 +43,13 @@ public sealed partial class DeepSeekLM : nn.Module<Tensor, Tensor>
     public ModelConfig Config { get; }
 
     /// <param name="linear">Makes every projection (default: nn.Linear); pass an FP8 factory to simulate FP8.</param>
-    /// <param name="moe">Makes the MoE MLPs (default: DeepSeekMoE).</param>
+    /// <param name="moe">Makes the MoE MLPs (default: DeepSeekMoE.Factory).</param>
     public DeepSeekLM(ModelConfig config, LinearFactory? linear = null, MlpFactory? moe = null) : base("DeepSeekLM")
     {
         Config = config.Validate();
         WhaleTech.Runtime.MemoryEstimate.ForModel(config).EnsureFits("model size (" + WhaleTech.Runtime.MemoryEstimate.Sizes(config) + ")");
         linear ??= Linears.Standard(config.InitializerRange);
-        moe ??= DefaultMoe;
+        moe ??= Moe.DeepSeekMoE.Factory;
         model = new DeepSeekModel(config, linear, moe);
         if (!config.TieWordEmbeddings) lm_head = linear(config.HiddenSize, config.VocabSize, false, "lm_head");
         if (config.NumNextnPredictLayers > 0)
@@ -56,9 +57,6 @@ public sealed partial class DeepSeekLM : nn.Module<Tensor, Tensor>
                 .Select(k => new MtpModule(config, k, model.rotary_emb, linear, moe)).ToArray());
         RegisterComponents();
     }
-
-    /// <summary>The MoE factory used when none is given: DeepSeekMoE (WhaleTech.Moe).</summary>
-    public static MlpFactory DefaultMoe { get; set; } = Moe.DeepSeekMoE.Factory;
 
     public IReadOnlyList<DecoderBlock> Layers => model.layers.ToList();
     public RotaryEmbedding Rotary => model.rotary_emb;
@@ -184,4 +182,10 @@ public sealed partial class DeepSeekLM : nn.Module<Tensor, Tensor>
         model.layers.Select(b => b.Attention).Concat(MtpModules.Select(m => m.Block.Attention)).OfType<MultiHeadLatentAttention>();
 
     public long ParameterCount() => parameters().Sum(p => p.numel());
+
+    // Checkpoint layout: the Hub's MTP names and its copies of the shared embedding/head (MultiTokenPrediction.cs).
+    List<(string Name, Tensor Tensor)> IO.ICheckpointLayout.CheckpointEntries(List<(string Name, Tensor Tensor)> entries, string prefix)
+        => MultiTokenPrediction.HubEntries(this, entries, prefix);
+    IEnumerable<(string Copy, string Source, Tensor Tensor)> IO.ICheckpointLayout.SharedCopies(string prefix)
+        => MultiTokenPrediction.SharedCopies(this, prefix);
 }

@@ -9,6 +9,7 @@
 using TorchSharp;
 using WhaleTech.Attention;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Model;
 
@@ -160,21 +161,7 @@ public static class Generation
     {
         if (!(o.Temperature > 0)) throw new Runtime.WhaleArgumentException("temperature", o.Temperature, "must be > 0 for a sampling distribution (0 = greedy argmax)");
         using var scope = torch.NewDisposeScope();
-        var l = logits.to_type(ScalarType.Float32) / o.Temperature;
-        if (o.TopK > 0 && o.TopK < l.shape[^1])
-        {
-            var kth = l.topk(o.TopK, dim: -1).values.narrow(-1, o.TopK - 1, 1);              // [.., 1]
-            l = l.masked_fill(l.lt(kth), float.NegativeInfinity);
-        }
-        if (o.TopP < 1.0)
-        {
-            var (sorted, order) = l.sort(-1, descending: true);
-            var probsSorted = sorted.softmax(-1);
-            var cumulative = probsSorted.cumsum(-1);
-            var drop = (cumulative - probsSorted).gt(o.TopP);                                // keep the smallest prefix with mass ≥ p
-            var dropOriginal = torch.zeros_like(drop).scatter(-1, order, drop);
-            l = l.masked_fill(dropOriginal, float.NegativeInfinity);
-        }
+        var l = SamplingFilter.Apply(logits, o.Temperature, o.TopK, o.TopP);                   // [.., V] fp32, filtered
         return l.softmax(-1).MoveToOuterDisposeScope();                                     // [.., V]
     }
 }

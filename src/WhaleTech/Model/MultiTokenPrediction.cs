@@ -21,6 +21,7 @@
 using TorchSharp;
 using WhaleTech.Attention;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Model;
 
@@ -87,7 +88,7 @@ public static class MultiTokenPrediction
         for (int k = 1; k <= mtpLogits.Count; k++)
         {
             long len = mtpLogits[k - 1].shape[1];
-            losses[k - 1] = Training.LmTrainer.CrossEntropy(mtpLogits[k - 1], targets.narrow(1, k, len));
+            losses[k - 1] = Losses.CrossEntropy(mtpLogits[k - 1], targets.narrow(1, k, len));
         }
         return losses;
     }

@@ -41,6 +41,7 @@
 using TorchSharp;
 using WhaleTech.Attention;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Model;
 

@@ -16,9 +16,9 @@
 // Shapes: B batch, T time, N = B·T tokens, D hidden_size, E routed experts, K experts per token.
 using TorchSharp;
 using TorchSharp.Modules;
-using WhaleTech.Model;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Moe;
 
@@ -63,7 +63,7 @@ public sealed class DeepSeekMoE : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>The MLP factory DeepSeekLM uses for MoE layers (Model.MlpFactory).</summary>
+    /// <summary>The MLP factory DeepSeekLM uses for MoE layers (MlpFactory).</summary>
     public static MlpFactory Factory { get; } = (cfg, layer, prefix, linear) => new DeepSeekMoE(cfg, prefix, linear);
 
     /// <summary><paramref name="x"/> [B, T, D] or [N, D] → same shape.</summary>

@@ -20,6 +20,7 @@
 using TorchSharp;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Moe;
 

@@ -7,8 +7,8 @@
 // experts). Parameter names follow Hugging Face DeepSeek-V3: gate_proj.weight [F, D], up_proj.weight
 // [F, D], down_proj.weight [D, F].
 using TorchSharp;
-using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Moe;
 

@@ -16,9 +16,9 @@
 // Shapes: N tokens, D hidden_size, E routed experts, G groups, Gk = topk_group, K = num_experts_per_tok.
 using TorchSharp;
 using TorchSharp.Modules;
-using WhaleTech.Model;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Moe;
 

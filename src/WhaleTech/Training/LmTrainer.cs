@@ -9,6 +9,7 @@
 // or no MTP modules the step is exactly the plain next-token step.
 using System.Text.Json.Serialization;
 using TorchSharp;
+using WhaleTech.Core;
 using WhaleTech.Model;
 using static TorchSharp.torch;
 
@@ -63,22 +64,20 @@ public sealed class LmTrainer
     readonly DeepSeekLM _model;
     readonly TrainOptions _o;
     readonly LrSchedule _schedule;
-    public AdamWOptimizer Optimizer { get; }
+    public AdamWOptimizer Optimizer => Stepper.Optimizer;
+    /// <summary>The shared step (clip, non-finite skip, optimizer step, events): attach the loss-free balancer with
+    /// <c>Stepper.AttachBalancer(balancer)</c>, other after-step work with <c>Stepper.AfterStep</c> / <c>AfterSkip</c>.</summary>
+    public OptimizerStepper Stepper { get; }
     public int Step { get; private set; }
     public TrainOptions Options => _o;
 
     /// <summary>Sets the step counter when resuming from a checkpoint (the schedule continues from it).</summary>
     public void RestoreStep(int step) => Step = (int)Runtime.Guard.InRange("step", step, 0, _o.Steps);
-    int _nonFiniteInRow;
 
     /// <summary>Extra losses added to the LM loss each step (e.g. MoE auxiliary balance losses); may return null.</summary>
     public List<Func<Tensor?>> AuxiliaryLosses { get; } = [];
-    /// <summary>Called once after every optimizer step that was taken (e.g. the loss-free bias update).</summary>
-    public List<Action<int>> AfterOptimizerStep { get; } = [];
-    /// <summary>Called once after every skipped (non-finite) step, e.g. to drop the MoE token counts of its forward.</summary>
-    public List<Action<int>> AfterSkippedStep { get; } = [];
     /// <summary>Warnings (skipped steps) go here; default Console.Error.</summary>
-    public Action<string> Warn { get; set; } = s => Console.Error.WriteLine("warning: " + s);
+    public Action<string> Warn { get => Stepper.Warn; set => Stepper.Warn = value; }
 
     public LmTrainer(DeepSeekLM model, TrainOptions options)
     {
@@ -88,16 +87,13 @@ public sealed class LmTrainer
         // Decay matrices (linears, embeddings); never norms' gains or biases.
         var decay = model.parameters().Where(p => p.requires_grad && p.dim() >= 2).ToList();
         var noDecay = model.parameters().Where(p => p.requires_grad && p.dim() < 2).ToList();
-        Optimizer = new AdamWOptimizer(
+        var optimizer = new AdamWOptimizer(
         [
             new AdamWParamGroup(decay, _o.LearningRate, _o.WeightDecay),
             new AdamWParamGroup(noDecay, _o.LearningRate, 0.0),
         ], beta1: 0.9, beta2: 0.95, moments: _o.OptimizerMoments);
+        Stepper = new OptimizerStepper(optimizer, model.parameters(), _o.GradClip, _o.MaxNonFiniteInRow);
     }
-
-    /// <summary>Mean next-token cross-entropy (nats) of logits [B, T, V] against targets [B, T].</summary>
-    public static Tensor CrossEntropy(Tensor logits, Tensor targets)
-        => nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]).to_type(ScalarType.Float32), targets.reshape(-1));
 
     /// <summary>One optimizer step on a batch. Returns its metrics; a non-finite loss/gradient skips it.</summary>
     public StepMetrics TrainStep(Tensor inputs, Tensor targets)
@@ -105,50 +101,31 @@ public sealed class LmTrainer
         using var scope = torch.NewDisposeScope();
         _model.train();
         double lr = _schedule.At(Step);
-        foreach (var g in Optimizer.ParamGroups) g.LearningRate = lr;
-        Optimizer.zero_grad();
-        Tensor loss, total;
+        Stepper.SetLearningRate(lr);
         double[]? mtpLosses = null;
-        if (_model.MtpModules.Count > 0 && _o.MtpWeight > 0)
+        Tensor? loss = null;
+        var outcome = Stepper.Run(Step, () =>
         {
-            var (logits, mtpLogits) = _model.ForwardWithMtp(inputs);
-            loss = CrossEntropy(logits, targets);
-            var depth = Model.MultiTokenPrediction.DepthLosses(mtpLogits, targets);      // L_MTP^k, eq. 24
-            total = loss + Model.MultiTokenPrediction.Combine(depth, _o.MtpWeight);       // + λ/D Σ_k, eq. 25
-            mtpLosses = depth.Select(d => (double)d.item<float>()).ToArray();
-        }
-        else
-        {
-            loss = CrossEntropy(_model.forward(inputs), targets);
-            total = loss;
-        }
-        foreach (var aux in AuxiliaryLosses) if (aux() is { } a) total = total + a;
-        double lossValue = loss.item<float>();
-        double totalValue = total.item<float>();
-        double gradNorm = double.NaN;
-        bool skipped = false;
-        if (!double.IsFinite(totalValue)) skipped = true;
-        else
-        {
-            total.backward();
-            gradNorm = torch.nn.utils.clip_grad_norm_(_model.parameters(), _o.GradClip);
-            if (!double.IsFinite(gradNorm)) skipped = true;
-        }
-        if (skipped)
-        {
-            Optimizer.zero_grad();
-            _nonFiniteInRow++;
-            foreach (var after in AfterSkippedStep) after(Step);
-            Warn($"step {Step}: non-finite {(double.IsFinite(totalValue) ? "gradient norm" : "loss")} ({(double.IsFinite(totalValue) ? gradNorm : totalValue)}); step skipped ({_nonFiniteInRow} in a row)");
-            if (_nonFiniteInRow >= _o.MaxNonFiniteInRow)
-                throw new Runtime.WhaleException($"training stopped: {_nonFiniteInRow} non-finite steps in a row at step {Step} (lower the learning rate, or check the data)");
-        }
-        else
-        {
-            Optimizer.step();
-            _nonFiniteInRow = 0;
-            foreach (var after in AfterOptimizerStep) after(Step);
-        }
+            Tensor total;
+            if (_model.MtpModules.Count > 0 && _o.MtpWeight > 0)
+            {
+                var (logits, mtpLogits) = _model.ForwardWithMtp(inputs);
+                loss = Losses.CrossEntropy(logits, targets);
+                var depth = Model.MultiTokenPrediction.DepthLosses(mtpLogits, targets);      // L_MTP^k, eq. 24
+                total = loss + Model.MultiTokenPrediction.Combine(depth, _o.MtpWeight);       // + λ/D Σ_k, eq. 25
+                mtpLosses = depth.Select(d => (double)d.item<float>()).ToArray();
+            }
+            else
+            {
+                loss = Losses.CrossEntropy(_model.forward(inputs), targets);
+                total = loss;
+            }
+            foreach (var aux in AuxiliaryLosses) if (aux() is { } a) total = total + a;
+            return total;
+        });
+        double lossValue = loss!.item<float>();
+        double gradNorm = outcome.GradNorm;
+        bool skipped = outcome.Skipped;
         Step++;
         return new StepMetrics(Step, lossValue, lr, gradNorm, skipped, null) { MtpLosses = mtpLosses };
     }
@@ -164,17 +141,18 @@ public sealed class LmTrainer
         {
             using var scope = torch.NewDisposeScope();
             var (x, y) = stream.Next(device);
-            sum += CrossEntropy(_model.forward(x), y).item<float>();
+            sum += Losses.CrossEntropy(_model.forward(x), y).item<float>();
         }
         _model.train(was);
         return sum / batches;
     }
 
-    /// <summary>Runs all steps on <paramref name="train"/>, evaluating on <paramref name="eval"/> every EvalEvery steps and at the end.</summary>
-    public List<StepMetrics> Run(TokenWindowStream train, TokenWindowStream eval, Device device, Action<StepMetrics>? onStep = null)
+    /// <summary>Runs all steps on <paramref name="train"/>, evaluating on <paramref name="eval"/> every EvalEvery steps and at the end.
+    /// A requested <paramref name="stop"/> (Ctrl-C) ends the run after the current step; <see cref="Step"/> tells where.</summary>
+    public List<StepMetrics> Run(TokenWindowStream train, TokenWindowStream eval, Device device, Action<StepMetrics>? onStep = null, StopSignal? stop = null)
     {
         var history = new List<StepMetrics>();
-        while (Step < _o.Steps)
+        while (Step < _o.Steps && stop?.Requested != true)
         {
             StepMetrics m;
             using (var scope = torch.NewDisposeScope())

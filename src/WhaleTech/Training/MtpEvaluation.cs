@@ -9,6 +9,8 @@ using TorchSharp;
 using WhaleTech.Model;
 using static TorchSharp.torch;
 
+using WhaleTech.Core;
+
 namespace WhaleTech.Training;
 
 /// <summary>Held-out main loss and per-depth MTP losses (nats per token).</summary>
@@ -40,9 +42,9 @@ public static class MtpEvaluation
             {
                 using var scope = torch.NewDisposeScope();
                 var (x, y) = stream.Next(device);                                             // [B, T] each
-                if (D == 0) { main += LmTrainer.CrossEntropy(model.forward(x), y).item<float>(); continue; }
+                if (D == 0) { main += Losses.CrossEntropy(model.forward(x), y).item<float>(); continue; }
                 var (logits, mtpLogits) = model.ForwardWithMtp(x);                            // [B, T, V], D × [B, T−k, V]
-                main += LmTrainer.CrossEntropy(logits, y).item<float>();
+                main += Losses.CrossEntropy(logits, y).item<float>();
                 var perDepth = MultiTokenPrediction.DepthLosses(mtpLogits, y);                 // L_MTP^k, eq. 24
                 for (int k = 0; k < D; k++) depths[k] += perDepth[k].item<float>();
             }

@@ -32,7 +32,7 @@ public static class TrainingCheckpoint
         var tmp = Path.Combine(parent, "." + Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp");
         try
         {
-            StateDict.SavePretrained(model, model.Config, tmp);
+            StateDict.SavePretrained(model, model.Config.ToJson(), tmp);
             AfterFileWritten?.Invoke("model");
             trainer.Optimizer.Save(Path.Combine(tmp, OptimizerFile));
             AfterFileWritten?.Invoke("optimizer");
@@ -55,18 +55,25 @@ public static class TrainingCheckpoint
     /// and moves <paramref name="stream"/> to where the run stopped.</summary>
     public static TrainerState Load(string folder, DeepSeekLM model, LmTrainer trainer, TokenWindowStream stream)
     {
-        var full = Path.GetFullPath(folder);
-        if (!Directory.Exists(full) && Directory.Exists(full + ".old")) full += ".old";   // killed between the two renames
-        var statePath = Path.Combine(full, StateFile);
-        if (!File.Exists(statePath)) throw new Runtime.WhaleArgumentException("checkpoint", folder, "must be a folder written by TrainingCheckpoint.Save (trainer.json missing)");
-        TrainerState state;
-        try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath)) ?? throw new JsonException("null"); }
-        catch (JsonException e) { throw new Runtime.WhaleFormatException(statePath, "not a valid trainer state: " + e.Message, e); }
+        var (full, state) = ReadStateAt(folder);
         StateDict.Load(model, full);
         trainer.Optimizer.Load(Path.Combine(full, OptimizerFile));
         trainer.RestoreStep(state.Step);
         if (stream.Seed != state.DataSeed) throw new Runtime.WhaleArgumentException("data seed", stream.Seed, $"must equal the checkpoint's {state.DataSeed} to resume the same data stream");
         stream.Skip(state.BatchesDrawn - stream.BatchesDrawn);
         return state;
+    }
+
+    /// <summary>The stored step, data position and options of a checkpoint, without loading weights.</summary>
+    public static TrainerState ReadState(string folder) => ReadStateAt(folder).State;
+
+    static (string Folder, TrainerState State) ReadStateAt(string folder)
+    {
+        var full = Path.GetFullPath(folder);
+        if (!Directory.Exists(full) && Directory.Exists(full + ".old")) full += ".old";   // killed between the two renames
+        var statePath = Path.Combine(full, StateFile);
+        if (!File.Exists(statePath)) throw new Runtime.WhaleArgumentException("checkpoint", folder, "must be a folder written by TrainingCheckpoint.Save (trainer.json missing)");
+        try { return (full, JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath)) ?? throw new JsonException("null")); }
+        catch (JsonException e) { throw new Runtime.WhaleFormatException(statePath, "not a valid trainer state: " + e.Message, e); }
     }
 }

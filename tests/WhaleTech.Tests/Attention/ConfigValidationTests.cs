@@ -1,6 +1,7 @@
 using WhaleTech.Attention;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
+using WhaleTech.Core;
 
 namespace WhaleTech.Tests.Attention;
 
@@ -46,7 +47,7 @@ public class ConfigValidationTests
     {
         var cfg = Mha with { HeadDim = 8 };
         using var rope = new RotaryEmbedding(16, 64, 10000, null);
-        var e = Assert.Throws<WhaleArgumentException>(() => new StandardAttention(cfg, rope, Linears.Standard(), "x"));
+        var e = Assert.Throws<WhaleArgumentException>(() => new StandardAttention(cfg, cfg.NumAttentionHeads, rope, Linears.Standard(), "x"));
         Assert.Equal("rope dim", e.Parameter);
     }
 

@@ -1,6 +1,7 @@
 using TorchSharp;
 using WhaleTech.Attention;
 using static TorchSharp.torch;
+using WhaleTech.Lab.Mla;
 
 namespace WhaleTech.Tests.Attention;
 

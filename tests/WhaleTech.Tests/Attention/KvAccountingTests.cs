@@ -5,6 +5,8 @@ using WhaleTech.Attention;
 using WhaleTech.Cli.Commands;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
+using WhaleTech.Lab.Mla;
 
 namespace WhaleTech.Tests.Attention;
 

@@ -26,7 +26,7 @@ public class MtpCliTests : IDisposable
     {
         var model = Path.Combine(_dir, "m");
         Assert.Equal(0, Whale("mtp", "train", "--device", "cpu", "--steps", "2", "--hidden", "16", "--layers", "1", "--heads", "2", "--depth", "2", "--batch", "2", "--seq-len", "16", "--out", model));
-        Assert.Equal(2, WhaleTech.Model.ModelConfig.Load(Path.Combine(model, "config.json")).NumNextnPredictLayers);
+        Assert.Equal(2, WhaleTech.Core.ModelConfig.Load(Path.Combine(model, "config.json")).NumNextnPredictLayers);
         Assert.Equal(0, Whale("mtp", "speculate", "--device", "cpu", "--model", model, "--prompt", "1+2=", "--new-tokens", "6", "--repetitions", "1", "--warmup", "0"));
         // The held-out eval line is in the JSON: main loss and one loss per MTP depth.
         using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(model, "train-results.json")));

@@ -17,6 +17,12 @@ public class SampleTests
         var text = output.ToString();
         Assert.Contains($"== Sample {number}", text);
         Assert.DoesNotContain(": False", text);
+        var sampleDir = Path.Combine(dir, number);
+        if (Directory.Exists(sampleDir))                                    // only when the sample wrote something
+        {
+            Assert.NotEmpty(Directory.EnumerateFileSystemEntries(sampleDir));
+            foreach (var png in Directory.GetFiles(sampleDir, "*.png", SearchOption.AllDirectories)) Plots.PngAssert.Readable(png);
+        }
         Directory.Delete(dir, true);
     }
 }

@@ -3,6 +3,7 @@ using WhaleTech.Fp8;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Tests.Fp8;
 

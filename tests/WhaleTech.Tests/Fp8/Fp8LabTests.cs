@@ -2,6 +2,7 @@ using TorchSharp;
 using WhaleTech.Fp8;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Lab.Fp8;
 
 namespace WhaleTech.Tests.Fp8;
 

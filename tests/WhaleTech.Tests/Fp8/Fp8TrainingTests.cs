@@ -3,6 +3,8 @@ using WhaleTech.Fp8;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Core;
+using WhaleTech.Lab.Fp8;
 
 namespace WhaleTech.Tests.Fp8;
 

@@ -2,6 +2,8 @@ using TorchSharp;
 using WhaleTech.Grpo;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
+using WhaleTech.Lab.Bench;
 
 namespace WhaleTech.Tests.Grpo;
 

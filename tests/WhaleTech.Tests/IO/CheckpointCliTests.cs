@@ -1,5 +1,6 @@
 using WhaleTech.Cli;
 using WhaleTech.IO;
+using WhaleTech.Hub;
 
 namespace WhaleTech.Tests.IO;
 

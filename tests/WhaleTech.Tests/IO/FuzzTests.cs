@@ -7,6 +7,7 @@ using WhaleTech.IO;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Tests.IO;
 

@@ -2,6 +2,7 @@ using WhaleTech.IO;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using Xunit.Abstractions;
+using WhaleTech.Hub;
 
 namespace WhaleTech.Tests.IO;
 

@@ -5,6 +5,7 @@ using WhaleTech.IO;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Hub;
 
 namespace WhaleTech.Tests.IO;
 

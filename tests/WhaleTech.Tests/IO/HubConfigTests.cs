@@ -2,6 +2,8 @@ using System.Text.Json;
 using WhaleTech.IO;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
+using WhaleTech.Hub;
 
 namespace WhaleTech.Tests.IO;
 

@@ -1,9 +1,11 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using WhaleTech.Hub;
 using WhaleTech.IO;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Tests.IO;
 
@@ -69,7 +71,7 @@ public class StateDictTests : IDisposable
     public void SavePretrainedWritesConfigAndWeights()
     {
         using var a = new Lm();
-        StateDict.SavePretrained(a, ModelConfig.Tiny(), _dir);
+        StateDict.SavePretrained(a, ModelConfig.Tiny().ToJson(), _dir);
         Assert.Equal(ModelConfig.Tiny().HiddenSize, ModelConfig.Load(Path.Combine(_dir, "config.json")).HiddenSize);
         using var b = new Lm();
         Assert.True(StateDict.Load(b, _dir).IsExact);

@@ -2,6 +2,7 @@ using TorchSharp;
 using WhaleTech.Attention;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Tests.Model;
 

@@ -2,6 +2,7 @@ using TorchSharp;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Tests.Model;
 

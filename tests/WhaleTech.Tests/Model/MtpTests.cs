@@ -5,6 +5,7 @@ using WhaleTech.Model;
 using WhaleTech.Runtime;
 using WhaleTech.Training;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Tests.Model;
 

@@ -1,6 +1,7 @@
 using TorchSharp;
 using WhaleTech.Model;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Tests.Model;
 

@@ -143,7 +143,7 @@ public class BalancingNonFiniteTests
     public void SkippedStepsMoveNoBiasAndTheirCountsAreDropped()
     {
         torch.manual_seed(5);
-        var cfg = WhaleTech.Model.ModelConfig.Tiny("mla", vocab: 20, hidden: 16, layers: 1, heads: 2) with
+        var cfg = WhaleTech.Core.ModelConfig.Tiny("mla", vocab: 20, hidden: 16, layers: 1, heads: 2) with
         {
             NRoutedExperts = 4, NumExpertsPerTok = 2, NSharedExperts = 1, MoeIntermediateSize = 8,
         };
@@ -152,8 +152,7 @@ public class BalancingNonFiniteTests
         var balancer = new LoadBalancer(layers, BiasUpdateRule.Sign, GammaSchedule.Constant(0.01));
         var trainer = new WhaleTech.Training.LmTrainer(model, new WhaleTech.Training.TrainOptions { Steps = 10 }) { Warn = _ => { } };
         var loads = new List<StepLoad>();
-        trainer.AfterOptimizerStep.Add(_ => loads.Add(balancer.AfterOptimizerStep()));
-        trainer.AfterSkippedStep.Add(_ => balancer.DiscardStepCounts());
+        trainer.Stepper.AttachBalancer(balancer, loads.Add);
         bool inject = true;
         trainer.AuxiliaryLosses.Add(() => inject ? torch.tensor(float.NaN) : null);
         using var x = torch.randint(0, 20, [2, 6]);

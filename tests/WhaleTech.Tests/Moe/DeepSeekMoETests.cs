@@ -42,7 +42,7 @@ public class DeepSeekMoETests
     public void LinearFactoryGetsHfNames()
     {
         var names = new List<string>();
-        global::WhaleTech.Model.LinearFactory factory = (i, o, b, name) => { names.Add(name); return global::WhaleTech.Model.Linears.Standard()(i, o, b, name); };
+        global::WhaleTech.Core.LinearFactory factory = (i, o, b, name) => { names.Add(name); return global::WhaleTech.Core.Linears.Standard()(i, o, b, name); };
         using var layer = new DeepSeekMoE(Config().Validate(), "model.layers.3.mlp", factory);
         Assert.Contains("model.layers.3.mlp.experts.5.up_proj", names);
         Assert.Contains("model.layers.3.mlp.shared_experts.down_proj", names);

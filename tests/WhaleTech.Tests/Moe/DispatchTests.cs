@@ -2,6 +2,7 @@ using TorchSharp;
 using WhaleTech.Moe;
 using static TorchSharp.torch;
 using static WhaleTech.Tests.Moe.MoeTestUtil;
+using WhaleTech.Lab.Moe;
 
 namespace WhaleTech.Tests.Moe;
 

@@ -2,6 +2,7 @@ using TorchSharp;
 using WhaleTech.Model;
 using WhaleTech.Moe;
 using static TorchSharp.torch;
+using WhaleTech.Lab.Moe;
 
 namespace WhaleTech.Tests.Moe;
 
@@ -46,11 +47,7 @@ public class MetricsAndExperimentTests
         LoadPlots.MaxVioCurves([("a", h.MaxVioBatch())], Path.Combine(dir, "vio.png"), "t", window: 2);
         LoadPlots.Dilemma([("a", 2.0, 0.1, 0.5, 0.05), ("b", 2.1, 0, 0.1, 0)], Path.Combine(dir, "dilemma.png"), "t");
         foreach (var f in new[] { "heat.png", "vio.png", "dilemma.png" })
-        {
-            var bytes = File.ReadAllBytes(Path.Combine(dir, f));
-            Assert.True(bytes.Length > 1000);
-            Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, bytes[..4]);
-        }
+            Plots.PngAssert.Readable(Path.Combine(dir, f));
         Assert.Empty(Directory.GetFiles(dir, "*.tmp"));
         Directory.Delete(dir, true);
     }

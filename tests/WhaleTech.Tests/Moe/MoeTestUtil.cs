@@ -3,6 +3,7 @@ using WhaleTech.Model;
 using WhaleTech.Moe;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
+using WhaleTech.Core;
 
 namespace WhaleTech.Tests.Moe;
 

@@ -1,4 +1,4 @@
-using WhaleTech.Notebooks;
+using WhaleTech.Lab.Notebooks;
 using WhaleTech.Runtime;
 
 namespace WhaleTech.Tests.Notebooks;

@@ -3,6 +3,8 @@ using TorchSharp;
 using WhaleTech.Fp8;
 using WhaleTech.Model;
 using WhaleTech.Training;
+using WhaleTech.Core;
+using WhaleTech.Lab.Fp8;
 
 namespace WhaleTech.Tests.Training;
 
@@ -66,7 +68,7 @@ public class Bf16MomentsTrainingTests
             (x, y) = sb.Next(torch.CPU);
             foreach (var g in reference.ParamGroups) g.LearningRate = schedule.At(step);
             reference.zero_grad();
-            LmTrainer.CrossEntropy(b.forward(x), y).backward();
+            Losses.CrossEntropy(b.forward(x), y).backward();
             torch.nn.utils.clip_grad_norm_(b.parameters(), o.GradClip);
             reference.step();
         }

@@ -1,0 +1,27 @@
+// RMSNorm (Zhang & Sennrich 2019), as in DeepSeek-V2/V3: y = x / sqrt(mean(x²) + eps) · weight,
+// computed in fp32 and cast back. Parameter name `weight` matches HF checkpoints.
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Core;
+
+public sealed class RmsNorm : nn.Module<Tensor, Tensor>
+{
+    private readonly TorchSharp.Modules.Parameter weight;
+    private readonly double eps;
+
+    public RmsNorm(long dim, double eps = 1e-6) : base("RmsNorm")
+    {
+        this.eps = Runtime.Guard.Positive("rms_norm_eps", eps);
+        weight = new TorchSharp.Modules.Parameter(torch.ones(Runtime.Guard.Positive("dim", dim)));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) // x [..., D]
+    {
+        using var scope = torch.NewDisposeScope();
+        var xf = x.to_type(ScalarType.Float32);
+        var normed = xf * torch.rsqrt(xf.pow(2).mean([-1], keepdim: true) + eps);
+        return (normed.to_type(x.dtype) * weight.to_type(x.dtype)).MoveToOuterDisposeScope();
+    }
+}
