@@ -5,8 +5,8 @@
 // and the example. Preflight checks the values against the same rules before a command's action runs.
 using System.CommandLine;
 using System.Runtime.CompilerServices;
-using WhaleTech.Attention;
-using WhaleTech.Model;
+using WhaleTech.Core;
+using WhaleTech.Lab.Mla;
 using WhaleTech.Runtime;
 using static WhaleTech.Cli.Validation.OptionRule;
 
@@ -47,12 +47,10 @@ public static class Rules
         ["tour --out"] = OutDir,
         ["train lm --text"] = InFile,
         ["train lm --out"] = OutDir,
+        ["train lm --checkpoint-every"] = Int(0, Million, "0 = only at the end or on Ctrl-C"),
         ["generate --model"] = InDir,
         ["generate --prompt"] = Text("prompts of the tokenizer's characters (a-z, 0-9, space and + - * / = ( ) < > . , ; : ? ! '), at most 4096 characters each", (n, v) => Prompts(n, (string[])v)),
         ["generate --mla-mode"] = OneOf("auto", "naive", "absorbed"),
-        ["notebook run path"] = InFile,
-        ["notebook run --out"] = OutFile,
-        ["notebook run --cell-timeout"] = Real(0, 1e7, note: "0 = no limit"),
         ["kv --model"] = Text("deepseek-v3, deepseek-v2, deepseek-v2-lite, deepseek-67b, llama3-70b, or an existing config.json", (n, v) => KvModel(n, (string)v)),
         ["kv --batch"] = Int(1, Million),
         ["kv --context"] = Int(1, 100 * Million),
@@ -199,7 +197,6 @@ public static class Rules
         ["tour"] = "whale tour --quick --out out/tour",
         ["train lm"] = "whale train lm --steps 100 --hidden 64 --out runs/tiny-lm",
         ["generate"] = "whale generate --model runs/tiny-lm --prompt \"17+25=\" --max-new-tokens 8",
-        ["notebook run"] = "whale notebook run notebooks/01-mla.ipynb --out /tmp/01.ipynb",
         ["kv"] = "whale kv --model deepseek-v3 --context 32768 --batch 8",
         ["mla bench"] = "whale mla bench --batch 1 --context 256 --iterations 5",
         ["mla quality"] = "whale mla quality --seeds 1 --steps 50",
@@ -260,6 +257,7 @@ public static class Rules
         };
         root.Options.Add(maxMemory);
         Attach(maxMemory, Common[MaxMemoryName], MaxMemoryName);
+        var missing = new List<string>();
         foreach (var command in Walk(root))
         {
             if (command is RootCommand) continue;
@@ -270,21 +268,24 @@ public static class Rules
                 var key = path + " " + o.Name;
                 var rule = ByCommand.GetValueOrDefault(key)
                            ?? (path.StartsWith("grpo ", StringComparison.Ordinal) ? Grpo.GetValueOrDefault(o.Name) : null)
-                           ?? Common.GetValueOrDefault(o.Name)
-                           ?? throw new InvalidOperationException($"whale {path} {o.Name} has no validation rule (src/WhaleTech.Cli/Validation/Rules.cs)");
+                           ?? Common.GetValueOrDefault(o.Name);
+                if (rule is null) { missing.Add($"whale {path} {o.Name}"); continue; }
                 if (string.IsNullOrWhiteSpace(o.Description) && Descriptions.TryGetValue(key, out var d)) o.Description = d;
                 Attach(o, rule, key);
             }
             foreach (var a in command.Arguments)
             {
                 var key = path + " " + a.Name;
-                var rule = ByCommand.GetValueOrDefault(key) ?? throw new InvalidOperationException($"whale {path} <{a.Name}> has no validation rule (src/WhaleTech.Cli/Validation/Rules.cs)");
+                var rule = ByCommand.GetValueOrDefault(key);
+                if (rule is null) { missing.Add($"whale {path} <{a.Name}>"); continue; }
                 Attached.AddOrUpdate(a, rule);
                 a.Description = $"{a.Description} Allowed: {rule.Allowed}.".Trim();
             }
             if (Examples.TryGetValue(path, out var example)) command.Description += $"\n\nExample:\n  {example}";
             if (CommandCheck(path) is { } check) AddCheck(command, check);
         }
+        if (missing.Count > 0)
+            throw new InvalidOperationException("options without a validation rule (add them to src/WhaleTech.Cli/Validation/Rules.cs): " + string.Join(", ", missing));
         return root;
     }
 
@@ -359,18 +360,18 @@ public static class Rules
         {
             var cfg = Tiny(v.Str("--attention"), v.Int("--hidden"), v.Int("--layers"), v.Int("--heads"));
             double moments = v.Str("--optimizer-moments") == "bf16" ? 2 : 4;
-            MemoryEstimate.ForTraining(cfg, v.Int("--batch"), v.Int("--seq-len"), moments).EnsureFits("--hidden/--layers/--batch/--seq-len");
+            ModelMemory.ForTraining(cfg, v.Int("--batch"), v.Int("--seq-len"), moments).EnsureFits("--hidden/--layers/--batch/--seq-len");
             if (v.Get<string?>("--text") is { } text) TextFile("--text", text, v.Int("--seq-len"));
         },
         "mtp train" => v =>
         {
             var cfg = Tiny(v.Str("--attention"), v.Int("--hidden"), v.Int("--layers"), v.Int("--heads")) with { NumNextnPredictLayers = v.Int("--depth") };
-            MemoryEstimate.ForTraining(cfg, v.Int("--batch"), v.Int("--seq-len")).EnsureFits("--hidden/--layers/--depth/--batch/--seq-len");
+            ModelMemory.ForTraining(cfg, v.Int("--batch"), v.Int("--seq-len")).EnsureFits("--hidden/--layers/--depth/--batch/--seq-len");
         },
         "fp8 train" => v =>
         {
             var cfg = Tiny("mla", v.Int("--hidden"), v.Int("--layers"), 4);
-            MemoryEstimate.ForTraining(cfg, v.Int("--batch"), v.Int("--seq-len")).Add("FP8 copies", MemoryEstimate.Parameters(cfg) * 4).EnsureFits("--hidden/--layers/--batch/--seq-len");
+            ModelMemory.ForTraining(cfg, v.Int("--batch"), v.Int("--seq-len")).Add("FP8 copies", ModelMemory.Parameters(cfg) * 4).EnsureFits("--hidden/--layers/--batch/--seq-len");
         },
         "moe experiment" => v =>
         {
@@ -379,7 +380,7 @@ public static class Rules
             {
                 NRoutedExperts = v.Int("--experts"), NumExpertsPerTok = v.Int("--top-k"), NSharedExperts = v.Int("--shared"), MoeIntermediateSize = v.Int("--expert-width"),
             };
-            MemoryEstimate.ForTraining(cfg, v.Int("--batch-size"), v.Int("--seq-len")).EnsureFits("--hidden/--layers/--experts/--expert-width/--batch-size/--seq-len");
+            ModelMemory.ForTraining(cfg, v.Int("--batch-size"), v.Int("--seq-len")).EnsureFits("--hidden/--layers/--experts/--expert-width/--batch-size/--seq-len");
         },
         "mla bench" => v =>
         {
@@ -428,11 +429,11 @@ public static class Rules
             if (prompt + newTokens > cfg.MaxPositionEmbeddings)
                 throw new WhaleArgumentException(path == "generate" ? "--max-new-tokens" : "--new-tokens", newTokens,
                     $"must keep prompt + new tokens ≤ the model's max_position_embeddings = {cfg.MaxPositionEmbeddings} (longest prompt: {prompt} tokens)");
-            MemoryEstimate.ForInference(cfg, batch, prompt + newTokens).EnsureFits((path == "generate" ? "--model/--prompt/--max-new-tokens" : "--model/--batch-size/--new-tokens") + " (" + MemoryEstimate.Sizes(cfg) + ")");
+            ModelMemory.ForInference(cfg, batch, prompt + newTokens).EnsureFits((path == "generate" ? "--model/--prompt/--max-new-tokens" : "--model/--batch-size/--new-tokens") + " (" + ModelMemory.Sizes(cfg) + ")");
         },
         "checkpoint generate" => v =>
         {
-            var cfg = v.Library(() => WhaleTech.IO.HubConfig.Load(v.Str("folder")));
+            var cfg = v.Library(() => WhaleTech.Hub.HubConfig.Load(v.Str("folder")));
             var prompts = v.Get<string[]>("--ids").Select(s => Ids("--ids", s)).ToArray();
             foreach (var p in prompts)
             {
@@ -441,16 +442,16 @@ public static class Rules
                     throw new WhaleArgumentException("--ids", bad, $"must be token ids < vocab_size = {cfg.VocabSize}");
             }
             int longest = prompts.Max(p => p.Length) + v.Int("--max-new-tokens");
-            MemoryEstimate.ForInference(cfg, prompts.Length, longest).EnsureFits("folder/--ids/--max-new-tokens (" + MemoryEstimate.Sizes(cfg) + ")");
+            ModelMemory.ForInference(cfg, prompts.Length, longest).EnsureFits("folder/--ids/--max-new-tokens (" + ModelMemory.Sizes(cfg) + ")");
         },
         "checkpoint inspect" or "checkpoint convert" or "checkpoint parity" => v =>
         {
             var folder = v.Str(path == "checkpoint convert" ? "from" : "folder");
-            var cfg = v.Library(() => WhaleTech.IO.HubConfig.Load(folder));
-            if (path == "checkpoint parity" && !File.Exists(Path.Combine(folder, WhaleTech.IO.HubParity.ReferenceFile)))
-                throw new WhaleArgumentException("folder", folder, $"must hold {WhaleTech.IO.HubParity.ReferenceFile} (tools/hf/make_fixtures.py or `whale checkpoint export-parity`)");
-            if (path == "checkpoint inspect") MemoryEstimate.ForModel(WhaleTech.IO.HubInspection.Skeleton(cfg)).EnsureFits("folder (" + MemoryEstimate.Sizes(cfg) + ")");
-            else MemoryEstimate.ForInference(cfg, 2, 64).EnsureFits("folder (" + MemoryEstimate.Sizes(cfg) + ")");
+            var cfg = v.Library(() => WhaleTech.Hub.HubConfig.Load(folder));
+            if (path == "checkpoint parity" && !File.Exists(Path.Combine(folder, WhaleTech.Hub.HubParity.ReferenceFile)))
+                throw new WhaleArgumentException("folder", folder, $"must hold {WhaleTech.Hub.HubParity.ReferenceFile} (tools/hf/make_fixtures.py or `whale checkpoint export-parity`)");
+            if (path == "checkpoint inspect") ModelMemory.ForModel(WhaleTech.Hub.HubInspection.Skeleton(cfg)).EnsureFits("folder (" + ModelMemory.Sizes(cfg) + ")");
+            else ModelMemory.ForInference(cfg, 2, 64).EnsureFits("folder (" + ModelMemory.Sizes(cfg) + ")");
         },
         _ => null,
     };
@@ -470,11 +471,11 @@ public static class Rules
         WhaleTech.Grpo.Rewards.Parse(o.Rewards, o.CreateTask());
         Tiny(o.Attention, o.Hidden, o.Layers, o.Heads);
         var cfg = WhaleTech.Grpo.Policy.Config(o);
-        var sft = MemoryEstimate.ForTraining(cfg, o.SftBatch, 64, o.OptimizerMoments == WhaleTech.Training.MomentPrecision.Bf16 ? 2 : 4);
+        var sft = ModelMemory.ForTraining(cfg, o.SftBatch, 64, o.OptimizerMoments == WhaleTech.Training.MomentPrecision.Bf16 ? 2 : 4);
         sft.EnsureFits("--hidden/--layers/--heads/--moe-experts/--sft-batch");
         if (!grpo) return;
-        var rl = MemoryEstimate.ForTraining(cfg, (double)o.PromptsPerStep * o.NumGenerations, 128);
-        if (o.Beta > 0) rl.Add("reference model", MemoryEstimate.Parameters(cfg) * 4);
+        var rl = ModelMemory.ForTraining(cfg, (double)o.PromptsPerStep * o.NumGenerations, 128);
+        if (o.Beta > 0) rl.Add("reference model", ModelMemory.Parameters(cfg) * 4);
         rl.EnsureFits("--hidden/--layers/--heads/--prompts-per-step/--num-generations");
     }
 

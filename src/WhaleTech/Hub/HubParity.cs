@@ -158,8 +158,8 @@ public static class HubParity
         long B = ids.shape[0], T = ids.shape[1];
         using var positions = torch.arange(0, T, device: device).unsqueeze(0).expand(B, T);
         using var valid = torch.ones(B, T, dtype: ScalarType.Bool, device: device);
-        using var mask = Attention.AttentionContext.BuildMask(valid, 0, T);
-        var ctx = new Attention.AttentionContext { Positions = positions, Mask = mask };
+        using var mask = Core.AttentionContext.BuildMask(valid, 0, T);
+        var ctx = new Core.AttentionContext { Positions = positions, Mask = mask };
         var outputs = new List<Tensor>();
         var h = model.Embedding.forward(ids);
         outputs.Add(h.to_type(ScalarType.Float32).cpu());

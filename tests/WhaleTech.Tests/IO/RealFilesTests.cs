@@ -4,6 +4,8 @@
 // per-position and per-layer errors, --lenient, and a rope_theta off by one part in 10^4 detected.
 using System.Text.Json.Nodes;
 using TorchSharp;
+using WhaleTech.Core;
+using WhaleTech.Hub;
 using WhaleTech.Cli;
 using WhaleTech.IO;
 using WhaleTech.Model;

@@ -3,6 +3,8 @@
 // allocation. Plus generated config.json and safetensors mutations of a tiny checkpoint, and the help text.
 using System.Text;
 using System.Text.Json.Nodes;
+using WhaleTech.Core;
+using WhaleTech.Hub;
 using WhaleTech.IO;
 using WhaleTech.Model;
 

@@ -13,6 +13,8 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text;
+using WhaleTech.Core;
+using WhaleTech.Hub;
 using WhaleTech.Cli;
 using WhaleTech.Cli.Validation;
 using WhaleTech.IO;
@@ -34,7 +36,7 @@ public sealed class RobustnessFixture : IDisposable
     {
         ModelDir = Path.Combine(Dir, "model");
         var cfg = ModelConfig.Tiny("mla", vocab: new CharTokenizer().VocabSize, hidden: 16, layers: 1, heads: 2);
-        using (var m = new DeepSeekLM(cfg)) StateDict.SavePretrained(m, cfg, ModelDir);
+        using (var m = new DeepSeekLM(cfg)) StateDict.SavePretrained(m, cfg.ToJson(), ModelDir);
         File.WriteAllBytes(Path.Combine(ModelDir, HubParity.ReferenceFile), []);
         TextFile = Path.Combine(Dir, "corpus.txt");
         File.WriteAllText(TextFile, string.Concat(Enumerable.Repeat("the big cat sat on 17+25=42.\n", 200)));
@@ -54,7 +56,6 @@ public class RobustnessTests(RobustnessFixture fx) : IClassFixture<RobustnessFix
     /// <summary>Positional arguments and options each command needs for its other values to be valid.</summary>
     Dictionary<string, List<string>> BaseArgs(string work) => new()
     {
-        ["notebook run"] = [fx.AnyFile],
         ["fp8 cast"] = ["465"],
         ["fp8 analyze"] = [fx.Safetensors],
         ["checkpoint inspect"] = [fx.ModelDir],

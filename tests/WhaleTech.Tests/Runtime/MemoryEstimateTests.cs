@@ -1,3 +1,5 @@
+using WhaleTech.Core;
+using WhaleTech.Hub;
 using WhaleTech.IO;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
@@ -13,7 +15,7 @@ public class MemoryEstimateTests
     [InlineData("deepseek-v2", 230e9, 245e9)]        // 236B
     public void ParameterCountsMatchThePublishedModels(string preset, double min, double max)
     {
-        double p = MemoryEstimate.Parameters(ModelPresets.Get(preset));
+        double p = ModelMemory.Parameters(ModelPresets.Get(preset));
         Assert.InRange(p, min, max);
     }
 
@@ -24,7 +26,7 @@ public class MemoryEstimateTests
         {
             var cfg = ModelConfig.Tiny(attention);
             using var m = new DeepSeekLM(cfg);
-            double exact = m.ParameterCount(), estimate = MemoryEstimate.Parameters(cfg);
+            double exact = m.ParameterCount(), estimate = ModelMemory.Parameters(cfg);
             Assert.InRange(estimate / exact, 0.9, 1.1);
         }
     }
@@ -32,7 +34,7 @@ public class MemoryEstimateTests
     [Fact]
     public void AnEstimateOverTheBudgetNamesTheParametersAndTheSizes()
     {
-        var e = Assert.Throws<WhaleArgumentException>(() => MemoryEstimate.ForTraining(ModelPresets.DeepSeekV3, 1, 4096).EnsureFits("--model", 8L << 30));
+        var e = Assert.Throws<WhaleArgumentException>(() => ModelMemory.ForTraining(ModelPresets.DeepSeekV3, 1, 4096).EnsureFits("--model", 8L << 30));
         Assert.Equal("--model", e.Parameter);
         Assert.Contains("parameters", e.Message);
         Assert.Contains("optimizer state", e.Message);
