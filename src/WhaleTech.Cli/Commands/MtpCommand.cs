@@ -41,9 +41,11 @@ public static class MtpCommand
         var seqLen = new Option<int>("--seq-len") { Description = "Characters per sequence.", DefaultValueFactory = _ => d.SequenceLength };
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (warm-up 10%, cosine to lr/10).", DefaultValueFactory = _ => d.LearningRate };
         var seed = new Option<int>("--seed") { Description = "Random seed (weights and data).", DefaultValueFactory = _ => d.Seed };
-        var outDir = new Option<string>("--out") { Description = "Folder for config.json + model.safetensors (Hub layout, MTP layers included).", DefaultValueFactory = _ => "runs/mtp-lm" };
+        var outDir = new Option<string>("--out") { Description = "Folder for config.json + model.safetensors (Hub layout, MTP layers included), metrics.jsonl, tensorboard/ and checkpoint/.", DefaultValueFactory = _ => "runs/mtp-lm" };
+        var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Write <out>/checkpoint every N steps; 0 = only at the end or on Ctrl-C.", DefaultValueFactory = _ => 50 };
+        var resume = new Option<bool>("--resume") { Description = "Continue from <out>/checkpoint (pass the options the run was started with); bit-exact with an uninterrupted run." };
         var cmd = new Command("train", "Train a small character-level LM with MTP modules on the synthetic corpus (a few minutes on a CPU) and save it.")
-        { device, attention, hidden, layers, heads, depth, weight, steps, batch, seqLen, lr, seed, outDir };
+        { device, attention, hidden, layers, heads, depth, weight, steps, batch, seqLen, lr, seed, outDir, checkpointEvery, resume };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -58,26 +60,34 @@ public static class MtpCommand
             AnsiConsole.MarkupLine($"Training a {o.Attention.ToUpperInvariant()} LM ({o.Layers} layers, hidden {o.Hidden}) with D = {o.Depth} MTP module(s), λ = {o.MtpWeight}, on {dev.type} for {o.Steps} steps.");
             DeepSeekLM model = null!;
             List<StepMetrics> history = [];
+            bool interrupted = false;
+            var dir = parse.GetValue(outDir)!;
+            var folder = new LmRunFolder(dir, parse.GetValue(checkpointEvery), parse.GetValue(resume)).Validate();
+            using var stop = StopSignal.Listen();
             AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(p =>
                 {
                     var task = p.AddTask("training", maxValue: o.Steps);
-                    (model, history) = MtpExperiment.Train(o, dev, m =>
+                    (model, history, interrupted) = MtpExperiment.Train(o, dev, folder, stop, m =>
                     {
                         task.Value = m.Step;
                         task.Description = $"loss {m.Loss:F3} mtp {string.Join("/", (m.MtpLosses ?? []).Select(l => l.ToString("F3")))}" + (m.EvalLoss is { } e ? $" eval {e:F3}" : "");
                     });
                 });
             using var _ = model;
+            if (interrupted)
+            {
+                AnsiConsole.MarkupLine($"Interrupted: checkpoint in [bold]{Markup.Escape(folder.CheckpointDir)}[/]. Continue with the same options and --resume.");
+                return StopSignal.ExitCode;
+            }
             var table = new Table().AddColumn("step").AddColumn("train loss").AddColumn("MTP loss per depth").AddColumn("eval loss");
             foreach (var m in history.Where(h => h.EvalLoss is not null))
                 table.AddRow(m.Step.ToString(), $"{m.Loss:F3}", string.Join(" / ", (m.MtpLosses ?? []).Select(l => l.ToString("F3"))), $"{m.EvalLoss:F3}");
             AnsiConsole.Write(table);
             var heldOut = MtpExperiment.EvaluateHeldOut(model, o, dev);
             AnsiConsole.MarkupLine(Markup.Escape(heldOut.ToString()) + $" (nats/char, {heldOut.Batches} held-out batches)");
-            var dir = parse.GetValue(outDir)!;
             StateDict.SavePretrained(model, model.Config.ToJson(), dir);
-            var last = history[^1];
+            var last = history.Count > 0 ? history[^1] : throw new WhaleException("the checkpoint had already run all steps: nothing to train (remove --resume, or raise --steps with a fresh --out)");
             AtomicFile.WriteAllText(Path.Combine(dir, "train-results.json"), JsonSerializer.Serialize(new
             {
                 options = o,

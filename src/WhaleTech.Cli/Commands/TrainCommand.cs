@@ -37,8 +37,20 @@ public static class TrainCommand
             var dev = Backend.ResolveDevice(parse.GetValue(device));
             var momentPrecision = MomentPrecisions.Parse("--optimizer-moments", parse.GetValue(moments));
             int s = parse.GetValue(seed);
-            torch.manual_seed(s);
             var tok = new CharTokenizer();
+            var dir = parse.GetValue(outDir)!;
+            var folder = new LmRunFolder(dir, parse.GetValue(checkpointEvery), parse.GetValue(resume)).Validate();
+            int n = parse.GetValue(steps);
+            var (cfg, opts) = folder.Resolve(
+                ModelConfig.Tiny(parse.GetValue(attention)!, vocab: tok.VocabSize, hidden: parse.GetValue(hidden), layers: parse.GetValue(layers), heads: parse.GetValue(heads)),
+                new TrainOptions
+                {
+                    Steps = n, BatchSize = parse.GetValue(batch), SequenceLength = parse.GetValue(seqLen), LearningRate = parse.GetValue(lr),
+                    MinLearningRate = parse.GetValue(lr) / 10, WarmupSteps = Math.Max(1, n / 10), EvalEvery = Math.Max(1, n / 5), Seed = s,
+                    OptimizerMoments = momentPrecision,
+                });
+            s = opts.Seed;                                                    // a resumed run keeps its seed
+            torch.manual_seed(s);
             string trainText, evalText;
             if (parse.GetValue(text) is { } path)
             {
@@ -47,62 +59,34 @@ public static class TrainCommand
                 (trainText, evalText) = (all[..split], all[split..]);
             }
             else (trainText, evalText) = (new SyntheticCorpus(60000, s).Text, new SyntheticCorpus(8000, s + 1000).Text);
-            var dir = parse.GetValue(outDir)!;
-            var checkpointDir = Path.Combine(dir, "checkpoint");
-            int every = (int)Guard.NonNegative("--checkpoint-every", parse.GetValue(checkpointEvery));
-            bool resuming = parse.GetValue(resume);
-            if (resuming && !Directory.Exists(checkpointDir) && !Directory.Exists(checkpointDir + ".old"))
-                throw new WhaleArgumentException("--resume", checkpointDir, "needs a checkpoint folder written by an earlier `whale train lm --out " + dir + "`");
-            var cfg = resuming ? ModelConfig.Load(Path.Combine(Directory.Exists(checkpointDir) ? checkpointDir : checkpointDir + ".old", "config.json"))
-                : ModelConfig.Tiny(parse.GetValue(attention)!, vocab: tok.VocabSize, hidden: parse.GetValue(hidden), layers: parse.GetValue(layers), heads: parse.GetValue(heads));
             using var model = new DeepSeekLM(cfg);
             model.to(dev);
-            int n = parse.GetValue(steps);
-            var opts = new TrainOptions
-            {
-                Steps = n, BatchSize = parse.GetValue(batch), SequenceLength = parse.GetValue(seqLen), LearningRate = parse.GetValue(lr),
-                MinLearningRate = parse.GetValue(lr) / 10, WarmupSteps = Math.Max(1, n / 10), EvalEvery = Math.Max(1, n / 5), Seed = s,
-                OptimizerMoments = momentPrecision,
-            };
-            if (resuming) opts = TrainingCheckpoint.ReadState(checkpointDir).Options;
             var trainer = new LmTrainer(model, opts);
             var trainStream = new TokenWindowStream(tok.Encode(trainText), opts.BatchSize, opts.SequenceLength, s);
             var evalStream = new TokenWindowStream(tok.Encode(evalText), opts.BatchSize, opts.SequenceLength, s + 1);
-            if (resuming)
-            {
-                TrainingCheckpoint.Load(checkpointDir, model, trainer, trainStream);
-                AnsiConsole.MarkupLine($"Resuming {Markup.Escape(checkpointDir)} at step {trainer.Step} of {opts.Steps}.");
-            }
             n = opts.Steps;
-            AnsiConsole.MarkupLine($"Training a {model.ParameterCount():N0}-parameter {cfg.Attention.ToUpperInvariant()} model on {dev.type} for {n} steps " +
+            AnsiConsole.MarkupLine((folder.Resume ? $"Resuming {Markup.Escape(folder.CheckpointDir)}: " : "") +
+                $"training a {model.ParameterCount():N0}-parameter {cfg.Attention.ToUpperInvariant()} model on {dev.type} for {n} steps " +
                 $"(AdamW moments {opts.OptimizerMoments.Name()}: {trainer.Optimizer.StateBytes / 1024.0:N0} KiB of optimizer state).");
             List<StepMetrics> history = [];
+            bool interrupted = false;
             using var stop = StopSignal.Listen();
-            using (var log = new MetricsLog(dir, resumeFromStep: resuming ? trainer.Step : null))
-            {
-                AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                    .Start(p =>
+            AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                .Start(p =>
+                {
+                    var task = p.AddTask("training", maxValue: n);
+                    (history, interrupted) = LmRun.Run(model, trainer, trainStream, evalStream, dev, folder, stop, m =>
                     {
-                        var task = p.AddTask("training", maxValue: n);
-                        task.Value = trainer.Step;
-                        history = trainer.Run(trainStream, evalStream, dev, m =>
-                        {
-                            task.Value = m.Step;
-                            task.Description = $"loss {m.Loss:F3}" + (m.EvalLoss is { } e ? $" eval {e:F3}" : "");
-                            var scalars = new Dictionary<string, double> { ["loss"] = m.Loss, ["learning_rate"] = m.LearningRate, ["grad_norm"] = m.GradNorm, ["skipped"] = m.Skipped ? 1 : 0 };
-                            if (m.EvalLoss is { } ev) scalars["eval/loss"] = ev;
-                            log.Write(m.Step, scalars);
-                            if (every > 0 && m.Step % every == 0 && m.Step < n) TrainingCheckpoint.Save(checkpointDir, model, trainer, trainStream);
-                        }, stop);
+                        task.Value = m.Step;
+                        task.Description = $"loss {m.Loss:F3}" + (m.EvalLoss is { } e ? $" eval {e:F3}" : "");
                     });
-            }
+                });
             var table = new Table().AddColumn("step").AddColumn("train loss").AddColumn("eval loss");
             foreach (var m in history.Where(h => h.EvalLoss is not null)) table.AddRow(m.Step.ToString(), $"{m.Loss:F3}", $"{m.EvalLoss:F3}");
             AnsiConsole.Write(table);
-            TrainingCheckpoint.Save(checkpointDir, model, trainer, trainStream);
-            if (trainer.Step < n)
+            if (interrupted)
             {
-                AnsiConsole.MarkupLine($"Interrupted at step {trainer.Step} of {n}: checkpoint in [bold]{Markup.Escape(checkpointDir)}[/], metrics in {Markup.Escape(Path.Combine(dir, MetricsLog.JsonlFile))}. " +
+                AnsiConsole.MarkupLine($"Interrupted at step {trainer.Step} of {n}: checkpoint in [bold]{Markup.Escape(folder.CheckpointDir)}[/], metrics in {Markup.Escape(Path.Combine(dir, MetricsLog.JsonlFile))}. " +
                                        $"Continue with: whale train lm --out {Markup.Escape(dir)} --resume");
                 return StopSignal.ExitCode;
             }

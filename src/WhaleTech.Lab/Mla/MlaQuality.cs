@@ -17,6 +17,7 @@ using static TorchSharp.torch;
 using WhaleTech.Core;
 
 using WhaleTech.Attention;
+using WhaleTech.Training;
 
 namespace WhaleTech.Lab.Mla;
 
@@ -127,20 +128,16 @@ public static class MlaQuality
                 using var model = new DeepSeekLM(cfg);
                 model.to(device);
                 model.train();
-                using var opt = torch.optim.AdamW(model.parameters(), lr: o.LearningRate, weight_decay: 0.01);
+                using var opt = new AdamWOptimizer(model.parameters(), o.LearningRate, weightDecay: 0.01);   // = torch.optim.AdamW's defaults
+                var stepper = new OptimizerStepper(opt, model.parameters(), maxGradNorm: 1.0, maxNonFiniteInRow: 1)
+                    { Warn = w => throw new WhaleException($"{attention} seed {seed}: {w}") };
                 var rng = new Random(seed);
                 double lastLoss = double.NaN;
                 for (int step = 0; step < o.Steps; step++)
                 {
                     using var scope = torch.NewDisposeScope();
                     var (ids, targets, mask) = Batch(o, o.Batch, rng);
-                    var (loss, _) = LossAndCorrect(model, ids.to(device), targets.to(device), mask.to(device));
-                    opt.zero_grad();
-                    loss.backward();
-                    nn.utils.clip_grad_norm_(model.parameters(), 1.0);
-                    opt.step();
-                    lastLoss = loss.item<float>();
-                    if (!double.IsFinite(lastLoss)) throw new WhaleException($"{attention} seed {seed}: loss became {lastLoss} at step {step}");
+                    lastLoss = stepper.Run(step, () => LossAndCorrect(model, ids.to(device), targets.to(device), mask.to(device)).Loss).Loss;
                 }
                 model.eval();
                 double evalLoss, evalAcc;

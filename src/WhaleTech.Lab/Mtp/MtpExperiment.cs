@@ -12,6 +12,7 @@ using WhaleTech.Model;
 using static TorchSharp.torch;
 using WhaleTech.Core;
 
+using WhaleTech.Runtime;
 using WhaleTech.Training;
 
 namespace WhaleTech.Lab.Mtp;
@@ -93,6 +94,26 @@ public static class MtpExperiment
     /// <summary>Trains a model with MTP on the synthetic corpus; <paramref name="onStep"/> sees every step.</summary>
     public static (DeepSeekLM Model, List<StepMetrics> History) Train(MtpExperimentOptions o, Device device, Action<StepMetrics>? onStep = null)
     {
+        var (model, trainer, train, eval) = Setup(o, device);
+        return (model, trainer.Run(train, eval, device, onStep));
+    }
+
+    /// <summary>Train in a run folder (metrics.jsonl, TensorBoard, checkpoints every N steps, Ctrl-C, --resume; Training/LmRun.cs).
+    /// A resumed run must be given the options it was started with (checked against the checkpoint).</summary>
+    public static (DeepSeekLM Model, List<StepMetrics> History, bool Interrupted) Train(MtpExperimentOptions o, Device device, LmRunFolder folder,
+        StopSignal? stop = null, Action<StepMetrics>? onStep = null)
+    {
+        folder.Validate();
+        if (folder.Resume && folder.Resolve(o.ModelConfig(new CharTokenizer().VocabSize), o.TrainOptions()) is var (cfg, stored)
+            && (stored != o.TrainOptions() || cfg.ToJson() != o.ModelConfig(new CharTokenizer().VocabSize).ToJson()))
+            throw new WhaleArgumentException("resume", folder.CheckpointDir, "was written with other options: pass the options the run was started with");
+        var (model, trainer, train, eval) = Setup(o, device);
+        var (history, interrupted) = LmRun.Run(model, trainer, train, eval, device, folder, stop, onStep);
+        return (model, history, interrupted);
+    }
+
+    static (DeepSeekLM, LmTrainer, TokenWindowStream Train, TokenWindowStream Eval) Setup(MtpExperimentOptions o, Device device)
+    {
         o.Validate();
         torch.manual_seed(o.Seed);
         var tok = new CharTokenizer();
@@ -102,8 +123,7 @@ public static class MtpExperiment
         var trainer = new LmTrainer(model, opts);
         var train = new TokenWindowStream(tok.Encode(new SyntheticCorpus(60000, o.Seed).Text), opts.BatchSize, opts.SequenceLength, o.Seed);
         var eval = new TokenWindowStream(tok.Encode(new SyntheticCorpus(8000, o.Seed + 1000).Text), opts.BatchSize, opts.SequenceLength, o.Seed + 1);
-        var history = trainer.Run(train, eval, device, onStep);
-        return (model, history);
+        return (model, trainer, train, eval);
     }
 
     /// <summary>The final held-out losses: main and each MTP depth on <paramref name="batches"/> batches of the

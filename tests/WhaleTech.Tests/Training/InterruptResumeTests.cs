@@ -77,6 +77,20 @@ public class InterruptResumeTests : IDisposable
     }
 
     [Fact]
+    public void MtpTrainInterruptedAndResumedEqualsAnUninterruptedRun()
+    {
+        string[] common = ["mtp", "train", "--device", "cpu", "--steps", "30", "--hidden", "32", "--layers", "1", "--depth", "1", "--checkpoint-every", "10"];
+        string a = Path.Combine(_dir, "a"), b = Path.Combine(_dir, "b");
+        Assert.Equal(0, Run([.. common, "--out", a]));
+        Assert.Equal(130, RunAndInterrupt([.. common, "--out", b], Path.Combine(b, "metrics.jsonl"), rows: 12));
+        Assert.InRange(File.ReadAllLines(Path.Combine(b, "metrics.jsonl")).Length, 12, 29);
+        Assert.Equal(2, Run([.. common, "--out", b, "--resume", "--lr", "0.001"]));      // other options: refused before any work
+        Assert.Equal(0, Run([.. common, "--out", b, "--resume"]));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(a, "model.safetensors")), File.ReadAllBytes(Path.Combine(b, "model.safetensors")));
+        Assert.Contains(TensorBoardEvents.ReadScalars(Path.Combine(b, "tensorboard")), e => e.Tag == "mtp/loss_depth1" && e.Step == 30);
+    }
+
+    [Fact]
     public void GrpoTrainInterruptedAndResumedEqualsAnUninterruptedRun()
     {
         string a = Path.Combine(_dir, "a"), b = Path.Combine(_dir, "b");
