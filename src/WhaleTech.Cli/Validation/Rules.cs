@@ -39,6 +39,7 @@ public static class Rules
         ["--seq-len"] = Int(2, 256, "the models' max_position_embeddings is 256"),
         ["--seeds"] = Int(1, 100),
         ["--max-new-tokens"] = Int(1, 100_000),
+        ["--checkpoint-every"] = Int(0, Million, "0 = only at the end or on Ctrl-C"),
         ["--max-memory"] = new(ValueKind.Memory),
     };
 
@@ -47,7 +48,6 @@ public static class Rules
         ["tour --out"] = OutDir,
         ["train lm --text"] = InFile,
         ["train lm --out"] = OutDir,
-        ["train lm --checkpoint-every"] = Int(0, Million, "0 = only at the end or on Ctrl-C"),
         ["generate --model"] = InDir,
         ["generate --prompt"] = Text("prompts of the tokenizer's characters (a-z, 0-9, space and + - * / = ( ) < > . , ; : ? ! '), at most 4096 characters each", (n, v) => Prompts(n, (string[])v)),
         ["generate --mla-mode"] = OneOf("auto", "naive", "absorbed"),
