@@ -25,7 +25,7 @@ public static class Rules
         ["--device"] = Device,
         ["--seed"] = Int(0, IntMax),
         ["--json"] = Flag, ["--quick"] = Flag, ["--paper"] = Flag, ["--plain"] = Flag, ["--resume"] = Flag, ["--fp8"] = Flag, ["--lenient"] = Flag,
-        ["--attention"] = OneOf("mla", "mha", "gqa", "mqa"),
+        ["--attention"] = OneOf(AttentionVariants.Names.ToArray()),   // the registry (mla, mha, gqa, mqa built in)
         ["--optimizer-moments"] = OneOf("fp32", "bf16"),
         ["--temperature"] = Real(0, 100, note: "0 = greedy"),
         ["--top-k"] = Int(0, Million, "0 = off"),

@@ -203,7 +203,7 @@ public sealed record ModelConfig
     /// <summary>Tiny's own arguments, checked before any division by them (always null or a throw).</summary>
     static ModelConfig? TinyArguments(string attention, int vocab, int hidden, int layers, int heads)
     {
-        Guard.OneOf("attention", attention, "mla", "mha", "gqa", "mqa");
+        AttentionVariants.Get(attention, "attention");   // a registered variant
         Guard.Positive("vocab", vocab);
         Guard.Positive("hidden", hidden);
         Guard.Positive("layers", layers);
