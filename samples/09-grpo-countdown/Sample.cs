@@ -27,7 +27,7 @@ public static class S09GrpoCountdown
         var o = new GrpoOptions
         {
             Task = "countdown", Numbers = 3, MaxNumber = ctx.Quick ? 10 : 20, HeldOut = ctx.Quick ? 16 : 100,
-            Hidden = ctx.Quick ? 32 : 64, Layers = ctx.Quick ? 1 : 2, Heads = ctx.Quick ? 2 : 4,
+            Policy = new() { Hidden = ctx.Quick ? 32 : 64, Layers = ctx.Quick ? 1 : 2, Heads = ctx.Quick ? 2 : 4 },
             SftSteps = ctx.Quick ? 12 : 150, SftBatch = ctx.Quick ? 16 : 32, SftLearningRate = 3e-3,
             Steps = ctx.Quick ? 3 : 15, PromptsPerStep = ctx.Quick ? 2 : 4, NumGenerations = ctx.Quick ? 4 : 8,
             LearningRate = 1e-4, WarmupSteps = 0, Rewards = "accuracy:1,partial:0.2,format:0.1",

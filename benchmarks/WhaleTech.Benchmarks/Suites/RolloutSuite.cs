@@ -1,5 +1,5 @@
 // `rollout`: GRPO rollout throughput — sampled (τ = 1) batched generation of the GRPO policy (the default
-// `whale grpo` model: Policy.Config(new GrpoOptions())) for prompts × G sequences, with the KV cache and with
+// `whale grpo` model: PolicyModel.Config(new GrpoOptions())) for prompts × G sequences, with the KV cache and with
 // full recomputation every step (issue 6: "rollout with the KV cache ≥ 10x the tokens/s of recomputation at 256
 // new tokens on CUDA"). Stop tokens are off so every sequence generates exactly the requested number of tokens;
 // the GRPO rollout (Grpo/Rollout.cs) runs the same cached forward, only its sampler differs (per-sample streams).
@@ -27,9 +27,9 @@ public sealed class RolloutSuite : ISuite
         int sequences = options.Quick ? 4 : cuda ? 128 : 16;             // 16 prompts × G = 8 on CUDA, 2 × 8 on CPU
         int[] newTokens = options.Quick ? [16] : [64, 256];
         var grpo = new GrpoOptions();
-        var cfg = Policy.Config(grpo) with { MaxPositionEmbeddings = 512 };
-        using var policy = Policy.Create(cfg, seed: 1, device);
-        var tok = Policy.Tokenizer();
+        var cfg = PolicyModel.Config(grpo) with { MaxPositionEmbeddings = 512 };
+        using var policy = PolicyModel.Create(cfg, seed: 1, device);
+        var tok = PolicyModel.Tokenizer();
         var prompts = Enumerable.Range(0, sequences).Select(i => (int[])[CharTokenizer.Bos, .. tok.Encode($"{10 + i}+{27 + 3 * i}=")]).ToArray(); // addition prompts
         var result = new BenchmarkResult(Name, Description, MachineInfo.Collect(device)) { Plot = new PlotSpec("tokens_per_s", "new_tokens") };
         int reps = options.Quick ? 2 : 3;

@@ -52,12 +52,12 @@ public static class GrpoCommand
         b.Add("--max-coefficient", "Linear: largest |a|.", d.MaxCoefficient, (o, v) => o with { MaxCoefficient = v });
         b.Add("--held-out", "Held-out problems for evaluation.", d.HeldOut, (o, v) => o with { HeldOut = v });
         b.Add("--rewards", "reward_funcs with weights: accuracy, format, partial (e.g. accuracy:1,format:0.1).", d.Rewards, (o, v) => o with { Rewards = v });
-        b.Add("--attention", "Policy attention: mla, mha, gqa or mqa.", d.Attention, (o, v) => o with { Attention = v });
-        b.Add("--hidden", "Policy hidden size.", d.Hidden, (o, v) => o with { Hidden = v });
-        b.Add("--layers", "Policy layers.", d.Layers, (o, v) => o with { Layers = v });
-        b.Add("--heads", "Policy attention heads.", d.Heads, (o, v) => o with { Heads = v });
-        b.Add("--moe-experts", "Routed experts per layer: a DeepSeekMoE policy with loss-free balancing (0 = dense).", d.MoeExperts, (o, v) => o with { MoeExperts = v });
-        b.Add("--moe-top-k", "Routed experts per token of a MoE policy.", d.MoeTopK, (o, v) => o with { MoeTopK = v });
+        b.Add("--attention", "Policy attention: mla, mha, gqa or mqa.", d.Policy.Attention, (o, v) => o with { Policy = o.Policy with { Attention = v } });
+        b.Add("--hidden", "Policy hidden size.", d.Policy.Hidden, (o, v) => o with { Policy = o.Policy with { Hidden = v } });
+        b.Add("--layers", "Policy layers.", d.Policy.Layers, (o, v) => o with { Policy = o.Policy with { Layers = v } });
+        b.Add("--heads", "Policy attention heads.", d.Policy.Heads, (o, v) => o with { Policy = o.Policy with { Heads = v } });
+        b.Add("--moe-experts", "Routed experts per layer: a DeepSeekMoE policy with loss-free balancing (0 = dense).", d.Policy.MoeExperts, (o, v) => o with { Policy = o.Policy with { MoeExperts = v } });
+        b.Add("--moe-top-k", "Routed experts per token of a MoE policy.", d.Policy.MoeTopK, (o, v) => o with { Policy = o.Policy with { MoeTopK = v } });
         b.Add("--sft-steps", "SFT warm-start steps (fewer = weaker start).", d.SftSteps, (o, v) => o with { SftSteps = v });
         b.Add("--sft-batch", "SFT batch size.", d.SftBatch, (o, v) => o with { SftBatch = v });
         b.Add("--sft-lr", "SFT learning rate.", d.SftLearningRate, (o, v) => o with { SftLearningRate = v });
@@ -92,7 +92,8 @@ public static class GrpoCommand
         b.Add("--beta", "KL coefficient β (0 = no reference model).", d.Beta, (o, v) => o with { Beta = v });
         b.Add("--kl-estimator", "k1, k2 or k3.", GrpoOptions.Snake(d.KlEstimator.ToString()), (o, v) => o with { KlEstimator = GrpoOptions.ParseEnum<KlEstimator>("--kl-estimator", v) });
         b.Add("--ref-sync-steps", "Copy the policy into the reference every N steps (0 = never).", d.RefModelSyncSteps, (o, v) => o with { RefModelSyncSteps = v });
-        b.Add("--loss-type", "grpo, bnpo, dapo or dr_grpo.", GrpoOptions.Snake(d.Loss.ToString()), (o, v) => o with { Loss = GrpoOptions.ParseEnum<LossAggregation>("--loss-type", v) });
+        b.Add("--loss-type", "Loss aggregation: " + string.Join("; ", LossAggregators.Names.Select(n => $"{n} = {LossAggregators.Get(n).Formula}")) + ".", d.LossType,
+              (o, v) => o with { LossType = LossAggregators.Get(v, "--loss-type").Name });
         b.Add("--num-iterations", "μ: updates per generation batch (against π_old).", d.NumIterations, (o, v) => o with { NumIterations = v });
         b.Add("--micro-batches", "Gradient-accumulation micro-batches per update.", d.MicroBatches, (o, v) => o with { MicroBatches = v });
         b.Add("--mask-truncated", "Exclude completions that hit the length limit from the loss.", d.MaskTruncatedCompletions, (o, v) => o with { MaskTruncatedCompletions = v });

@@ -14,7 +14,7 @@ public sealed class GrpoChapter : ITourChapter
         var o = new GrpoOptions
         {
             Task = "addition", Digits = 1, HeldOut = ctx.Quick ? 16 : 100,
-            Hidden = ctx.Quick ? 32 : 64, Layers = ctx.Quick ? 1 : 2, Heads = ctx.Quick ? 2 : 4,
+            Policy = new() { Hidden = ctx.Quick ? 32 : 64, Layers = ctx.Quick ? 1 : 2, Heads = ctx.Quick ? 2 : 4 },
             SftSteps = ctx.Quick ? 20 : 80, SftBatch = 32, SftLearningRate = 3e-3,
             Steps = ctx.Quick ? 3 : 120, PromptsPerStep = ctx.Quick ? 2 : 8, NumGenerations = ctx.Quick ? 4 : 8,
             LearningRate = 2e-4, WarmupSteps = 0, Rewards = "accuracy:1",

@@ -42,14 +42,14 @@ public static class GrpoRun
     {
         o.Validate();
         Directory.CreateDirectory(outDir);
-        var cfg = Policy.Config(o);
-        var model = Policy.Create(cfg, o.Seed, device);
+        var cfg = PolicyModel.Config(o);
+        var model = PolicyModel.Create(cfg, o.Seed, device);
         var task = o.CreateTask();
         var heldOut = task.HeldOut(o.Seed, o.HeldOut);
-        ev?.Message?.Invoke($"policy: {model.ParameterCount():N0} parameters ({o.Attention}, hidden {o.Hidden}, {o.Layers} layers)");
-        var losses = Policy.Sft(model, task, o, heldOut.Select(p => p.Question).ToHashSet(), (s, l) => ev?.SftStep?.Invoke(s, o.SftSteps, l),
+        ev?.Message?.Invoke($"policy: {model.ParameterCount():N0} parameters ({o.Policy})");
+        var losses = PolicyModel.Sft(model, task, o, heldOut.Select(p => p.Question).ToHashSet(), (s, l) => ev?.SftStep?.Invoke(s, o.SftSteps, l),
             (s, a) => ev?.Message?.Invoke($"sft {s}: validation exact match {a:P1} (target {o.SftTargetAccuracy:P0})"));
-        var (acc, fmt, _) = Policy.Evaluate(model, task, heldOut, Policy.DefaultMaxCompletionLength(heldOut));
+        var (acc, fmt, _) = PolicyModel.Evaluate(model, task, heldOut, PolicyModel.DefaultMaxCompletionLength(heldOut));
         AtomicFile.WriteAllText(Path.Combine(outDir, SftStepsFile), losses.Count.ToString(System.Globalization.CultureInfo.InvariantCulture));
         cfg.Save(Path.Combine(outDir, ConfigFile));
         GrpoCheckpoint.SaveModel(model, Path.Combine(outDir, SftWeights));
@@ -72,7 +72,7 @@ public static class GrpoRun
         double sftSeconds = 0;
         if (resuming || init is not null)
         {
-            policy = Policy.Create(Policy.Config(o), o.Seed, device);
+            policy = PolicyModel.Create(PolicyModel.Config(o), o.Seed, device);
             if (!resuming) GrpoCheckpoint.LoadModel(policy, init!);
         }
         else
@@ -82,7 +82,7 @@ public static class GrpoRun
         }
         var sftStepsPath = Path.Combine(init is null ? outDir : Path.GetDirectoryName(Path.GetFullPath(init))!, SftStepsFile);   // this run's SFT or --init's folder
         int? sftStepsRun = File.Exists(sftStepsPath) && int.TryParse(File.ReadAllText(sftStepsPath), out var n) ? n : null;
-        Policy.Config(o).Save(Path.Combine(outDir, ConfigFile));
+        PolicyModel.Config(o).Save(Path.Combine(outDir, ConfigFile));
         AtomicFile.WriteAllText(Path.Combine(outDir, OptionsFile), JsonSerializer.Serialize(o, GrpoCheckpoint.Json));
 
         using var trainer = new GrpoTrainer(o, policy);
@@ -155,11 +155,11 @@ public static class GrpoRun
         var o = JsonSerializer.Deserialize<GrpoOptions>(File.ReadAllText(optPath), GrpoCheckpoint.Json)!;
         if (heldOut is { } n) o = o with { HeldOut = n };
         weights ??= File.Exists(Path.Combine(runDir, FinalWeights)) ? Path.Combine(runDir, FinalWeights) : Path.Combine(runDir, SftWeights);
-        using var model = Policy.Create(Policy.Config(o), o.Seed, device);
+        using var model = PolicyModel.Create(PolicyModel.Config(o), o.Seed, device);
         GrpoCheckpoint.LoadModel(model, weights);
         var task = o.CreateTask();
         var problems = task.HeldOut(o.Seed, o.HeldOut);
-        var (acc, fmt, completions) = Policy.Evaluate(model, task, problems, o.MaxCompletionLength > 0 ? o.MaxCompletionLength : Policy.DefaultMaxCompletionLength(problems));
+        var (acc, fmt, completions) = PolicyModel.Evaluate(model, task, problems, o.MaxCompletionLength > 0 ? o.MaxCompletionLength : PolicyModel.DefaultMaxCompletionLength(problems));
         return (acc, fmt, problems.Zip(completions).ToList());
     }
 

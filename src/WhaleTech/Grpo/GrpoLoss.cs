@@ -16,7 +16,7 @@
 // KL estimators (Schulman 2020, "Approximating KL divergence"), with log r = log π_ref − log π_θ:
 //   k1 = −log r        k2 = ½ (log r)²        k3 = r − log r − 1  (≥ 0, unbiased; DeepSeekMath eq. 4)
 //
-// Loss aggregation of the per-token loss ℓ_{i,t} over the mask M_{i,t} (1 on completion tokens):
+// Loss aggregation of the per-token loss ℓ_{i,t} over the mask M_{i,t} (1 on completion tokens; LossAggregators.cs):
 //   grpo     1/B Σ_i ( Σ_t ℓ M / Σ_t M )           per-sequence mean, then mean over sequences (eq. 3)
 //   bnpo     Σ_{i,t} ℓ M / Σ_{i,t} M                 token mean over this (micro-)batch
 //   dapo     Σ_{i,t} ℓ M / N_tokens                 token mean over the WHOLE generation batch (Yu et al.
@@ -32,7 +32,6 @@ namespace WhaleTech.Grpo;
 
 public enum AdvantageKind { Group, Batch, None, Rloo }
 public enum KlEstimator { K1, K2, K3 }
-public enum LossAggregation { Grpo, Bnpo, Dapo, DrGrpo }
 
 public static class GrpoLoss
 {
@@ -89,24 +88,15 @@ public static class GrpoLoss
         return (loss.MoveToOuterDisposeScope(), low.MoveToOuterDisposeScope(), high.MoveToOuterDisposeScope());
     }
 
-    /// <summary>Reduces the per-token loss [B, T] over the mask [B, T] (see the header).</summary>
+    /// <summary>Reduces the per-token loss [B, T] over the mask [B, T] with <paramref name="aggregation"/> (LossAggregators.cs).</summary>
     /// <param name="maxCompletionLength">T_max of dr_grpo.</param>
     /// <param name="totalTokens">N_tokens of dapo: completion tokens of the whole generation batch (default: this mask's).</param>
-    public static Tensor Aggregate(Tensor perToken, Tensor mask, LossAggregation aggregation, int maxCompletionLength, double? totalTokens = null)
+    public static Tensor Aggregate(Tensor perToken, Tensor mask, LossAggregator aggregation, int maxCompletionLength, double? totalTokens = null)
     {
         using var scope = torch.NewDisposeScope();
         var m = mask.to_type(perToken.dtype);
         var masked = perToken * m;                                                               // [B, T]
-        long B = perToken.shape[0];
-        Tensor loss = aggregation switch
-        {
-            LossAggregation.Grpo => (masked.sum(1) / m.sum(1).clamp_min(1)).mean(),
-            LossAggregation.Bnpo => masked.sum() / m.sum().clamp_min(1),
-            LossAggregation.Dapo => masked.sum() / Math.Max(1.0, totalTokens ?? m.sum().item<double>()),
-            LossAggregation.DrGrpo => masked.sum() / (B * (double)maxCompletionLength),
-            _ => throw new Runtime.WhaleArgumentException("loss_type", aggregation, "must be grpo, bnpo, dapo or dr_grpo"),
-        };
-        return loss.MoveToOuterDisposeScope();
+        return aggregation.Reduce(masked, m, maxCompletionLength, totalTokens ?? m.sum().to_type(ScalarType.Float64).item<double>()).MoveToOuterDisposeScope();
     }
 
     /// <summary>Per-token GRPO loss: clipped surrogate + β·KL (β = 0 or refLogp null: no KL term).</summary>

@@ -31,16 +31,8 @@ public sealed record GrpoOptions
     /// <summary>reward_funcs with reward_weights, e.g. "accuracy:1,format:0.1".</summary>
     [JsonPropertyName("rewards")] public string Rewards { get; init; } = "accuracy:1";
 
-    // ---- policy ----------------------------------------------------------------------------------
-    [JsonPropertyName("attention")] public string Attention { get; init; } = "mla";
-    [JsonPropertyName("hidden")] public int Hidden { get; init; } = 128;
-    [JsonPropertyName("layers")] public int Layers { get; init; } = 4;
-    [JsonPropertyName("heads")] public int Heads { get; init; } = 4;
-    /// <summary>Routed experts per layer of a DeepSeekMoE policy (0 = dense SwiGLU MLPs). The MoE policy uses
-    /// sigmoid routing, top-`moe_top_k`, one shared expert and DeepSeek-V3's auxiliary-loss-free bias (γ = 1e-3,
-    /// updated after every optimizer step of SFT and GRPO).</summary>
-    [JsonPropertyName("moe_experts")] public int MoeExperts { get; init; }
-    [JsonPropertyName("moe_top_k")] public int MoeTopK { get; init; } = 2;
+    // ---- policy (its shape; how to train it is everything else here) -----------------------------
+    [JsonPropertyName("policy")] public PolicyArchitecture Policy { get; init; } = new();
 
     // ---- SFT warm start --------------------------------------------------------------------------
     [JsonPropertyName("sft_steps")] public int SftSteps { get; init; } = 400;
@@ -83,7 +75,9 @@ public sealed record GrpoOptions
     [JsonPropertyName("kl_estimator")] public KlEstimator KlEstimator { get; init; } = KlEstimator.K3;
     /// <summary>Copy the policy into the reference model every N steps; 0 = keep the SFT model.</summary>
     [JsonPropertyName("ref_model_sync_steps")] public int RefModelSyncSteps { get; init; }
-    [JsonPropertyName("loss_type")] public LossAggregation Loss { get; init; } = LossAggregation.Grpo;
+    /// <summary>A registered loss aggregation (LossAggregators): grpo, bnpo, dapo, dr_grpo, …</summary>
+    [JsonPropertyName("loss_type")] public string LossType { get; init; } = "grpo";
+    [JsonIgnore] public LossAggregator Loss => LossAggregators.Get(LossType);
     /// <summary>μ: policy updates per generation batch, against π_old (DeepSeekMath Alg. 1).</summary>
     [JsonPropertyName("num_iterations")] public int NumIterations { get; init; } = 1;
     [JsonPropertyName("micro_batches")] public int MicroBatches { get; init; } = 1;
@@ -114,10 +108,7 @@ public sealed record GrpoOptions
     {
         CreateTask();
         Guard.Positive("held_out", HeldOut);
-        Guard.OneOf("attention", Attention, "mla", "mha", "gqa", "mqa");
-        Guard.Positive("hidden", Hidden); Guard.Positive("layers", Layers); Guard.Positive("heads", Heads);
-        Guard.NonNegative("moe_experts", MoeExperts);
-        if (MoeExperts > 0) Guard.InRange("moe_top_k", MoeTopK, 1, MoeExperts);
+        (Policy ?? throw new WhaleArgumentException("policy", null, "must describe the policy")).Validate();
         Guard.NonNegative("sft_steps", SftSteps); Guard.Positive("sft_batch", SftBatch); Guard.Positive("sft_learning_rate", SftLearningRate);
         Guard.InRange("sft_solved_fraction", SftSolvedFraction, 0, 1);
         Guard.InRange("sft_target_accuracy", SftTargetAccuracy, 0, 1); Guard.Positive("sft_eval_every", SftEvalEvery);
@@ -134,6 +125,7 @@ public sealed record GrpoOptions
         if (EpsilonHigh is double eh && eh < Epsilon) throw new WhaleArgumentException("epsilon_high", eh, $"must be ≥ epsilon = {Epsilon} (DAPO's clip-higher widens the upper clip; negative = ε)");
         Guard.NonNegative("beta", Beta); Guard.NonNegative("ref_model_sync_steps", RefModelSyncSteps);
         Guard.InRange("num_iterations", NumIterations, 1, 100);
+        _ = Loss;                                                          // names the registered loss types
         Guard.InRange("micro_batches", MicroBatches, 1, PromptsPerStep * NumGenerations);
         Guard.InRange("max_sampling_rounds", MaxSamplingRounds, 1, 100);
         Guard.Positive("eval_every", EvalEvery); Guard.Positive("sample_every", SampleEvery); Guard.Positive("checkpoint_every", CheckpointEvery);

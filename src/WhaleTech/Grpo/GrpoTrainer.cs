@@ -39,7 +39,7 @@ public sealed class GrpoTrainer : IDisposable
     /// <summary>The groups of the last step (for sample printing).</summary>
     public IReadOnlyList<GroupSample> LastGroups { get; private set; } = [];
 
-    readonly CharTokenizer _tok = WhaleTech.Grpo.Policy.Tokenizer();
+    readonly CharTokenizer _tok = PolicyModel.Tokenizer();
     readonly HashSet<string> _heldOutQuestions;
     readonly Device _device;
 
@@ -52,11 +52,11 @@ public sealed class GrpoTrainer : IDisposable
         RewardFunctions = Rewards.Parse(options.Rewards, Task);
         HeldOut = Task.HeldOut(options.Seed, options.HeldOut);
         _heldOutQuestions = HeldOut.Select(p => p.Question).ToHashSet();
-        MaxCompletionLength = options.MaxCompletionLength > 0 ? options.MaxCompletionLength : WhaleTech.Grpo.Policy.DefaultMaxCompletionLength(HeldOut);
-        Reference = options.Beta > 0 ? WhaleTech.Grpo.Policy.Clone(policy) : null;          // β = 0: no reference kept
+        MaxCompletionLength = options.MaxCompletionLength > 0 ? options.MaxCompletionLength : PolicyModel.DefaultMaxCompletionLength(HeldOut);
+        Reference = options.Beta > 0 ? PolicyModel.Clone(policy) : null;          // β = 0: no reference kept
         Optimizer = new Training.AdamWOptimizer(policy.parameters(), options.LearningRate, weightDecay: 0.0, beta1: 0.9, beta2: 0.99, moments: options.OptimizerMoments);
         _stepper = new Training.OptimizerStepper(Optimizer, policy.parameters(), options.MaxGradNorm)
-            .AttachBalancer(WhaleTech.Grpo.Policy.Balancer(policy));                          // MoE policy: loss-free bias updates
+            .AttachBalancer(PolicyModel.Balancer(policy));                          // MoE policy: loss-free bias updates
     }
 
     readonly Training.OptimizerStepper _stepper;
@@ -73,7 +73,7 @@ public sealed class GrpoTrainer : IDisposable
         double genTime = 0, scoreTime = 0;
 
         if (Reference is not null && o.RefModelSyncSteps > 0 && step > 0 && step % o.RefModelSyncSteps == 0)
-            WhaleTech.Grpo.Policy.CopyWeights(Policy, Reference);
+            PolicyModel.CopyWeights(Policy, Reference);
 
         // ---- 1–3: sample prompts, roll out G completions each, score; dynamic sampling refills ----
         var kept = new List<GroupSample>();
@@ -90,7 +90,7 @@ public sealed class GrpoTrainer : IDisposable
             for (int i = 0; i < need; i++)
                 for (int g = 0; g < o.NumGenerations; g++)
                 {
-                    prompts.Add(WhaleTech.Grpo.Policy.PromptIds(_tok, problems[i]));
+                    prompts.Add(PolicyModel.PromptIds(_tok, problems[i]));
                     keys.Add(Streams.SampleKey(o.Seed, step, slots[i], g));
                 }
             var gen = Rollout.Generate(Policy, prompts, keys, new RolloutSampling(MaxCompletionLength, o.Temperature, o.TopK, o.TopP));
@@ -159,6 +159,7 @@ public sealed class GrpoTrainer : IDisposable
             // ---- 5: μ iterations of the clipped objective ----
             double lr = o.LearningRateAt(step);
             _stepper.SetLearningRate(lr);
+            var lossType = o.Loss;
             double lossSum = 0, klSum = 0, entSum = 0, lowSum = 0, highSum = 0, gradNormSum = 0, tokSum = 0;
             int skipped = 0;
             Policy.train();
@@ -176,10 +177,10 @@ public sealed class GrpoTrainer : IDisposable
                     var old = oldLogp[k] ?? logp.detach();
                     var (perTok, low, high, kl) = GrpoLoss.PerTokenLoss(logp, old, refLogp[k], adv.narrow(0, start, rows),
                         o.Epsilon, o.EffectiveEpsilonHigh, o.Beta, o.KlEstimator);
-                    var loss = GrpoLoss.Aggregate(perTok, mbMask, o.Loss, MaxCompletionLength, totalTokens);
+                    var loss = GrpoLoss.Aggregate(perTok, mbMask, lossType, MaxCompletionLength, totalTokens);
                     // Gradient accumulation: scale so the sum over micro-batches is the full-batch loss
                     // (exact for grpo/dr_grpo/dapo; bnpo keeps its per-micro-batch token normaliser, as in TRL).
-                    double scale = o.Loss switch { LossAggregation.Dapo => 1.0, LossAggregation.Bnpo => 1.0 / micro, _ => rows / (double)B };
+                    double scale = lossType.MicroBatchScale(rows, B, micro);
                     (loss * scale).backward();
                     iterLoss += loss.item<float>() * scale;
                     double tk = mbMask.sum().item<float>();
@@ -217,7 +218,7 @@ public sealed class GrpoTrainer : IDisposable
     /// <summary>Held-out accuracy and format rate (greedy).</summary>
     public (double Accuracy, double Format) Evaluate()
     {
-        var (acc, fmt, _) = WhaleTech.Grpo.Policy.Evaluate(Policy, Task, HeldOut, MaxCompletionLength);
+        var (acc, fmt, _) = PolicyModel.Evaluate(Policy, Task, HeldOut, MaxCompletionLength);
         return (acc, fmt);
     }
 

@@ -28,6 +28,51 @@ public sealed record MathProblem(string Task, string Question, string Answer, in
     public string Solution => PromptTemplate.FormatAnswer(Answer);
 }
 
+/// <summary>The difficulty knobs a task factory may read (GrpoOptions: digits, numbers, max_number, max_coefficient,
+/// reverse_answer, pad_operands).</summary>
+public sealed record TaskKnobs(int Digits = 3, int Numbers = 3, int MaxNumber = 20, int MaxCoefficient = 9, bool ReverseAnswer = false, bool PadOperands = false);
+
+/// <summary>The task registry: a new GRPO task is one MathTask subclass plus one <see cref="Register"/> line.</summary>
+public static class GrpoTasks
+{
+    static readonly List<(string Name, Func<TaskKnobs, MathTask> Create)> Registered =
+    [
+        ("addition", k => new ArithmeticTask('+', k.Digits, k.ReverseAnswer, k.PadOperands)),
+        ("multiplication", k => new ArithmeticTask('*', k.Digits, k.ReverseAnswer, k.PadOperands)),
+        ("countdown", k => new CountdownTask(k.Numbers, k.MaxNumber)),
+        ("linear", k => new LinearEquationTask(k.MaxCoefficient, k.MaxNumber)),
+    ];
+
+    /// <summary>Tasks that read reverse_answer and pad_operands (digit-by-digit answers).</summary>
+    static readonly HashSet<string> DigitTasks = ["addition", "multiplication"];
+
+    /// <summary>Adds (or replaces) a task; <paramref name="digitOptions"/>: it honours reverse_answer / pad_operands.</summary>
+    public static void Register(string name, Func<TaskKnobs, MathTask> create, bool digitOptions = false)
+    {
+        ArgumentNullException.ThrowIfNull(create);
+        lock (Registered)
+        {
+            Registered.RemoveAll(t => t.Name == name);
+            Registered.Add((name, create));
+            if (digitOptions) DigitTasks.Add(name); else DigitTasks.Remove(name);
+        }
+    }
+
+    public static IReadOnlyList<string> Names { get { lock (Registered) return Registered.Select(t => t.Name).ToList(); } }
+
+    public static MathTask Create(string name, TaskKnobs knobs)
+    {
+        Func<TaskKnobs, MathTask>? create;
+        lock (Registered) create = Registered.FirstOrDefault(t => t.Name == name).Create;
+        if (create is null) throw new WhaleArgumentException("task", name, "must be one of " + string.Join(", ", Names));
+        if (knobs.ReverseAnswer && !DigitTasks.Contains(name))
+            throw new WhaleArgumentException("reverse_answer", name, "applies to " + string.Join(" and ", DigitTasks) + " only");
+        if (knobs.PadOperands && !DigitTasks.Contains(name))
+            throw new WhaleArgumentException("pad_operands", name, "applies to " + string.Join(" and ", DigitTasks) + " only");
+        return create(knobs);
+    }
+}
+
 public abstract class MathTask
 {
     public abstract string Name { get; }
@@ -38,25 +83,10 @@ public abstract class MathTask
     /// <summary>Partial credit in [0, 1] for a wrong answer (1 only when correct).</summary>
     public abstract double PartialCredit(MathProblem p, string answer);
 
-    /// <summary>Builds a task from its name and difficulty knobs (the CLI's --task, --digits, ...).</summary>
+    /// <summary>Builds a registered task from its name and difficulty knobs (the CLI's --task, --digits, ...).</summary>
     public static MathTask Create(string name, int digits = 3, int numbers = 3, int maxNumber = 20, int maxCoefficient = 9,
         bool reverseAnswer = false, bool padOperands = false)
-    {
-        if (reverseAnswer && name is not ("addition" or "multiplication"))
-            throw new WhaleArgumentException("reverse_answer", name, "applies to addition and multiplication only");
-        if (padOperands && name is not ("addition" or "multiplication"))
-            throw new WhaleArgumentException("pad_operands", name, "applies to addition and multiplication only");
-        return CreateTask(name, digits, numbers, maxNumber, maxCoefficient, reverseAnswer, padOperands);
-    }
-
-    static MathTask CreateTask(string name, int digits, int numbers, int maxNumber, int maxCoefficient, bool reverseAnswer, bool padOperands) => name switch
-    {
-        "addition" => new ArithmeticTask('+', digits, reverseAnswer, padOperands),
-        "multiplication" => new ArithmeticTask('*', digits, reverseAnswer, padOperands),
-        "countdown" => new CountdownTask(numbers, maxNumber),
-        "linear" => new LinearEquationTask(maxCoefficient, maxNumber),
-        _ => throw new WhaleArgumentException("task", name, "must be addition, multiplication, countdown or linear"),
-    };
+        => GrpoTasks.Create(name, new TaskKnobs(digits, numbers, maxNumber, maxCoefficient, reverseAnswer, padOperands));
 
     /// <summary>The held-out set: <paramref name="count"/> distinct problems from the held-out stream.</summary>
     public IReadOnlyList<MathProblem> HeldOut(int seed, int count) => Distinct(HashCode32(seed, 0x4E1D, 0, 0), count, new HashSet<string>());

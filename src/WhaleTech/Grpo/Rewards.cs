@@ -25,12 +25,29 @@ public static class Rewards
     public static RewardFunction Partial(MathTask task)
         => (p, c) => AnswerParser.ExtractAnswer(c) is { } a ? task.PartialCredit(p, a) : 0.0;
 
-    public static readonly string[] Names = ["accuracy", "format", "partial"];
+    static readonly List<(string Name, Func<MathTask, RewardFunction> Create)> Registered =
+    [
+        ("accuracy", Accuracy),
+        ("format", _ => Format()),
+        ("partial", Partial),
+    ];
+
+    /// <summary>Adds (or replaces) a reward function by name (TRL's reward_funcs); `--rewards name:weight` selects it.</summary>
+    public static void Register(string name, Func<MathTask, RewardFunction> create)
+    {
+        ArgumentNullException.ThrowIfNull(create);
+        if (string.IsNullOrWhiteSpace(name) || name.Contains(':') || name.Contains(','))
+            throw new WhaleArgumentException("name", name, "must be a non-empty reward name without ':' or ','");
+        lock (Registered) { Registered.RemoveAll(r => r.Name == name); Registered.Add((name, create)); }
+    }
+
+    /// <summary>The registered reward names.</summary>
+    public static IReadOnlyList<string> Names { get { lock (Registered) return Registered.Select(r => r.Name).ToList(); } }
 
     /// <summary>Parses "accuracy:1,format:0.1" (weight defaults to 1) into weighted reward functions.</summary>
     public static IReadOnlyList<WeightedReward> Parse(string spec, MathTask task)
     {
-        if (string.IsNullOrWhiteSpace(spec)) throw new WhaleArgumentException("rewards", spec, "must name at least one of accuracy, format, partial (e.g. accuracy:1,format:0.1)");
+        if (string.IsNullOrWhiteSpace(spec)) throw new WhaleArgumentException("rewards", spec, "must name at least one of " + string.Join(", ", Names) + " (e.g. accuracy:1,format:0.1)");
         var list = new List<WeightedReward>();
         foreach (var part in spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
@@ -38,13 +55,9 @@ public static class Rewards
             double w = 1;
             if (kv.Length > 2 || (kv.Length == 2 && !double.TryParse(kv[1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out w)) || !double.IsFinite(w))
                 throw new WhaleArgumentException("rewards", spec, "must be name[:weight] pairs separated by commas, e.g. accuracy:1,format:0.1");
-            RewardFunction f = kv[0] switch
-            {
-                "accuracy" => Accuracy(task),
-                "format" => Format(),
-                "partial" => Partial(task),
-                _ => throw new WhaleArgumentException("rewards", kv[0], "reward functions are accuracy, format and partial"),
-            };
+            Func<MathTask, RewardFunction>? create;
+            lock (Registered) create = Registered.FirstOrDefault(r => r.Name == kv[0]).Create;
+            RewardFunction f = (create ?? throw new WhaleArgumentException("rewards", kv[0], "reward functions are " + string.Join(", ", Names)))(task);
             if (list.Any(r => r.Name == kv[0])) throw new WhaleArgumentException("rewards", spec, "must not name a reward function twice");
             list.Add(new WeightedReward(kv[0], f, w));
         }

@@ -87,15 +87,16 @@ public class GrpoLossTests
     }
 
     [Theory]
-    [InlineData(LossAggregation.Grpo, 0.5216666666666667)]  // ((−1.28−0.9)/2 + (1.6+2.2+2.6)/3) / 2
-    [InlineData(LossAggregation.Bnpo, 0.844)]               // 4.22 / 5 tokens
-    [InlineData(LossAggregation.Dapo, 0.422)]               // 4.22 / 10 tokens of the whole generation batch
-    [InlineData(LossAggregation.DrGrpo, 0.5275)]            // 4.22 / (B = 2 · T_max = 4)
-    public void AggregationsEqualHandComputedValues(LossAggregation agg, double expected)
+    [InlineData("grpo", 0.5216666666666667)]  // ((−1.28−0.9)/2 + (1.6+2.2+2.6)/3) / 2
+    [InlineData("bnpo", 0.844)]               // 4.22 / 5 tokens
+    [InlineData("dapo", 0.422)]               // 4.22 / 10 tokens of the whole generation batch
+    [InlineData("dr_grpo", 0.5275)]            // 4.22 / (B = 2 · T_max = 4)
+    public void AggregationsEqualHandComputedValues(string name, double expected)
     {
+        var agg = LossAggregators.Get(name);
         var (lp, old, adv, mask) = Fixture();
         var (perTok, _, _, _) = GrpoLoss.PerTokenLoss(lp, old, null, adv, 0.2, 0.28, beta: 0, KlEstimator.K3);
-        var loss = GrpoLoss.Aggregate(perTok, mask, agg, maxCompletionLength: 4, totalTokens: agg == LossAggregation.Dapo ? 10 : null);
+        var loss = GrpoLoss.Aggregate(perTok, mask, agg, maxCompletionLength: 4, totalTokens: name == "dapo" ? 10 : null);
         Assert.Equal(expected, loss.item<double>(), 1e-6);
     }
 
@@ -104,7 +105,7 @@ public class GrpoLossTests
     {
         var (lp, old, adv, mask) = Fixture();
         var (perTok, _, _, _) = GrpoLoss.PerTokenLoss(lp, old, null, adv, 0.2, 0.28, 0, KlEstimator.K3);
-        Assert.Equal(GrpoLoss.Aggregate(perTok, mask, LossAggregation.Bnpo, 4).item<double>(), GrpoLoss.Aggregate(perTok, mask, LossAggregation.Dapo, 4).item<double>(), 1e-12);
+        Assert.Equal(GrpoLoss.Aggregate(perTok, mask, LossAggregators.Get("bnpo"), 4).item<double>(), GrpoLoss.Aggregate(perTok, mask, LossAggregators.Get("dapo"), 4).item<double>(), 1e-12);
     }
 
     [Fact]
@@ -119,13 +120,13 @@ public class GrpoLossTests
         var refLogp = (oldLogp + 0.3 * torch.randn([2, 3], dtype: ScalarType.Float64, generator: gen)).detach();
         var adv = D([0.7, -1.3], 2);
         var mask = D([1, 1, 1, 1, 1, 0], 2, 3);
-        foreach (var agg in Enum.GetValues<LossAggregation>())
+        foreach (var agg in LossAggregators.Names.Select(n => LossAggregators.Get(n)))
         {
             Func<Tensor, Tensor> f = x =>
             {
                 var lp = x.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
                 var (pt, _, _, _) = GrpoLoss.PerTokenLoss(lp, oldLogp, refLogp, adv, 0.2, 0.28, beta: 0.1, KlEstimator.K3);
-                return GrpoLoss.Aggregate(pt, mask, agg, 5, agg == LossAggregation.Dapo ? 7 : null);
+                return GrpoLoss.Aggregate(pt, mask, agg, 5, agg.Name == "dapo" ? 7 : null);
             };
             var x = logits.clone().requires_grad_(true);
             f(x).backward();

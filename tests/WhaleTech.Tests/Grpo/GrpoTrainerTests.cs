@@ -12,7 +12,7 @@ public class GrpoTrainerTests
 {
     static GrpoOptions Tiny(int seed = 1) => new()
     {
-        Task = "addition", Digits = 1, HeldOut = 8, Hidden = 32, Layers = 1, Heads = 2, SftSteps = 0,
+        Task = "addition", Digits = 1, HeldOut = 8, Policy = new() { Hidden = 32, Layers = 1, Heads = 2 }, SftSteps = 0,
         PromptsPerStep = 2, NumGenerations = 4, MaxCompletionLength = 10, Seed = seed, Beta = 0.04, NumIterations = 2,
         MicroBatches = 2, EvalEvery = 1000, SampleEvery = 1000, CheckpointEvery = 1000, WarmupSteps = 0, LearningRate = 1e-3,
         Rewards = "accuracy:1,format:0.5,partial:0.2",
@@ -22,7 +22,7 @@ public class GrpoTrainerTests
 
     static List<SortedDictionary<string, double>> Run(GrpoOptions o, int steps, Action<GrpoTrainer>? atEnd = null)
     {
-        var policy = Policy.Create(Policy.Config(o), o.Seed, torch.CPU);
+        var policy = PolicyModel.Create(PolicyModel.Config(o), o.Seed, torch.CPU);
         using var t = new GrpoTrainer(o, policy);
         var list = new List<SortedDictionary<string, double>>();
         for (int i = 0; i < steps; i++) list.Add(Strip(t.TrainStep()));
@@ -66,7 +66,7 @@ public class GrpoTrainerTests
             Run(tiny, 2, t => GrpoCheckpoint.Save(t, dir));
             var o = GrpoCheckpoint.ReadState(dir).Options;
             Assert.Equal(moments, o.OptimizerMoments);                         // travels through state.json
-            var policy = Policy.Create(Policy.Config(o), 99, torch.CPU);      // different init: must be overwritten
+            var policy = PolicyModel.Create(PolicyModel.Config(o), 99, torch.CPU);      // different init: must be overwritten
             using var t = new GrpoTrainer(o, policy);
             GrpoCheckpoint.Restore(t, dir);
             Assert.Equal(2, t.Step);
@@ -81,7 +81,7 @@ public class GrpoTrainerTests
     public void BetaZeroKeepsNoReferenceAndDynamicSamplingReportsKeptGroups()
     {
         var o = Tiny() with { Beta = 0, DynamicSampling = true, MaxSamplingRounds = 2, NumIterations = 1, MicroBatches = 1, MaskTruncatedCompletions = true };
-        var policy = Policy.Create(Policy.Config(o), 1, torch.CPU);
+        var policy = PolicyModel.Create(PolicyModel.Config(o), 1, torch.CPU);
         using var t = new GrpoTrainer(o, policy);
         Assert.Null(t.Reference);
         var m = t.TrainStep();
@@ -101,10 +101,10 @@ public class GrpoTrainerTests
             Rewards = "accuracy:1", Beta = 0, NumIterations = 1, MicroBatches = 1, PromptsPerStep = 8, NumGenerations = 8,
             SftSteps = 100, SftBatch = 32, MaxCompletionLength = 0, LearningRate = 3e-3, Temperature = 0.8, MaxGradNorm = 1e9,
         };
-        var policy = Policy.Create(Policy.Config(o), o.Seed, torch.CPU);
+        var policy = PolicyModel.Create(PolicyModel.Config(o), o.Seed, torch.CPU);
         var task = o.CreateTask();
-        Policy.Sft(policy, task, o, task.HeldOut(o.Seed, o.HeldOut).Select(p => p.Question).ToHashSet());
-        using var before = Policy.Clone(policy);
+        PolicyModel.Sft(policy, task, o, task.HeldOut(o.Seed, o.HeldOut).Select(p => p.Question).ToHashSet());
+        using var before = PolicyModel.Clone(policy);
         using var t = new GrpoTrainer(o, policy);
         t.TrainStep();
         var groups = t.LastGroups.Where(g => g.Rewards.Distinct().Count() > 1).ToList();
@@ -125,9 +125,9 @@ public class GrpoTrainerTests
     [Fact]
     public void RolloutStreamsDependOnlyOnTheirKey()
     {
-        var cfg = ModelConfig.Tiny("mla", Policy.Tokenizer().VocabSize, 32, 1, 2);
-        var model = Policy.Create(cfg, 3, torch.CPU);
-        var tok = Policy.Tokenizer();
+        var cfg = ModelConfig.Tiny("mla", PolicyModel.Tokenizer().VocabSize, 32, 1, 2);
+        var model = PolicyModel.Create(cfg, 3, torch.CPU);
+        var tok = PolicyModel.Tokenizer();
         int[] p1 = [CharTokenizer.Bos, .. tok.Encode("12+3=")], p2 = [CharTokenizer.Bos, .. tok.Encode("4+5=")];
         ulong k1 = Streams.SampleKey(1, 0, 0, 0), k2 = Streams.SampleKey(1, 0, 1, 0);
         var s = new RolloutSampling(12, Temperature: 1.0);
@@ -144,8 +144,8 @@ public class GrpoTrainerTests
         // Greedy tokens from the KV-cache rollout must be the argmax of the packed full forward used by the loss
         // (same positions, masks and left padding), i.e. the loss optimises the distribution that sampled.
         var o = Tiny();
-        var model = Policy.Create(Policy.Config(o), 5, torch.CPU);
-        var tok = Policy.Tokenizer();
+        var model = PolicyModel.Create(PolicyModel.Config(o), 5, torch.CPU);
+        var tok = PolicyModel.Tokenizer();
         List<int[]> prompts = [[CharTokenizer.Bos, .. tok.Encode("12+3=")], [CharTokenizer.Bos, .. tok.Encode("4+5=")], [CharTokenizer.Bos, .. tok.Encode("100+99=")]];
         var gen = Rollout.Generate(model, prompts, [0UL, 0UL, 0UL], new RolloutSampling(9, Temperature: 0));
         using var batch = PackedBatch.Create(prompts, gen.Completions, torch.CPU);
@@ -184,8 +184,9 @@ public class GrpoTrainerTests
     {
         Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (Tiny() with { Task = "poetry" }).Validate());
         Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (Tiny() with { NumGenerations = 1 }).Validate());
-        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => GrpoOptions.ParseEnum<LossAggregation>("--loss-type", "ppo"));
-        Assert.Equal(LossAggregation.DrGrpo, GrpoOptions.ParseEnum<LossAggregation>("--loss-type", "dr_grpo"));
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => LossAggregators.Get("ppo"));
+        Assert.Equal("dr_grpo", LossAggregators.Get("dr_grpo").Name);
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (Tiny() with { LossType = "ppo" }).Validate());
         Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (Tiny() with { Task = "countdown", ReverseAnswer = true }).Validate());
         Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (Tiny() with { SftTargetAccuracy = 1.5 }).Validate());
         Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (Tiny() with { MinLrRatio = -0.1 }).Validate());
@@ -214,8 +215,8 @@ public class GrpoTrainerTests
         var task = o.CreateTask();
         var held = task.HeldOut(o.Seed, o.HeldOut).Select(p => p.Question).ToHashSet();
         var checks = new List<(int Step, double Accuracy)>();
-        using var policy = Policy.Create(Policy.Config(o), o.Seed, torch.CPU);
-        var losses = Policy.Sft(policy, task, o with { SftTargetAccuracy = 0.3 }, held, validated: (s, a) => checks.Add((s, a)));
+        using var policy = PolicyModel.Create(PolicyModel.Config(o), o.Seed, torch.CPU);
+        var losses = PolicyModel.Sft(policy, task, o with { SftTargetAccuracy = 0.3 }, held, validated: (s, a) => checks.Add((s, a)));
         Assert.NotEmpty(checks);
         Assert.Equal(checks[^1].Step, losses.Count);
         Assert.All(checks.SkipLast(1), c => Assert.True(c.Accuracy < 0.3, $"step {c.Step}: {c.Accuracy}"));
@@ -229,7 +230,7 @@ public class GrpoTrainerTests
     {
         // Issue 9: a NaN in the policy must not hang the rollout, crash natively or quietly update the other weights.
         var o = Tiny() with { Beta = 0, NumIterations = 1, MicroBatches = 1, DynamicSampling = false };
-        var policy = Policy.Create(Policy.Config(o), 1, torch.CPU);
+        var policy = PolicyModel.Create(PolicyModel.Config(o), 1, torch.CPU);
         using var t = new GrpoTrainer(o, policy);
         var victim = policy.named_parameters().First(p => p.name.EndsWith("o_proj.weight")).parameter;
         using (torch.no_grad()) victim[0, 0] = float.NaN;
@@ -249,16 +250,17 @@ public class GrpoTrainerTests
     [Fact]
     public void AMoePolicyTrainsAndItsRouterBiasIsBalancedAfterEachStep()
     {
-        var o = Tiny() with { Beta = 0, NumIterations = 1, MicroBatches = 1, MoeExperts = 4, MoeTopK = 2, Hidden = 32 };
-        var policy = Policy.Create(Policy.Config(o), 1, torch.CPU);
+        var o = Tiny() with { Beta = 0, NumIterations = 1, MicroBatches = 1 };
+        o = o with { Policy = o.Policy with { MoeExperts = 4, MoeTopK = 2, Hidden = 32 } };
+        var policy = PolicyModel.Create(PolicyModel.Config(o), 1, torch.CPU);
         var layers = WhaleTech.Moe.MoeLayers.Find(policy);
-        Assert.Equal(o.Layers, layers.Count);
+        Assert.Equal(o.Policy.Layers, layers.Count);
         using var t = new GrpoTrainer(o, policy);
         for (int i = 0; i < 2; i++) t.TrainStep();
         // The sign rule moves every bias by exactly ±γ or 0 per step: after 2 steps |b| ≤ 2γ, and it did move.
         var bias = layers[0].gate.Bias;
         Assert.True(bias.abs().max().item<float>() <= 2e-3f + 1e-7f);
         Assert.True(bias.abs().sum().item<float>() > 0, "the loss-free bias must be updated after GRPO steps");
-        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (o with { MoeTopK = 5 }).Validate());
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (o with { Policy = o.Policy with { MoeTopK = 5 } }).Validate());
     }
 }

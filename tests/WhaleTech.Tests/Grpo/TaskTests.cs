@@ -15,7 +15,7 @@ public class TaskTests
     public void ReferenceSolutionsScoreFullMarksAndTheAlphabetCoversThem(string name)
     {
         var task = MathTask.Create(name, digits: 3, numbers: name == "countdown" ? 4 : 3);
-        var tok = Policy.Tokenizer();
+        var tok = PolicyModel.Tokenizer();
         var acc = Rewards.Accuracy(task); var fmt = Rewards.Format(); var part = Rewards.Partial(task);
         var rng = new Random(1);
         for (int i = 0; i < 300; i++)
@@ -37,7 +37,7 @@ public class TaskTests
     public void ReversedAndPaddedFormatsScoreTheirReferenceAndOnlyTheRightValue(string name, bool reverse, bool pad)
     {
         var task = MathTask.Create(name, digits: 2, reverseAnswer: reverse, padOperands: pad);
-        var tok = Policy.Tokenizer();
+        var tok = PolicyModel.Tokenizer();
         var acc = Rewards.Accuracy(task); var part = Rewards.Partial(task);
         var rng = new Random(3);
         for (int i = 0; i < 300; i++)

@@ -67,7 +67,7 @@ public class AdamWOptimizerTests : IDisposable
     [Fact]
     public void TorchSharpFactoryDefaultsAreTheBetasPolicySftAlwaysUsed()
     {
-        // Policy.Sft used torch.optim.AdamW(params, lr, weight_decay: 0): TorchSharp 0.107's defaults β = (0.9, 0.999).
+        // PolicyModel.Sft used torch.optim.AdamW(params, lr, weight_decay: 0): TorchSharp 0.107's defaults β = (0.9, 0.999).
         using var t = torch.optim.AdamW(Net(1), 1e-3, weight_decay: 0.0);
         Assert.Equal((0.9, 0.999), t.Betas);
     }

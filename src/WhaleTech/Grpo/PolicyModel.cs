@@ -11,21 +11,11 @@ using WhaleTech.Core;
 
 namespace WhaleTech.Grpo;
 
-public static class Policy
+public static class PolicyModel
 {
     public static CharTokenizer Tokenizer() => new(PromptTemplate.Alphabet);
 
-    public static ModelConfig Config(GrpoOptions o)
-    {
-        var cfg = ModelConfig.Tiny(o.Attention, Tokenizer().VocabSize, o.Hidden, o.Layers, o.Heads)
-            with { BosTokenId = CharTokenizer.Bos, EosTokenId = CharTokenizer.Eos };
-        return o.MoeExperts == 0 ? cfg : (cfg with                         // DeepSeekMoE MLPs in every layer
-        {
-            NRoutedExperts = o.MoeExperts, NumExpertsPerTok = o.MoeTopK, NSharedExperts = 1,
-            MoeIntermediateSize = Math.Max(8, cfg.IntermediateSize / (o.MoeTopK + 1) / 8 * 8),   // ≈ dense width when active
-            ScoringFunc = "sigmoid", TopkMethod = "noaux_tc", NGroup = 1, TopkGroup = 1, FirstKDenseReplace = 0,
-        }).Validate();
-    }
+    public static ModelConfig Config(GrpoOptions o) => o.Policy.Config(Tokenizer().VocabSize, CharTokenizer.Bos, CharTokenizer.Eos);
 
     /// <summary>The loss-free balancer of a MoE policy (null for a dense one): call AfterOptimizerStep after each
     /// optimizer step (DeepSeek-V3's bias update, γ = 1e-3, sign rule), DiscardStepCounts after a skipped one.</summary>
