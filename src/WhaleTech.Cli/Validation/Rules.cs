@@ -132,7 +132,7 @@ public static class Rules
         ["--out"] = OutDir,
         ["--threads"] = Int(0, Cores, "0 = WhaleTech's default: 1, or WHALETECH_THREADS"),
         ["--init"] = InFile,
-        ["--task"] = OneOf("addition", "multiplication", "countdown", "linear"),
+        ["--task"] = OneOf(WhaleTech.Grpo.GrpoTasks.Names.ToArray()),              // the task registry
         ["--digits"] = Int(1, 9),
         ["--reverse-answer"] = Flag, ["--pad-operands"] = Flag, ["--bessel"] = Flag, ["--mask-truncated"] = Flag, ["--dynamic-sampling"] = Flag,
         ["--numbers"] = Int(2, 6),
@@ -164,7 +164,7 @@ public static class Rules
         ["--beta"] = Real(0, 100, note: "0 = no reference model"),
         ["--kl-estimator"] = OneOf("k1", "k2", "k3"),
         ["--ref-sync-steps"] = Int(0, Million, "0 = never"),
-        ["--loss-type"] = OneOf("grpo", "bnpo", "dapo", "dr_grpo"),
+        ["--loss-type"] = OneOf(WhaleTech.Grpo.LossAggregators.Names.ToArray()),   // the loss registry
         ["--num-iterations"] = Int(1, 100),
         ["--micro-batches"] = Int(1, 4096 * 4096, "≤ --prompts-per-step × --num-generations"),
         ["--max-sampling-rounds"] = Int(1, 100),
@@ -469,8 +469,8 @@ public static class Rules
     public static void GrpoMemory(WhaleTech.Grpo.GrpoOptions o, bool grpo)
     {
         WhaleTech.Grpo.Rewards.Parse(o.Rewards, o.CreateTask());
-        Tiny(o.Attention, o.Hidden, o.Layers, o.Heads);
-        var cfg = WhaleTech.Grpo.Policy.Config(o);
+        Tiny(o.Policy.Attention, o.Policy.Hidden, o.Policy.Layers, o.Policy.Heads);
+        var cfg = WhaleTech.Grpo.PolicyModel.Config(o);
         var sft = ModelMemory.ForTraining(cfg, o.SftBatch, 64, o.OptimizerMoments == WhaleTech.Training.MomentPrecision.Bf16 ? 2 : 4);
         sft.EnsureFits("--hidden/--layers/--heads/--moe-experts/--sft-batch");
         if (!grpo) return;
