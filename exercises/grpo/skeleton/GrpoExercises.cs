@@ -43,4 +43,18 @@ public static class GrpoExercises
         // TODO: split the question at '+' and '=', find the answer tags, parse with long.TryParse.
         throw new NotImplementedException("Exercise 4: AdditionReward");
     }
+
+    /// <summary>Exercise 5 — one whole GRPO step, from rollouts to the loss (DeepSeekMath eq. 3 with the k3 KL of
+    /// eq. 4). questions [P]; completions [P·G], where sequence b = p·G + g is the g-th sample of prompt p;
+    /// logp, oldLogp, refLogp, mask [B, T]. Rewards r[p, g] = AdditionReward(questions[p], completions[b]) →
+    /// advantages [P, G] (exercise 1, eps = advantageEps) → one advantage per sequence [B] → per token
+    /// ℓ = −min(ρ·A, clip(ρ, 1−eps, 1+eps)·A) + β·k3 → loss = mean over sequences of Σ_t ℓ·mask / Σ_t mask.
+    /// Returns a scalar tensor of logp's dtype.</summary>
+    public static Tensor StepLoss(string[] questions, string[] completions, Tensor logp, Tensor oldLogp, Tensor refLogp, Tensor mask,
+                                  double eps, double beta, double advantageEps)
+    {
+        // TODO: exercises 4 → 1 → 3 and 2. The aggregation is linear, so ClippedLoss(…) + β · (masked mean of K3)
+        // works; or build the per-token ℓ and aggregate once.
+        throw new NotImplementedException("Exercise 5: StepLoss");
+    }
 }

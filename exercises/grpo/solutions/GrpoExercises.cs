@@ -39,4 +39,18 @@ public static class GrpoExercises
         var text = completion[(open + "<answer>".Length)..close].Trim();
         return long.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var n) && n == a + b ? 1.0 : 0.1;
     }
+
+    public static Tensor StepLoss(string[] questions, string[] completions, Tensor logp, Tensor oldLogp, Tensor refLogp, Tensor mask,
+                                  double eps, double beta, double advantageEps)
+    {
+        int P = questions.Length, G = completions.Length / P;
+        var r = new double[P * G];
+        for (int b = 0; b < P * G; b++) r[b] = AdditionReward(questions[b / G], completions[b]);
+        var rewards = torch.tensor(r, [P, G], dtype: logp.dtype);                         // [P, G]
+        var advantages = GroupAdvantages(rewards, advantageEps).reshape(P * G);          // [B]
+        var a = advantages.unsqueeze(1);                                                 // [B, 1]
+        var ratio = (logp - oldLogp).exp();                                              // [B, T]
+        var perToken = -torch.minimum(ratio * a, ratio.clamp(1 - eps, 1 + eps) * a) + beta * K3(logp, refLogp);
+        return ((perToken * mask).sum(1) / mask.sum(1).clamp_min(1)).mean();
+    }
 }

@@ -51,4 +51,42 @@ public class GrpoExerciseTests
     [InlineData("12+345=", "", 0.0)]
     public void Exercise4_AdditionReward(string question, string completion, double expected)
         => Assert.Equal(expected, GrpoExercises.AdditionReward(question, completion));
+
+    [Fact]
+    public void Exercise5_StepLoss_HandComputed()
+    {
+        // P = 1, G = 2: rewards [1, 0] → advantages ±1/√2 (eps 0). Sequence 0: ρ = [1.5, 1] with A > 0 → ℓ = [−1.2A, −A];
+        // sequence 1: ρ = [0.5, 1] with A < 0 → ℓ = [0.8|A|, |A|]. Means −1.1|A| and 0.9|A| → −0.1|A|.
+        // log π_ref − log π = −1 on every token: k3 = e^−1 − (−1) − 1 = e^−1, so β = 0.1 adds 0.1·e^−1.
+        var logp = D([Math.Log(1.5), 0, Math.Log(0.5), 0], 2, 2);
+        var loss = GrpoExercises.StepLoss(["12+345="], ["<answer>357</answer>", "357"], logp, torch.zeros(2, 2, dtype: ScalarType.Float64),
+                                          logp - 1, torch.ones(2, 2, dtype: ScalarType.Float64), eps: 0.2, beta: 0.1, advantageEps: 0);
+        Assert.Equal(-0.1 / Math.Sqrt(2) + 0.1 * Math.Exp(-1), loss.item<double>(), 1e-12);
+    }
+
+    [Fact]
+    public void Exercise5_StepLoss_MatchesGrpoLoss()
+    {
+        string[] questions = ["12+345=", "1+1=", "40+2="];
+        string[] completions =                                                   // P = 3, G = 4, B = 12
+        [
+            "<answer>357</answer>", "<answer>358</answer>", "357", "<answer> 357 </answer>",
+            "<answer>2</answer>", "<answer>2</answer>", "<answer>3</answer>", "<answer>two</answer>",
+            "", "<answer>42</answer>", "</answer>42<answer>", "<answer>41</answer>",
+        ];
+        double[] rewards = [1, 0.1, 0, 1, 1, 1, 0.1, 0.1, 0, 1, 0, 0.1];            // by the rules of exercise 4
+        var g = new torch.Generator(5);
+        var old = -3 * torch.rand([12, 6], dtype: ScalarType.Float64, generator: g);
+        var logp = old + 0.3 * torch.randn([12, 6], dtype: ScalarType.Float64, generator: g);   // ratios on both sides of the clip
+        var refLogp = old + 0.2 * torch.randn([12, 6], dtype: ScalarType.Float64, generator: g);
+        var mask = (torch.rand([12, 6], dtype: ScalarType.Float64, generator: g) > 0.3).to_type(ScalarType.Float64);
+        mask[.., 0] = torch.tensor(1.0);                                           // every completion has a token
+        var ours = GrpoExercises.StepLoss(questions, completions, logp, old, refLogp, mask, eps: 0.2, beta: 0.04, advantageEps: 1e-4);
+
+        var adv = GrpoLoss.Advantages(D(rewards, 3, 4), AdvantageKind.Group, bessel: true, eps: 1e-4).reshape(12);
+        var (perToken, _, _, _) = GrpoLoss.PerTokenLoss(logp, old, refLogp, adv, 0.2, 0.2, 0.04, KlEstimator.K3);
+        var lib = GrpoLoss.Aggregate(perToken, mask, LossAggregators.Get("grpo"), maxCompletionLength: 6);
+        // float64 throughout; the two differ only in summation order (≤ 12·6 terms of size ≤ ~10): 1e-12 is ~10^3 ulps
+        Assert.Equal(lib.item<double>(), ours.item<double>(), 1e-12);
+    }
 }
