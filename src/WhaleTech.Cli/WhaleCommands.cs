@@ -27,6 +27,6 @@ public static class WhaleCommands
             MtpCommand.Build(),
         })
             root.Subcommands.Add(command);
-        return root;
+        return Validation.Rules.Apply(root);   // validation rules, defaults, ranges and examples in --help
     }
 }

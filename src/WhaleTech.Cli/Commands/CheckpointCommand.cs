@@ -103,8 +103,7 @@ public static class CheckpointCommand
         var cmd = new Command("generate", "Continue token-id prompts with a checkpoint (KV cache; no tokenizer: ids in, ids out).") { device, folder, ids, maxNew, temperature, seed, lenient };
         cmd.SetAction(parse =>
         {
-            var prompts = parse.GetValue(ids)!.Select(p => p.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Select(s => int.TryParse(s, out var v) ? v : throw new WhaleArgumentException("--ids", p, "must be comma-separated integers")).ToArray()).ToArray();
+            var prompts = parse.GetValue(ids)!.Select(p => Validation.Rules.Ids("--ids", p)).ToArray();   // "1,,2" is an error, not [1, 2]
             var (model, _) = LoadModel(parse.GetValue(folder)!, parse.GetValue(lenient), parse.GetValue(device)!);
             using (model)
             {
@@ -153,17 +152,31 @@ public static class CheckpointCommand
     {
         var device = Cli.DeviceOption();
         var folder = FolderArgument();
-        var cmd = new Command("parity", $"Compare a checkpoint with its {HubParity.ReferenceFile} (logits ≤ {HubParityResult.Tolerance:G1} relative, identical greedy tokens).") { device, folder };
+        var lenient = LenientOption();
+        var output = new Option<string>("--out") { Description = "Write the per-position (and per-layer) errors as JSON here.", DefaultValueFactory = _ => "parity.json" };
+        var cmd = new Command("parity", $"Compare a checkpoint with its {HubParity.ReferenceFile}: logits at every position (fp32 bar {HubParityResult.Fp32Tolerance:G1}, " +
+                                        $"bf16 bar {HubParityResult.Bf16Tolerance:G1}, relative to max |logit|), identical greedy tokens (fp32), and the first divergent layer " +
+                                        "when the reference holds hidden_states.{i} (WhaleTech's export-parity writes them).") { device, folder, lenient, output };
         cmd.SetAction(parse =>
         {
             var dir = parse.GetValue(folder)!;
             var reference = Path.Combine(dir, HubParity.ReferenceFile);
             if (!File.Exists(reference)) throw new WhaleArgumentException("folder", dir, $"must hold {HubParity.ReferenceFile} (tools/hf/make_fixtures.py or `whale checkpoint export-parity`)");
-            var (model, _) = LoadModel(dir, false, parse.GetValue(device)!);
+            var (model, _) = LoadModel(dir, parse.GetValue(lenient), parse.GetValue(device)!);
             using (model)
             {
                 var r = HubParity.Compare(model, reference);
-                parse.InvocationConfiguration.Output.WriteLine($"{r.Name}: max |Δlogit| / max |logit| = {r.MaxRelativeError:E2}, greedy tokens {(r.GenerationsEqual ? "identical" : "DIFFER")} → {(r.Passed ? "PASS" : "FAIL")}");
+                parse.InvocationConfiguration.Output.WriteLine(r.Summary());
+                var path = parse.GetValue(output)!;
+                AtomicFile.WriteAllText(path, JsonSerializer.Serialize(new
+                {
+                    name = r.Name, dtype = r.DType, bar = r.Bar, passed = r.Passed, max_relative_error = r.MaxRelativeError,
+                    worst = new { batch = r.WorstBatch, position = r.WorstPosition },
+                    position_errors = r.PositionErrors, layer_errors = r.LayerErrors, first_divergent_layer = r.FirstDivergentLayer,
+                    generations_equal = r.GenerationsEqual, first_different_token = r.FirstDifferentToken,
+                    expected_generated = r.ExpectedGenerated, actual_generated = r.ActualGenerated,
+                }, new JsonSerializerOptions { WriteIndented = true }));
+                parse.InvocationConfiguration.Output.WriteLine($"wrote {path}");
                 return r.Passed ? 0 : 1;
             }
         });

@@ -68,7 +68,7 @@ public static class Fp8Command
     static string Show(float v) => float.IsNaN(v) ? "NaN" : v.ToString("R", CultureInfo.InvariantCulture) + (v == 0 && float.IsNegative(v) ? " (−0)" : "");
 
     /// <summary>Parses 465, -1e-30, inf, nan, 2^-10 and a*2^k.</summary>
-    static float ParseNumber(string text)
+    internal static float ParseNumber(string text)
     {
         var s = text.Trim().ToLowerInvariant();
         if (s is "inf" or "+inf") return float.PositiveInfinity;
@@ -78,7 +78,8 @@ public static class Fp8Command
         int star = s.IndexOf('*');
         if (star > 0)
         {
-            factor = double.Parse(s[..star], CultureInfo.InvariantCulture);
+            if (!double.TryParse(s[..star], NumberStyles.Float, CultureInfo.InvariantCulture, out factor))
+                throw new WhaleArgumentException("values", text, "must be a number such as 465, -1e-30, inf, nan, 2^-10 or 1.5*2^-10");
             s = s[(star + 1)..];
         }
         if (s.StartsWith("2^", StringComparison.Ordinal) && int.TryParse(s[2..], CultureInfo.InvariantCulture, out int k))

@@ -47,7 +47,7 @@ public static class GrpoCommand
         b.Add("--digits", "Operand digits (addition, multiplication).", d.Digits, (o, v) => o with { Digits = v });
         b.Add("--reverse-answer", "Addition/multiplication: answer least-significant digit first (question a+b=r:).", d.ReverseAnswer, (o, v) => o with { ReverseAnswer = v });
         b.Add("--pad-operands", "Addition/multiplication: zero-pad operands (07+45=) and the reference answer to fixed widths.", d.PadOperands, (o, v) => o with { PadOperands = v });
-        b.Add("--numbers", "Countdown: how many numbers (3–4).", d.Numbers, (o, v) => o with { Numbers = v });
+        b.Add("--numbers", "Countdown: how many numbers.", d.Numbers, (o, v) => o with { Numbers = v });
         b.Add("--max-number", "Countdown: largest number; linear: largest |x| and |b|.", d.MaxNumber, (o, v) => o with { MaxNumber = v });
         b.Add("--max-coefficient", "Linear: largest |a|.", d.MaxCoefficient, (o, v) => o with { MaxCoefficient = v });
         b.Add("--held-out", "Held-out problems for evaluation.", d.HeldOut, (o, v) => o with { HeldOut = v });
@@ -88,7 +88,7 @@ public static class GrpoCommand
         b.Add("--bessel", "Group std with Bessel's correction (÷(G−1)); false = ÷G.", d.Bessel, (o, v) => o with { Bessel = v });
         b.Add("--advantage-eps", "eps in (r − mean)/(std + eps).", d.AdvantageEps, (o, v) => o with { AdvantageEps = v });
         b.Add("--epsilon", "Clip range ε.", d.Epsilon, (o, v) => o with { Epsilon = v });
-        b.Add("--epsilon-high", "Upper clip ε_high (DAPO clip-higher); negative = ε.", d.EpsilonHigh ?? -1.0, (o, v) => o with { EpsilonHigh = v < 0 ? null : v });
+        b.Add("--epsilon-high", "Upper clip ε_high (DAPO clip-higher); -1 = ε.", d.EpsilonHigh ?? -1.0, (o, v) => o with { EpsilonHigh = v < 0 ? null : v });
         b.Add("--beta", "KL coefficient β (0 = no reference model).", d.Beta, (o, v) => o with { Beta = v });
         b.Add("--kl-estimator", "k1, k2 or k3.", GrpoOptions.Snake(d.KlEstimator.ToString()), (o, v) => o with { KlEstimator = GrpoOptions.ParseEnum<KlEstimator>("--kl-estimator", v) });
         b.Add("--ref-sync-steps", "Copy the policy into the reference every N steps (0 = never).", d.RefModelSyncSteps, (o, v) => o with { RefModelSyncSteps = v });
@@ -106,7 +106,7 @@ public static class GrpoCommand
     }
 
     static Option<string> Out(string dflt) => new("--out") { Description = "Output folder.", DefaultValueFactory = _ => dflt };
-    static Option<int> Threads() => new("--threads") { Description = "torch CPU threads (0 = libtorch default).", DefaultValueFactory = _ => 0 };
+    static Option<int> Threads() => new("--threads") { Description = "torch CPU threads (0 = WhaleTech's default: 1, or WHALETECH_THREADS).", DefaultValueFactory = _ => 0 };
 
     static Command BuildSft()
     {
@@ -114,6 +114,7 @@ public static class GrpoCommand
         var (device, outDir, threads) = (Cli.DeviceOption(), Out("runs/grpo-sft"), Threads());
         var cmd = new Command("sft", "Supervised warm start on task solutions; saves sft.bin and reports held-out exact match.") { device, outDir, threads };
         foreach (var o in b.Options) cmd.Options.Add(o);
+        Validation.Rules.AddCheck(cmd, v => Validation.Rules.GrpoMemory(b.Bind(v.Parse), grpo: false));
         cmd.SetAction(p =>
         {
             var options = b.Bind(p);
@@ -133,6 +134,7 @@ public static class GrpoCommand
         var plain = new Option<bool>("--plain") { Description = "Plain log lines instead of the live table." };
         var cmd = new Command("train", "SFT warm start (unless --init) then GRPO; metrics.jsonl, samples, plots, checkpoints in --out.") { device, outDir, threads, init, resume, plain };
         foreach (var o in b.Options) cmd.Options.Add(o);
+        Validation.Rules.AddCheck(cmd, v => Validation.Rules.GrpoMemory(b.Bind(v.Parse), grpo: true));
         cmd.SetAction(p =>
         {
             var options = b.Bind(p);
@@ -198,8 +200,7 @@ public static class GrpoCommand
     static TorchSharp.torch.Device Setup(string? device, int threads)
     {
         var dev = Backend.ResolveDevice(device);
-        if (threads < 0) throw new WhaleArgumentException("--threads", threads, "must be ≥ 0");
-        if (threads > 0) TorchSharp.torch.set_num_threads(threads);
+        if (ThreadLimits.Check("--threads", threads, allowZero: true) > 0) TorchSharp.torch.set_num_threads(threads);
         return dev;
     }
 

@@ -48,7 +48,7 @@ public static class MoeCommand
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
-            if (dev.type == TorchSharp.DeviceType.CPU) TorchSharp.torch.set_num_threads(Guard.Positive("--threads", parse.GetValue(threads)));
+            if (dev.type == TorchSharp.DeviceType.CPU) TorchSharp.torch.set_num_threads(ThreadLimits.Check("--threads", parse.GetValue(threads)));
             var o = new MoeExperimentOptions
             {
                 Seeds = parse.GetValue(seeds), Steps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), SequenceLength = parse.GetValue(seqLen),

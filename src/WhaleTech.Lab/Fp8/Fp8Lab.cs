@@ -85,6 +85,10 @@ public static class Fp8Lab
     public static List<LabRow> SqnrTable(long rows, long cols, int outlierCount = 8, double[]? factors = null, long seed = 0, Fp8Format? format = null, int tileSize = 128,
         OutlierPlacement placement = OutlierPlacement.Contiguous)
     {
+        Guard.Positive("rows", rows);
+        Guard.Positive("cols", cols);
+        Guard.InRange("outlierCount", outlierCount, 0, Math.Min(rows, cols));
+        MemoryEstimate.ForTensors("tensor and its FP8 copies", (double)rows * cols, 4, temporaries: 12).EnsureFits("rows/cols");
         factors ??= [1e3, 1e4, 1e5];
         format ??= Fp8Format.E4M3;
         var scaling = new Fp8Scaling(TileSize: tileSize);

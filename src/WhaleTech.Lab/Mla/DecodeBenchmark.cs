@@ -123,6 +123,11 @@ public static class DecodeBenchmark
     /// exceed grid.MemoryBudgetGiB are returned as skipped rows.</summary>
     public static IReadOnlyList<DecodeRow> Run(Device device, DecodeGrid grid)
     {
+        if (grid.Batches.Length == 0 || grid.Batches.Any(b => b < 1)) throw new WhaleArgumentException("batches", grid.Batches, "must be one or more positive batch sizes");
+        if (grid.Contexts.Length == 0 || grid.Contexts.Any(c => c < 1)) throw new WhaleArgumentException("contexts", grid.Contexts, "must be one or more positive contexts");
+        Guard.Positive("iterations", grid.Iterations);   // the median of zero timings does not exist
+        Guard.NonNegative("warmup", grid.Warmup);
+        Guard.Positive("memory_budget_gib", grid.MemoryBudgetGiB);   // points above it are skipped
         Backend.Initialize();
         var rows = new List<DecodeRow>();
         int maxPositions = (int)grid.Contexts.Max() + 2;

@@ -90,11 +90,21 @@ public sealed record ModelConfig
 
     // ---- validation ----------------------------------------------------------------------------
 
+    /// <summary>Largest num_hidden_layers, num_attention_heads and n_routed_experts WhaleTech builds.</summary>
+    public const int MaxLayers = 4096, MaxHeads = 4096, MaxExperts = 4096;
+
     /// <summary>Checks every field; throws <see cref="WhaleArgumentException"/> naming the first bad one.</summary>
     public ModelConfig Validate()
     {
         Guard.Positive("vocab_size", VocabSize);
         Guard.Positive("hidden_size", HiddenSize);
+        // Structural limits (DeepSeek-V3: 61 layers, 128 heads, 256 experts): beyond them a model's module tree
+        // alone would not fit any machine, whatever its widths.
+        Guard.InRange("num_hidden_layers", NumHiddenLayers, 1, MaxLayers);
+        Guard.InRange("num_attention_heads", NumAttentionHeads, 1, MaxHeads);
+        if (NRoutedExperts is int experts) Guard.InRange("n_routed_experts", experts, 1, MaxExperts);
+        if (NSharedExperts is int sharedExperts) Guard.InRange("n_shared_experts", sharedExperts, 0, MaxExperts);
+        Guard.InRange("num_nextn_predict_layers", NumNextnPredictLayers, 0, 64);
         Guard.Positive("intermediate_size", IntermediateSize);
         Guard.Positive("num_hidden_layers", NumHiddenLayers);
         Guard.Positive("num_attention_heads", NumAttentionHeads);
@@ -155,6 +165,7 @@ public sealed record ModelConfig
     /// <summary>Parses config.json text; a malformed file or a bad field is a clear WhaleTech error.</summary>
     public static ModelConfig FromJson(string json, string source = "config.json")
     {
+        IO.ConfigFile.RejectDuplicateKeys(json, source);
         ModelConfig? cfg;
         try { cfg = JsonSerializer.Deserialize<ModelConfig>(json, JsonOptions); }
         catch (JsonException e) { throw new WhaleFormatException(source, $"not a valid config.json ({e.Message})", e); }
@@ -162,14 +173,18 @@ public sealed record ModelConfig
         catch (InvalidOperationException e) { throw new WhaleFormatException(source, $"not a valid config.json ({e.Message})", e); }
         catch (ArgumentException e) { throw new WhaleFormatException(source, $"not a valid config.json ({e.Message})", e); } // e.g. lone UTF-16 surrogates
         if (cfg is null) throw new WhaleFormatException(source, "config.json holds null");
+        if (cfg.QLoraRank == 0) cfg = cfg with { QLoraRank = null }; // DeepSeek's inference/configs: q_lora_rank 0 = no query compression
         try { return cfg.Validate(); }
         catch (WhaleArgumentException e) { throw new WhaleFormatException(source, e.Message, e); }
     }
 
     public static ModelConfig Load(string path)
     {
-        if (!File.Exists(path)) throw new WhaleArgumentException("config", path, "must name an existing config.json");
-        return FromJson(File.ReadAllText(path), path);
+        var text = IO.ConfigFile.ReadText("config", path);
+        IO.ConfigFile.RejectDuplicateKeys(text, path);
+        try { using var doc = JsonDocument.Parse(text, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); IO.ConfigFile.CheckFields(doc.RootElement, path); }
+        catch (JsonException e) { throw new WhaleFormatException(path, $"not a valid config.json ({e.Message})", e); }
+        return FromJson(text, path);
     }
 
     public void Save(string path) => IO.AtomicFile.WriteAllText(path, ToJson());
@@ -177,11 +192,24 @@ public sealed record ModelConfig
     // ---- tiny presets for tests, samples and the tour -------------------------------------------
 
     /// <summary>A tiny dense model of the given attention kind, for CPU tests and demos.</summary>
-    public static ModelConfig Tiny(string attention = "mla", int vocab = 64, int hidden = 64, int layers = 2, int heads = 4) => new ModelConfig
+    public static ModelConfig Tiny(string attention = "mla", int vocab = 64, int hidden = 64, int layers = 2, int heads = 4) => TinyArguments(attention, vocab, hidden, layers, heads) ?? new ModelConfig
     {
         VocabSize = vocab, HiddenSize = hidden, IntermediateSize = hidden * 8 / 3 / 8 * 8 + 8, NumHiddenLayers = layers,
         NumAttentionHeads = heads, NumKeyValueHeads = attention == "gqa" ? Math.Max(1, heads / 2) : heads,
         KvLoraRank = hidden / 2, QLoraRank = null, QkNopeHeadDim = hidden / heads, QkRopeHeadDim = hidden / heads / 2,
         VHeadDim = hidden / heads, Attention = attention, MaxPositionEmbeddings = 256,
     }.Validate();
+
+    /// <summary>Tiny's own arguments, checked before any division by them (always null or a throw).</summary>
+    static ModelConfig? TinyArguments(string attention, int vocab, int hidden, int layers, int heads)
+    {
+        AttentionVariants.Get(attention, "attention");   // a registered variant
+        Guard.Positive("vocab", vocab);
+        Guard.Positive("hidden", hidden);
+        Guard.Positive("layers", layers);
+        Guard.Positive("heads", heads);
+        if (hidden % heads != 0 || hidden / heads < 4 || (hidden / heads) % 4 != 0)
+            throw new WhaleArgumentException("heads", heads, $"must divide hidden = {hidden} into heads of a multiple of 4 dimensions (hidden / heads ≥ 4)");
+        return null;
+    }
 }

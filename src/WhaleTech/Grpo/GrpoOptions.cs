@@ -122,6 +122,7 @@ public sealed record GrpoOptions
         Guard.Positive("max_grad_norm", MaxGradNorm); Guard.NonNegative("advantage_eps", AdvantageEps);
         if (!Enum.IsDefined(OptimizerMoments)) throw new WhaleArgumentException("optimizer_moments", OptimizerMoments, "must be fp32 or bf16");
         Guard.InRange("epsilon", Epsilon, 0, 10); Guard.InRange("epsilon_high", EffectiveEpsilonHigh, 0, 10);
+        if (EpsilonHigh is double eh && eh < Epsilon) throw new WhaleArgumentException("epsilon_high", eh, $"must be ≥ epsilon = {Epsilon} (DAPO's clip-higher widens the upper clip; negative = ε)");
         Guard.NonNegative("beta", Beta); Guard.NonNegative("ref_model_sync_steps", RefModelSyncSteps);
         Guard.InRange("num_iterations", NumIterations, 1, 100);
         _ = Loss;                                                          // names the registered loss types

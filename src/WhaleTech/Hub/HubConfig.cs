@@ -35,12 +35,22 @@ public static class HubConfig
     {
         var path = Directory.Exists(folderOrFile) ? Path.Combine(folderOrFile, FileName) : folderOrFile;
         if (!File.Exists(path)) throw new WhaleArgumentException("config", path, "must name a checkpoint folder with config.json, or a config.json file");
-        return Parse(File.ReadAllText(path), path);
+        var text = ConfigFile.ReadText("config", path);
+        ConfigFile.RejectDuplicateKeys(text, path);
+        using (var doc = ParseDocument(text, path)) ConfigFile.CheckFields(doc.RootElement, path);
+        return Parse(text, path);
     }
 
     /// <summary>Parses config.json text in any of the spellings above.</summary>
+    static JsonDocument ParseDocument(string text, string source)
+    {
+        try { return JsonDocument.Parse(text, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
+        catch (JsonException e) { throw new WhaleFormatException(source, $"not valid JSON ({e.Message})", e); }
+    }
+
     public static ModelConfig Parse(string json, string source = FileName)
     {
+        ConfigFile.RejectDuplicateKeys(json, source);
         JsonObject root;
         try
         {

@@ -94,7 +94,9 @@ public static class StateDict
         var have = new HashSet<string>(available, StringComparer.Ordinal);
         var wanted = new HashSet<string>(targets.Select(t => t.Name), StringComparer.Ordinal);
         var missing = targets.Select(t => t.Name).Where(n => !have.Contains(n)).ToList();
-        var unexpected = available.Where(n => !wanted.Contains(n)).OrderBy(n => n, StringComparer.Ordinal).ToList();
+        // A zero-element tensor the model has no parameter for is a zero-width block (DeepSeek's code and transformers'
+        // V3 class build shared_experts with n_shared_experts = 0 as Linear(D, 0)): nothing to load, not "unexpected".
+        var unexpected = available.Where(n => !wanted.Contains(n) && !describe(n).Item2.Contains(0L)).OrderBy(n => n, StringComparer.Ordinal).ToList();
 
         var problems = new List<string>();
         if (strict && missing.Count > 0) problems.Add($"missing {missing.Count}: {string.Join(", ", missing)}");

@@ -47,6 +47,7 @@ public sealed class DeepSeekLM : nn.Module<Tensor, Tensor>, IO.ICheckpointLayout
     public DeepSeekLM(ModelConfig config, LinearFactory? linear = null, MlpFactory? moe = null) : base("DeepSeekLM")
     {
         Config = config.Validate();
+        ModelMemory.ForModel(config).EnsureFits("model size (" + ModelMemory.Sizes(config) + ")");
         linear ??= Linears.Standard(config.InitializerRange);
         moe ??= Moe.DeepSeekMoE.Factory;
         model = new DeepSeekModel(config, linear, moe);

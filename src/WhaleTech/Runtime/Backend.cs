@@ -70,17 +70,21 @@ public static class Backend
     /// 1 thread than with 2 on a busy 2-core machine (an observation, not a committed benchmark). Benchmarks keep libtorch's default and record the count.</summary>
     public static int ConfigureThreads(int? defaultThreads)
     {
+        int? n = EnvironmentThreads() ?? defaultThreads;
+        if (n is int t0) ThreadLimits.Check("threads", t0);
         Initialize();
-        var env = Environment.GetEnvironmentVariable(ThreadsVariable);
-        int? n = defaultThreads;
-        if (!string.IsNullOrWhiteSpace(env))
-        {
-            if (!int.TryParse(env, out var parsed) || parsed <= 0)
-                throw new WhaleArgumentException(ThreadsVariable, env, "must be a positive integer (CPU threads for libtorch)");
-            n = parsed;
-        }
         if (n is int threads) torch.set_num_threads(threads);
         return torch.get_num_threads();
+    }
+
+    /// <summary>WHALETECH_THREADS when set (checked: 1 … the machine's logical cores, without loading libtorch), else null.</summary>
+    public static int? EnvironmentThreads()
+    {
+        var env = Environment.GetEnvironmentVariable(ThreadsVariable);
+        if (string.IsNullOrWhiteSpace(env)) return null;
+        if (!long.TryParse(env, out var parsed))
+            throw new WhaleArgumentException(ThreadsVariable, env, $"must be an integer in [1, {ThreadLimits.Max}] (CPU threads for libtorch)");
+        return ThreadLimits.Check(ThreadsVariable, parsed);
     }
 
     /// <summary>True when libtorch can run on a CUDA device here.</summary>

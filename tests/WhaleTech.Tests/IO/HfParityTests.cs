@@ -8,7 +8,7 @@ namespace WhaleTech.Tests.IO;
 
 /// <summary>Parity with Hugging Face transformers from committed fixtures (Fixtures/hf, made by tools/hf/make_fixtures.py).
 /// Error = max|a − b| / max|b| over all logits (relative to the logit scale; elementwise relative error is
-/// meaningless for logits near 0). Bar: ≤ 1e-4 in fp32, and identical greedy generations.</summary>
+/// meaningless for logits near 0). Bar: HubParityResult.Fp32Tolerance (1e-5) in fp32, and identical greedy generations.</summary>
 public class HfParityTests(ITestOutputHelper output) : IDisposable
 {
     /// <summary>The fixtures the GPU session must produce (tools/hf/make_fixtures.py).</summary>
