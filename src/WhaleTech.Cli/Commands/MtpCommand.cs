@@ -30,30 +30,21 @@ public static class MtpCommand
     {
         var d = new MtpExperimentOptions();
         var device = Cli.DeviceOption();
-        var attention = new Option<string>("--attention") { Description = "Attention kind: mla, mha, gqa or mqa.", DefaultValueFactory = _ => d.Attention };
-        var hidden = new Option<int>("--hidden") { Description = "hidden_size.", DefaultValueFactory = _ => d.Hidden };
-        var layers = new Option<int>("--layers") { Description = "num_hidden_layers of the main model.", DefaultValueFactory = _ => d.Layers };
-        var heads = new Option<int>("--heads") { Description = "num_attention_heads.", DefaultValueFactory = _ => d.Heads };
+        var shape = new ModelShapeOptions(d.Attention, d.Hidden, d.Layers, d.Heads, layersDescription: "num_hidden_layers of the main model.");
         var depth = new Option<int>("--depth") { Description = "D = num_nextn_predict_layers: MTP modules (DeepSeek-V3 uses 1).", DefaultValueFactory = _ => d.Depth };
         var weight = new Option<double>("--mtp-weight") { Description = "λ of the MTP loss (V3: 0.3, later 0.1; 0 = off).", DefaultValueFactory = _ => d.MtpWeight };
-        var steps = new Option<int>("--steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => d.Steps };
-        var batch = new Option<int>("--batch") { Description = "Sequences per step.", DefaultValueFactory = _ => d.BatchSize };
-        var seqLen = new Option<int>("--seq-len") { Description = "Characters per sequence.", DefaultValueFactory = _ => d.SequenceLength };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate (warm-up 10%, cosine to lr/10).", DefaultValueFactory = _ => d.LearningRate };
-        var seed = new Option<int>("--seed") { Description = "Random seed (weights and data).", DefaultValueFactory = _ => d.Seed };
-        var outDir = new Option<string>("--out") { Description = "Folder for config.json + model.safetensors (Hub layout, MTP layers included), metrics.jsonl, tensorboard/ and checkpoint/.", DefaultValueFactory = _ => "runs/mtp-lm" };
-        var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Write <out>/checkpoint every N steps; 0 = only at the end or on Ctrl-C.", DefaultValueFactory = _ => 50 };
-        var resume = new Option<bool>("--resume") { Description = "Continue from <out>/checkpoint (pass the options the run was started with); bit-exact with an uninterrupted run." };
-        var cmd = new Command("train", "Train a small character-level LM with MTP modules on the synthetic corpus (a few minutes on a CPU) and save it.")
-        { device, attention, hidden, layers, heads, depth, weight, steps, batch, seqLen, lr, seed, outDir, checkpointEvery, resume };
+        var loop = new TrainingLoopOptions(d.Steps, d.BatchSize, d.SequenceLength, d.LearningRate, d.Seed);
+        var run = new RunFolderOptions("runs/mtp-lm", "config.json + model.safetensors (Hub layout, MTP layers included)", "pass the options the run was started with");
+        var cmd = new Command("train", "Train a small character-level LM with MTP modules on the synthetic corpus (a few minutes on a CPU) and save it.") { device };
+        foreach (var o in shape.All.Append(depth).Append(weight).Concat(loop.All).Concat(run.All)) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
             var o = new MtpExperimentOptions
             {
-                Attention = parse.GetValue(attention)!, Hidden = parse.GetValue(hidden), Layers = parse.GetValue(layers), Heads = parse.GetValue(heads),
-                Depth = parse.GetValue(depth), MtpWeight = parse.GetValue(weight), Steps = parse.GetValue(steps), BatchSize = parse.GetValue(batch),
-                SequenceLength = parse.GetValue(seqLen), LearningRate = parse.GetValue(lr), Seed = parse.GetValue(seed),
+                Attention = parse.GetValue(shape.Attention)!, Hidden = parse.GetValue(shape.Hidden), Layers = parse.GetValue(shape.Layers), Heads = parse.GetValue(shape.Heads),
+                Depth = parse.GetValue(depth), MtpWeight = parse.GetValue(weight), Steps = parse.GetValue(loop.Steps), BatchSize = parse.GetValue(loop.Batch),
+                SequenceLength = parse.GetValue(loop.SeqLen), LearningRate = parse.GetValue(loop.Lr), Seed = parse.GetValue(loop.Seed),
             }.Validate();
             o.TrainOptions().Validate();
             o.ModelConfig(new CharTokenizer().VocabSize).Validate();
@@ -61,8 +52,8 @@ public static class MtpCommand
             DeepSeekLM model = null!;
             List<StepMetrics> history = [];
             bool interrupted = false;
-            var dir = parse.GetValue(outDir)!;
-            var folder = new LmRunFolder(dir, parse.GetValue(checkpointEvery), parse.GetValue(resume)).Validate();
+            var folder = run.Folder(parse);
+            var dir = folder.OutDir;
             using var stop = StopSignal.Listen();
             AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(p =>

@@ -16,37 +16,28 @@ public static class TrainCommand
     public static Command Build()
     {
         var device = Cli.DeviceOption();
-        var attention = new Option<string>("--attention") { Description = "Attention kind: mla, mha, gqa or mqa.", DefaultValueFactory = _ => "mla" };
-        var hidden = new Option<int>("--hidden") { Description = "hidden_size.", DefaultValueFactory = _ => 64 };
-        var layers = new Option<int>("--layers") { Description = "num_hidden_layers.", DefaultValueFactory = _ => 2 };
-        var heads = new Option<int>("--heads") { Description = "num_attention_heads.", DefaultValueFactory = _ => 4 };
-        var steps = new Option<int>("--steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => 300 };
-        var batch = new Option<int>("--batch") { Description = "Sequences per step.", DefaultValueFactory = _ => 16 };
-        var seqLen = new Option<int>("--seq-len") { Description = "Characters per sequence.", DefaultValueFactory = _ => 64 };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate (warm-up 10%, cosine to lr/10).", DefaultValueFactory = _ => 5e-3 };
-        var seed = new Option<int>("--seed") { Description = "Random seed (weights and data).", DefaultValueFactory = _ => 1 };
+        var shape = new ModelShapeOptions(hidden: 64, layers: 2, heads: 4);
+        var loop = new TrainingLoopOptions(steps: 300, batch: 16, seqLen: 64, lr: 5e-3);
         var text = new Option<string?>("--text") { Description = "Train on this text file instead of the synthetic corpus (characters outside the tokenizer's alphabet are an error)." };
         var moments = new Option<string>("--optimizer-moments") { Description = "AdamW moment storage: fp32, or bf16 as in DeepSeek-V3 §3.3 (half the optimizer memory).", DefaultValueFactory = _ => "fp32" };
-        var outDir = new Option<string>("--out") { Description = "Folder for config.json + model.safetensors, metrics.jsonl, tensorboard/ and checkpoint/.", DefaultValueFactory = _ => "runs/tiny-lm" };
-        var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Write <out>/checkpoint every N steps (weights, AdamW state, step, data position); 0 = only at the end or on Ctrl-C.", DefaultValueFactory = _ => 50 };
-        var resume = new Option<bool>("--resume") { Description = "Continue from <out>/checkpoint (its stored configuration and options win); bit-exact with an uninterrupted run." };
-        var lm = new Command("lm", "Train a small DeepSeek-style language model on the CPU in about a minute and save it.")
-        { device, attention, hidden, layers, heads, steps, batch, seqLen, lr, seed, text, moments, outDir, checkpointEvery, resume };
+        var run = new RunFolderOptions("runs/tiny-lm", "config.json + model.safetensors", "its stored configuration and options win");
+        var lm = new Command("lm", "Train a small DeepSeek-style language model on the CPU in about a minute and save it.") { device };
+        foreach (var o in shape.All.Concat(loop.All).Append(text).Append(moments).Concat(run.All)) lm.Options.Add(o);
         lm.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
             var momentPrecision = MomentPrecisions.Parse("--optimizer-moments", parse.GetValue(moments));
-            int s = parse.GetValue(seed);
+            int s = parse.GetValue(loop.Seed);
             var tok = new CharTokenizer();
-            var dir = parse.GetValue(outDir)!;
-            var folder = new LmRunFolder(dir, parse.GetValue(checkpointEvery), parse.GetValue(resume)).Validate();
-            int n = parse.GetValue(steps);
+            var folder = run.Folder(parse);
+            var dir = folder.OutDir;
+            int n = parse.GetValue(loop.Steps);
             var (cfg, opts) = folder.Resolve(
-                ModelConfig.Tiny(parse.GetValue(attention)!, vocab: tok.VocabSize, hidden: parse.GetValue(hidden), layers: parse.GetValue(layers), heads: parse.GetValue(heads)),
+                shape.Tiny(parse, tok.VocabSize),
                 new TrainOptions
                 {
-                    Steps = n, BatchSize = parse.GetValue(batch), SequenceLength = parse.GetValue(seqLen), LearningRate = parse.GetValue(lr),
-                    MinLearningRate = parse.GetValue(lr) / 10, WarmupSteps = Math.Max(1, n / 10), EvalEvery = Math.Max(1, n / 5), Seed = s,
+                    Steps = n, BatchSize = parse.GetValue(loop.Batch), SequenceLength = parse.GetValue(loop.SeqLen), LearningRate = parse.GetValue(loop.Lr),
+                    MinLearningRate = parse.GetValue(loop.Lr) / 10, WarmupSteps = Math.Max(1, n / 10), EvalEvery = Math.Max(1, n / 5), Seed = s,
                     OptimizerMoments = momentPrecision,
                 });
             s = opts.Seed;                                                    // a resumed run keeps its seed
