@@ -34,8 +34,21 @@ public sealed class Fp8Linear : nn.Module<Tensor, Tensor>
     public long InFeatures { get; }
     public long OutFeatures { get; }
 
-    /// <summary>The recipe of the three GEMMs; may be changed between steps.</summary>
-    public Fp8Recipe Recipe { get; set; }
+    /// <summary>The recipe of the three GEMMs; may be changed between steps (a new scaling policy starts fresh state).</summary>
+    public Fp8Recipe Recipe
+    {
+        get => _recipe;
+        set
+        {
+            var policy = value.Policy();                                   // validates the policy against the operands
+            Scalers = policy.Stateless ? null : Scalers?.Policy == policy ? Scalers : new Fp8LinearScalers(policy);
+            _recipe = value;
+        }
+    }
+    Fp8Recipe _recipe = null!;
+
+    /// <summary>The per-operand scaling state of a stateful policy (delayed scaling's amax histories), else null.</summary>
+    public Fp8LinearScalers? Scalers { get; private set; }
 
     public override Tensor forward(Tensor x)
     {
@@ -43,7 +56,7 @@ public sealed class Fp8Linear : nn.Module<Tensor, Tensor>
             throw new WhaleArgumentException("x.shape", x.shape, $"must end in in_features = {InFeatures}");
         var lead = x.shape[..^1];
         var x2 = x.reshape(-1, InFeatures);                                // [N, K]
-        var y = Fp8LinearFunction.Apply(x2, weight, bias, Recipe);         // [N, M]
+        var y = Fp8LinearFunction.Apply(x2, weight, bias, Recipe, Scalers); // [N, M]
         return y.reshape([.. lead, OutFeatures]);                          // [*, M]
     }
 }

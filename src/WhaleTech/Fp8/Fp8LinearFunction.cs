@@ -29,9 +29,10 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
 {
     public override string Name => "Fp8LinearFunction";
 
-    /// <summary>y = x·Wᵀ + b on operands rounded per <paramref name="recipe"/>; bias may be null.</summary>
-    public static Tensor Apply(Tensor x, Tensor weight, Tensor? bias, Fp8Recipe recipe)
-        => apply(x, weight, bias!, recipe);
+    /// <summary>y = x·Wᵀ + b on operands rounded per <paramref name="recipe"/>; bias may be null. A recipe whose scaling
+    /// policy keeps state (delayed) needs the layer's <paramref name="scalers"/> (Fp8Linear holds them).</summary>
+    public static Tensor Apply(Tensor x, Tensor weight, Tensor? bias, Fp8Recipe recipe, Fp8LinearScalers? scalers = null)
+        => apply(x, weight, bias!, recipe, scalers!);
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
@@ -39,13 +40,15 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
         var w = (Tensor)vars[1];                                           // [M, K]
         var b = vars[2] as Tensor;                                         // [M] or null
         var recipe = (Fp8Recipe)vars[3];
+        var scalers = vars.Length > 4 ? vars[4] as Fp8LinearScalers : null;
         if (recipe.RealGemm) return ForwardReal(ctx, x, w, b, recipe);
-        var xq = Round(x, recipe.Activation, recipe.Scaling);              // [N, K], FP8-cached activation
-        var wq = Round(w, recipe.Weight, recipe.Scaling);                  // [M, K]
+        var xq = scalers is null ? Round(x, recipe.Activation, recipe.Scaling) : scalers.Round(scalers.X, x, recipe.Activation, recipe.Scaling);   // [N, K], FP8-cached
+        var wq = scalers is null ? Round(w, recipe.Weight, recipe.Scaling) : scalers.Round(scalers.W, w, recipe.Weight, recipe.Scaling);          // [M, K]
         var y = xq.matmul(wq.t());                                         // [N, M]
         if (b is not null && !b.IsInvalid) y = y + b;
         ctx.save_for_backward([xq, wq]);
         ctx.save_data("recipe", recipe);
+        ctx.save_data("scalers", scalers!);
         ctx.save_data("hasBias", b is not null && !b.IsInvalid);
         return recipe.OutputBf16 ? ToBf16(y) : y;
     }
@@ -58,13 +61,22 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
         Tensor xq = saved[0], wq = saved[1];
         bool hasBias = (bool)ctx.get_data("hasBias");
         var g = recipe.Gradient;
+        if (ctx.get_data("scalers") is Fp8LinearScalers scalers)
+        {
+            // A stateful (delayed, per-tensor) policy: one scale per tensor, so dyᵀ's codes are dy's transposed and the
+            // cached x is already on its FP8 grid — quantize dy once and record its amax once per step.
+            var dyqs = scalers.Round(scalers.Dy, dy, g, recipe.Scaling);                            // [N, M]
+            var dxs = dyqs.matmul(wq);                                                               // [N, K]   Dgrad
+            var dws = dyqs.t().matmul(xq);                                                           // [M, K]   Wgrad
+            return [recipe.OutputBf16 ? ToBf16(dxs) : dxs, dws, hasBias ? dy.sum(0L) : null!, null!, null!];
+        }
         var dyq = Round(dy, g, recipe.Scaling);                             // [N, M] tiles along M
         var dx = dyq.matmul(wq);                                            // [N, K]   Dgrad
         var dyTq = Round(dy.t(), g, recipe.Scaling);                        // [M, N] tiles along N
         var xTq = Round(xq.t(), recipe.Activation, recipe.Scaling);         // [K, N] requantized along N
         var dw = dyTq.matmul(xTq.t());                                      // [M, K]   Wgrad
         var db = hasBias ? dy.sum(0L) : null;                                // [M]
-        return [recipe.OutputBf16 ? ToBf16(dx) : dx, dw, db!, null!];
+        return [recipe.OutputBf16 ? ToBf16(dx) : dx, dw, db!, null!, null!];
     }
 
     // ---- real FP8 GEMMs (torch._scaled_mm on float8 storage) ------------------------------------------------
@@ -103,7 +115,7 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
         bool hasBias = (bool)ctx.get_data("hasBias");
         var (dx, dw) = IsBlockScaledReal(recipe) ? BlockScaledBackward(saved, dy, recipe) : PerTensorBackward(saved, dy, recipe);
         var db = hasBias ? dy.sum(0L) : null;                                                           // [M]
-        return [recipe.OutputBf16 ? ToBf16(dx) : dx, dw, db!, null!];
+        return [recipe.OutputBf16 ? ToBf16(dx) : dx, dw, db!, null!, null!];
     }
 
     static (Tensor Dx, Tensor Dw) PerTensorBackward(List<Tensor> saved, Tensor dy, Fp8Recipe recipe)
@@ -158,4 +170,17 @@ public sealed class Fp8LinearFunction : autograd.SingleTensorFunction<Fp8LinearF
     };
 
     static Tensor ToBf16(Tensor t) => t.to_type(ScalarType.BFloat16).to_type(ScalarType.Float32);
+}
+
+/// <summary>The scaling state of one FP8 linear's three operands, for a stateful scaling policy (delayed).</summary>
+public sealed class Fp8LinearScalers(Fp8ScalingPolicy policy)
+{
+    public Fp8ScalingPolicy Policy { get; } = policy;
+    public Fp8OperandScaler X { get; } = policy.CreateScaler();
+    public Fp8OperandScaler W { get; } = policy.CreateScaler();
+    public Fp8OperandScaler Dy { get; } = policy.CreateScaler();
+
+    /// <summary>The operand as the GEMM sees it: FP8 operands through their scaler, BF16/FP32 ones as Fp8LinearFunction.Round.</summary>
+    public Tensor Round(Fp8OperandScaler scaler, Tensor t, OperandRecipe operand, Fp8Scaling scaling)
+        => operand.Precision == OperandPrecision.Fp8 ? scaler.FakeQuantize(t, operand, scaling) : Fp8LinearFunction.Round(t, operand, scaling);
 }

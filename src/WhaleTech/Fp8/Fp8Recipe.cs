@@ -42,6 +42,22 @@ public sealed record OperandRecipe(OperandPrecision Precision, Fp8Format Format,
 /// W in t×t blocks) through Fp8BlockScaledMatmul (one _scaled_mm per K block, scales applied at promotion).</param>
 public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRecipe Weight, OperandRecipe Gradient, Fp8Scaling Scaling, bool OutputBf16 = true, bool RealGemm = false)
 {
+    /// <summary>How each FP8 operand's scale is found (Fp8ScalingPolicies): "current" (this tensor's amax, DeepSeek-V3)
+    /// or "delayed" (the operand's amax history, Transformer Engine; per-tensor only).</summary>
+    public string ScalingPolicy { get; init; } = "current";
+
+    /// <summary>The policy ScalingPolicy names, checked against the operands it must scale.</summary>
+    public Fp8ScalingPolicy Policy()
+    {
+        var policy = Fp8ScalingPolicies.Get(ScalingPolicy);
+        policy.Validate("activation", Activation);
+        policy.Validate("weight", Weight);
+        policy.Validate("gradient", Gradient);
+        if (RealGemm && !policy.Stateless)
+            throw new WhaleArgumentException("scaling_policy", ScalingPolicy, "must be current with real FP8 GEMMs (RealGemm)");
+        return policy;
+    }
+
     public static readonly Fp8Recipe DeepSeekV3 = new("deepseek-v3",
         OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.Tile),
         OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.Block),
@@ -62,6 +78,9 @@ public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRec
     /// to float32 summation order, in 1-byte storage, and on Hopper on the FP8 tensor cores.</summary>
     public static readonly Fp8Recipe HybridPerTensorReal = HybridPerTensor with { Name = "hybrid-tensor-real", RealGemm = true };
 
+    /// <summary>HybridPerTensor with Transformer Engine's delayed scaling: each operand's scale from its last 16 amax values.</summary>
+    public static readonly Fp8Recipe HybridPerTensorDelayed = HybridPerTensor with { Name = "hybrid-tensor-delayed", ScalingPolicy = "delayed" };
+
     public static readonly Fp8Recipe Bf16 = new("bf16", OperandRecipe.Bf16, OperandRecipe.Bf16, OperandRecipe.Bf16, Fp8Scaling.Default);
 
     public static readonly Fp8Recipe Fp32 = new("fp32", OperandRecipe.Fp32, OperandRecipe.Fp32, OperandRecipe.Fp32, Fp8Scaling.Default, OutputBf16: false);
@@ -74,7 +93,7 @@ public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRec
         OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.PerTensor),
         Fp8Scaling.Default with { UnitScale = true });
 
-    static readonly List<Fp8Recipe> Registered = [DeepSeekV3, DeepSeekV3Real, HybridPerTensor, HybridPerTensorReal, Bf16, Fp32, UnscaledE4M3];
+    static readonly List<Fp8Recipe> Registered = [DeepSeekV3, DeepSeekV3Real, HybridPerTensor, HybridPerTensorReal, HybridPerTensorDelayed, Bf16, Fp32, UnscaledE4M3];
 
     /// <summary>Every registered recipe, the built-in ones first.</summary>
     public static IReadOnlyList<Fp8Recipe> All { get { lock (Registered) return Registered.ToList(); } }
@@ -95,5 +114,5 @@ public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRec
         => All.FirstOrDefault(r => r.Name.Equals(name?.Trim(), StringComparison.OrdinalIgnoreCase))
            ?? throw new WhaleArgumentException(parameter, name, "must be one of " + string.Join(", ", All.Select(r => r.Name)));
 
-    public override string ToString() => $"{Name} (x: {Activation}, W: {Weight}, dy: {Gradient})";
+    public override string ToString() => $"{Name} (x: {Activation}, W: {Weight}, dy: {Gradient}" + (ScalingPolicy == "current" ? ")" : $", {ScalingPolicy} scaling)");
 }

@@ -50,3 +50,43 @@ public class Fp8GranularityRegistrationTests
         Assert.True(lin.weight.grad is not null && lin.weight.grad.isfinite().all().item<bool>());
     }
 }
+
+/// <summary>Scaling policies are selected by name in a recipe: delayed scaling (Transformer Engine) uses the amax
+/// history of each operand, so a sudden larger activation saturates at the previous amax — current scaling does not.</summary>
+public class Fp8ScalingPolicyTests
+{
+    [Fact]
+    public void ADelayedRecipeScalesFromTheAmaxHistoryAndTrains()
+    {
+        using var scope = NewDisposeScope();
+        var recipe = Fp8Recipe.Parse("recipe", "hybrid-tensor-delayed");
+        Assert.Equal("delayed", recipe.ScalingPolicy);
+        torch.manual_seed(4);
+        var delayed = new Fp8Linear(16, 8, hasBias: false, recipe);
+        var current = new Fp8Linear(16, 8, hasBias: false, Fp8Recipe.HybridPerTensor);
+        using (no_grad()) current.weight.copy_(delayed.weight);
+        Assert.NotNull(delayed.Scalers);
+        Assert.Null(current.Scalers);
+
+        var x1 = torch.randn(4, 16, generator: new torch.Generator(1));
+        // Step 1: empty history → the tensor's own amax, the same numbers as current scaling.
+        Assert.True(delayed.forward(x1).eq(current.forward(x1)).all().item<bool>());
+        // Step 2: ten times larger input. Delayed: scale from step 1's amax a1, so every |x| is clamped to a1 before the cast
+        // (saturating), i.e. x2 behaves like clamp(x2, ±a1); current scaling rescales and keeps x2.
+        var x2 = x1 * 10;
+        double a1 = x1.abs().max().item<float>();
+        var yDelayed = delayed.forward(x2);
+        var yExpected = current.forward(x2.clamp(-a1, a1));                  // same FP8 scale a1/448 on clamped values
+        Assert.True(yDelayed.allclose(yExpected, rtol: 0, atol: 0), "delayed scaling must saturate at the history's amax");
+        Assert.False(yDelayed.allclose(current.forward(x2), rtol: 1e-3, atol: 1e-3));
+        // Backward runs on the delayed gradient scaler and gives finite gradients.
+        delayed.forward(x1.requires_grad_(true)).sum().backward();
+        Assert.True(delayed.weight.grad is not null && delayed.weight.grad.isfinite().all().item<bool>());
+        Assert.True(x1.grad is not null && x1.grad.isfinite().all().item<bool>());
+
+        // A delayed recipe with tiles is refused, naming the operand.
+        var e = Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => new Fp8Linear(16, 8, false, Fp8Recipe.DeepSeekV3 with { ScalingPolicy = "delayed" }));
+        Assert.Equal("activation granularity", e.Parameter);
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => Fp8Recipe.HybridPerTensor with { ScalingPolicy = "psychic" } is var r ? r.Policy() : null);
+    }
+}
