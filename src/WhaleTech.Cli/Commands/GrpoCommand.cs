@@ -112,14 +112,21 @@ public static class GrpoCommand
     {
         var b = TaskAndModel(new Binder());
         var (device, outDir, threads) = (Cli.DeviceOption(), Out("runs/grpo-sft"), Threads());
-        var cmd = new Command("sft", "Supervised warm start on task solutions; saves sft.bin and reports held-out exact match.") { device, outDir, threads };
+        var resume = new Option<bool>("--resume") { Description = "Continue from <out>/sft-checkpoint (written every 50 steps and on Ctrl-C); bit-exact with an uninterrupted run." };
+        var cmd = new Command("sft", "Supervised warm start on task solutions; saves sft.bin and reports held-out exact match.") { device, outDir, threads, resume };
         foreach (var o in b.Options) cmd.Options.Add(o);
         Validation.Rules.AddCheck(cmd, v => Validation.Rules.GrpoMemory(b.Bind(v.Parse), grpo: false));
         cmd.SetAction(p =>
         {
             var options = b.Bind(p);
             var dev = Setup(p.GetValue(device), p.GetValue(threads));
-            GrpoRun.Sft(options, p.GetValue(outDir)!, dev, Events(options, interactive: false));
+            using var stop = StopSignal.Listen();
+            GrpoRun.Sft(options, p.GetValue(outDir)!, dev, Events(options, interactive: false), stop, p.GetValue(resume));
+            if (stop.Requested)
+            {
+                AnsiConsole.MarkupLine($"Interrupted: SFT checkpoint in [bold]{Markup.Escape(Path.Combine(p.GetValue(outDir)!, GrpoRun.SftCheckpointDir))}[/]. Continue with the same options and --resume.");
+                return StopSignal.ExitCode;
+            }
             return 0;
         });
         return cmd;

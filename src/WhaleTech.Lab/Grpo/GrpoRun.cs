@@ -35,10 +35,14 @@ public sealed record GrpoSummary(
 public static class GrpoRun
 {
     public const string MetricsFile = "metrics.jsonl", SamplesFile = "samples.jsonl", SummaryFile = "summary.json",
-        OptionsFile = "options.json", SftStepsFile = "sft-steps.txt", ConfigFile = "config.json", SftWeights = "sft.bin", FinalWeights = "policy.bin", CheckpointDir = "checkpoint";
+        OptionsFile = "options.json", SftStepsFile = "sft-steps.txt", ConfigFile = "config.json", SftWeights = "sft.bin", FinalWeights = "policy.bin", CheckpointDir = "checkpoint",
+        SftCheckpointDir = "sft-checkpoint";
 
     /// <summary>SFT warm start only: trains, evaluates held-out, saves sft.bin. Returns (accuracy, format rate).</summary>
-    public static (double Accuracy, double Format, DeepSeekLM Model) Sft(GrpoOptions o, string outDir, Device device, GrpoRunEvents? ev = null)
+    /// <param name="stop">Ctrl-C: the SFT loop writes <c>sft-checkpoint/</c> and returns early; Interrupted tells.</param>
+    /// <param name="resume">Continue from <c>&lt;out&gt;/sft-checkpoint</c> (bit-exact).</param>
+    public static (double Accuracy, double Format, DeepSeekLM Model) Sft(GrpoOptions o, string outDir, Device device, GrpoRunEvents? ev = null,
+        StopSignal? stop = null, bool resume = false)
     {
         o.Validate();
         Directory.CreateDirectory(outDir);
@@ -47,14 +51,28 @@ public static class GrpoRun
         var task = o.CreateTask();
         var heldOut = task.HeldOut(o.Seed, o.HeldOut);
         ev?.Message?.Invoke($"policy: {model.ParameterCount():N0} parameters ({o.Policy})");
+        var sftCheckpoint = Path.Combine(outDir, SftCheckpointDir);
+        resume &= GrpoCheckpoint.SftStep(sftCheckpoint) is not null;
+        int firstStep = resume ? GrpoCheckpoint.SftStep(sftCheckpoint)!.Value : 0;
+        if (resume) ev?.Message?.Invoke($"resuming SFT at step {firstStep} from {sftCheckpoint}");
+        bool targetReached = false;
         var losses = PolicyModel.Sft(model, task, o, heldOut.Select(p => p.Question).ToHashSet(), (s, l) => ev?.SftStep?.Invoke(s, o.SftSteps, l),
-            (s, a) => ev?.Message?.Invoke($"sft {s}: validation exact match {a:P1} (target {o.SftTargetAccuracy:P0})"));
+            (s, a) =>
+            {
+                targetReached |= a >= o.SftTargetAccuracy;
+                ev?.Message?.Invoke($"sft {s}: validation exact match {a:P1} (target {o.SftTargetAccuracy:P0})");
+            }, sftCheckpoint, resume, stop);
+        if (stop?.Requested == true && firstStep + losses.Count < o.SftSteps && !targetReached)   // the loop broke on Ctrl-C
+        {
+            ev?.Message?.Invoke($"SFT interrupted: checkpoint in {sftCheckpoint}; continue with --resume");
+            return (double.NaN, double.NaN, model);
+        }
         var (acc, fmt, _) = PolicyModel.Evaluate(model, task, heldOut, PolicyModel.DefaultMaxCompletionLength(heldOut));
-        AtomicFile.WriteAllText(Path.Combine(outDir, SftStepsFile), losses.Count.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        AtomicFile.WriteAllText(Path.Combine(outDir, SftStepsFile), (firstStep + losses.Count).ToString(System.Globalization.CultureInfo.InvariantCulture));
         cfg.Save(Path.Combine(outDir, ConfigFile));
         GrpoCheckpoint.SaveModel(model, Path.Combine(outDir, SftWeights));
         AtomicFile.WriteAllText(Path.Combine(outDir, OptionsFile), JsonSerializer.Serialize(o, GrpoCheckpoint.Json));
-        ev?.Message?.Invoke($"SFT: {losses.Count} steps, held-out exact match {acc:P1}, format {fmt:P1} → {Path.Combine(outDir, SftWeights)}");
+        ev?.Message?.Invoke($"SFT: {firstStep + losses.Count} steps, held-out exact match {acc:P1}, format {fmt:P1} → {Path.Combine(outDir, SftWeights)}");
         return (acc, fmt, model);
     }
 
@@ -77,8 +95,15 @@ public static class GrpoRun
         }
         else
         {
-            policy = Sft(o, outDir, device, ev).Model;
+            (double sftAccuracy, _, policy) = Sft(o, outDir, device, ev, stop, resume);
             sftSeconds = sw.Elapsed.TotalSeconds;
+            if (double.IsNaN(sftAccuracy))                                  // Ctrl-C during SFT: its checkpoint is written
+            {
+                long parameters = policy.ParameterCount();
+                policy.Dispose();
+                return new GrpoSummary(o.Task, o.Seed, parameters, 0, double.NaN, double.NaN, double.NaN, null, sftSeconds, 0,
+                    device.ToString(), torch.get_num_threads()) { Interrupted = true };
+            }
         }
         var sftStepsPath = Path.Combine(init is null ? outDir : Path.GetDirectoryName(Path.GetFullPath(init))!, SftStepsFile);   // this run's SFT or --init's folder
         int? sftStepsRun = File.Exists(sftStepsPath) && int.TryParse(File.ReadAllText(sftStepsPath), out var n) ? n : null;

@@ -72,4 +72,38 @@ public static class GrpoCheckpoint
         trainer.Step = step;
         trainer.NumTokens = doc.RootElement.GetProperty("NumTokens").GetInt64();
     }
+
+    // ---- the SFT warm start's checkpoint: weights (MoE biases included), AdamW state and the step --------------
+    const string SftStateFile = "sft-state.json";
+
+    /// <summary>Writes an SFT checkpoint into <paramref name="dir"/> (policy.bin, optimizer.safetensors, then sft-state.json,
+    /// whose presence marks it complete). The SFT batches are keyed by (seed, step), so the step is the data position.</summary>
+    public static void SaveSft(string dir, DeepSeekLM model, Training.AdamWOptimizer optimizer, int step)
+    {
+        Directory.CreateDirectory(dir);
+        var state = Path.Combine(dir, SftStateFile);
+        if (File.Exists(state)) File.Delete(state);                                     // incomplete until rewritten
+        SaveModel(model, Path.Combine(dir, PolicyFile));
+        optimizer.Save(Path.Combine(dir, OptimizerFile));
+        AtomicFile.WriteAllText(state, JsonSerializer.Serialize(new { step }, Json));
+    }
+
+    /// <summary>The step of a complete SFT checkpoint in <paramref name="dir"/>, or null when there is none.</summary>
+    public static int? SftStep(string dir)
+    {
+        var path = Path.Combine(dir, SftStateFile);
+        if (!File.Exists(path)) return null;
+        try { using var d = JsonDocument.Parse(File.ReadAllText(path)); return d.RootElement.GetProperty("step").GetInt32(); }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        { throw new WhaleFormatException(path, "not an SFT checkpoint state (" + e.Message + ")", e); }
+    }
+
+    /// <summary>Loads an SFT checkpoint into <paramref name="model"/> and <paramref name="optimizer"/>; returns its step.</summary>
+    public static int LoadSft(string dir, DeepSeekLM model, Training.AdamWOptimizer optimizer)
+    {
+        int step = SftStep(dir) ?? throw new WhaleArgumentException("resume", dir, $"must hold a complete SFT checkpoint ({SftStateFile})");
+        LoadModel(model, Path.Combine(dir, PolicyFile));
+        optimizer.Load(Path.Combine(dir, OptimizerFile));
+        return step;
+    }
 }

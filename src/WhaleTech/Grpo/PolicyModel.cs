@@ -61,9 +61,11 @@ public static class PolicyModel
     /// With sft_target_accuracy &gt; 0, every sft_eval_every steps the greedy exact match on the validation set
     /// (MathTask.Validation: not the held-out problems) is measured and SFT stops once it reaches the target,
     /// so that every seed starts GRPO from about the same accuracy (the SFT transition is sharp and its step
-    /// varies by seed). Returns the loss of each step run (its count = steps run).</summary>
+    /// varies by seed). Returns the loss of each step run by this call (a resumed call starts at the checkpoint's step).
+    /// With <paramref name="checkpointDir"/>, an SFT checkpoint is written every checkpoint_every steps and when
+    /// <paramref name="stop"/> (Ctrl-C) ends the loop early, and <paramref name="resume"/> continues from it bit-exactly.</summary>
     public static List<double> Sft(DeepSeekLM model, MathTask task, GrpoOptions o, IReadOnlySet<string> heldOut, Action<int, double>? progress = null,
-        Action<int, double>? validated = null)
+        Action<int, double>? validated = null, string? checkpointDir = null, bool resume = false, Training.StopSignal? stop = null)
     {
         var tok = Tokenizer();
         var device = model.Embedding.weight!.device;
@@ -73,9 +75,15 @@ public static class PolicyModel
         var stepper = new Training.OptimizerStepper(opt, model.parameters(), maxGradNorm: 1.0).AttachBalancer(Balancer(model));   // balancer: MoE policy only
         var losses = new List<double>();
         var schedule = new Training.LrSchedule(o.SftLearningRate, Math.Min(20, o.SftSteps / 10), Math.Max(1, o.SftSteps), Floor: 0.1 * o.SftLearningRate);
+        int first = resume && checkpointDir is not null ? GrpoCheckpoint.LoadSft(checkpointDir, model, opt) : 0;
         model.train();
-        for (int step = 0; step < o.SftSteps; step++)
+        for (int step = first; step < o.SftSteps; step++)
         {
+            if (stop?.Requested == true)
+            {
+                if (checkpointDir is not null) GrpoCheckpoint.SaveSft(checkpointDir, model, opt, step);
+                break;
+            }
             using var scope = torch.NewDisposeScope();
             var rng = new Random(MathTask.HashCode32(o.Seed, 0x5F7, step, 0));
             var prompts = new List<int[]>(); var sols = new List<int[]>();
@@ -94,6 +102,7 @@ public static class PolicyModel
             }).Loss;
             losses.Add(l);
             progress?.Invoke(step + 1, l);
+            if (checkpointDir is not null && (step + 1) % o.CheckpointEvery == 0) GrpoCheckpoint.SaveSft(checkpointDir, model, opt, step + 1);
             if (validation is not null && (step + 1) % o.SftEvalEvery == 0)
             {
                 double acc = Evaluate(model, task, validation, validationLength).Accuracy;

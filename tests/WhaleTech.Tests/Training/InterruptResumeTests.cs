@@ -41,10 +41,14 @@ public class InterruptResumeTests : IDisposable
 
     /// <summary>Starts the command, waits until metrics.jsonl has <paramref name="rows"/> rows, sends SIGINT, returns the exit code.</summary>
     static int RunAndInterrupt(IEnumerable<string> args, string metrics, int rows)
+        => RunAndInterrupt(args, () => File.Exists(metrics) && File.ReadAllLines(metrics).Length >= rows);
+
+    /// <summary>Starts the command, waits until <paramref name="ready"/>, sends SIGINT, returns the exit code.</summary>
+    static int RunAndInterrupt(IEnumerable<string> args, Func<bool> ready)
     {
         using var p = Start(args);
         var sw = Stopwatch.StartNew();
-        while (!(File.Exists(metrics) && File.ReadAllLines(metrics).Length >= rows))
+        while (!ready())
         {
             Assert.False(p.HasExited, "the run ended before it could be interrupted");
             Assert.True(sw.Elapsed < TimeSpan.FromMinutes(2), "no metrics rows within 2 minutes");
@@ -88,6 +92,21 @@ public class InterruptResumeTests : IDisposable
         Assert.Equal(0, Run([.. common, "--out", b, "--resume"]));
         Assert.Equal(File.ReadAllBytes(Path.Combine(a, "model.safetensors")), File.ReadAllBytes(Path.Combine(b, "model.safetensors")));
         Assert.Contains(TensorBoardEvents.ReadScalars(Path.Combine(b, "tensorboard")), e => e.Tag == "mtp/loss_depth1" && e.Step == 30);
+    }
+
+    [Fact]
+    public void GrpoSftInterruptedAndResumedEqualsAnUninterruptedRun()
+    {
+        string[] common = ["grpo", "sft", "--task", "addition", "--digits", "1", "--hidden", "32", "--layers", "1", "--heads", "2",
+                           "--moe-experts", "4", "--moe-top-k", "2", "--sft-steps", "400", "--sft-batch", "16", "--held-out", "20", "--device", "cpu"];
+        string a = Path.Combine(_dir, "a"), b = Path.Combine(_dir, "b");
+        Assert.Equal(0, Run([.. common, "--out", a]));
+        // The first SFT checkpoint (step 50) exists → interrupt; the run stops after its current step and checkpoints it.
+        Assert.Equal(130, RunAndInterrupt([.. common, "--out", b], () => File.Exists(Path.Combine(b, "sft-checkpoint", "sft-state.json"))));
+        Assert.False(File.Exists(Path.Combine(b, "sft.bin")));
+        Assert.Equal(0, Run([.. common, "--out", b, "--resume"]));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(a, "sft.bin")), File.ReadAllBytes(Path.Combine(b, "sft.bin")));
+        Assert.Equal(File.ReadAllText(Path.Combine(a, "sft-steps.txt")), File.ReadAllText(Path.Combine(b, "sft-steps.txt")));
     }
 
     [Fact]
