@@ -10,6 +10,7 @@ public static class SuiteRegistry
         new DecodeSuite(),
         new MoeSuite(),
         new MlaDecodeSuite(),
+        new MlaRooflineSuite(),
         new MemorySuite(),
         new Fp8Suite(),
         new RolloutSuite(),
