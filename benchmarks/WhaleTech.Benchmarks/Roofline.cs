@@ -5,6 +5,9 @@
 // roofline time ÷ measured time (1 = at the machine's limit). Page faults are minor faults (minflt, field 10 of
 // /proc/self/stat) counted around each timed call: a first touch of a fresh 4 KiB page costs ≈ 1.4 µs here.
 //
+// LimitProbe makes the copy and the GEMM two more bodies of an interleaved run, so the limits a row is judged
+// against are measured in the very rounds that measured the row (on a shared machine both drift together).
+//
 // Interleave runs every variant once per round, for several rounds, so drift from other jobs on a shared machine
 // hits all variants alike; each variant's statistics are its median and p10/p90 over the rounds.
 using System.Diagnostics;
@@ -57,6 +60,34 @@ public sealed record MachineLimits(double CopyGBps, double GemmGflops)
         Array.Sort(t);
         return t[reps / 2];
     }
+}
+
+/// <summary>The copy and GEMM of <see cref="MachineLimits"/> as bodies for <see cref="Interleave.Run"/>.</summary>
+public sealed class LimitProbe : IDisposable
+{
+    readonly Tensor _src, _dst, _a, _b;
+    readonly long _bytes, _n;
+
+    public LimitProbe(Device device, bool quick)
+    {
+        Backend.Initialize();
+        _bytes = (quick ? 32L : 256L) << 20;
+        _n = quick ? 512 : 2048;
+        _src = torch.ones(_bytes / 4, dtype: ScalarType.Float32, device: device).DetachFromDisposeScope();
+        _dst = torch.empty_like(_src).DetachFromDisposeScope();
+        _dst.copy_(_src);   // touch every page once
+        _a = torch.randn(_n, _n, device: device).DetachFromDisposeScope();
+        _b = torch.randn(_n, _n, device: device).DetachFromDisposeScope();
+    }
+
+    public Action Copy => () => _dst.copy_(_src);
+    public Action Gemm => () => { using var r = _a.mm(_b); };
+
+    /// <summary>The limits from the probe's samples (medians).</summary>
+    public MachineLimits From(InterleavedSamples copy, InterleavedSamples gemm)
+        => new(2.0 * _bytes / (copy.Timing.MedianMs / 1000) / 1e9, 2.0 * _n * _n * _n / (gemm.Timing.MedianMs / 1000) / 1e9);
+
+    public void Dispose() { _src.Dispose(); _dst.Dispose(); _a.Dispose(); _b.Dispose(); }
 }
 
 /// <summary>Minor page faults of this process (Linux /proc/self/stat field 10; 0 elsewhere).</summary>

@@ -9,6 +9,7 @@ public static class SuiteRegistry
         new MicroSuite(),
         new DecodeSuite(),
         new MoeSuite(),
+        new MoeRooflineSuite(),
         new MlaDecodeSuite(),
         new MlaRooflineSuite(),
         new MemorySuite(),

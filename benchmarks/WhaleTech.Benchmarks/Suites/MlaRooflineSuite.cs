@@ -1,5 +1,5 @@
 // `mla-roofline`: one absorbed MLA decode step (T = 1, one layer, V2-Lite attention shapes, fp32) over batch ×
-// context, against the machine's roofline measured in the same run (Roofline.cs):
+// context, against the machine's roofline measured in the same rounds (Roofline.cs: the copy and the GEMM are interleaved with the rows):
 //   bytes  = every weight of the layer once + the latent cache read twice (once [c^KV | k^R] for the scores,
 //            once c^KV for the values): 4·(params + B·S·(Dc+Dr) + B·S·Dc)
 //   FLOPs  = 2·B·params (projections, the W_UK fold and W_UV unfold) + 2·H·B·S·(2·Dc + Dr) (scores + values)
@@ -29,10 +29,8 @@ public sealed class MlaRooflineSuite : ISuite
         int rounds = options.Quick ? 3 : 9;
         var dtype = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
         var result = new BenchmarkResult(Name, Description, MachineInfo.Collect(device)) { Plot = new PlotSpec("roofline_fraction", "context", LogX: true) };
-        var limits = MachineLimits.Measure(device, options.Quick);
-        limits.Record(result);
+        using var probe = new LimitProbe(device, options.Quick);
         result.With("shapes", shapes.Name).With("dtype", dtype.ToString()).With("rounds", rounds);
-        Console.WriteLine($"  copy {limits.CopyGBps:F1} GB/s, GEMM {limits.GemmGflops:F1} GFLOP/s");
         int maxPositions = (int)contexts.Max() + 2;
         using var explicitLayer = (MultiHeadLatentAttention)DecodeBenchmark.BuildLayer(shapes, DecodeVariant.MlaAbsorbed, maxPositions, dtype, device);
         using var sdpaLayer = (MultiHeadLatentAttention)DecodeBenchmark.BuildLayer(shapes, DecodeVariant.MlaAbsorbedSdpa, maxPositions, dtype, device);
@@ -58,8 +56,9 @@ public sealed class MlaRooflineSuite : ISuite
                         Cache = caches[i],
                     };
                     return (Action)(() => l.Item2.forward(x, ctx));
-                }).ToArray();
-                var samples = Interleave.Run(device, bodies, warmup: 2, rounds: batch <= 4 || !options.Quick ? rounds : 3);
+                }).Append(probe.Copy).Append(probe.Gemm).ToArray();
+                var samples = Interleave.Run(device, bodies, warmup: 2, rounds: rounds);
+                var limits = probe.From(samples[^2], samples[^1]);   // measured in the same rounds as the rows
                 long S = context + 1;
                 double bytes = elem * (paramCount + batch * S * (Dc + Dr) + batch * S * Dc);
                 double flops = 2.0 * batch * paramCount + 2 * H * batch * S * (2 * Dc + Dr);
@@ -69,11 +68,12 @@ public sealed class MlaRooflineSuite : ISuite
                     var t = samples[v].Timing;
                     double fraction = roof / t.MedianMs;
                     result.AddRow($"{layers[v].Item1} b{batch}").With("batch", batch).With("context", context).With("bound", limits.Bound(bytes, flops))
+                          .With("copy_gbps", Math.Round(limits.CopyGBps, 2)).With("gemm_gflops", Math.Round(limits.GemmGflops, 1))
                           .Add("median_ms", t.MedianMs, "ms").Add("p10_ms", t.P10Ms, "ms").Add("p90_ms", t.P90Ms, "ms")
                           .Add("roofline_ms", roof, "ms").Add("roofline_fraction", fraction, "")
                           .Add("gbps", bytes / (t.MedianMs / 1000) / 1e9, "GB/s").Add("gflops", flops / (t.MedianMs / 1000) / 1e9, "GFLOP/s")
                           .Add("page_faults_per_step", samples[v].MedianFaults, "");
-                    Console.WriteLine($"  {layers[v].Item1} b{batch} S{context}: {t.MedianMs:F2} ms (p10 {t.P10Ms:F2}, p90 {t.P90Ms:F2}), roofline {roof:F2} ms ({limits.Bound(bytes, flops)}) → {fraction:P0}, {samples[v].MedianFaults:F0} faults");
+                    Console.WriteLine($"  {layers[v].Item1} b{batch} S{context}: {t.MedianMs:F2} ms (p10 {t.P10Ms:F2}, p90 {t.P90Ms:F2}), roofline {roof:F2} ms ({limits.Bound(bytes, flops)}; copy {limits.CopyGBps:F0} GB/s, GEMM {limits.GemmGflops:F0} GFLOP/s) → {fraction:P0}, {samples[v].MedianFaults:F0} faults");
                 }
                 foreach (var c in caches) c.Dispose();
             }

@@ -7,7 +7,7 @@
 //               One small matmul per expert and the tokens are gathered with a data-dependent `where`.
 //   Sorted      sort the N·K (token, expert) pairs by expert so each expert's tokens are one contiguous slice,
 //               one gather, one `split` into the slices (one backward node, not one zero-filled [N·K, D]
-//               gradient per `narrow`), one matmul chain per non-empty slice whose weighted output is added in
+//               gradient per `narrow`; without autograd one small gather per expert instead), one matmul chain per non-empty slice whose weighted output is added in
 //               place into y (index_add_). A single host sync (the per-expert counts, to cut the slices) per
 //               forward instead of one per expert.
 //   PaddedBmm   like Sorted, then scatter the slices into a capacity-padded [E, C, D] buffer (C = largest
@@ -95,18 +95,21 @@ public static class Dispatch
     {
         using var scope = torch.NewDisposeScope();
         var plan = Plan.Make(indices, experts.Count);
-        var xs = x.index_select(0, plan.Token);                               // [N·K, D] grouped by expert
+        bool grad = torch.is_grad_enabled();
+        // Training: one gather [N·K, D] cut by one split (one index_add in its backward). Inference: a [c, D] gather
+        // per expert instead, small enough for the allocator to reuse warm memory (no fresh pages to fault in).
+        var xParts = grad ? x.index_select(0, plan.Token).split(plan.Counts) : null;   // one slice per expert (views)
         var ws = SortedWeights(weights, plan, x.dtype);                       // [N·K, 1]
-        var xParts = xs.split(plan.Counts);                                   // one slice per expert (views)
         var tokenParts = plan.Token.split(plan.Counts);
         var weightParts = ws.split(plan.Counts);
-        var bank = torch.is_grad_enabled() ? null : ExpertBank.For(experts);   // inference: fused gate+up GEMM
+        var bank = grad ? null : ExpertBank.For(experts);                      // inference: fused gate+up GEMM
         var y = torch.zeros_like(x);                                          // [N, D]
         for (int e = 0; e < experts.Count; e++)
         {
             if (plan.Counts[e] == 0) continue;
             using var step = torch.NewDisposeScope();                        // this expert's temporaries die here
-            var out_e = bank is null ? experts[e].forward(xParts[e]) : bank.Forward(e, xParts[e]); // [c, D]
+            var xe = xParts?[e] ?? x.index_select(0, tokenParts[e]);         // [c, D]
+            var out_e = bank is null ? experts[e].forward(xe) : bank.Forward(e, xe); // [c, D]
             AddWeighted(y, tokenParts[e], out_e, weightParts[e]);
         }
         return y.MoveToOuterDisposeScope();
