@@ -122,11 +122,11 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
         var qLatentOrX = q_a_proj is null ? x : q_a_layernorm!.forward(q_a_proj.forward(x));   // [B, T, Dq]
         var q = (q_proj ?? q_b_proj)!.forward(qLatentOrX).view(B, T, Heads, NopeDim + RopeDim);
         var qNope = q.narrow(-1, 0, NopeDim);                                                  // [B, T, H, Dn]
-        var qRope = rope.Apply(q.narrow(-1, NopeDim, RopeDim), ctx.Positions);                 // [B, T, H, Dr]
+        var qRope = rope.Apply(q.narrow(-1, NopeDim, RopeDim), ctx);                 // [B, T, H, Dr]
         // Compressed KV: latent [B, T, Dc] (normalized) and the shared RoPE key [B, T, Dr]
         var kv = kv_a_proj_with_mqa.forward(x);                                                // [B, T, Dc+Dr]
         var latent = kv_a_layernorm.forward(kv.narrow(-1, 0, LatentDim));
-        var kRope = rope.Apply(kv.narrow(-1, LatentDim, RopeDim), ctx.Positions);              // [B, T, Dr]
+        var kRope = rope.Apply(kv.narrow(-1, LatentDim, RopeDim), ctx);              // [B, T, Dr]
 
         Tensor o; // [B, T, H, Dv]
         switch (ctx.Cache?.Layers[LayerIndex])
