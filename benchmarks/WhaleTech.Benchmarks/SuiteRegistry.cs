@@ -8,6 +8,7 @@ public static class SuiteRegistry
         new MatmulSuite(),
         new MicroSuite(),
         new DecodeSuite(),
+        new GenerateSuite(),
         new MoeSuite(),
         new MoeRooflineSuite(),
         new MlaDecodeSuite(),

@@ -5,7 +5,8 @@
 // re-points that Parameter's storage at its slice of the stack with set_ (under no_grad), so optimizers, the
 // state dict and checkpoint loading (in-place copy_) keep working and always see the bank's memory. Built on
 // the first no-grad call that needs it; rebuilt when a Parameter object, dtype, device or slice offset no longer
-// matches (for example after module.to(...)). Only for plain bias-free nn.Linear experts: a custom LinearFactory
+// matches (for example after module.to(...)); that check reads 3E Parameters (a few µs each in TorchSharp), so
+// Sorted consults the bank only for many rows per expert. Only for plain bias-free nn.Linear experts: a custom LinearFactory
 // (FP8 simulation …) has its own forward, which the fused GEMMs would bypass.
 // Shapes: E experts, F expert width, D hidden.
 using System.Runtime.CompilerServices;
@@ -26,14 +27,29 @@ internal sealed class ExpertBank : IDisposable
     public long Width { get; }
 
     readonly Tensor[] _tied;   // the 3E Parameter objects, in (gate, up, down) order per expert
+    readonly Tensor[] _gateUpRows, _downRows;   // per-expert [2F, D] and [D, F] views, made once
 
-    ExpertBank(Tensor gateUp, Tensor down, long width, Tensor[] tied) { GateUp = gateUp; Down = down; Width = width; _tied = tied; }
+    /// <summary>Below this many (token, expert) rows per expert on average, Sorted inference runs the padded
+    /// batched form (per-op overhead dominates a loop over experts there).</summary>
+    public const long MinRowsPerExpert = 16;
+
+    ExpertBank(Tensor gateUp, Tensor down, long width, Tensor[] tied)
+    {
+        GateUp = gateUp; Down = down; Width = width; _tied = tied;
+        _gateUpRows = Enumerable.Range(0, (int)gateUp.shape[0]).Select(e => gateUp[e].DetachFromDisposeScope()).ToArray();
+        _downRows = Enumerable.Range(0, (int)down.shape[0]).Select(e => down[e].DetachFromDisposeScope()).ToArray();
+    }
 
     /// <summary>The bank of <paramref name="experts"/> (built or rebuilt as needed), or null when they are not
     /// plain bias-free nn.Linear experts of one shape. Call only without autograd.</summary>
     public static ExpertBank? For(IReadOnlyList<Expert> experts)
     {
         if (experts.Count == 0) return null;
+        // Fast check (reading a Linear's weight costs µs in TorchSharp, so not all 3E): the first and last experts'
+        // Parameters are the tied objects at their slices. module.to(...) replaces every Parameter; load and
+        // optimizer steps write in place. Assigning one expert's weight by hand is not detected.
+        if (Banks.TryGetValue(experts[0], out var bank) && bank._tied.Length == 3 * experts.Count && bank.Holds(experts, 0) && bank.Holds(experts, experts.Count - 1))
+            return bank;
         var weights = new Tensor[3 * experts.Count];
         for (int e = 0; e < experts.Count; e++)
         {
@@ -41,7 +57,6 @@ internal sealed class ExpertBank : IDisposable
                 return null;
             (weights[3 * e], weights[3 * e + 1], weights[3 * e + 2]) = (g, u, d);
         }
-        if (Banks.TryGetValue(experts[0], out var bank) && bank.Holds(weights)) return bank;
         var fresh = Tie(weights);
         if (fresh is null) return null;
         if (bank is not null) { Banks.Remove(experts[0]); bank.Dispose(); }
@@ -52,27 +67,25 @@ internal sealed class ExpertBank : IDisposable
     /// <summary>Expert <paramref name="e"/> on its tokens <paramref name="x"/> [c, D]: down(silu(gate x) · up x), gate and up as one GEMM.</summary>
     public Tensor Forward(int e, Tensor x)
     {
-        using var gu = x.mm(GateUp[e].t());                                            // [c, 2F]
+        using var gu = nn.functional.linear(x, _gateUpRows[e]);                        // [c, 2F]
         using var gate = gu.narrow(1, 0, Width);
         using var up = gu.narrow(1, Width, Width);
         using var h = nn.functional.silu(gate).mul_(up);                               // [c, F]
-        using var down = Down[e];
-        return h.mm(down.t());                                                         // [c, D]
+        return nn.functional.linear(h, _downRows[e]);                                  // [c, D]
     }
 
     static Tensor? PlainWeight(nn.Module<Tensor, Tensor> m)
         => m is TorchSharp.Modules.Linear { bias: null } lin ? lin.weight : null;
 
-    bool Holds(Tensor[] weights)
+    bool Holds(IReadOnlyList<Expert> experts, int e)
     {
-        if (weights.Length != _tied.Length) return false;
-        long e3 = weights.Length;
         long gateStride = 2 * Width * GateUp.shape[2], downStride = Down.shape[1] * Down.shape[2];
-        for (int i = 0; i < e3; i++)
+        var parts = new[] { experts[e].gate_proj, experts[e].up_proj, experts[e].down_proj };
+        for (int part = 0; part < 3; part++)
         {
-            var w = weights[i];
-            if (!ReferenceEquals(w, _tied[i]) || w.dtype != GateUp.dtype || w.device_type != GateUp.device_type || w.device_index != GateUp.device_index) return false;
-            long e = i / 3, part = i % 3;
+            var w = PlainWeight(parts[part]);
+            if (w is null || !ReferenceEquals(w, _tied[3 * e + part]) || w.dtype != GateUp.dtype || w.device_type != GateUp.device_type || w.device_index != GateUp.device_index)
+                return false;
             long expected = part == 2 ? e * downStride : e * gateStride + part * Width * GateUp.shape[2];
             if (w.storage_offset() != expected) return false;
         }
@@ -101,5 +114,9 @@ internal sealed class ExpertBank : IDisposable
         return new ExpertBank(gateUp.MoveToOuterDisposeScope().DetachFromDisposeScope(), down.MoveToOuterDisposeScope().DetachFromDisposeScope(), f, w);
     }
 
-    public void Dispose() { GateUp.Dispose(); Down.Dispose(); }
+    public void Dispose()
+    {
+        foreach (var t in _gateUpRows.Concat(_downRows)) t.Dispose();
+        GateUp.Dispose(); Down.Dispose();
+    }
 }
