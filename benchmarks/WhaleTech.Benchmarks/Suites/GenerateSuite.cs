@@ -1,5 +1,5 @@
-// `generate`: greedy batched generation (batch 8, prompt 32, 64 new tokens, KV cache) of a 4-layer MLA + MoE
-// DeepSeek-style LM, plus one allocation-heavy MoE layer forward (4,096 tokens; Sorted and PaddedBmm), in
+// `generate`: greedy batched generation (batch 8, prompt 32, 64 new tokens, KV cache) of two 4-layer MLA + MoE
+// DeepSeek-style LMs (D 256 with 16 experts top-4; D 512 with the moe-roofline layer: 64 experts top-6), plus one allocation-heavy MoE layer forward (4,096 tokens; Sorted and PaddedBmm), in
 // child processes so that builds and allocator settings can be compared in one interleaved run:
 //   WHALETECH_BASELINE=<path to another build's WhaleTech.Benchmarks.dll>  adds that build (e.g. the commit before
 //                                                                       issue 19's changes) as a second program
@@ -25,7 +25,7 @@ public sealed class GenerateSuite : ISuite
 {
     public string Name => "generate";
     public string Description =>
-        "Greedy generation (batch 8, prompt 32, 64 new tokens) of a 4-layer MLA + MoE LM and a 4,096-token MoE layer forward: " +
+        "Greedy generation (batch 8, prompt 32, 64 new tokens) of two 4-layer MLA + MoE LMs and a 4,096-token MoE layer forward: " +
         "tokens/s, ms, page faults and roofline fraction, per build (WHALETECH_BASELINE) and glibc malloc setting, interleaved in child processes.";
 
     /// <summary>glibc settings that keep freed memory in the heap: big blocks from the heap (up to glibc's 32 MiB cap
@@ -49,7 +49,7 @@ public sealed class GenerateSuite : ISuite
         var children = programs.SelectMany(p => mallocVariants
             ? new[] { (p.Name, p.Dll, Malloc: "default"), (p.Name, p.Dll, Malloc: "keep") }
             : new[] { (p.Name, p.Dll, Malloc: "default") }).ToArray();
-        int rounds = options.Quick ? 1 : 5;
+        int rounds = options.Quick ? 1 : 4;
         result.With("rounds", rounds).With("programs", string.Join(", ", programs.Select(p => $"{p.Name}={Path.GetRelativePath(Directory.GetCurrentDirectory(), p.Dll)}")))
               .With("malloc_keep", string.Join(" ", MallocKeep.Select(m => $"{m.Name}={m.Value}")));
         var samples = new Dictionary<(string Program, string Malloc, string Workload), List<double[]>>();
@@ -113,17 +113,22 @@ public sealed class GenerateSuite : ISuite
         bool quick = options.Quick;
         int reps = quick ? 2 : 3;
         using var probe = new LimitProbe(device, quick);
-        torch.manual_seed(1);
-        var cfg = (ModelConfig.Tiny("mla", vocab: 64, hidden: quick ? 64 : 256, layers: 4, heads: 4) with
+        // Two 4-layer MLA + MoE LMs (vocab 64): a small one, and one whose MoE layers are the moe-roofline layer
+        // (D 512, 64 experts × F 128, top-6, 2 shared) — the shapes the issue measures its MoE at.
+        var models = new[]
         {
-            NRoutedExperts = 16, NSharedExperts = 1, NumExpertsPerTok = 4, MoeIntermediateSize = quick ? 32 : 128, NGroup = 1, TopkGroup = 1,
-            MaxPositionEmbeddings = 256,
-        }).Validate();
-        using var model = new DeepSeekLM(cfg);
-        model.to(device);
+            ("generate-d256-e16", (ModelConfig.Tiny("mla", vocab: 64, hidden: quick ? 64 : 256, layers: 4, heads: 4) with
+            {
+                NRoutedExperts = 16, NSharedExperts = 1, NumExpertsPerTok = 4, MoeIntermediateSize = quick ? 32 : 128, NGroup = 1, TopkGroup = 1, MaxPositionEmbeddings = 256,
+            }).Validate()),
+            ("generate-d512-e64", (ModelConfig.Tiny("mla", vocab: 64, hidden: quick ? 64 : 512, layers: 4, heads: 8) with
+            {
+                NRoutedExperts = quick ? 16 : 64, NSharedExperts = 2, NumExpertsPerTok = 6, MoeIntermediateSize = quick ? 32 : 128, NGroup = 1, TopkGroup = 1, MaxPositionEmbeddings = 256,
+            }).Validate()),
+        };
+        var built = models.Select(m => { torch.manual_seed(1); var lm = new DeepSeekLM(m.Item2); lm.to(device); return (Name: m.Item1, Cfg: m.Item2, Model: lm); }).ToArray();
         var prompts = Enumerable.Range(0, GenBatch).Select(i => Enumerable.Range(0, GenPrompt).Select(j => 3 + (i * 5 + j * 7) % 60).ToArray()).ToArray();
         var opts = new SamplingOptions { MaxNewTokens = GenNew, StopTokens = [] };
-        long modelParams = model.parameters().Sum(p => p.numel());
 
         var moeCfg = (ModelConfig.Tiny("mla", hidden: quick ? 64 : 512) with
         {
@@ -137,25 +142,31 @@ public sealed class GenerateSuite : ISuite
         long moeParams = moe.parameters().Sum(p => p.numel());
         double moeFlops = moeTokens * (6.0 * moeCfg.HiddenSize * moeCfg.MoeIntermediateSize * (moeCfg.NumExpertsPerTok!.Value + 2) + 2.0 * moeCfg.HiddenSize * moeCfg.NRoutedExperts!.Value);
 
-        var workloads = new (string Name, Action Body)[]
-        {
-            ("greedy-generate", () => Generation.Generate(model, prompts, opts)),
-            ("moe-fwd-sorted", () => { moe.DispatchPath = MoeDispatch.Sorted; using var _ = torch.no_grad(); moe.forward(moeX); }),
-            ("moe-fwd-paddedbmm", () => { moe.DispatchPath = MoeDispatch.PaddedBmm; using var _ = torch.no_grad(); moe.forward(moeX); }),
-        };
-        var samples = Interleave.Run(device, workloads.Select(w => w.Body).Append(probe.Copy).Append(probe.Gemm).ToArray(), warmup: 1, rounds: reps);
+        var workloads = built.Select(b => (b.Name, (Action)(() => Generation.Generate(b.Model, prompts, opts))))
+            .Append(("moe-fwd-sorted", () => { moe.DispatchPath = MoeDispatch.Sorted; using var _ = torch.no_grad(); moe.forward(moeX); }))
+            .Append(("moe-fwd-paddedbmm", () => { moe.DispatchPath = MoeDispatch.PaddedBmm; using var _ = torch.no_grad(); moe.forward(moeX); }))
+            .ToArray();
+        var samples = Interleave.Run(device, workloads.Select(w => w.Item2).Append(probe.Copy).Append(probe.Gemm).ToArray(), warmup: 1, rounds: reps);
         var limits = probe.From(samples[^2], samples[^1]);
-        // A decode step reads every weight and the KV cache once: B · S̄ · (Dc + Dr) fp32 per layer, S̄ the mean context.
-        double meanContext = GenPrompt + GenNew / 2.0;
-        double stepBytes = 4.0 * (modelParams + cfg.NumHiddenLayers * GenBatch * meanContext * (cfg.KvLoraRank + cfg.QkRopeHeadDim));
-        double genRoof = GenNew * limits.RooflineMs(stepBytes, 2.0 * GenBatch * modelParams);
+        var roofs = built.Select(b =>
+        {
+            // A decode step reads every weight and the KV cache once (B · S̄ · (Dc + Dr) fp32 per layer, S̄ the mean
+            // context) and does 2 · B · (active parameters) FLOPs (a token uses K of the E routed experts).
+            long all = b.Model.parameters().Sum(p => p.numel());
+            long routed = b.Model.named_parameters().Where(p => p.name.Contains(".experts.")).Sum(p => p.parameter.numel());
+            double active = all - routed * (1 - (double)b.Cfg.NumExpertsPerTok!.Value / b.Cfg.NRoutedExperts!.Value);
+            double meanContext = GenPrompt + GenNew / 2.0;
+            double stepBytes = 4.0 * (all + b.Cfg.NumHiddenLayers * GenBatch * meanContext * (b.Cfg.KvLoraRank + b.Cfg.QkRopeHeadDim));
+            return GenNew * limits.RooflineMs(stepBytes, 2.0 * GenBatch * active);
+        }).ToArray();
         double moeRoof = limits.RooflineMs(4.0 * (moeParams + 2 * moeTokens * moeCfg.HiddenSize), moeFlops);
         for (int w = 0; w < workloads.Length; w++)
             for (int i = 0; i < reps; i++)
             {
-                bool gen = w == 0;
+                bool gen = w < built.Length;
                 Console.WriteLine(FormattableString.Invariant(
-                    $"SAMPLE {workloads[w].Name} {samples[w].Ms[i]} {samples[w].Faults[i]} {(gen ? GenBatch * GenNew : 0)} {(gen ? genRoof : moeRoof)} {limits.CopyGBps} {limits.GemmGflops}"));
+                    $"SAMPLE {workloads[w].Item1} {samples[w].Ms[i]} {samples[w].Faults[i]} {(gen ? GenBatch * GenNew : 0)} {(gen ? roofs[w] : moeRoof)} {limits.CopyGBps} {limits.GemmGflops}"));
             }
+        foreach (var b in built) b.Model.Dispose();
     }
 }

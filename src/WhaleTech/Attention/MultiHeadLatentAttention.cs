@@ -185,6 +185,10 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
         return torch.matmul(probs, v).transpose(1, 2);                                         // [B, T, H, Dv]
     }
 
+    /// <summary><paramref name="t"/> in <paramref name="dtype"/>; the same tensor (no native call) when it already is
+    /// (the cast of an unchanged dtype still costs a call per op, and decode is op-bound at small sizes).</summary>
+    static Tensor As(Tensor t, ScalarType dtype) => t.dtype == dtype ? t : t.to_type(dtype);
+
     /// <summary>Absorbed attention (DeepSeek-V2 §2.1.2, "absorb W^UK into W^UQ and W^UV into W^O"): all heads attend
     /// over the shared latent — multi-query attention with a (Dc+Dr)-wide key [c^KV | k^R] and a Dc-wide value c^KV.
     /// The fold (q^C through W_UK) and the unfold (W_UV after the attention) run with the HEADS as the batch
@@ -196,8 +200,8 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
     {
         long B = qNope.shape[0], T = qNope.shape[1], S = kv.shape[1], H = Heads;
         var w = kv_b_proj.get_parameter("weight")!.view(Heads, NopeDim + ValueDim, LatentDim);  // [H, Dn+Dv, Dc]
-        using var wUK = w.narrow(1, 0, NopeDim).to_type(qNope.dtype);                          // [H, Dn, Dc]
-        using var wUV = w.narrow(1, NopeDim, ValueDim).to_type(qNope.dtype);                   // [H, Dv, Dc]
+        var wUK = As(w.narrow(1, 0, NopeDim), qNope.dtype);                                    // [H, Dn, Dc]
+        var wUV = As(w.narrow(1, NopeDim, ValueDim), qNope.dtype);                             // [H, Dv, Dc]
         Tensor qLat;                                                                           // [B, H, T, Dc]
         using (var qh = qNope.permute(2, 0, 1, 3).reshape(H, B * T, NopeDim))                  // [H, B·T, Dn]
         using (var folded = qh.bmm(wUK))                                                       // [H, B·T, Dc]: q^C folded through W_UK
@@ -214,12 +218,13 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
         else
         {
             using var q = torch.cat([qLat, qRope.transpose(1, 2)], dim: -1).view(B, H * T, LatentDim + RopeDim); // [B, H·T, Dc+Dr]
-            using var scores = q.bmm(kv.transpose(1, 2));                                      // [B, H·T, S]: one GEMM (the MQA view)
-            using var scores32 = scores.to_type(ScalarType.Float32);                           // fp32 softmax (no copy in fp32)
-            scores32.view(B, H, T, S).mul_(SoftmaxScale).add_(mask);                           // [B, H, T, S], in place
-            using var probs = scores32.softmax(-1).to_type(kv.dtype);                           // [B, H·T, S]
+            var scores = As(q.bmm(kv.transpose(1, 2)), ScalarType.Float32);                    // [B, H·T, S]: one GEMM (the MQA view), fp32
+            scores.view(B, H, T, S).mul_(SoftmaxScale).add_(mask);                             // [B, H, T, S], in place
+            var probs = As(scores.softmax(-1), kv.dtype);                                      // [B, H·T, S]
+            scores.Dispose();
             using var latent = kv.narrow(-1, 0, LatentDim);                                    // [B, S, Dc] strided view
             oLat = probs.bmm(latent).view(B, H, T, LatentDim);                                 // [B, H, T, Dc]
+            probs.Dispose();
         }
         qLat.Dispose();
         using var oh = oLat.permute(1, 0, 2, 3).reshape(H, B * T, LatentDim);                  // [H, B·T, Dc]
