@@ -8,7 +8,8 @@
 //   Sorted      sort the N·K (token, expert) pairs by expert so each expert's tokens are one contiguous slice,
 //               one gather, one `split` into the slices (one backward node, not one zero-filled [N·K, D]
 //               gradient per `narrow`; without autograd one small gather per expert instead, and with only a
-//               few rows per expert — decode — PaddedBmm's batched form over the stacked bank), one matmul chain per non-empty slice whose weighted output is added in
+//               few rows per expert — decode — either PaddedBmm's batched form over the stacked bank or the
+//               plainest loop, by a cost model: ExpertBank.PaddedIsCheaper), one matmul chain per non-empty slice whose weighted output is added in
 //               place into y (index_add_). A single host sync (the per-expert counts, to cut the slices) per
 //               forward instead of one per expert.
 //   PaddedBmm   like Sorted, then scatter the slices into a capacity-padded [E, C, D] buffer (C = largest
@@ -97,10 +98,20 @@ public static class Dispatch
         using var scope = torch.NewDisposeScope();
         var plan = Plan.Make(indices, experts.Count);
         bool grad = torch.is_grad_enabled();
-        // Inference with a few rows per expert (decode): the padded batched form over the stacked bank — a fixed ~25
-        // ops instead of ~9 per active expert; the same sums (each output row is one expert's SwiGLU of one token).
-        if (!grad && plan.Token.shape[0] < ExpertBank.MinRowsPerExpert * experts.Count && ExpertBank.For(experts) is { } small)
-            return Padded(x, plan, weights, experts, small).MoveToOuterDisposeScope();
+        if (!grad && plan.Token.shape[0] < ExpertBank.MinRowsPerExpert * experts.Count)
+        {
+            // Inference with a few rows per expert (decode) is op-bound: either the padded batched form over the stacked
+            // bank (a fixed ~25 ops, but it reads every expert's weights, idle ones too) or one gather, one split, the
+            // active experts' own 5-op SwiGLUs, one cat and one weighted index_add — whichever the cost model prefers.
+            int active = plan.Counts.Count(c => c > 0);
+            if (ExpertBank.PaddedIsCheaper(experts, active, x.ElementSize) && ExpertBank.For(experts) is { } small)
+                return Padded(x, plan, weights, experts, small).MoveToOuterDisposeScope();
+            var few = x.index_select(0, plan.Token).split(plan.Counts);           // [c, D] views
+            var pieces = new List<Tensor>(active);
+            for (int e = 0; e < experts.Count; e++)
+                if (plan.Counts[e] > 0) pieces.Add(experts[e].forward(few[e]));
+            return Combine(x, pieces.Count == 1 ? pieces[0] : torch.cat(pieces, 0), plan, weights).MoveToOuterDisposeScope();
+        }
         // Training: one gather [N·K, D] cut by one split (one index_add in its backward). Inference: a [c, D] gather
         // per expert instead, small enough for the allocator to reuse warm memory (no fresh pages to fault in).
         var xParts = grad ? x.index_select(0, plan.Token).split(plan.Counts) : null;   // one slice per expert (views)

@@ -29,9 +29,22 @@ internal sealed class ExpertBank : IDisposable
     readonly Tensor[] _tied;   // the 3E Parameter objects, in (gate, up, down) order per expert
     readonly Tensor[] _gateUpRows, _downRows;   // per-expert [2F, D] and [D, F] views, made once
 
-    /// <summary>Below this many (token, expert) rows per expert on average, Sorted inference runs the padded
-    /// batched form (per-op overhead dominates a loop over experts there).</summary>
+    /// <summary>Below this many (token, expert) rows per expert on average, Sorted inference is op-bound (decode)
+    /// and chooses between the padded batched form and a plain loop with <see cref="PaddedIsCheaper"/>.</summary>
     public const long MinRowsPerExpert = 16;
+
+    /// <summary>Rough costs measured on the 1-thread CPU (benchmarks/results/cpu-amd-epyc-1t): one TorchSharp op
+    /// ≈ 5 µs of fixed overhead, weights stream at ≈ 20 GB/s.</summary>
+    const double OpSeconds = 5e-6, BytesPerSecond = 20e9;
+
+    /// <summary>Decode cost model: the padded form saves ~5 ops per active expert beyond its fixed ~25 but reads the
+    /// idle experts' weights too (3·F·D elements each).</summary>
+    public static bool PaddedIsCheaper(IReadOnlyList<Expert> experts, int active, long elementSize)
+    {
+        if (experts.Count == 0) return false;
+        double idleBytes = (experts.Count - active) * 3.0 * experts[0].Width * experts[0].Hidden * elementSize;
+        return idleBytes / BytesPerSecond < (5.0 * active - 25) * OpSeconds;
+    }
 
     ExpertBank(Tensor gateUp, Tensor down, long width, Tensor[] tied)
     {
