@@ -24,14 +24,14 @@ start=$(date +%s)
 
 if [ $dry = 1 ]; then
   cfg=${RUNALL_CONFIGURATION:-Debug}
-  BENCH=(dotnet "benchmarks/WhaleTech.Benchmarks/bin/$cfg/net10.0/WhaleTech.Benchmarks.dll")
-  CLI=(dotnet "src/WhaleTech.Cli/bin/$cfg/net10.0/whale.dll")
-  for f in "${BENCH[1]}" "${CLI[1]}"; do [ -f "$f" ] || { echo "missing $f: build first (dotnet build WhaleTech.sln -c $cfg)" >&2; exit 2; }; done
+  BENCH="dotnet benchmarks/WhaleTech.Benchmarks/bin/$cfg/net10.0/WhaleTech.Benchmarks.dll"
+  CLI="dotnet src/WhaleTech.Cli/bin/$cfg/net10.0/whale.dll"
+  for f in "${BENCH#dotnet }" "${CLI#dotnet }"; do [ -f "$f" ] || { echo "missing $f: build first (dotnet build WhaleTech.sln -c $cfg)" >&2; exit 2; }; done
   DEV=cpu; Q=--quick; budget=${RUNALL_BUDGET_S:-240}
   export WHALETECH_THREADS=${WHALETECH_THREADS:-1}
 else
   for f in .gpu/run.sh .gpu-cli/run.sh; do [ -f "$f" ] || { echo "missing $f: bundle first (tools/gpu/README.md)" >&2; exit 2; }; done
-  BENCH=(bash .gpu/run.sh); CLI=(bash .gpu-cli/run.sh)
+  BENCH="bash .gpu/run.sh"; CLI="bash .gpu-cli/run.sh"
   DEV=cuda; Q=; budget=${RUNALL_BUDGET_S:-450}
 fi
 
@@ -47,7 +47,8 @@ step() {
     echo "| $name | skipped (deadline: ${now}s of ${budget}s used) | 0 |" >> "$R/summary.md"; echo "skip $name"; return
   fi
   local t0=$(date +%s) status
-  timeout "$limit" "$@" > "$R/logs/$name.log" 2>&1
+  if declare -F "$1" > /dev/null; then timeout "$limit" bash -c "$*" > "$R/logs/$name.log" 2>&1   # a function below
+  else timeout "$limit" "$@" > "$R/logs/$name.log" 2>&1; fi
   local rc=$?
   case $rc in
     0) status=ok ;;
@@ -62,30 +63,32 @@ step() {
 # Python parity with transformers (tools/hf): only where python3 has torch + transformers (the GPU machine).
 hf() {
   if ! python3 -c "import torch, transformers, safetensors" 2>/dev/null; then echo "no python torch/transformers here: skipped"; return 0; fi
-  [ -d tools/hf/whaletech-export ] || "${CLI[@]}" checkpoint export-parity tools/hf/whaletech-export || return 1
+  [ -d tools/hf/whaletech-export ] || $CLI checkpoint export-parity tools/hf/whaletech-export || return 1
   python3 tools/hf/make_fixtures.py "$R/hf" && python3 tools/hf/check_reverse.py tools/hf/whaletech-export "$R/reverse-parity"
 }
 
 if [ $dry = 1 ]; then sweep_count=65536; else sweep_count=1073741824; fi
-sweep() { for q in 0 1 2 3; do "${CLI[@]}" fp8 sweep --device $DEV --start $((q * sweep_count)) --count $sweep_count --out "$R/sweep-$DEV-q$q.json" || return 1; done; }
+sweep() { for q in 0 1 2 3; do $CLI fp8 sweep --device $DEV --start $((q * sweep_count)) --count $sweep_count --out "$R/sweep-$DEV-q$q.json" || return 1; done; }
+export R DEV CLI sweep_count
+export -f hf sweep
 if [ $dry = 1 ]; then mla_args=(--shapes v2-lite --batch 1 --context 64 --iterations 1); else mla_args=(--shapes v3); fi
 
 # Order = priority: what is owed longest and matters most first, so a deadline skips the least important.
-step info            20 "${CLI[@]}" info --device $DEV
+step info            20 $CLI info --device $DEV
 step hf-parity       90 hf
-step mla-roofline    60 "${BENCH[@]}" mla-roofline --device $DEV $Q --out "$R"
-step moe-roofline    60 "${BENCH[@]}" moe-roofline --device $DEV $Q --out "$R"
-step mla-decode      60 "${BENCH[@]}" mla-decode --device $DEV $Q --out "$R"
-step moe             60 "${BENCH[@]}" moe --device $DEV $Q --out "$R"
-step generate        45 "${BENCH[@]}" generate --device $DEV $Q --out "$R"
-step fp8             60 "${BENCH[@]}" fp8 --device $DEV $Q --out "$R"
+step mla-roofline    60 $BENCH mla-roofline --device $DEV $Q --out "$R"
+step moe-roofline    60 $BENCH moe-roofline --device $DEV $Q --out "$R"
+step mla-decode      60 $BENCH mla-decode --device $DEV $Q --out "$R"
+step moe             60 $BENCH moe --device $DEV $Q --out "$R"
+step generate        45 $BENCH generate --device $DEV $Q --out "$R"
+step fp8             60 $BENCH fp8 --device $DEV $Q --out "$R"
 step fp8-sweep       60 sweep
-step decode          30 "${BENCH[@]}" decode --device $DEV $Q --out "$R"
-step rollout         30 "${BENCH[@]}" rollout --device $DEV $Q --out "$R"
-step speculative     40 "${BENCH[@]}" speculative --device $DEV $Q --out "$R"
-step matmul          20 "${BENCH[@]}" matmul --device $DEV $Q --out "$R"
-step mla-bench       40 "${CLI[@]}" mla bench --device $DEV "${mla_args[@]}" --out "$R/mla-bench-$DEV.json"
-step memory          30 "${BENCH[@]}" memory --device $DEV --quick --out "$R"
+step decode          30 $BENCH decode --device $DEV $Q --out "$R"
+step rollout         30 $BENCH rollout --device $DEV $Q --out "$R"
+step speculative     40 $BENCH speculative --device $DEV $Q --out "$R"
+step matmul          20 $BENCH matmul --device $DEV $Q --out "$R"
+step mla-bench       40 $CLI mla bench --device $DEV "${mla_args[@]}" --out "$R/mla-bench-$DEV.json"
+step memory          30 $BENCH memory --device $DEV --quick --out "$R"
 
 total=$(( $(date +%s) - start ))
 echo "" >> "$R/summary.md"

@@ -83,8 +83,13 @@ public sealed class GenerateSuite : ISuite
 
     static IEnumerable<(string Workload, double[] Values)> RunChild(string dll, bool mallocKeep, Device device, bool quick)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(dll);
+        // This program again: its own executable when it runs as one (the self-contained GPU bundle has no `dotnet`);
+        // another build, or this one started as `dotnet x.dll`: through dotnet.
+        string exe = Environment.ProcessPath ?? "dotnet";
+        bool self = Path.GetFullPath(dll) == Path.GetFullPath(typeof(GenerateSuite).Assembly.Location);
+        bool direct = self && Path.GetFileNameWithoutExtension(exe) != "dotnet";
+        var psi = new ProcessStartInfo(direct ? exe : "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (!direct) psi.ArgumentList.Add(dll);
         psi.ArgumentList.Add("generate");
         psi.ArgumentList.Add("--device");
         psi.ArgumentList.Add(device.type == DeviceType.CUDA ? "cuda" : "cpu");
