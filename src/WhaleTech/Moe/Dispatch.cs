@@ -143,17 +143,19 @@ public static class Dispatch
     static Tensor Padded(Tensor x, Plan plan, Tensor weights, IReadOnlyList<Expert> experts, ExpertBank? bank)
     {
         int numExperts = experts.Count;
-        long d = x.shape[1];
+        long n = x.shape[0], d = x.shape[1];
         long capacity = Math.Max(1, plan.Counts.Max());                        // C: nothing is dropped
-        // Row of each sorted pair inside the padded buffer: e·C + (its position among expert e's tokens), from the
+        // Slot of each sorted pair inside the padded buffer: e·C + (its position among expert e's tokens), from the
         // host counts (one small copy to the device instead of a chain of index arithmetic).
         var rows = new long[plan.Counts.Sum()];
         for (int e = 0, i = 0; e < numExperts; e++)
             for (long j = 0; j < plan.Counts[e]; j++) rows[i++] = e * capacity + j;
         var row = torch.tensor(rows, device: x.device);                       // [N·K]
-        var xs = x.index_select(0, plan.Token);                               // [N·K, D]
-        var buffer = torch.zeros(numExperts * capacity, d, dtype: x.dtype, device: x.device)
-            .index_add_(0, row, xs, 1).view(numExperts, capacity, d);              // [E, C, D]
+        // Token of every slot; padding slots read (and later write) an extra zero row N, so the buffer is one gather
+        // (no zero-filled [E·C, D] buffer, no [N·K, D] gather in between) and the combine one weighted index_add_.
+        var slotToken = torch.full(numExperts * capacity, n, dtype: ScalarType.Int64, device: x.device).index_copy_(0, row, plan.Token); // [E·C]
+        var xExt = torch.cat([x, torch.zeros(1, d, dtype: x.dtype, device: x.device)], 0);                 // [N+1, D]
+        var buffer = xExt.index_select(0, slotToken).view(numExperts, capacity, d);                       // [E, C, D]
         Tensor h;                                                             // [E, C, F]
         Tensor wDown;                                                         // [E, D, F]
         if (bank is not null)
@@ -169,8 +171,11 @@ public static class Dispatch
             wDown = down;
         }
         var out_ = h.bmm(wDown.transpose(1, 2)).view(numExperts * capacity, d); // [E·C, D]
-        var ys = out_.index_select(0, row);                                    // [N·K, D]
-        return Combine(x, ys, plan, weights);
+        var slotWeight = torch.zeros(numExperts * capacity, dtype: x.dtype, device: x.device)
+            .index_copy_(0, row, SortedWeights(weights, plan, x.dtype).squeeze(-1)).unsqueeze(-1);       // [E·C, 1], 0 on padding
+        var y = torch.zeros(n + 1, d, dtype: x.dtype, device: x.device);                                  // row N collects the padding
+        AddWeighted(y, slotToken, out_, slotWeight);                          // same order per token as the sorted pairs
+        return y.narrow(0, 0, n);                                             // [N, D]
     }
 
     /// <summary>Fast path: rows sorted by expert, each of the three expert GEMMs as one grouped GEMM (torch._grouped_mm).</summary>
