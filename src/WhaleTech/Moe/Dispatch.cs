@@ -110,6 +110,7 @@ public static class Dispatch
             var pieces = new List<Tensor>(active);
             for (int e = 0; e < experts.Count; e++)
                 if (plan.Counts[e] > 0) pieces.Add(experts[e].forward(few[e]));
+            if (pieces.Count == 0) return torch.zeros_like(x).MoveToOuterDisposeScope();    // no tokens
             return Combine(x, pieces.Count == 1 ? pieces[0] : torch.cat(pieces, 0), plan, weights).MoveToOuterDisposeScope();
         }
         // Training: one gather [N·K, D] cut by one split (one index_add in its backward). Inference: a [c, D] gather
