@@ -122,11 +122,11 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
         var qLatentOrX = q_a_proj is null ? x : q_a_layernorm!.forward(q_a_proj.forward(x));   // [B, T, Dq]
         var q = (q_proj ?? q_b_proj)!.forward(qLatentOrX).view(B, T, Heads, NopeDim + RopeDim);
         var qNope = q.narrow(-1, 0, NopeDim);                                                  // [B, T, H, Dn]
-        var qRope = rope.Apply(q.narrow(-1, NopeDim, RopeDim), ctx.Positions);                 // [B, T, H, Dr]
+        var qRope = rope.Apply(q.narrow(-1, NopeDim, RopeDim), ctx);                 // [B, T, H, Dr]
         // Compressed KV: latent [B, T, Dc] (normalized) and the shared RoPE key [B, T, Dr]
         var kv = kv_a_proj_with_mqa.forward(x);                                                // [B, T, Dc+Dr]
         var latent = kv_a_layernorm.forward(kv.narrow(-1, 0, LatentDim));
-        var kRope = rope.Apply(kv.narrow(-1, LatentDim, RopeDim), ctx.Positions);              // [B, T, Dr]
+        var kRope = rope.Apply(kv.narrow(-1, LatentDim, RopeDim), ctx);              // [B, T, Dr]
 
         Tensor o; // [B, T, H, Dv]
         switch (ctx.Cache?.Layers[LayerIndex])
@@ -185,29 +185,51 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
         return torch.matmul(probs, v).transpose(1, 2);                                         // [B, T, H, Dv]
     }
 
+    /// <summary><paramref name="t"/> in <paramref name="dtype"/>; the same tensor (no native call) when it already is
+    /// (the cast of an unchanged dtype still costs a call per op, and decode is op-bound at small sizes).</summary>
+    static Tensor As(Tensor t, ScalarType dtype) => t.dtype == dtype ? t : t.to_type(dtype);
+
     /// <summary>Absorbed attention (DeepSeek-V2 §2.1.2, "absorb W^UK into W^UQ and W^UV into W^O"): all heads attend
     /// over the shared latent — multi-query attention with a (Dc+Dr)-wide key [c^KV | k^R] and a Dc-wide value c^KV.
-    /// The H·T query rows form one batched GEMM against the S cached rows, which are read once for the scores
-    /// and once (a strided view) for the values.</summary>
+    /// The fold (q^C through W_UK) and the unfold (W_UV after the attention) run with the HEADS as the batch
+    /// dimension: one [B·T, ·] × [·, ·] GEMM per head, reading each head's weight once whatever the batch
+    /// (torch.matmul of [B, H, T, ·] by [H, ·, ·] would expand the weights B times and run B·H tiny products).
+    /// The H·T query rows of a sequence then form one GEMM against its S cached rows, which are read once for the
+    /// scores and once (a strided view) for the values.</summary>
     Tensor AttendAbsorbed(Tensor qNope, Tensor qRope, Tensor kv, Tensor mask)
     {
-        long B = qNope.shape[0], T = qNope.shape[1], S = kv.shape[1];
+        long B = qNope.shape[0], T = qNope.shape[1], S = kv.shape[1], H = Heads;
         var w = kv_b_proj.get_parameter("weight")!.view(Heads, NopeDim + ValueDim, LatentDim);  // [H, Dn+Dv, Dc]
-        var wUK = w.narrow(1, 0, NopeDim).to_type(qNope.dtype);                                // [H, Dn, Dc]
-        var wUV = w.narrow(1, NopeDim, ValueDim).to_type(qNope.dtype);                         // [H, Dv, Dc]
-        var qLat = torch.matmul(qNope.transpose(1, 2), wUK);                                   // [B, H, T, Dc]: q^C folded through W_UK
+        var wUK = As(w.narrow(1, 0, NopeDim), qNope.dtype);                                    // [H, Dn, Dc]
+        var wUV = As(w.narrow(1, NopeDim, ValueDim), qNope.dtype);                             // [H, Dv, Dc]
+        Tensor qLat;                                                                           // [B, H, T, Dc]
+        using (var qh = qNope.permute(2, 0, 1, 3).reshape(H, B * T, NopeDim))                  // [H, B·T, Dn]
+        using (var folded = qh.bmm(wUK))                                                       // [H, B·T, Dc]: q^C folded through W_UK
+            qLat = folded.view(H, B, T, LatentDim).permute(1, 0, 2, 3);                        // [B, H, T, Dc] (a view)
+        Tensor oLat;                                                                           // [B, H, T, Dc]
         if (UseSdpa)
         {
-            var q4 = torch.cat([qLat, qRope.transpose(1, 2)], dim: -1);                        // [B, H, T, Dc+Dr]
-            var latentOnly = kv.narrow(-1, 0, LatentDim).unsqueeze(1);                          // [B, 1, S, Dc]: the values
-            var oSdpa = ScaledDotProductAttention.Apply(q4, kv.unsqueeze(1), latentOnly, mask.eq(0), SoftmaxScale); // [B, H, T, Dc]
-            return torch.matmul(oSdpa, wUV.transpose(1, 2)).transpose(1, 2);                    // [B, T, H, Dv]
+            using var q4 = torch.cat([qLat, qRope.transpose(1, 2)], dim: -1);                  // [B, H, T, Dc+Dr]
+            using var latentOnly = kv.narrow(-1, 0, LatentDim).unsqueeze(1);                    // [B, 1, S, Dc]: the values
+            using var allowed = mask.eq(0);
+            using var kv4 = kv.unsqueeze(1);
+            oLat = ScaledDotProductAttention.Apply(q4, kv4, latentOnly, allowed, SoftmaxScale); // [B, H, T, Dc]
         }
-        var q = torch.cat([qLat, qRope.transpose(1, 2)], dim: -1).reshape(B, Heads * T, LatentDim + RopeDim); // [B, H·T, Dc+Dr]
-        var scores = torch.matmul(q, kv.transpose(1, 2));                                      // [B, H·T, S]: one GEMM (the MQA view)
-        scores = scores.view(B, Heads, T, S).to_type(ScalarType.Float32) * SoftmaxScale + mask; // [B, H, T, S] fp32
-        var probs = scores.softmax(-1).to_type(kv.dtype).view(B, Heads * T, S);
-        var oLat = torch.matmul(probs, kv.narrow(-1, 0, LatentDim)).view(B, Heads, T, LatentDim); // [B, H, T, Dc]
-        return torch.matmul(oLat, wUV.transpose(1, 2)).transpose(1, 2);                        // [B, T, H, Dv]: W_UV after
+        else
+        {
+            using var q = torch.cat([qLat, qRope.transpose(1, 2)], dim: -1).view(B, H * T, LatentDim + RopeDim); // [B, H·T, Dc+Dr]
+            var scores = As(q.bmm(kv.transpose(1, 2)), ScalarType.Float32);                    // [B, H·T, S]: one GEMM (the MQA view), fp32
+            scores.view(B, H, T, S).mul_(SoftmaxScale).add_(mask);                             // [B, H, T, S], in place
+            var probs = As(scores.softmax(-1), kv.dtype);                                      // [B, H·T, S]
+            scores.Dispose();
+            using var latent = kv.narrow(-1, 0, LatentDim);                                    // [B, S, Dc] strided view
+            oLat = probs.bmm(latent).view(B, H, T, LatentDim);                                 // [B, H, T, Dc]
+            probs.Dispose();
+        }
+        qLat.Dispose();
+        using var oh = oLat.permute(1, 0, 2, 3).reshape(H, B * T, LatentDim);                  // [H, B·T, Dc]
+        oLat.Dispose();
+        using var unfolded = oh.bmm(wUV.transpose(1, 2));                                      // [H, B·T, Dv]: W_UV after
+        return unfolded.view(H, B, T, ValueDim).permute(1, 2, 0, 3);                           // [B, T, H, Dv]
     }
 }

@@ -56,8 +56,8 @@ public sealed class StandardAttention : AttentionLayer
         var q = q_proj.forward(x).view(B, T, H, Dh);                             // [B, T, H, Dh]
         var k = k_proj.forward(x).view(B, T, Hkv, Dh);                           // [B, T, Hkv, Dh]
         var v = v_proj.forward(x).view(B, T, Hkv, Dh);
-        q = rope.Apply(q, ctx.Positions).transpose(1, 2);                        // [B, H, T, Dh]
-        k = rope.Apply(k, ctx.Positions).transpose(1, 2);                        // [B, Hkv, T, Dh]
+        q = rope.Apply(q, ctx).transpose(1, 2);                        // [B, H, T, Dh]
+        k = rope.Apply(k, ctx).transpose(1, 2);                        // [B, Hkv, T, Dh]
         v = v.transpose(1, 2);                                                   // [B, Hkv, T, Dh]
         if (ctx.Cache is { } cache)
         {

@@ -20,8 +20,9 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) // x [..., D]
     {
         using var scope = torch.NewDisposeScope();
-        var xf = x.to_type(ScalarType.Float32);
+        bool fp32 = x.dtype == ScalarType.Float32;   // skip the no-op casts (each is a native call)
+        var xf = fp32 ? x : x.to_type(ScalarType.Float32);
         var normed = xf * torch.rsqrt(xf.pow(2).mean([-1], keepdim: true) + eps);
-        return (normed.to_type(x.dtype) * weight.to_type(x.dtype)).MoveToOuterDisposeScope();
+        return (fp32 ? normed * weight : normed.to_type(x.dtype) * weight.to_type(x.dtype)).MoveToOuterDisposeScope();
     }
 }

@@ -35,7 +35,13 @@ public sealed class DecoderBlock : nn.Module<Tensor, AttentionContext, Tensor>
     public override Tensor forward(Tensor x, AttentionContext ctx) // x [B, T, D] → [B, T, D]
     {
         using var scope = torch.NewDisposeScope();
-        var h = x + self_attn.forward(input_layernorm.forward(x), ctx);
-        return (h + mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
+        Tensor h;
+        using (var attn = torch.NewDisposeScope())   // the norm and attention outputs die here, not at the block's end
+            h = (x + self_attn.forward(input_layernorm.forward(x), ctx)).MoveToOuterDisposeScope();
+        Tensor y;
+        using (var ffn = torch.NewDisposeScope())
+            y = (h + mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
+        h.Dispose();
+        return y.MoveToOuterDisposeScope();
     }
 }

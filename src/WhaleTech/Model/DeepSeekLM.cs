@@ -87,6 +87,19 @@ public sealed class DeepSeekLM : nn.Module<Tensor, Tensor>, IO.ICheckpointLayout
 
     /// <summary>Final hidden states [B, T, D] (after model.norm).</summary>
     public Tensor ForwardHidden(Tensor ids, Tensor? positions = null, InferenceCache? cache = null, Tensor? tokenValid = null)
+        => ForwardHidden(ids, positions, cache, tokenValid, mask: null, check: true);
+
+    /// <summary>One decode step of <see cref="Generation"/>: logits [B, T, V] with a mask the caller built once for the
+    /// whole generation (<paramref name="mask"/> [B, 1, T, S] over the S = cache.Length + T keys) and without the
+    /// host-side token/position checks (the caller guarantees ids come from the vocabulary and positions fit the cache).</summary>
+    internal Tensor ForwardStep(Tensor ids, Tensor positions, InferenceCache cache, Tensor tokenValid, Tensor mask)
+    {
+        using var scope = torch.NewDisposeScope();
+        var h = ForwardHidden(ids, positions, cache, tokenValid, mask, check: false);
+        return Head(h).MoveToOuterDisposeScope();
+    }
+
+    Tensor ForwardHidden(Tensor ids, Tensor? positions, InferenceCache? cache, Tensor? tokenValid, Tensor? mask, bool check)
     {
         if (ids.dim() != 2) throw new Runtime.WhaleArgumentException("ids", "shape [" + string.Join(", ", ids.shape) + "]", "must be a [batch, tokens] tensor of token ids");
         using var scope = torch.NewDisposeScope();
@@ -94,18 +107,22 @@ public sealed class DeepSeekLM : nn.Module<Tensor, Tensor>, IO.ICheckpointLayout
         long start = cache?.Length ?? 0;
         if (cache is not null && cache.Batch != B) throw new Runtime.WhaleArgumentException("ids batch", B, $"must equal the cache's batch = {cache.Batch}");
         positions ??= (torch.arange(start, start + T, device: ids.device).unsqueeze(0).expand(B, T));
-        CheckTokens(ids, positions);
+        if (check) CheckTokens(ids, positions);
         tokenValid ??= torch.ones(B, T, dtype: ScalarType.Bool, device: ids.device);
-        Tensor mask;
         if (cache is not null)
         {
             cache.MarkNew(tokenValid);
-            mask = AttentionContext.BuildMask(cache.KeyValid, start, T);
+            mask ??= AttentionContext.BuildMask(cache.KeyValid, start, T);
         }
-        else mask = AttentionContext.BuildMask(tokenValid, 0, T);
-        var ctx = new AttentionContext { Positions = positions, Mask = mask, Cache = cache };
+        else mask ??= AttentionContext.BuildMask(tokenValid, 0, T);
+        var ctx = new AttentionContext { Positions = positions, Mask = mask, Cache = cache, Rotary = model.rotary_emb.Tables(positions) };
         var h = model.embed_tokens.forward(ids);                                  // [B, T, D]
-        foreach (var block in model.layers) h = block.forward(h, ctx);
+        foreach (var block in model.layers)
+        {
+            var next = block.forward(h, ctx);
+            h.Dispose();                                                          // free each layer's input as soon as it is used
+            h = next;
+        }
         cache?.Advance(T);
         return model.norm.forward(h).MoveToOuterDisposeScope();
     }

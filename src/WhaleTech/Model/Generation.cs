@@ -90,15 +90,18 @@ public static class Generation
 
             void StepLoop(Tensor next)
             {
+                using var ones = torch.ones(B, 1, dtype: ScalarType.Bool, device: device);       // every new token is real
+                // The decode steps' mask, built once: after the prompt every slot holds a real token, so step t's mask is
+                // the first L + t slots of one [B, 1, 1, L + N] row (what BuildMask would rebuild each step).
+                using var decodeMask = cache is null ? null : DecodeMask(cache.KeyValid, L, N);
                 for (int step = 1; step < N && !stopped.All(s => s); step++)
                 {
                     using var scope = torch.NewDisposeScope();
                     var pos = (lastPos + step).unsqueeze(1);                                      // [B, 1]
                     var tok = next.unsqueeze(1);                                                  // [B, 1]
-                    var ones = torch.ones(B, 1, dtype: ScalarType.Bool, device: device);
                     Tensor stepLogits;
-                    if (cache is not null)
-                        stepLogits = model.Forward(tok, pos, cache, ones).select(1, 0);            // [B, V]
+                    if (cache is not null)   // tokens come from the sampler and positions fit the cache: no host-side checks
+                        stepLogits = model.ForwardStep(tok, pos, cache, ones, decodeMask!.narrow(-1, 0, cache.Length + 1)).select(1, 0); // [B, V]
                     else
                     {
                         var nextAll = torch.cat([allIds, tok], 1);
@@ -122,6 +125,19 @@ public static class Generation
         {
             model.train(wasTraining);
         }
+    }
+
+    /// <summary>The additive mask [B, 1, 1, L + N] of every decode step after an L-token prefill: 0 where a slot holds a
+    /// real token (the prompt's valid slots, then every generated one), −inf on the prompt's padding.</summary>
+    static Tensor DecodeMask(Tensor keyValid, long promptLength, long newTokens)
+    {
+        using var scope = torch.NewDisposeScope();
+        long b = keyValid.shape[0];
+        var valid = torch.ones(b, promptLength + newTokens, dtype: ScalarType.Bool, device: keyValid.device);
+        valid.narrow(1, 0, promptLength).copy_(keyValid.narrow(1, 0, promptLength));
+        var mask = torch.zeros(b, promptLength + newTokens, dtype: ScalarType.Float32, device: keyValid.device)
+            .masked_fill_(valid.logical_not(), float.NegativeInfinity);
+        return mask.view(b, 1, 1, promptLength + newTokens).MoveToOuterDisposeScope();
     }
 
     /// <summary>Left-pads prompts into one batch: ids [B, L] (pad 0), valid [B, L] (false on padding), and RoPE

@@ -6,8 +6,12 @@
 //   ExpertLoop  DeepSeek-V3's inference/model.py: for every expert, gather its tokens, run it, index_add back.
 //               One small matmul per expert and the tokens are gathered with a data-dependent `where`.
 //   Sorted      sort the N·K (token, expert) pairs by expert so each expert's tokens are one contiguous slice,
-//               one gather, one matmul chain per non-empty slice, one weighted index_add. A single host sync
-//               (the per-expert counts, to cut the slices) per forward instead of one per expert.
+//               one gather, one `split` into the slices (one backward node, not one zero-filled [N·K, D]
+//               gradient per `narrow`; without autograd one small gather per expert instead, and with only a
+//               few rows per expert — decode — either PaddedBmm's batched form over the stacked bank or the
+//               plainest loop, by a cost model: ExpertBank.PaddedIsCheaper), one matmul chain per non-empty slice whose weighted output is added in
+//               place into y (index_add_). A single host sync (the per-expert counts, to cut the slices) per
+//               forward instead of one per expert.
 //   PaddedBmm   like Sorted, then scatter the slices into a capacity-padded [E, C, D] buffer (C = largest
 //               count, so nothing is dropped) and run all experts as three batched matmuls over stacked
 //               weights. Uses each linear's `weight` directly, so it bypasses a LinearFactory's own forward
@@ -15,6 +19,13 @@
 //   GroupedMm   like Sorted, but the three expert GEMMs each run as ONE grouped GEMM over the sorted rows
 //               (torch._grouped_mm via TorchScript, GroupedMatmul.cs): no padding, no per-expert launches.
 //               Stacks the experts' `weight`s like PaddedBmm (same caveat for custom linears).
+//
+// Stacked weights without re-stacking (ExpertBank): under no_grad (inference) the experts' weights are stored
+// stacked — gate and up as one [E, 2F, D] tensor, down as [E, D, F] — and every expert's own `weight` Parameter
+// is re-pointed (set_) at its slice, so the Parameter objects, their Hugging Face names, optimizers and
+// load/save (in-place copy_) are unchanged and see the same memory. PaddedBmm/GroupedMm then read the stack
+// directly and Sorted runs gate+up as one GEMM per expert. With autograd on, the weights are stacked per call
+// as before (torch.stack is what sends each expert its own gradient).
 //
 // Shapes: N tokens, D hidden, K experts per token, E experts, F expert width, C capacity (max tokens of an expert).
 using TorchSharp;
@@ -71,12 +82,13 @@ public static class Dispatch
         for (int e = 0; e < experts.Count; e++)
         {
             if (counts[e] == 0) continue;
+            using var step = torch.NewDisposeScope();                        // this expert's temporaries die here
             var hit = (indices == e).nonzero();                              // [n_e, 2] (token, slot)
             var token = hit[.., 0];                                          // [n_e]
             var slot = hit[.., 1];                                           // [n_e]
             var out_e = experts[e].forward(x.index_select(0, token));       // [n_e, D]
             var g = w.index(token, slot).unsqueeze(-1);                      // [n_e, 1]
-            y = y.index_add(0, token, out_e * g, 1);
+            AddWeighted(y, token, out_e, g);                                 // y[token] += g · out_e, in place
         }
         return y.MoveToOuterDisposeScope();
     }
@@ -86,41 +98,86 @@ public static class Dispatch
     {
         using var scope = torch.NewDisposeScope();
         var plan = Plan.Make(indices, experts.Count);
-        var xs = x.index_select(0, plan.Token);                               // [N·K, D] grouped by expert
-        var pieces = new List<Tensor>(experts.Count);
-        long offset = 0;
+        bool grad = torch.is_grad_enabled();
+        if (!grad && plan.Token.shape[0] < ExpertBank.MinRowsPerExpert * experts.Count)
+        {
+            // Inference with a few rows per expert (decode) is op-bound: either the padded batched form over the stacked
+            // bank (a fixed ~25 ops, but it reads every expert's weights, idle ones too) or one gather, one split, the
+            // active experts' own 5-op SwiGLUs, one cat and one weighted index_add — whichever the cost model prefers.
+            int active = plan.Counts.Count(c => c > 0);
+            if (ExpertBank.PaddedIsCheaper(experts, active, x.ElementSize) && ExpertBank.For(experts) is { } small)
+                return Padded(x, plan, weights, experts, small).MoveToOuterDisposeScope();
+            var few = x.index_select(0, plan.Token).split(plan.Counts);           // [c, D] views
+            var pieces = new List<Tensor>(active);
+            for (int e = 0; e < experts.Count; e++)
+                if (plan.Counts[e] > 0) pieces.Add(experts[e].forward(few[e]));
+            if (pieces.Count == 0) return torch.zeros_like(x).MoveToOuterDisposeScope();    // no tokens
+            return Combine(x, pieces.Count == 1 ? pieces[0] : torch.cat(pieces, 0), plan, weights).MoveToOuterDisposeScope();
+        }
+        // Training: one gather [N·K, D] cut by one split (one index_add in its backward). Inference: a [c, D] gather
+        // per expert instead, small enough for the allocator to reuse warm memory (no fresh pages to fault in).
+        var xParts = grad ? x.index_select(0, plan.Token).split(plan.Counts) : null;   // one slice per expert (views)
+        var ws = SortedWeights(weights, plan, x.dtype);                       // [N·K, 1]
+        var tokenParts = plan.Token.split(plan.Counts);
+        var weightParts = ws.split(plan.Counts);
+        var bank = grad ? null : ExpertBank.For(experts);                      // inference: fused gate+up GEMM
+        var y = torch.zeros_like(x);                                          // [N, D]
         for (int e = 0; e < experts.Count; e++)
         {
-            long c = plan.Counts[e];
-            if (c == 0) continue;
-            pieces.Add(experts[e].forward(xs.narrow(0, offset, c)));        // [c, D]
-            offset += c;
+            if (plan.Counts[e] == 0) continue;
+            using var step = torch.NewDisposeScope();                        // this expert's temporaries die here
+            var xe = xParts?[e] ?? x.index_select(0, tokenParts[e]);         // [c, D]
+            var out_e = bank is null ? experts[e].forward(xe) : bank.Forward(e, xe); // [c, D]
+            AddWeighted(y, tokenParts[e], out_e, weightParts[e]);
         }
-        var ys = pieces.Count == 1 ? pieces[0] : torch.cat(pieces, 0);       // [N·K, D]
-        return Combine(x, ys, plan, weights).MoveToOuterDisposeScope();
+        return y.MoveToOuterDisposeScope();
     }
 
     /// <summary>Fast path: capacity-padded [E, C, D] buffer and three batched matmuls over stacked expert weights.</summary>
     public static Tensor PaddedBmm(Tensor x, Tensor indices, Tensor weights, IReadOnlyList<Expert> experts)
     {
         using var scope = torch.NewDisposeScope();
+        var plan = Plan.Make(indices, experts.Count);
+        var bank = torch.is_grad_enabled() ? null : ExpertBank.For(experts);
+        return Padded(x, plan, weights, experts, bank).MoveToOuterDisposeScope();
+    }
+
+    static Tensor Padded(Tensor x, Plan plan, Tensor weights, IReadOnlyList<Expert> experts, ExpertBank? bank)
+    {
         int numExperts = experts.Count;
-        long d = x.shape[1];
-        var plan = Plan.Make(indices, numExperts);
+        long n = x.shape[0], d = x.shape[1];
         long capacity = Math.Max(1, plan.Counts.Max());                        // C: nothing is dropped
-        // Row of each sorted pair inside the padded buffer: e·C + (its position among expert e's tokens).
-        var countsT = torch.tensor(plan.Counts, device: x.device);           // [E]
-        var starts = countsT.cumsum(0) - countsT;                             // [E] first sorted position of each expert
-        var position = torch.arange(plan.Expert.shape[0], device: x.device) - starts.index_select(0, plan.Expert); // [N·K]
-        var row = plan.Expert * capacity + position;                          // [N·K]
-        var xs = x.index_select(0, plan.Token);                               // [N·K, D]
-        var buffer = torch.zeros(numExperts * capacity, d, dtype: x.dtype, device: x.device)
-            .index_add(0, row, xs, 1).view(numExperts, capacity, d);            // [E, C, D]
-        var (wGate, wUp, wDown) = StackedWeights(experts);                    // [E, F, D], [E, F, D], [E, D, F]
-        var h = nn.functional.silu(buffer.bmm(wGate.transpose(1, 2))) * buffer.bmm(wUp.transpose(1, 2)); // [E, C, F]
+        // Slot of each sorted pair inside the padded buffer: e·C + (its position among expert e's tokens), from the
+        // host counts (one small copy to the device instead of a chain of index arithmetic).
+        var rows = new long[plan.Counts.Sum()];
+        for (int e = 0, i = 0; e < numExperts; e++)
+            for (long j = 0; j < plan.Counts[e]; j++) rows[i++] = e * capacity + j;
+        var row = torch.tensor(rows, device: x.device);                       // [N·K]
+        // Token of every slot; padding slots read (and later write) an extra zero row N, so the buffer is one gather
+        // (no zero-filled [E·C, D] buffer, no [N·K, D] gather in between) and the combine one weighted index_add_.
+        var slotToken = torch.full(numExperts * capacity, n, dtype: ScalarType.Int64, device: x.device).index_copy_(0, row, plan.Token); // [E·C]
+        var xExt = torch.cat([x, torch.zeros(1, d, dtype: x.dtype, device: x.device)], 0);                 // [N+1, D]
+        var buffer = xExt.index_select(0, slotToken).view(numExperts, capacity, d);                       // [E, C, D]
+        Tensor h;                                                             // [E, C, F]
+        Tensor wDown;                                                         // [E, D, F]
+        if (bank is not null)
+        {
+            var gu = buffer.bmm(bank.GateUp.transpose(1, 2));                 // [E, C, 2F]: gate and up in one bmm
+            h = nn.functional.silu(gu.narrow(2, 0, bank.Width)).mul_(gu.narrow(2, bank.Width, bank.Width));
+            wDown = bank.Down;
+        }
+        else
+        {
+            var (wGate, wUp, down) = StackedWeights(experts);                 // [E, F, D], [E, F, D], [E, D, F]
+            h = nn.functional.silu(buffer.bmm(wGate.transpose(1, 2))) * buffer.bmm(wUp.transpose(1, 2));
+            wDown = down;
+        }
         var out_ = h.bmm(wDown.transpose(1, 2)).view(numExperts * capacity, d); // [E·C, D]
-        var ys = out_.index_select(0, row);                                    // [N·K, D]
-        return Combine(x, ys, plan, weights).MoveToOuterDisposeScope();
+        var slotWeight = torch.zeros(numExperts * capacity, dtype: x.dtype, device: x.device)
+            .index_copy_(0, row, SortedWeights(weights, plan, x.dtype).squeeze(-1)).unsqueeze(-1);       // [E·C, 1], 0 on padding
+        var y = torch.zeros(n + 1, d, dtype: x.dtype, device: x.device);                                  // row N collects the padding
+        AddWeighted(y, slotToken, out_, slotWeight);                          // same order per token as the sorted pairs
+        return y.narrow(0, 0, n);                                             // [N, D]
     }
 
     /// <summary>Fast path: rows sorted by expert, each of the three expert GEMMs as one grouped GEMM (torch._grouped_mm).</summary>
@@ -130,9 +187,20 @@ public static class Dispatch
         var plan = Plan.Make(indices, experts.Count);
         var offs = GroupedMatmul.Offsets(plan.Counts, x.device);                                 // [E] int32 end rows
         var xs = x.index_select(0, plan.Token);                                                  // [N·K, D] grouped by expert
-        var (wGate, wUp, wDown) = StackedWeights(experts);                                      // [E, F, D], [E, F, D], [E, D, F]
-        var h = nn.functional.silu(GroupedMatmul.Apply(xs, wGate.transpose(1, 2), offs))
-              * GroupedMatmul.Apply(xs, wUp.transpose(1, 2), offs);                              // [N·K, F]
+        Tensor h, wDown;                                                                         // [N·K, F], [E, D, F]
+        if (!torch.is_grad_enabled() && ExpertBank.For(experts) is { } bank)
+        {
+            var gu = GroupedMatmul.Apply(xs, bank.GateUp.transpose(1, 2), offs);                 // [N·K, 2F]: gate and up at once
+            h = nn.functional.silu(gu.narrow(1, 0, bank.Width)).mul_(gu.narrow(1, bank.Width, bank.Width));
+            wDown = bank.Down;
+        }
+        else
+        {
+            var (wGate, wUp, down) = StackedWeights(experts);                                   // [E, F, D], [E, F, D], [E, D, F]
+            h = nn.functional.silu(GroupedMatmul.Apply(xs, wGate.transpose(1, 2), offs))
+              * GroupedMatmul.Apply(xs, wUp.transpose(1, 2), offs);
+            wDown = down;
+        }
         var ys = GroupedMatmul.Apply(h, wDown.transpose(1, 2), offs);                            // [N·K, D]
         return Combine(x, ys, plan, weights).MoveToOuterDisposeScope();
     }
@@ -140,8 +208,20 @@ public static class Dispatch
     /// <summary>y [N, D] = Σ over sorted pairs of weight · ys, added back at each pair's token (weighted index_add).</summary>
     static Tensor Combine(Tensor x, Tensor ys, Plan plan, Tensor weights)
     {
-        var ws = weights.reshape(-1).index_select(0, plan.Order).to_type(x.dtype).unsqueeze(-1); // [N·K, 1]
-        return torch.zeros_like(x).index_add(0, plan.Token, ys * ws, 1);                        // [N, D]
+        var y = torch.zeros_like(x);                                                             // [N, D]
+        AddWeighted(y, plan.Token, ys, SortedWeights(weights, plan, x.dtype));
+        return y;
+    }
+
+    /// <summary>The combine weights in the expert-sorted order of the pairs, [N·K, 1] in <paramref name="dtype"/>.</summary>
+    static Tensor SortedWeights(Tensor weights, Plan plan, ScalarType dtype)
+        => weights.reshape(-1).index_select(0, plan.Order).to_type(dtype).unsqueeze(-1);
+
+    /// <summary>y[token[i]] += w[i] · out[i], in place. Without autograd the product is formed in out's own memory.</summary>
+    static void AddWeighted(Tensor y, Tensor token, Tensor out_, Tensor w)
+    {
+        if (torch.is_grad_enabled()) { using var weighted = out_ * w; y.index_add_(0, token, weighted, 1); }
+        else y.index_add_(0, token, out_.mul_(w), 1);
     }
 
     /// <summary>Tokens per expert of this routing, copied to the host (one sync).</summary>

@@ -20,6 +20,8 @@ public sealed class Expert : nn.Module<Tensor, Tensor>
 
     /// <summary>Width F of the hidden layer.</summary>
     public long Width { get; }
+    /// <summary>D, the model's hidden size (input and output width).</summary>
+    public long Hidden { get; }
 
     /// <param name="prefix">dotted HF path of this expert, e.g. "model.layers.3.mlp.experts.7".</param>
     public Expert(long hidden, long width, LinearFactory linear, string prefix) : base(nameof(Expert))
@@ -27,6 +29,7 @@ public sealed class Expert : nn.Module<Tensor, Tensor>
         WhaleTech.Runtime.Guard.Positive("hidden_size", hidden);
         WhaleTech.Runtime.Guard.Positive("expert width", width);
         Width = width;
+        Hidden = hidden;
         gate_proj = linear(hidden, width, false, prefix + ".gate_proj");
         up_proj = linear(hidden, width, false, prefix + ".up_proj");
         down_proj = linear(width, hidden, false, prefix + ".down_proj");

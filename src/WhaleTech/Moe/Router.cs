@@ -93,9 +93,11 @@ public sealed class Router : nn.Module, IO.INonPersistentBuffers
         if (x.dim() != 2 || x.shape[1] != weight.shape[1])
             throw new WhaleArgumentException("x", string.Join("x", x.shape), $"must be [N, {weight.shape[1]}]");
         using var scope = torch.NewDisposeScope();
-        var logits = nn.functional.linear(x.to_type(ScalarType.Float32), weight.to_type(ScalarType.Float32)); // [N, E]
+        var x32 = x.dtype == ScalarType.Float32 ? x : x.to_type(ScalarType.Float32);
+        var logits = nn.functional.linear(x32, weight.dtype == ScalarType.Float32 ? weight : weight.to_type(ScalarType.Float32)); // [N, E]
         var scores = ScoringFunc == "sigmoid" ? logits.sigmoid() : logits.softmax(-1);                          // [N, E]
-        var indices = Select(scores.detach(), Bias.to_type(ScalarType.Float32));                               // [N, K]
+        var bias = Bias;
+        var indices = Select(scores.detach(), bias.dtype == ScalarType.Float32 ? bias : bias.to_type(ScalarType.Float32)); // [N, K]
         var weights = scores.gather(1, indices);                                                                 // [N, K]
         if (NormTopkProb) weights = weights / (weights.sum(-1, keepdim: true) + 1e-20);
         if (RoutedScalingFactor != 1.0) weights = weights * RoutedScalingFactor;

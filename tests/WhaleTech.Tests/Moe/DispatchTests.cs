@@ -45,6 +45,54 @@ public class DispatchTests
         }
     }
 
+    [Theory]
+    [InlineData(MoeDispatch.Sorted)]
+    [InlineData(MoeDispatch.PaddedBmm)]
+    [InlineData(MoeDispatch.GroupedMm)]
+    [InlineData(MoeDispatch.ExpertLoop)]
+    public void InferenceReadsTheStackedWeightsAndFollowsInPlaceUpdatesLoadAndSave(MoeDispatch path)
+    {
+        using var layer = Layer(Config(experts: 8, topK: 3, groups: 4, topkGroup: 2));
+        torch.manual_seed(7);
+        using var x = torch.randn(21, 16);
+        var names = layer.named_parameters().Select(p => p.name).ToList();
+        var objects = layer.parameters().ToList();
+        Tensor Eval(MoeDispatch p) { layer.DispatchPath = p; using var _ = torch.no_grad(); return layer.forward(x); }
+        using var yRef = Eval(MoeDispatch.TokenLoop);
+        using var y = Eval(path);                                  // the first no-grad call stacks (ties) the experts
+        Assert.True(MaxDiff(y, yRef) <= Tol, $"no-grad output differs by {MaxDiff(y, yRef)}");
+        // Same Parameter objects under the same names: optimizers and state dicts see nothing new.
+        Assert.Equal(names, layer.named_parameters().Select(p => p.name).ToList());
+        Assert.True(objects.Zip(layer.parameters()).All(t => ReferenceEquals(t.First, t.Second)));
+        // An optimizer-style in-place update reaches the stacked copy.
+        using (torch.no_grad()) foreach (var p in layer.parameters()) p.mul_(1.5);
+        using var yRef2 = Eval(MoeDispatch.TokenLoop);
+        using var y2 = Eval(path);
+        Assert.True(MaxDiff(y2, yRef2) <= Tol && MaxDiff(y2, y) > 1e-3, $"after the update: {MaxDiff(y2, yRef2)} vs the reference");
+        // Load (in-place copy_) and save round-trip through the tied parameters.
+        var dir = Directory.CreateTempSubdirectory("whale-bank-").FullName;
+        try
+        {
+            string file = Path.Combine(dir, "m.safetensors");
+            WhaleTech.IO.StateDict.Save(layer, file);
+            using var other = Layer(Config(experts: 8, topK: 3, groups: 4, topkGroup: 2), seed: 5);
+            other.DispatchPath = path;
+            using (var _ = torch.no_grad()) other.forward(x).Dispose();   // tie the other layer's bank first
+            WhaleTech.IO.StateDict.Load(other, file);
+            using var _2 = torch.no_grad();
+            using var y3 = other.forward(x);
+            Assert.True(MaxDiff(y3, y2) <= Tol, $"loaded layer differs by {MaxDiff(y3, y2)}");
+        }
+        finally { Directory.Delete(dir, true); }
+        // Training after inference still sends every expert its own gradient.
+        using var x0 = torch.randn(1, 21, 16);
+        using var r = torch.randn(1, 21, 16);
+        var (_, gradsRef) = Run(layer, MoeDispatch.TokenLoop, x0, r);
+        var (_, grads) = Run(layer, path, x0, r);
+        foreach (var name in gradsRef.Keys)
+            Assert.True(MaxDiff(grads.GetValueOrDefault(name) ?? torch.zeros_like(gradsRef[name]), gradsRef[name]) <= Tol, $"grad of {name}");
+    }
+
     [Fact]
     public void NoTokenIsDroppedEvenWhenEveryTokenPicksTheSameExperts()
     {

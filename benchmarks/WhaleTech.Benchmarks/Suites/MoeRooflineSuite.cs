@@ -1,0 +1,84 @@
+// `moe-roofline`: one DeepSeekMoE layer (hidden 512, 64 routed experts of width 128, top-6, 2 shared, fp32) at
+// 4,096 tokens, forward (no_grad) and forward+backward, per dispatch path, against the machine's GEMM rate and
+// roofline measured in the same rounds (Roofline.cs: the copy and the GEMM are interleaved with the rows):
+//   FLOPs  = N · (6·D·F·(K + Ns) + 2·D·E)           (active expert FLOPs + the router), × 3 for forward+backward
+//   bytes  = 4 · (all weights + x + y)               (× 3 for forward+backward: weights, grads, activations)
+// gemm_fraction = achieved FLOP/s ÷ GEMM rate (the issue's "fraction of the GEMM rate"); a dense SwiGLU of equal
+// active FLOPs is the same-shape reference. Variants are interleaved per round; median, p10/p90, page faults.
+using TorchSharp;
+using WhaleTech.Bench;
+using WhaleTech.Model;
+using WhaleTech.Moe;
+using WhaleTech.Runtime;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Benchmarks;
+
+public sealed class MoeRooflineSuite : ISuite
+{
+    public string Name => "moe-roofline";
+    public string Description =>
+        "DeepSeekMoE layer (D 512, 64 experts × F 128, top-6, 2 shared, fp32) forward and forward+backward per dispatch path: " +
+        "median ms and fraction of the GEMM rate / roofline measured in the same run; page faults per call.";
+
+    public BenchmarkResult Run(Device device, SuiteOptions options)
+    {
+        var cfg = (ModelConfig.Tiny("mla", hidden: options.Quick ? 64 : 512) with
+        {
+            NRoutedExperts = options.Quick ? 8 : 64, MoeIntermediateSize = options.Quick ? 16 : 128, NumExpertsPerTok = options.Quick ? 2 : 6,
+            NSharedExperts = 2, NGroup = 1, TopkGroup = 1,
+        }).Validate();
+        long n = options.Quick ? 256 : 4096;
+        int rounds = options.Quick ? 3 : 7;
+        var result = new BenchmarkResult(Name, Description, MachineInfo.Collect(device)) { Plot = new PlotSpec("gemm_fraction", "pass") };
+        using var probe = new LimitProbe(device, options.Quick);
+        long d = cfg.HiddenSize, f = cfg.MoeIntermediateSize, k = cfg.NumExpertsPerTok!.Value, ns = cfg.NSharedExperts ?? 0, e = cfg.NRoutedExperts!.Value;
+        result.With("hidden", d).With("experts", e).With("width", f).With("top_k", k).With("shared", ns).With("tokens", n).With("rounds", rounds);
+        torch.manual_seed(0);
+        using var layer = new DeepSeekMoE(cfg, "bench.mlp", Linears.Standard(cfg.InitializerRange));
+        layer.to(device);
+        layer.train();   // the router counts; dispatch is the same in eval
+        using var dense = new Expert(d, (k + ns) * f, Linears.Standard(cfg.InitializerRange), "bench.dense");
+        dense.to(device);
+        using var x = torch.randn(n, d, device: device);
+        long paramCount = layer.parameters().Sum(p => p.numel());
+        double flopsFwd = n * (6.0 * d * f * (k + ns) + 2.0 * d * e);
+        double bytesFwd = 4.0 * (paramCount + 2 * n * d);
+        var paths = new[] { MoeDispatch.Sorted, MoeDispatch.GroupedMm, MoeDispatch.PaddedBmm, MoeDispatch.ExpertLoop };
+        foreach (bool backward in new[] { false, true })
+        {
+            var names = paths.Select(p => p.ToString()).Append("dense SwiGLU (equal active FLOPs)").ToArray();
+            var bodies = paths.Select(p => (Action)(() => { layer.DispatchPath = p; Step(layer, x, backward); }))
+                              .Append(() => Step(dense, x, backward)).Append(probe.Copy).Append(probe.Gemm).ToArray();
+            var samples = Interleave.Run(device, bodies, warmup: 1, rounds: rounds);
+            var limits = probe.From(samples[^2], samples[^1]);   // measured in the same rounds as the rows
+            Console.WriteLine($"  {(backward ? "fwd+bwd" : "fwd")} rounds: copy {limits.CopyGBps:F1} GB/s, GEMM {limits.GemmGflops:F1} GFLOP/s");
+            double flops = flopsFwd * (backward ? 3 : 1), bytes = bytesFwd * (backward ? 3 : 1);
+            double roof = limits.RooflineMs(bytes, flops);
+            double best = samples.Take(paths.Length).Min(s => s.Timing.MedianMs);
+            string pass = backward ? "fwd+bwd" : "fwd";
+            for (int v = 0; v < names.Length; v++)
+            {
+                var t = samples[v].Timing;
+                double gflops = flops / (t.MedianMs / 1000) / 1e9;
+                result.AddRow($"{names[v]}").With("pass", pass).With("tokens", n)
+                      .With("copy_gbps", Math.Round(limits.CopyGBps, 2)).With("gemm_gflops", Math.Round(limits.GemmGflops, 1))
+                      .Add("median_ms", t.MedianMs, "ms").Add("p10_ms", t.P10Ms, "ms").Add("p90_ms", t.P90Ms, "ms")
+                      .Add("gflops", gflops, "GFLOP/s").Add("gemm_fraction", gflops / limits.GemmGflops, "")
+                      .Add("roofline_fraction", roof / t.MedianMs, "").Add("vs_best_dispatch", t.MedianMs / best, "×")
+                      .Add("tokens_per_s", n / (t.MedianMs / 1000), "tokens/s").Add("page_faults", samples[v].MedianFaults, "");
+                Console.WriteLine($"  {names[v]} {pass}: {t.MedianMs:F1} ms (p10 {t.P10Ms:F1}, p90 {t.P90Ms:F1}), {gflops:F1} GFLOP/s = {gflops / limits.GemmGflops:P0} of GEMM, {t.MedianMs / best:F2}× best, {samples[v].MedianFaults:F0} faults");
+            }
+        }
+        layer.TakeStepCounts();
+        return result;
+    }
+
+    static void Step(nn.Module<Tensor, Tensor> m, Tensor x, bool backward)
+    {
+        if (!backward) { using var _ = torch.no_grad(); m.forward(x); return; }
+        var xg = x.detach().requires_grad_(true);
+        m.forward(xg).sum().backward();
+        m.zero_grad();
+    }
+}
