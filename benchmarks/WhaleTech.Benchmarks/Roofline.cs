@@ -12,7 +12,7 @@
 // hits all variants alike; each variant's statistics are its median and p10/p90 over the rounds.
 using System.Diagnostics;
 using TorchSharp;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
 

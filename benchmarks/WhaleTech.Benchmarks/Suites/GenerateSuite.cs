@@ -13,7 +13,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using TorchSharp;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
+using WhaleTech.Core;
 using WhaleTech.Model;
 using WhaleTech.Moe;
 using WhaleTech.Runtime;

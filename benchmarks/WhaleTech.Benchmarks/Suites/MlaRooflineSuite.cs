@@ -8,7 +8,9 @@
 // rounds, p10/p90, minor page faults per step.
 using TorchSharp;
 using WhaleTech.Attention;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
+using WhaleTech.Core;
+using WhaleTech.Lab.Mla;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
 

@@ -6,7 +6,8 @@
 // gemm_fraction = achieved FLOP/s ÷ GEMM rate (the "fraction of the GEMM rate"); a dense SwiGLU of equal
 // active FLOPs is the same-shape reference. Variants are interleaved per round; median, p10/p90, page faults.
 using TorchSharp;
-using WhaleTech.Bench;
+using WhaleTech.Lab.Bench;
+using WhaleTech.Core;
 using WhaleTech.Model;
 using WhaleTech.Moe;
 using WhaleTech.Runtime;

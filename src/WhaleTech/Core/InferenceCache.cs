@@ -85,7 +85,7 @@ public sealed class AttentionContext
     public InferenceCache? Cache { get; init; }
     /// <summary>RoPE tables gathered at <see cref="Positions"/> once for the whole forward (optional: a layer whose
     /// rotary embedding did not make them gathers its own).</summary>
-    public Model.RotaryTables? Rotary { get; init; }
+    public RotaryTables? Rotary { get; init; }
     /// <summary>Slot where the first new token goes (cache.Length, or 0 without a cache).</summary>
     public long Start => Cache?.Length ?? 0;
 

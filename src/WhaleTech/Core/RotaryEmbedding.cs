@@ -53,7 +53,7 @@ public sealed class RotaryEmbedding : IDisposable
     public void Dispose() { cos_cached.Dispose(); sin_cached.Dispose(); }
 
     /// <summary>The cos and sin tables [P, R] (fp32, attention factor included), for parity checks; owned by this object.</summary>
-    public (Tensor Cos, Tensor Sin) Tables => (cos_cached, sin_cached);
+    public (Tensor Cos, Tensor Sin) FullTables => (cos_cached, sin_cached);
 
     /// <summary>YaRN's attention temperature: 0.1·m·ln(s) + 1 for s &gt; 1 (YaRN eq. 22, DeepSeek's yarn_get_mscale).</summary>
     public static double YarnMscale(double factor, double mscale) => factor <= 1 ? 1.0 : 0.1 * mscale * Math.Log(factor) + 1.0;

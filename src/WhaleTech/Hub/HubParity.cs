@@ -237,7 +237,7 @@ public static class HubParity
             {
                 using var cos = file.ToTensor("rope.cos").to_type(ScalarType.Float32);
                 using var sin = file.ToTensor("rope.sin").to_type(ScalarType.Float32);
-                var (mc, ms) = model.Rotary.Tables;
+                var (mc, ms) = model.Rotary.FullTables;
                 if (!cos.shape.SequenceEqual(mc.shape)) ropeError = double.PositiveInfinity;
                 else
                 {
@@ -280,7 +280,7 @@ public static class HubParity
             var (logits, generated) = Run(model, ids);
             var hidden = LayerOutputs(model, ids);
             using (logits) using (generated)
-                WriteReference(Path.Combine(folder, ReferenceFile), ids, logits, generated, new Dictionary<string, string> { ["seed"] = seed.ToString() }, hidden, model.Rotary.Tables);
+                WriteReference(Path.Combine(folder, ReferenceFile), ids, logits, generated, new Dictionary<string, string> { ["seed"] = seed.ToString() }, hidden, model.Rotary.FullTables);
             foreach (var h in hidden) h.Dispose();
             folders.Add(folder);
         }
