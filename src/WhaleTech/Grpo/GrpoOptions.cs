@@ -75,7 +75,9 @@ public sealed record GrpoOptions
     [JsonPropertyName("kl_estimator")] public KlEstimator KlEstimator { get; init; } = KlEstimator.K3;
     /// <summary>Copy the policy into the reference model every N steps; 0 = keep the SFT model.</summary>
     [JsonPropertyName("ref_model_sync_steps")] public int RefModelSyncSteps { get; init; }
-    /// <summary>A registered loss aggregation (LossAggregators): grpo, bnpo, dapo, dr_grpo, …</summary>
+    /// <summary>A registered loss aggregation (LossAggregators): grpo, bnpo, dapo, dr_grpo, …
+    /// WhaleTech's default is "grpo" (DeepSeekMath eq. 3, the measured configuration); TRL's current GRPOConfig
+    /// default is "dapo" (huggingface/trl v1.9.0-26-gf2cd577, trl/trainer/grpo_config.py).</summary>
     [JsonPropertyName("loss_type")] public string LossType { get; init; } = "grpo";
     [JsonIgnore] public LossAggregator Loss => LossAggregators.Get(LossType);
     /// <summary>μ: policy updates per generation batch, against π_old (DeepSeekMath Alg. 1).</summary>
