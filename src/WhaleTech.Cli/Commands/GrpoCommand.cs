@@ -2,7 +2,9 @@
 //   whale grpo sft   --task addition --digits 3 --sft-steps 300 --out runs/sft
 //   whale grpo train --task addition --digits 3 --steps 300 --seed 1 --out runs/x  [--init runs/sft/sft.bin] [--resume]
 //   whale grpo eval  --run runs/x
-// Every field of GrpoOptions is an option (TRL GRPOConfig names, kebab-case).
+//   whale grpo train --config run.json --seed 2 --out runs/y   (config file, then only the flags given; GrpoConfigFile.cs)
+// Every field of GrpoOptions is an option (TRL GRPOConfig names, kebab-case). The resolved configuration is
+// printed at start and written to <out>/options.json.
 using System.CommandLine;
 using Spectre.Console;
 using WhaleTech.Grpo;
@@ -32,12 +34,29 @@ public static class GrpoCommand
 
         public void Add<T>(string name, string description, T @default, Func<GrpoOptions, T, GrpoOptions> set)
         {
+            // Help shows every default ("[default: …]" from the factory; System.CommandLine omits it for a false bool).
+            if (@default is false) description += " [default: False]";
             var opt = new Option<T>(name) { Description = description, DefaultValueFactory = _ => @default };
             Options.Add(opt);
-            _apply.Add((p, o) => set(o, p.GetValue(opt)!));
+            _apply.Add((p, o) => p.GetResult(opt) is { Implicit: false } ? set(o, p.GetValue(opt)!) : o);   // only flags the user gave
         }
 
-        public GrpoOptions Bind(ParseResult p) => _apply.Aggregate(new GrpoOptions(), (o, f) => f(p, o)).Validate();
+        /// <summary>The options: <paramref name="config"/> (or the defaults), then every flag given on the command line.</summary>
+        public GrpoOptions Bind(ParseResult p, GrpoOptions? config = null) => _apply.Aggregate(config ?? new GrpoOptions(), (o, f) => f(p, o)).Validate();
+    }
+
+    static Option<string?> ConfigOption() => new("--config")
+    {
+        Description = "A JSON config (GrpoOptions' JSON names = TRL GRPOConfig's where they exist, e.g. a run's options.json); flags given here override it.",
+    };
+
+    static GrpoOptions Resolve(Binder b, ParseResult p, Option<string?> config)
+        => b.Bind(p, p.GetValue(config) is { } path ? GrpoConfigFile.Read(path) : null);
+
+    static void PrintConfig(GrpoOptions o, string outDir)
+    {
+        Console.WriteLine($"resolved configuration (also {Path.Combine(outDir, GrpoRun.OptionsFile)}):");
+        Console.WriteLine(GrpoConfigFile.ToJson(o));
     }
 
     static Binder TaskAndModel(Binder b)
@@ -64,6 +83,7 @@ public static class GrpoCommand
         b.Add("--sft-target-accuracy", "Stop SFT once greedy validation exact match reaches this (0 = run all --sft-steps).", d.SftTargetAccuracy, (o, v) => o with { SftTargetAccuracy = v });
         b.Add("--sft-eval-every", "Check --sft-target-accuracy every N SFT steps.", d.SftEvalEvery, (o, v) => o with { SftEvalEvery = v });
         b.Add("--optimizer-moments", "AdamW moments of SFT and GRPO: fp32 or bf16 (DeepSeek-V3 §3.3).", WhaleTech.Training.MomentPrecisions.Name(d.OptimizerMoments), (o, v) => o with { OptimizerMoments = WhaleTech.Training.MomentPrecisions.Parse("--optimizer-moments", v) });
+        b.Add("--sft-corpus", "Warm-start data: solutions, or unsolved (questions with wrong answers only: reward-only learning).", d.SftCorpus, (o, v) => o with { SftCorpus = v });
         b.Add("--sft-solved-fraction", "Share of SFT examples with a correct answer (rest: format only).", d.SftSolvedFraction, (o, v) => o with { SftSolvedFraction = v });
         b.Add("--seed", "Seed of weights, data and every sampling stream.", d.Seed, (o, v) => o with { Seed = v });
         return b;
@@ -112,11 +132,13 @@ public static class GrpoCommand
     {
         var b = TaskAndModel(new Binder());
         var (device, outDir, threads) = (Cli.DeviceOption(), Out("runs/grpo-sft"), Threads());
-        var cmd = new Command("sft", "Supervised warm start on task solutions; saves sft.bin and reports held-out exact match.") { device, outDir, threads };
+        var config = ConfigOption();
+        var cmd = new Command("sft", "Supervised warm start on task solutions; saves sft.bin and reports held-out exact match.") { device, outDir, threads, config };
         foreach (var o in b.Options) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
-            var options = b.Bind(p);
+            var options = Resolve(b, p, config);
+            PrintConfig(options, p.GetValue(outDir)!);
             var dev = Setup(p.GetValue(device), p.GetValue(threads));
             GrpoRun.Sft(options, p.GetValue(outDir)!, dev, Events(options, interactive: false));
             return 0;
@@ -131,11 +153,14 @@ public static class GrpoCommand
         var init = new Option<string?>("--init") { Description = "Start from these SFT weights (sft.bin) instead of running SFT." };
         var resume = new Option<bool>("--resume") { Description = "Continue from <out>/checkpoint (its stored options win)." };
         var plain = new Option<bool>("--plain") { Description = "Plain log lines instead of the live table." };
-        var cmd = new Command("train", "SFT warm start (unless --init) then GRPO; metrics.jsonl, samples, plots, checkpoints in --out.") { device, outDir, threads, init, resume, plain };
+        var config = ConfigOption();
+        var cmd = new Command("train", "SFT warm start (unless --init) then GRPO; metrics.jsonl, samples, plots, checkpoints in --out.") { device, outDir, threads, init, resume, plain, config };
         foreach (var o in b.Options) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
-            var options = b.Bind(p);
+            var options = Resolve(b, p, config);
+            var ckptState = Path.Combine(p.GetValue(outDir)!, GrpoRun.CheckpointDir, GrpoCheckpoint.StateFile);
+            PrintConfig(p.GetValue(resume) && File.Exists(ckptState) ? GrpoCheckpoint.ReadState(Path.GetDirectoryName(ckptState)!).Options : options, p.GetValue(outDir)!);
             var dev = Setup(p.GetValue(device), p.GetValue(threads));
             var initPath = p.GetValue(init);
             if (initPath is not null) Guard.ExistingFile("--init", initPath);

@@ -82,7 +82,8 @@ public static class PolicyModel
             for (int i = 0; i < o.SftBatch; i++)
             {
                 var p = task.Train(o.Seed, -1 - step, i, heldOut);                               // SFT slots: negative steps
-                string answer = rng.NextDouble() < o.SftSolvedFraction ? p.Answer : task.Sample(rng).Answer;
+                string answer = o.SftCorpus == "unsolved" ? UnsolvedAnswer(task, p, rng)
+                    : rng.NextDouble() < o.SftSolvedFraction ? p.Answer : task.Sample(rng).Answer;
                 prompts.Add(PromptIds(tok, p)); sols.Add(SolutionIds(tok, PromptTemplate.FormatAnswer(answer)));
             }
             stepper.SetLearningRate(schedule.At(step));
@@ -102,6 +103,14 @@ public static class PolicyModel
             }
         }
         return losses;
+    }
+
+    /// <summary>sft_corpus "unsolved": the answer of another random problem that is NOT correct for <paramref name="p"/>.</summary>
+    public static string UnsolvedAnswer(MathTask task, MathProblem p, Random rng)
+    {
+        for (int tries = 0; tries < 1000; tries++)
+            if (task.Sample(rng).Answer is var a && !task.IsCorrect(p, a)) return a;
+        throw new Runtime.WhaleArgumentException("sft_corpus", "unsolved", $"found no wrong answer for {p.Question}");
     }
 
     /// <summary>Held-out exact match and format rate with greedy decoding, in chunks of <paramref name="chunk"/>.</summary>
