@@ -20,6 +20,8 @@ public sealed class GrpoRunEvents
 {
     public Action<string>? Message { get; init; }
     public Action<int, int, double>? SftStep { get; init; }
+    /// <summary>GRPO is about to run steps first+1 … total (first = the resumed step, or 0).</summary>
+    public Action<int, int>? GrpoStart { get; init; }
     public Action<int, int, SortedDictionary<string, double>>? Step { get; init; }
     public Action<int, IReadOnlyList<GroupSample>>? Samples { get; init; }
 }
@@ -109,6 +111,7 @@ public static class GrpoRun
         var grpoClock = Stopwatch.StartNew();
         var tensorBoard = new MetricsLog(outDir, resumeFromStep: resuming ? trainer.Step : null, jsonl: false);   // metrics.jsonl stays as GRPO writes it
         if (!resuming) foreach (var h in history) tensorBoard.Write((int)h["step"], h.Where(kv => kv.Key != "step").ToDictionary());
+        ev?.GrpoStart?.Invoke(trainer.Step, o.Steps);
         while (trainer.Step < o.Steps && stop?.Requested != true)
         {
             var m = trainer.TrainStep();
