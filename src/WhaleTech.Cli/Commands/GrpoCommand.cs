@@ -133,14 +133,17 @@ public static class GrpoCommand
         var b = TaskAndModel(new Binder());
         var (device, outDir, threads) = (Cli.DeviceOption(), Out("runs/grpo-sft"), Threads());
         var config = ConfigOption();
-        var cmd = new Command("sft", "Supervised warm start on task solutions; saves sft.bin and reports held-out exact match.") { device, outDir, threads, config };
+        var init = new Option<string?>("--init") { Description = "Continue SFT from these weights (sft.bin/policy.bin; a fresh schedule over --sft-steps)." };
+        var cmd = new Command("sft", "Supervised warm start on task solutions; saves sft.bin and reports held-out exact match.") { device, outDir, threads, config, init };
         foreach (var o in b.Options) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             var options = Resolve(b, p, config);
             PrintConfig(options, p.GetValue(outDir)!);
             var dev = Setup(p.GetValue(device), p.GetValue(threads));
-            GrpoRun.Sft(options, p.GetValue(outDir)!, dev, Events(options, interactive: false));
+            var initPath = p.GetValue(init);
+            if (initPath is not null) Guard.ExistingFile("--init", initPath);
+            GrpoRun.Sft(options, p.GetValue(outDir)!, dev, Events(options, interactive: false), initPath);
             return 0;
         });
         return cmd;

@@ -40,12 +40,14 @@ public static class GrpoRun
         OptionsFile = "options.json", SftStepsFile = "sft-steps.txt", ConfigFile = "config.json", SftWeights = "sft.bin", FinalWeights = "policy.bin", CheckpointDir = "checkpoint";
 
     /// <summary>SFT warm start only: trains, evaluates held-out, saves sft.bin. Returns (accuracy, format rate).</summary>
-    public static (double Accuracy, double Format, DeepSeekLM Model) Sft(GrpoOptions o, string outDir, Device device, GrpoRunEvents? ev = null)
+    /// <param name="init">Continue SFT from these weights (a fresh warmup + cosine schedule over sft_steps) instead of new ones.</param>
+    public static (double Accuracy, double Format, DeepSeekLM Model) Sft(GrpoOptions o, string outDir, Device device, GrpoRunEvents? ev = null, string? init = null)
     {
         o.Validate();
         Directory.CreateDirectory(outDir);
         var cfg = PolicyModel.Config(o);
         var model = PolicyModel.Create(cfg, o.Seed, device);
+        if (init is not null) GrpoCheckpoint.LoadModel(model, init);
         var task = o.CreateTask();
         var heldOut = task.HeldOut(o.Seed, o.HeldOut);
         ev?.Message?.Invoke($"policy: {model.ParameterCount():N0} parameters ({o.Policy})");

@@ -57,4 +57,14 @@ public sealed class GrpoConfigTests : IDisposable
         File.WriteAllText(cfg, """{ "num_generation": 4 }""");             // a typo is an error, not a silent default
         Assert.Throws<WhaleFormatException>(() => GrpoConfigFile.Read(cfg));
     }
+
+    [Fact]
+    public void SftInitContinuesFromTheGivenWeights()
+    {
+        string a = Path.Combine(_dir, "sa"), b = Path.Combine(_dir, "sb");
+        string[] tiny = ["--task", "addition", "--digits", "1", "--hidden", "32", "--layers", "1", "--heads", "2", "--sft-batch", "8", "--held-out", "10", "--device", "cpu"];
+        Assert.Equal(0, Whale(["grpo", "sft", .. tiny, "--sft-steps", "5", "--out", a]));
+        Assert.Equal(0, Whale(["grpo", "sft", .. tiny, "--sft-steps", "0", "--init", Path.Combine(a, "sft.bin"), "--out", b]));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(a, "sft.bin")), File.ReadAllBytes(Path.Combine(b, "sft.bin")));   // 0 more steps: the same weights
+    }
 }
