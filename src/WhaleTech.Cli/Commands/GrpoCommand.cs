@@ -83,7 +83,7 @@ public static class GrpoCommand
         b.Add("--sft-target-accuracy", "Stop SFT once greedy validation exact match reaches this (0 = run all --sft-steps).", d.SftTargetAccuracy, (o, v) => o with { SftTargetAccuracy = v });
         b.Add("--sft-eval-every", "Check --sft-target-accuracy every N SFT steps.", d.SftEvalEvery, (o, v) => o with { SftEvalEvery = v });
         b.Add("--optimizer-moments", "AdamW moments of SFT and GRPO: fp32 or bf16 (DeepSeek-V3 §3.3).", WhaleTech.Training.MomentPrecisions.Name(d.OptimizerMoments), (o, v) => o with { OptimizerMoments = WhaleTech.Training.MomentPrecisions.Parse("--optimizer-moments", v) });
-        b.Add("--sft-corpus", "Warm-start data: solutions, or unsolved (questions with wrong answers only: reward-only learning).", d.SftCorpus, (o, v) => o with { SftCorpus = v });
+        b.Add("--sft-corpus", "Warm-start data: solutions; unsolved (the task's questions with wrong answers only); subtraction (solved a-b in the task's notation, no target problem).", d.SftCorpus, (o, v) => o with { SftCorpus = v });
         b.Add("--sft-solved-fraction", "Share of SFT examples with a correct answer (rest: format only).", d.SftSolvedFraction, (o, v) => o with { SftSolvedFraction = v });
         b.Add("--seed", "Seed of weights, data and every sampling stream.", d.Seed, (o, v) => o with { Seed = v });
         return b;

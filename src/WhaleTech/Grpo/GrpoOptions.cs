@@ -43,7 +43,9 @@ public sealed record GrpoOptions
     /// <summary>What the warm start trains on: "solutions" (each question with its reference solution), or
     /// "unsolved" (R1-Zero-style base policy: each question in the prompt notation with the answer of another,
     /// independently drawn problem, redrawn whenever it would be correct here — the notation, the answer format
-    /// and the distribution of answers, never a solved example; sft_solved_fraction is then ignored).</summary>
+    /// and the distribution of answers, never a solved example; sft_solved_fraction is then ignored), or
+    /// "subtraction" (addition/multiplication tasks: solved a−b problems in the same notation, never the target
+    /// operation: the policy learns to read the operands' columns, not the answers of the task).</summary>
     [JsonPropertyName("sft_corpus")] public string SftCorpus { get; init; } = "solutions";
     /// <summary>Stop SFT as soon as greedy exact match on the validation set (its own problems, never held-out
     /// ones) reaches this share; sft_steps is then the most steps. 0 = always run sft_steps.</summary>
@@ -118,7 +120,7 @@ public sealed record GrpoOptions
         (Policy ?? throw new WhaleArgumentException("policy", null, "must describe the policy")).Validate();
         Guard.NonNegative("sft_steps", SftSteps); Guard.Positive("sft_batch", SftBatch); Guard.Positive("sft_learning_rate", SftLearningRate);
         Guard.InRange("sft_solved_fraction", SftSolvedFraction, 0, 1);
-        if (SftCorpus is not ("solutions" or "unsolved")) throw new WhaleArgumentException("sft_corpus", SftCorpus, "must be solutions or unsolved");
+        if (SftCorpus is not ("solutions" or "unsolved" or "subtraction")) throw new WhaleArgumentException("sft_corpus", SftCorpus, "must be solutions, unsolved or subtraction");
         Guard.InRange("sft_target_accuracy", SftTargetAccuracy, 0, 1); Guard.Positive("sft_eval_every", SftEvalEvery);
         Guard.NonNegative("steps", Steps); Guard.Positive("prompts_per_step", PromptsPerStep);
         Guard.InRange("num_generations", NumGenerations, 2, 4096);
