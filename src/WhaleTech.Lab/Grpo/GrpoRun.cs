@@ -2,7 +2,7 @@
 // load one), evaluate the start, run the GRPO steps with a JSONL metrics log, sample completions, periodic
 // held-out evaluation and checkpoints, then plots and a summary. Output folder:
 //   options.json  config.json  sft.bin  policy.bin  metrics.jsonl  samples.jsonl  summary.json
-//   reward.png  accuracy.png  checkpoint/{policy.bin, reference.bin, optimizer.safetensors, state.json}
+//   reward.png  accuracy.png  length.png  checkpoint/{policy.bin, reference.bin, optimizer.safetensors, state.json}
 using System.Diagnostics;
 using System.Text.Json;
 using TorchSharp;
