@@ -2,7 +2,9 @@
 //   whale grpo sft   --task addition --digits 3 --sft-steps 300 --out runs/sft
 //   whale grpo train --task addition --digits 3 --steps 300 --seed 1 --out runs/x  [--init runs/sft/sft.bin] [--resume]
 //   whale grpo eval  --run runs/x
-// Every field of GrpoOptions is an option (TRL GRPOConfig names, kebab-case).
+//   whale grpo train --config run.json --seed 2 --out runs/y   (config file, then only the flags given; GrpoConfigFile.cs)
+// Every field of GrpoOptions is an option (TRL GRPOConfig names, kebab-case). The resolved configuration is
+// printed at start and written to <out>/options.json.
 using System.CommandLine;
 using Spectre.Console;
 using WhaleTech.Grpo;
@@ -32,12 +34,29 @@ public static class GrpoCommand
 
         public void Add<T>(string name, string description, T @default, Func<GrpoOptions, T, GrpoOptions> set)
         {
+            // Help shows every default ("[default: …]" from the factory; System.CommandLine omits it for a false bool).
+            if (@default is false) description += " [default: False]";
             var opt = new Option<T>(name) { Description = description, DefaultValueFactory = _ => @default };
             Options.Add(opt);
-            _apply.Add((p, o) => set(o, p.GetValue(opt)!));
+            _apply.Add((p, o) => p.GetResult(opt) is { Implicit: false } ? set(o, p.GetValue(opt)!) : o);   // only flags the user gave
         }
 
-        public GrpoOptions Bind(ParseResult p) => _apply.Aggregate(new GrpoOptions(), (o, f) => f(p, o)).Validate();
+        /// <summary>The options: <paramref name="config"/> (or the defaults), then every flag given on the command line.</summary>
+        public GrpoOptions Bind(ParseResult p, GrpoOptions? config = null) => _apply.Aggregate(config ?? new GrpoOptions(), (o, f) => f(p, o)).Validate();
+    }
+
+    static Option<string?> ConfigOption() => new("--config")
+    {
+        Description = "A JSON config (GrpoOptions' JSON names = TRL GRPOConfig's where they exist, e.g. a run's options.json); flags given here override it.",
+    };
+
+    static GrpoOptions Resolve(Binder b, ParseResult p, Option<string?> config)
+        => b.Bind(p, p.GetValue(config) is { } path ? GrpoConfigFile.Read(path) : null);
+
+    static void PrintConfig(GrpoOptions o, string outDir)
+    {
+        Console.WriteLine($"resolved configuration (also {Path.Combine(outDir, GrpoRun.OptionsFile)}):");
+        Console.WriteLine(GrpoConfigFile.ToJson(o));
     }
 
     static Binder TaskAndModel(Binder b)
@@ -64,6 +83,7 @@ public static class GrpoCommand
         b.Add("--sft-target-accuracy", "Stop SFT once greedy validation exact match reaches this (0 = run all --sft-steps).", d.SftTargetAccuracy, (o, v) => o with { SftTargetAccuracy = v });
         b.Add("--sft-eval-every", "Check --sft-target-accuracy every N SFT steps.", d.SftEvalEvery, (o, v) => o with { SftEvalEvery = v });
         b.Add("--optimizer-moments", "AdamW moments of SFT and GRPO: fp32 or bf16 (DeepSeek-V3 §3.3).", WhaleTech.Training.MomentPrecisions.Name(d.OptimizerMoments), (o, v) => o with { OptimizerMoments = WhaleTech.Training.MomentPrecisions.Parse("--optimizer-moments", v) });
+        b.Add("--sft-corpus", "Warm-start data: solutions; unsolved (the task's questions with wrong answers only); subtraction (solved a-b in the task's notation, no target problem).", d.SftCorpus, (o, v) => o with { SftCorpus = v });
         b.Add("--sft-solved-fraction", "Share of SFT examples with a correct answer (rest: format only).", d.SftSolvedFraction, (o, v) => o with { SftSolvedFraction = v });
         b.Add("--seed", "Seed of weights, data and every sampling stream.", d.Seed, (o, v) => o with { Seed = v });
         return b;
@@ -112,16 +132,21 @@ public static class GrpoCommand
     {
         var b = TaskAndModel(new Binder());
         var (device, outDir, threads) = (Cli.DeviceOption(), Out("runs/grpo-sft"), Threads());
+        var config = ConfigOption();
+        var init = new Option<string?>("--init") { Description = "Continue SFT from these weights (sft.bin/policy.bin; a fresh schedule over --sft-steps)." };
         var resume = new Option<bool>("--resume") { Description = "Continue from <out>/sft-checkpoint (written every 50 steps and on Ctrl-C); bit-exact with an uninterrupted run." };
-        var cmd = new Command("sft", "Supervised warm start on task solutions; saves sft.bin and reports held-out exact match.") { device, outDir, threads, resume };
+        var cmd = new Command("sft", "Supervised warm start on task solutions; saves sft.bin and reports held-out exact match.") { device, outDir, threads, config, init, resume };
         foreach (var o in b.Options) cmd.Options.Add(o);
         Validation.Rules.AddCheck(cmd, v => Validation.Rules.GrpoMemory(b.Bind(v.Parse), grpo: false));
         cmd.SetAction(p =>
         {
-            var options = b.Bind(p);
+            var options = Resolve(b, p, config);
+            PrintConfig(options, p.GetValue(outDir)!);
             var dev = Setup(p.GetValue(device), p.GetValue(threads));
+            var initPath = p.GetValue(init);
+            if (initPath is not null) Guard.ExistingFile("--init", initPath);
             using var stop = StopSignal.Listen();
-            GrpoRun.Sft(options, p.GetValue(outDir)!, dev, Events(options, interactive: false), stop, p.GetValue(resume));
+            GrpoRun.Sft(options, p.GetValue(outDir)!, dev, Events(options, interactive: false), initPath, stop, p.GetValue(resume));
             if (stop.Requested)
             {
                 AnsiConsole.MarkupLine($"Interrupted: SFT checkpoint in [bold]{Markup.Escape(Path.Combine(p.GetValue(outDir)!, GrpoRun.SftCheckpointDir))}[/]. Continue with the same options and --resume.");
@@ -139,12 +164,15 @@ public static class GrpoCommand
         var init = new Option<string?>("--init") { Description = "Start from these SFT weights (sft.bin) instead of running SFT." };
         var resume = new Option<bool>("--resume") { Description = "Continue from <out>/checkpoint (its stored options win)." };
         var plain = new Option<bool>("--plain") { Description = "Plain log lines instead of the live table." };
-        var cmd = new Command("train", "SFT warm start (unless --init) then GRPO; metrics.jsonl, samples, plots, checkpoints in --out.") { device, outDir, threads, init, resume, plain };
+        var config = ConfigOption();
+        var cmd = new Command("train", "SFT warm start (unless --init) then GRPO; metrics.jsonl, samples, plots, checkpoints in --out.") { device, outDir, threads, init, resume, plain, config };
         foreach (var o in b.Options) cmd.Options.Add(o);
         Validation.Rules.AddCheck(cmd, v => Validation.Rules.GrpoMemory(b.Bind(v.Parse), grpo: true));
         cmd.SetAction(p =>
         {
-            var options = b.Bind(p);
+            var options = Resolve(b, p, config);
+            var ckptState = Path.Combine(p.GetValue(outDir)!, GrpoRun.CheckpointDir, GrpoCheckpoint.StateFile);
+            PrintConfig(p.GetValue(resume) && File.Exists(ckptState) ? GrpoCheckpoint.ReadState(Path.GetDirectoryName(ckptState)!).Options : options, p.GetValue(outDir)!);
             var dev = Setup(p.GetValue(device), p.GetValue(threads));
             var initPath = p.GetValue(init);
             if (initPath is not null) Guard.ExistingFile("--init", initPath);
@@ -153,15 +181,28 @@ public static class GrpoCommand
             using var stop = StopSignal.Listen();
             if (interactive)
             {
-                var table = new Table().Title("whale grpo train").AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
                 summary = null!;
-                AnsiConsole.Live(table).AutoClear(false).Start(ctx =>
+                RunProgress sftProgress = new(), grpoProgress = new();
+                (int, double, double)? lastEval = null;
+                string? caption = null;
+                AnsiConsole.Live(LiveTable("start", 0, options.Steps, new Dictionary<string, double>(), grpoProgress)).AutoClear(false).Start(ctx =>
                 {
+                    void Show(Table t) { ctx.UpdateTarget(t); ctx.Refresh(); }
                     var ev = new GrpoRunEvents
                     {
-                        Message = msg => { table.Caption(Markup.Escape(msg)); ctx.Refresh(); },
-                        SftStep = (s, n, l) => { if (s % 10 == 0 || s == n) { Fill(table, s, n, new() { ["sft/loss"] = l }, "SFT"); ctx.Refresh(); } },
-                        Step = (s, n, m) => { Fill(table, s, n, m, "GRPO"); ctx.Refresh(); },
+                        Message = msg => { caption = msg; },
+                        SftStep = (s, n, l) =>
+                        {
+                            sftProgress.Mark(s);
+                            if (s % 10 == 0 || s == n) Show(LiveTable("SFT", s, n, new Dictionary<string, double> { ["sft/loss"] = l }, sftProgress, null, caption));
+                        },
+                        GrpoStart = (first, n) => grpoProgress = new RunProgress(first),
+                        Step = (s, n, m) =>
+                        {
+                            grpoProgress.Mark(s);
+                            if (m.TryGetValue("eval/accuracy", out var acc)) lastEval = (s, acc, m.GetValueOrDefault("eval/format"));
+                            Show(LiveTable("GRPO", s, n, m, grpoProgress, lastEval, caption));
+                        },
                     };
                     summary = GrpoRun.Train(options, p.GetValue(outDir)!, dev, initPath, p.GetValue(resume), ev, stop);
                 });
@@ -211,31 +252,69 @@ public static class GrpoCommand
         return dev;
     }
 
-    static GrpoRunEvents Events(GrpoOptions o, bool interactive) => new()
+    static GrpoRunEvents Events(GrpoOptions o, bool interactive)
     {
-        Message = Console.WriteLine,
-        SftStep = (s, n, l) => { if (s % 50 == 0 || s == n) Console.WriteLine($"sft {s}/{n} loss {l:F4}"); },
-        Step = (s, n, m) => Console.WriteLine(
-            $"step {s}/{n} reward {m["reward"]:F3} ±{m["reward_std"]:F3} zero-std {m["frac_reward_zero_std"]:F2} len {m["completions/mean_length"]:F1} " +
-            $"clipped {m["completions/clipped_ratio"]:F2} entropy {m["entropy"]:F3} kl {m.GetValueOrDefault("kl"):F4} " +
-            $"gen/score/update {m["step_time/generation"]:F2}/{m["step_time/scoring"]:F3}/{m["step_time/update"]:F2}s" +
-            (m.TryGetValue("eval/accuracy", out var a) ? $" | held-out {a:P1}" : "")),
-        Samples = (s, groups) =>
+        RunProgress sft = new(), grpo = new();
+        return new()
         {
-            foreach (var g in groups.Take(1))
-                for (int i = 0; i < Math.Min(3, g.Texts.Length); i++)
-                    Console.WriteLine($"  sample  {g.Problem.Question}{g.Texts[i]}   reward {g.Rewards[i]:F2}");
-        },
-    };
-
-    static void Fill(Table table, int step, int total, SortedDictionary<string, double> m, string phase)
-    {
-        table.Rows.Clear();
-        int width = 30, done = total == 0 ? width : (int)(width * (double)step / total);
-        table.AddRow(phase, $"[green]{new string('█', done)}[/][grey]{new string('░', width - done)}[/] {step}/{total}");
-        foreach (var (k, v) in m)
-            if (k != "step") table.AddRow(Markup.Escape(k), FormatMetric(v));
+            Message = Console.WriteLine,
+            SftStep = (s, n, l) =>
+            {
+                sft.Mark(s);
+                if (s % 50 == 0 || s == n) Console.WriteLine($"sft {s}/{n} loss {l:F4} | {sft.Describe(n)}");
+            },
+            GrpoStart = (first, n) => grpo = new RunProgress(first),
+            Step = (s, n, m) =>
+            {
+                grpo.Mark(s);
+                Console.WriteLine(
+                    $"step {s}/{n} reward {m["reward"]:F3} ±{m["reward_std"]:F3} zero-std {m["frac_reward_zero_std"]:F2} len {m["completions/mean_length"]:F1} " +
+                    $"clipped {m["completions/clipped_ratio"]:F2} entropy {m["entropy"]:F3} kl {m.GetValueOrDefault("kl"):F4} " +
+                    $"gen/score/update {m["step_time/generation"]:F2}/{m["step_time/scoring"]:F3}/{m["step_time/update"]:F2}s ({RunProgress.DescribeShares(m)})" +
+                    (m.TryGetValue("eval/accuracy", out var a) ? $" | held-out {a:P1}" : "") + $" | {grpo.Describe(n)}");
+            },
+            Samples = (s, groups) =>
+            {
+                foreach (var g in groups.Take(1))
+                    for (int i = 0; i < Math.Min(3, g.Texts.Length); i++)
+                        Console.WriteLine($"  sample  {g.Problem.Question}{g.Texts[i]}   reward {g.Rewards[i]:F2}");
+            },
+        };
     }
+
+    /// <summary>The live view of a run: at most <see cref="LiveRows"/> rows, so that with its title, header, borders
+    /// and caption it fits a 24-row terminal (GrpoLiveViewTests renders it). Metrics that do not fit are in
+    /// metrics.jsonl and TensorBoard.</summary>
+    public static Table LiveTable(string phase, int step, int total, IReadOnlyDictionary<string, double> m, RunProgress progress,
+        (int Step, double Accuracy, double Format)? lastEval = null, string? caption = null)
+    {
+        var table = new Table().Title("whale grpo train").AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
+        if (caption is not null) table.Caption(Markup.Escape(caption));
+        int width = 30, done = total == 0 ? width : (int)(width * (double)Math.Min(step, total) / total);
+        table.AddRow(phase, $"[green]{new string('█', done)}[/][grey]{new string('░', width - done)}[/] {step}/{total}");
+        table.AddRow("speed", Markup.Escape(progress.Describe(total)));
+        string F(string key) => m.TryGetValue(key, out var v) ? FormatMetric(v) : "-";
+        if (m.ContainsKey("sft/loss")) table.AddRow("sft/loss", F("sft/loss"));
+        if (m.ContainsKey("reward"))
+        {
+            table.AddRow("step time", Markup.Escape($"{F("step_time/total")} s: {RunProgress.DescribeShares(m)}"));
+            table.AddRow("reward ± std", $"{F("reward")} ± {F("reward_std")} (group std {F("reward_group_std/mean")})");
+            var fns = m.Keys.Where(k => k.StartsWith("rewards/", StringComparison.Ordinal) && k.EndsWith("/mean", StringComparison.Ordinal)).ToList();
+            table.AddRow("rewards", Markup.Escape(string.Join(" · ", fns.Select(k => $"{k["rewards/".Length..^"/mean".Length]} {F(k)}"))));
+            table.AddRow("frac_reward_zero_std", F("frac_reward_zero_std"));
+            table.AddRow("completions", $"len {F("completions/mean_length")} (max {F("completions/max_length")}) · clipped {F("completions/clipped_ratio")}");
+            table.AddRow("entropy · kl", $"{F("entropy")} · {F("kl")}");
+            table.AddRow("clip_ratio", $"low {F("clip_ratio/low_mean")} (min {F("clip_ratio/low_min")}) · high {F("clip_ratio/high_mean")} (max {F("clip_ratio/high_max")})");
+            table.AddRow("loss · grad_norm", $"{F("loss")} · {F("grad_norm")}");
+            table.AddRow("learning_rate", F("learning_rate"));
+            if (m.ContainsKey("dynamic_sampling/rounds")) table.AddRow("dynamic sampling", $"rounds {F("dynamic_sampling/rounds")} · kept {F("dynamic_sampling/kept_groups")}");
+        }
+        if (lastEval is { } e) table.AddRow("held-out", $"{e.Accuracy:P1} at step {e.Step} (format {e.Format:P0})");
+        return table;
+    }
+
+    /// <summary>Most rows of <see cref="LiveTable"/>.</summary>
+    public const int LiveRows = 14;
 
     /// <summary>A live-table value: F0 from 100 up, F4 down to 0.01, below that exponent form with two significant
     /// digits (a learning rate of 3e-5 reads 3.0e-05, not 0.0000).</summary>

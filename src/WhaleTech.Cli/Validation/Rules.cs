@@ -132,6 +132,8 @@ public static class Rules
         ["--out"] = OutDir,
         ["--threads"] = Int(0, Cores, "0 = WhaleTech's default: 1, or WHALETECH_THREADS"),
         ["--init"] = InFile,
+        ["--config"] = InFile,                                                      // a GRPOConfig-style JSON (GrpoConfigFile)
+        ["--sft-corpus"] = OneOf("solutions", "unsolved", "subtraction"),
         ["--task"] = OneOf(WhaleTech.Grpo.GrpoTasks.Names.ToArray()),              // the task registry
         ["--digits"] = Int(1, 9),
         ["--reverse-answer"] = Flag, ["--pad-operands"] = Flag, ["--bessel"] = Flag, ["--mask-truncated"] = Flag, ["--dynamic-sampling"] = Flag,

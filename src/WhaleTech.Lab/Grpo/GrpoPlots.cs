@@ -1,5 +1,5 @@
 // PNG plots of a GRPO run (ScottPlot 5): the mean reward per step with a 10-step moving average, and the
-// held-out exact match at each evaluation with the 95 % bar labeled. Legends sit right of the data area.
+// held-out exact match at each evaluation with the 95 % bar labeled, the mean sampled completion length per step. Legends sit right of the data area.
 using ScottPlot;
 
 using WhaleTech.Grpo;
@@ -19,6 +19,15 @@ public static class GrpoPlots
             var avg = plt.Add.Scatter(xs, MovingAverage(ys, 10)); avg.LegendText = "reward (10-step mean)"; avg.MarkerSize = 0; avg.LineWidth = 2;
             plt.Title("GRPO reward"); plt.XLabel("step"); plt.YLabel("mean reward"); plt.ShowLegend(Edge.Right);
             Save(plt, Path.Combine(outDir, "reward.png"));
+        }
+        if (steps.Count > 0 && steps[0].ContainsKey("completions/mean_length"))
+        {
+            var plt = new Plot();
+            double[] xs = steps.Select(h => h["step"]).ToArray(), ys = steps.Select(h => h["completions/mean_length"]).ToArray();
+            var raw = plt.Add.Scatter(xs, ys); raw.LegendText = "mean completion length"; raw.MarkerSize = 0; raw.LineWidth = 1;
+            var avg = plt.Add.Scatter(xs, MovingAverage(ys, 10)); avg.LegendText = "10-step mean"; avg.MarkerSize = 0; avg.LineWidth = 2;
+            plt.Title("Completion length (sampled)"); plt.XLabel("step"); plt.YLabel("tokens"); plt.ShowLegend(Edge.Right);
+            Save(plt, Path.Combine(outDir, "length.png"));
         }
         var evals = history.Where(h => h.ContainsKey("eval/accuracy")).ToList();
         if (evals.Count > 0)

@@ -2,7 +2,7 @@
 // load one), evaluate the start, run the GRPO steps with a JSONL metrics log, sample completions, periodic
 // held-out evaluation and checkpoints, then plots and a summary. Output folder:
 //   options.json  config.json  sft.bin  policy.bin  metrics.jsonl  samples.jsonl  summary.json
-//   reward.png  accuracy.png  checkpoint/{policy.bin, reference.bin, optimizer.safetensors, state.json}
+//   reward.png  accuracy.png  length.png  checkpoint/{policy.bin, reference.bin, optimizer.safetensors, state.json}
 using System.Diagnostics;
 using System.Text.Json;
 using TorchSharp;
@@ -20,6 +20,8 @@ public sealed class GrpoRunEvents
 {
     public Action<string>? Message { get; init; }
     public Action<int, int, double>? SftStep { get; init; }
+    /// <summary>GRPO is about to run steps first+1 … total (first = the resumed step, or 0).</summary>
+    public Action<int, int>? GrpoStart { get; init; }
     public Action<int, int, SortedDictionary<string, double>>? Step { get; init; }
     public Action<int, IReadOnlyList<GroupSample>>? Samples { get; init; }
 }
@@ -39,15 +41,17 @@ public static class GrpoRun
         SftCheckpointDir = "sft-checkpoint";
 
     /// <summary>SFT warm start only: trains, evaluates held-out, saves sft.bin. Returns (accuracy, format rate).</summary>
+    /// <param name="init">Continue SFT from these weights (a fresh warmup + cosine schedule over sft_steps) instead of new ones.</param>
     /// <param name="stop">Ctrl-C: the SFT loop writes <c>sft-checkpoint/</c> and returns early; Interrupted tells.</param>
     /// <param name="resume">Continue from <c>&lt;out&gt;/sft-checkpoint</c> (bit-exact).</param>
     public static (double Accuracy, double Format, DeepSeekLM Model) Sft(GrpoOptions o, string outDir, Device device, GrpoRunEvents? ev = null,
-        StopSignal? stop = null, bool resume = false)
+        string? init = null, StopSignal? stop = null, bool resume = false)
     {
         o.Validate();
         Directory.CreateDirectory(outDir);
         var cfg = PolicyModel.Config(o);
         var model = PolicyModel.Create(cfg, o.Seed, device);
+        if (init is not null) GrpoCheckpoint.LoadModel(model, init);
         var task = o.CreateTask();
         var heldOut = task.HeldOut(o.Seed, o.HeldOut);
         ev?.Message?.Invoke($"policy: {model.ParameterCount():N0} parameters ({o.Policy})");
@@ -95,7 +99,7 @@ public static class GrpoRun
         }
         else
         {
-            (double sftAccuracy, _, policy) = Sft(o, outDir, device, ev, stop, resume);
+            (double sftAccuracy, _, policy) = Sft(o, outDir, device, ev, init: null, stop, resume);
             sftSeconds = sw.Elapsed.TotalSeconds;
             if (double.IsNaN(sftAccuracy))                                  // Ctrl-C during SFT: its checkpoint is written
             {
@@ -134,6 +138,7 @@ public static class GrpoRun
         var grpoClock = Stopwatch.StartNew();
         var tensorBoard = new MetricsLog(outDir, resumeFromStep: resuming ? trainer.Step : null, jsonl: false);   // metrics.jsonl stays as GRPO writes it
         if (!resuming) foreach (var h in history) tensorBoard.Write((int)h["step"], h.Where(kv => kv.Key != "step").ToDictionary());
+        ev?.GrpoStart?.Invoke(trainer.Step, o.Steps);
         while (trainer.Step < o.Steps && stop?.Requested != true)
         {
             var m = trainer.TrainStep();

@@ -40,6 +40,13 @@ public sealed record GrpoOptions
     [JsonPropertyName("sft_learning_rate")] public double SftLearningRate { get; init; } = 2e-3;
     /// <summary>Share of SFT examples whose answer is correct; the rest show the format with a wrong answer.</summary>
     [JsonPropertyName("sft_solved_fraction")] public double SftSolvedFraction { get; init; } = 1.0;
+    /// <summary>What the warm start trains on: "solutions" (each question with its reference solution), or
+    /// "unsolved" (R1-Zero-style base policy: each question in the prompt notation with the answer of another,
+    /// independently drawn problem, redrawn whenever it would be correct here — the notation, the answer format
+    /// and the distribution of answers, never a solved example; sft_solved_fraction is then ignored), or
+    /// "subtraction" (addition/multiplication tasks: solved a−b problems in the same notation, never the target
+    /// operation: the policy learns to read the operands' columns, not the answers of the task).</summary>
+    [JsonPropertyName("sft_corpus")] public string SftCorpus { get; init; } = "solutions";
     /// <summary>Stop SFT as soon as greedy exact match on the validation set (its own problems, never held-out
     /// ones) reaches this share; sft_steps is then the most steps. 0 = always run sft_steps.</summary>
     [JsonPropertyName("sft_target_accuracy")] public double SftTargetAccuracy { get; init; }
@@ -75,7 +82,9 @@ public sealed record GrpoOptions
     [JsonPropertyName("kl_estimator")] public KlEstimator KlEstimator { get; init; } = KlEstimator.K3;
     /// <summary>Copy the policy into the reference model every N steps; 0 = keep the SFT model.</summary>
     [JsonPropertyName("ref_model_sync_steps")] public int RefModelSyncSteps { get; init; }
-    /// <summary>A registered loss aggregation (LossAggregators): grpo, bnpo, dapo, dr_grpo, …</summary>
+    /// <summary>A registered loss aggregation (LossAggregators): grpo, bnpo, dapo, dr_grpo, …
+    /// WhaleTech's default is "grpo" (DeepSeekMath eq. 3, the measured configuration); TRL's current GRPOConfig
+    /// default is "dapo" (huggingface/trl v1.9.0-26-gf2cd577, trl/trainer/grpo_config.py).</summary>
     [JsonPropertyName("loss_type")] public string LossType { get; init; } = "grpo";
     [JsonIgnore] public LossAggregator Loss => LossAggregators.Get(LossType);
     /// <summary>μ: policy updates per generation batch, against π_old (DeepSeekMath Alg. 1).</summary>
@@ -111,6 +120,7 @@ public sealed record GrpoOptions
         (Policy ?? throw new WhaleArgumentException("policy", null, "must describe the policy")).Validate();
         Guard.NonNegative("sft_steps", SftSteps); Guard.Positive("sft_batch", SftBatch); Guard.Positive("sft_learning_rate", SftLearningRate);
         Guard.InRange("sft_solved_fraction", SftSolvedFraction, 0, 1);
+        if (SftCorpus is not ("solutions" or "unsolved" or "subtraction")) throw new WhaleArgumentException("sft_corpus", SftCorpus, "must be solutions, unsolved or subtraction");
         Guard.InRange("sft_target_accuracy", SftTargetAccuracy, 0, 1); Guard.Positive("sft_eval_every", SftEvalEvery);
         Guard.NonNegative("steps", Steps); Guard.Positive("prompts_per_step", PromptsPerStep);
         Guard.InRange("num_generations", NumGenerations, 2, 4096);

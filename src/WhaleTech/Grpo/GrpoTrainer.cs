@@ -9,7 +9,10 @@
 //      gradient norm; skip the update if it is not finite; AdamW step
 //   6. every ref_model_sync_steps steps: π_ref ← π_θ
 // Metrics use TRL's GRPOTrainer names (reward, reward_std, rewards/<fn>/mean, frac_reward_zero_std,
-// completions/mean_length, completions/clipped_ratio, entropy, kl, clip_ratio/low_mean, clip_ratio/high_mean).
+// completions/mean_length, completions/clipped_ratio, entropy, kl, clip_ratio/{low_mean,low_min,high_mean,high_max,
+// region_mean}); reward_std and clip_ratio/* are computed as TRL computes them (GrpoMetrics.cs), the mean per-group
+// std is reward_group_std/mean. entropy and kl stay token means over all micro-batches and iterations of the step
+// (TRL: per micro-batch, then averaged; the same number with one micro-batch and num_iterations 1).
 //
 // Shapes: P prompts, G samples per prompt, B = P·G sequences, Tc completion tokens.
 using System.Diagnostics;
@@ -150,7 +153,8 @@ public sealed class GrpoTrainer : IDisposable
         var allRewards = all.SelectMany(g => g.Rewards).ToArray();
         int nGen = allRewards.Length;
         m["reward"] = allRewards.Average();
-        m["reward_std"] = all.Average(g => Std(g.Rewards, o.Bessel));
+        m["reward_std"] = GrpoMetrics.RewardStd(all.Select(g => g.Rewards));                     // TRL: std of the flat batch
+        m["reward_group_std/mean"] = GrpoMetrics.GroupStdMean(all.Select(g => g.Rewards), o.Bessel);
         m["frac_reward_zero_std"] = all.Count(g => g.Rewards.All(x => x == g.Rewards[0])) / (double)all.Count;
         foreach (var fn in RewardFunctions) { m[$"rewards/{fn.Name}/mean"] = m[$"rewards/{fn.Name}/sum"] / nGen; m.Remove($"rewards/{fn.Name}/sum"); }
         var lengths = all.SelectMany(g => g.Completions.Select(c => (double)c.Length)).ToArray();
@@ -203,7 +207,8 @@ public sealed class GrpoTrainer : IDisposable
         double lr = o.LearningRateAt(step);
         _stepper.SetLearningRate(lr);
         var lossType = o.Loss;
-        double lossSum = 0, klSum = 0, entSum = 0, lowSum = 0, highSum = 0, gradNormSum = 0, tokSum = 0;
+        double lossSum = 0, klSum = 0, entSum = 0, gradNormSum = 0, tokSum = 0;
+        var clip = new ClipRatioLog();                                                      // TRL: one entry per micro-batch and iteration
         int skipped = 0;
         Policy.train();
         for (int it = 0; it < o.NumIterations; it++)
@@ -229,8 +234,7 @@ public sealed class GrpoTrainer : IDisposable
                 double tk = mbMask.sum().item<float>();
                 tokSum += tk;
                 entSum += (ent! * mbMask).sum().item<float>();
-                lowSum += (low.to_type(ScalarType.Float32) * mbMask).sum().item<float>();
-                highSum += (high.to_type(ScalarType.Float32) * mbMask).sum().item<float>();
+                clip.Add(low, high, mbMask);
                 if (kl is not null) klSum += (kl * mbMask).sum().item<float>();
             }
             var outcome = _stepper.Finish(step, iterLoss);                      // clip, then step or skip (balancer attached)
@@ -242,9 +246,7 @@ public sealed class GrpoTrainer : IDisposable
         m["grad_norm"] = gradNormSum / o.NumIterations;
         m["learning_rate"] = lr;
         m["entropy"] = entSum / tokSum;
-        m["clip_ratio/low_mean"] = lowSum / tokSum;
-        m["clip_ratio/high_mean"] = highSum / tokSum;
-        m["clip_ratio/region_mean"] = (lowSum + highSum) / tokSum;
+        clip.WriteTo(m);
         if (Reference is not null) m["kl"] = klSum / tokSum;
         m["nonfinite_skipped"] = skipped;
     }
@@ -257,14 +259,6 @@ public sealed class GrpoTrainer : IDisposable
     }
 
     static void AddTo(SortedDictionary<string, double> m, string k, double v) => m[k] = m.GetValueOrDefault(k) + v;
-
-    static double Std(double[] x, bool bessel)
-    {
-        double mean = x.Average();
-        double ss = x.Sum(v => (v - mean) * (v - mean));
-        int d = bessel ? x.Length - 1 : x.Length;
-        return d > 0 ? Math.Sqrt(ss / d) : 0;
-    }
 
     public void Dispose()
     {

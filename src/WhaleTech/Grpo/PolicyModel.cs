@@ -90,7 +90,10 @@ public static class PolicyModel
             for (int i = 0; i < o.SftBatch; i++)
             {
                 var p = task.Train(o.Seed, -1 - step, i, heldOut);                               // SFT slots: negative steps
-                string answer = rng.NextDouble() < o.SftSolvedFraction ? p.Answer : task.Sample(rng).Answer;
+                if (o.SftCorpus == "subtraction") p = SubtractionExample(task, rng);
+                string answer = o.SftCorpus == "subtraction" ? p.Answer
+                    : o.SftCorpus == "unsolved" ? UnsolvedAnswer(task, p, rng)
+                    : rng.NextDouble() < o.SftSolvedFraction ? p.Answer : task.Sample(rng).Answer;
                 prompts.Add(PromptIds(tok, p)); sols.Add(SolutionIds(tok, PromptTemplate.FormatAnswer(answer)));
             }
             stepper.SetLearningRate(schedule.At(step));
@@ -111,6 +114,28 @@ public static class PolicyModel
             }
         }
         return losses;
+    }
+
+    /// <summary>sft_corpus "unsolved": the answer of another random problem that is NOT correct for <paramref name="p"/>.</summary>
+    public static string UnsolvedAnswer(MathTask task, MathProblem p, Random rng)
+    {
+        for (int tries = 0; tries < 1000; tries++)
+            if (task.Sample(rng).Answer is var a && !task.IsCorrect(p, a)) return a;
+        throw new Runtime.WhaleArgumentException("sft_corpus", "unsolved", $"found no wrong answer for {p.Question}");
+    }
+
+    /// <summary>sft_corpus "subtraction": a solved a−b problem (a ≥ b) in the arithmetic task's notation — the same
+    /// operand digits, zero padding (answer width digits + 1, as addition's) and reversed answers — never an addition.</summary>
+    public static MathProblem SubtractionExample(MathTask task, Random rng)
+    {
+        if (task is not ArithmeticTask t) throw new Runtime.WhaleArgumentException("sft_corpus", "subtraction", "needs the addition or multiplication task");
+        long max = (long)Math.Pow(10, t.Digits);
+        long a = rng.NextInt64(max), b = rng.NextInt64(max);
+        if (a < b) (a, b) = (b, a);
+        int width = t.PadOperands ? t.Digits : 1, answerWidth = t.PadOperands ? t.Digits + 1 : 1;
+        string question = a.ToString().PadLeft(width, '0') + "-" + b.ToString().PadLeft(width, '0') + "=" + (t.ReverseAnswer ? ArithmeticTask.ReversedMarker : "");
+        string answer = (a - b).ToString().PadLeft(answerWidth, '0');
+        return new MathProblem("subtraction", question, t.ReverseAnswer ? AnswerParser.Reverse(answer) : answer, [], a - b);
     }
 
     /// <summary>Held-out exact match and format rate with greedy decoding, in chunks of <paramref name="chunk"/>.</summary>

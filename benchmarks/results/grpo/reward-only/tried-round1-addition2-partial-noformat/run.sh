@@ -1,0 +1,11 @@
+#!/bin/bash
+# R1-Zero-style reward-only learning, tiny scale: 2-digit reversed padded addition.
+W=${WHALE:-src/WhaleTech.Cli/bin/Release/net10.0/whale}   # from the repo root, after dotnet build -c Release src/WhaleTech.Cli
+OUT=${OUT:-/tmp/reward-only}; mkdir -p $OUT
+for seed in 1 2 3; do
+  nohup nice -n 10 $W grpo train --task addition --digits 2 --reverse-answer true --pad-operands true \
+    --hidden 64 --layers 2 --heads 4 --sft-corpus unsolved --sft-steps 150 --sft-batch 64 --sft-lr 2e-3 \
+    --rewards accuracy:1,partial:1 --temperature 1.0 --prompts-per-step 8 --num-generations 8 \
+    --steps 400 --lr 3e-4 --warmup-steps 10 --eval-every 25 --held-out 200 --checkpoint-every 25 \
+    --seed $seed --threads 1 --plain --out $OUT/r1z-s$seed > $OUT/r1z-s$seed.log 2>&1 &
+done
