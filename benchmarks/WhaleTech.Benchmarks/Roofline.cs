@@ -1,4 +1,4 @@
-// The machine's limits, measured in the same run as the rows they judge (issue 19):
+// The machine's limits, measured in the same run as the rows they judge:
 //   copy bandwidth  dst.copy_(src) of 256 MiB fp32, bytes read + bytes written per second (a streaming roof);
 //   GEMM rate       fp32 torch.mm of 2048 × 2048 × 2048 (libtorch's BLAS at the configured thread count).
 // A row's roofline time is max(bytes moved ÷ copy bandwidth, FLOPs ÷ GEMM rate); its fraction of the roofline is

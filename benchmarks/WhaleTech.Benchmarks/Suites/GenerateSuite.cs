@@ -2,7 +2,7 @@
 // DeepSeek-style LMs (D 256 with 16 experts top-4; D 512 with the moe-roofline layer: 64 experts top-6), plus one allocation-heavy MoE layer forward (4,096 tokens; Sorted and PaddedBmm), in
 // child processes so that builds and allocator settings can be compared in one interleaved run:
 //   WHALETECH_BASELINE=<path to another build's WhaleTech.Benchmarks.dll>  adds that build (e.g. the commit before
-//                                                                       issue 19's changes) as a second program
+//                                                                       the decode-path speed-ups) as a second program
 //   WHALETECH_MALLOC_VARIANTS=1                                         adds each program again with glibc malloc
 //                                                                       kept from returning memory to the kernel
 // The parent runs every (program, environment) child once per round, for several rounds; each child measures
@@ -120,7 +120,7 @@ public sealed class GenerateSuite : ISuite
         int reps = quick ? 2 : 3;
         using var probe = new LimitProbe(device, quick);
         // Two 4-layer MLA + MoE LMs (vocab 64): a small one, and one whose MoE layers are the moe-roofline layer
-        // (D 512, 64 experts × F 128, top-6, 2 shared) — the shapes the issue measures its MoE at.
+        // (D 512, 64 experts × F 128, top-6, 2 shared) — the shapes the moe-roofline suite measures.
         var models = new[]
         {
             ("generate-d256-e16", (ModelConfig.Tiny("mla", vocab: 64, hidden: quick ? 64 : 256, layers: 4, heads: 4) with

@@ -3,7 +3,7 @@
 // roofline measured in the same rounds (Roofline.cs: the copy and the GEMM are interleaved with the rows):
 //   FLOPs  = N · (6·D·F·(K + Ns) + 2·D·E)           (active expert FLOPs + the router), × 3 for forward+backward
 //   bytes  = 4 · (all weights + x + y)               (× 3 for forward+backward: weights, grads, activations)
-// gemm_fraction = achieved FLOP/s ÷ GEMM rate (the "fraction of the GEMM rate"); a dense SwiGLU of equal
+// gemm_fraction = achieved FLOP/s ÷ GEMM rate ("fraction of the GEMM rate"); a dense SwiGLU of equal
 // active FLOPs is the same-shape reference. Variants are interleaved per round; median, p10/p90, page faults.
 using TorchSharp;
 using WhaleTech.Lab.Bench;

@@ -3,7 +3,7 @@
 //   reward_std            nanstd(rewards) over ALL completions of the step (one std of the flat batch,
 //                         Bessel's correction as trl.trainer.utils.nanstd) — not a mean of group stds
 //   reward_group_std/mean the mean over groups of each group's std (÷(G−1) with bessel, ÷G without): the
-//                         quantity the advantages divide by; WhaleTech logged this as reward_std before issue 17
+//                         quantity the advantages divide by; WhaleTech logged this as reward_std before these metrics followed TRL
 //   clip_ratio/low_mean, high_mean, region_mean
 //                         per compute_loss call (one micro-batch of one iteration): the token mean of the
 //                         clipped masks over that micro-batch; log() then averages the calls' values

@@ -1,4 +1,4 @@
-// The routed experts' weights stored stacked, for inference without re-stacking (issue 19):
+// The routed experts' weights stored stacked, for inference without re-stacking:
 //   GateUp [E, 2F, D]  rows 0..F−1 of expert e are its gate_proj.weight, rows F..2F−1 its up_proj.weight
 //   Down   [E, D, F]   expert e's down_proj.weight
 // Each expert keeps its own nn.Linear and `weight` Parameter (same object, same Hugging Face name); the bank

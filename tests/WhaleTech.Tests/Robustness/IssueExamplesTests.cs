@@ -1,4 +1,4 @@
-// The inputs issue 15 lists, each run as a real `whale` process (no dry run) with a time and a peak-memory
+// The bad inputs that used to crash, hang or allocate (a stack trace, a segfault, a huge allocation), each run as a real `whale` process (no dry run) with a time and a peak-memory
 // limit: every one must exit 2 within seconds with one line naming the parameter, no stack trace and no large
 // allocation. Plus generated config.json and safetensors mutations of a tiny checkpoint, and the help text.
 using System.Text;
