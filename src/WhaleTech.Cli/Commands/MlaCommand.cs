@@ -217,8 +217,10 @@ public static class MlaCommand
         var ftSteps = new Option<int?>("--finetune-steps") { Description = "Fine-tune steps after conversion, and from-scratch steps (default 500; --quick 50)." };
         var quick = new Option<bool>("--quick") { Description = "Smoke run (one target, short training; finishes in about a minute)." };
         var outDir = new Option<string?>("--out") { Description = "Folder for mla-convert.json, .md and -curves.png." };
+        var pairs = new Option<int?>("--pairs") { Description = "MQAR key–value pairs per sequence (default 4; queries = pairs)." };
+        var symbols = new Option<int?>("--symbols") { Description = "Key and value vocabulary sizes (default 16 each)." };
         var cmd = new Command("convert-study", "TransMLA (GQA/MQA → MLA) and MHA2MLA (MHA → MLA) on MQAR: conversion, fine-tune and from-scratch MLA at equal KV bytes, with 95% CIs.")
-            { device, seeds, sourceSteps, ftSteps, quick, outDir };
+            { device, seeds, sourceSteps, ftSteps, quick, outDir, pairs, symbols };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -227,6 +229,8 @@ public static class MlaCommand
             var o = new MlaConversionExperimentOptions { Seeds = parse.GetValue(seeds) };
             if (q) o = o with { SourceSteps = 100, FineTuneSteps = 50, MhaTargets = [new(12, 4)], RankSweep = [4, 28], Task = o.Task with { EvalEvery = 50, EvalSequences = 128 } };
             o = o with { SourceSteps = parse.GetValue(sourceSteps) ?? o.SourceSteps, FineTuneSteps = parse.GetValue(ftSteps) ?? o.FineTuneSteps };
+            if (parse.GetValue(pairs) is int np) o = o with { Task = o.Task with { Pairs = np, Queries = np } };
+            if (parse.GetValue(symbols) is int ns) o = o with { Task = o.Task with { Keys = ns, Values = ns } };
             var result = MlaConversionExperiment.Run(o, dev, output.WriteLine);
             if (parse.GetValue(outDir) is { } dir)
             {

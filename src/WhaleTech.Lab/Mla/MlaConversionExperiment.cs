@@ -24,7 +24,7 @@ public sealed record MlaConversionExperimentOptions
     public int FineTuneSteps { get; init; } = 500;
     public double FineTuneLearningRate { get; init; } = 1e-3;
     /// <summary>MHA2MLA targets: (kv_lora_rank, rope dims); KV elements/layer = Dc + Dr.</summary>
-    public MlaTarget[] MhaTargets { get; init; } = [new(12, 4), new(28, 4)];
+    public MlaTarget[] MhaTargets { get; init; } = [new(12, 4)];
     public int[] RankSweep { get; init; } = [4, 8, 12, 20, 28, 44, 60];
 }
 
