@@ -153,7 +153,7 @@ public static class MlaCommand
             output.WriteLine("verdict: " + result.Verdict);
             if (parse.GetValue(outDir) is { } dir)
             {
-                MlaFrontier.Write(result, dir, MachineInfo.Collect(dev).ToString(), "whale mla " + string.Join(" ", parse.Tokens.Select(t => t.Value)));
+                MlaFrontier.Write(result, dir, MachineInfo.Collect(dev).ToString(), "whale " + string.Join(" ", parse.Tokens.Select(t => t.Value)));
                 output.WriteLine($"wrote {dir}");
             }
             return 0;
@@ -234,7 +234,7 @@ public static class MlaCommand
             var result = MlaConversionExperiment.Run(o, dev, output.WriteLine);
             if (parse.GetValue(outDir) is { } dir)
             {
-                MlaConversionExperiment.Write(result, dir, MachineInfo.Collect(dev).ToString(), "whale mla " + string.Join(" ", parse.Tokens.Select(t => t.Value)));
+                MlaConversionExperiment.Write(result, dir, MachineInfo.Collect(dev).ToString(), "whale " + string.Join(" ", parse.Tokens.Select(t => t.Value)));
                 output.WriteLine($"wrote {dir}");
             }
             return 0;
