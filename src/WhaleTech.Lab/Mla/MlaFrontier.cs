@@ -265,25 +265,39 @@ public static class MlaFrontier
 
     public static string Json(object value) => JsonSerializer.Serialize(value, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
 
-    /// <summary>Excess loss (mean, 95 % CI) against KV bytes per token, log-scale y.</summary>
+    /// <summary>Excess loss (mean ± 95 % CI, nats) against KV bytes per token; points sharing a cache size are spread
+    /// sideways a little so their bars do not hide each other.</summary>
     public static byte[] Plot(MlaFrontierResult result, int width = 800, int height = 500)
     {
         var plt = new ScottPlot.Plot();
+        var seen = new Dictionary<double, int>();
+        double span = Math.Max(1, result.Points.Max(p => p.KvBytesPerTokenBf16) - result.Points.Min(p => p.KvBytesPerTokenBf16));
         foreach (var p in result.Points)
         {
-            double y = Math.Log10(Math.Max(p.MeanExcessLoss, 1e-6));
-            var s = plt.Add.Scatter(new[] { p.KvBytesPerTokenBf16 }, new[] { y });
+            int k = seen.TryGetValue(p.KvBytesPerTokenBf16, out int n) ? n : 0;
+            seen[p.KvBytesPerTokenBf16] = k + 1;
+            double x = p.KvBytesPerTokenBf16 + k * span * 0.012;
+            var s = plt.Add.Scatter(new[] { x }, new[] { p.MeanExcessLoss });
             s.LegendText = $"{p.Variant} ({p.ConvergedRuns}/{p.Seeds} conv.)";
             s.MarkerSize = 9;
-            double lo = Math.Log10(Math.Max(p.MeanExcessLoss - p.ExcessLossCi95, 1e-6)), hi = Math.Log10(Math.Max(p.MeanExcessLoss + p.ExcessLossCi95, 1e-6));
-            var bar = plt.Add.ErrorBar(new[] { p.KvBytesPerTokenBf16 }, new[] { y }, new[] { Math.Max(y - lo, hi - y) });   // symmetric in log10: the wider side
+            var bar = plt.Add.ErrorBar(new[] { x }, new[] { p.MeanExcessLoss }, new[] { p.ExcessLossCi95 });
             bar.Color = s.Color;
         }
         plt.Title($"MQAR, {result.Options.Seeds} seeds × {result.Options.Steps} steps: excess loss vs KV cache");
         plt.XLabel("KV cache bytes per token (bf16, all layers)");
-        plt.YLabel("log10 eval excess loss (nats), 95% CI");
+        plt.YLabel("eval excess loss (nats), mean ± 95% CI");
         plt.ShowLegend(ScottPlot.Edge.Right);
         return plt.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
+    }
+
+    /// <summary>Reads a result written by <see cref="Write"/> (to re-render its table and plots).</summary>
+    public static (MlaFrontierResult Result, string Command, string Machine) Read(string path)
+    {
+        if (!File.Exists(path)) throw new WhaleArgumentException("--from", path, "must name an existing mla-frontier.json");
+        var doc = JsonDocument.Parse(File.ReadAllText(path)).RootElement;
+        var result = doc.GetProperty("result").Deserialize<MlaFrontierResult>(new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals })
+            ?? throw new WhaleArgumentException("--from", path, "holds no result");
+        return (result, doc.GetProperty("command").GetString() ?? "", doc.GetProperty("machine").GetString() ?? "");
     }
 
     /// <summary>Eval loss curves of every run (log10), one colour per variant: the convergence evidence.</summary>
