@@ -75,6 +75,10 @@ public class MlaConvertCliTests : IDisposable
             Assert.True(File.Exists(Path.Combine(outDir, f)), f);
         Plots.PngAssert.Readable(Path.Combine(outDir, "mla-frontier.png"));
         Assert.Contains("Verdict", File.ReadAllText(Path.Combine(outDir, "mla-frontier.md")));
+        var again = Path.Combine(_dir, "again");
+        Assert.Equal(0, Whale("mla", "frontier", "--from", Path.Combine(outDir, "mla-frontier.json"), "--out", again));
+        Assert.Equal(File.ReadAllText(Path.Combine(outDir, "mla-frontier.md")), File.ReadAllText(Path.Combine(again, "mla-frontier.md")));
         Assert.Equal(2, Whale("mla", "frontier", "--variants", "gqa0", "--steps", "10"));
+        Assert.Equal(2, Whale("mla", "frontier", "--from", Path.Combine(_dir, "missing.json"), "--out", again));
     }
 }
