@@ -129,19 +129,21 @@ public static class MlaCommand
         var symbols = new Option<int?>("--symbols") { Description = "Key and value vocabulary sizes (default 16 each)." };
         var hidden = new Option<int?>("--hidden") { Description = "Model width D (default 32; 4 heads)." };
         var lr = new Option<double?>("--lr") { Description = "Peak AdamW learning rate (default 3e-3)." };
-        var from = new Option<string?>("--from") { Description = "Re-render the table and plots of an earlier mla-frontier.json into --out (no training)." };
+        var from = new Option<string[]>("--from") { Description = "Re-render earlier mla-frontier.json files into --out (no training); several files (same task) are merged and the verdict recomputed.", AllowMultipleArgumentsPerToken = true };
         var cmd = new Command("frontier", "Train MHA/GQA/MQA/MLA variants (matched parameters) on MQAR to convergence; excess loss vs KV bytes per token with 95% CIs.")
             { device, variants, seeds, steps, evalEvery, quick, outDir, pairs, symbols, hidden, lr, from };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
             var output = parse.InvocationConfiguration.Output;
-            if (parse.GetValue(from) is { } fromPath)
+            if (parse.GetValue(from) is { Length: > 0 } fromPaths)
             {
                 var dirOut = parse.GetValue(outDir) ?? throw new WhaleArgumentException("--out", null, "must be given with --from");
-                var (old, oldCommand, oldMachine) = MlaFrontier.Read(fromPath);
-                MlaFrontier.Write(old, dirOut, oldMachine, oldCommand);
-                output.WriteLine($"re-rendered {fromPath} into {dirOut}");
+                var parts = fromPaths.Select(MlaFrontier.Read).ToList();
+                var merged = MlaFrontier.Merge(parts.Select(p => p.Result).ToList());
+                MlaFrontier.Write(merged, dirOut, parts[0].Machine, string.Join(" ; ", parts.Select(p => p.Command)));
+                output.WriteLine($"re-rendered {string.Join(", ", fromPaths)} into {dirOut}");
+                output.WriteLine("verdict: " + merged.Verdict);
                 return 0;
             }
             bool q = parse.GetValue(quick);

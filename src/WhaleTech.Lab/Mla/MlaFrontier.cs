@@ -290,6 +290,20 @@ public static class MlaFrontier
         return plt.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
     }
 
+    /// <summary>Merges results of the same task and budget (e.g. variants run in parallel processes): the runs are pooled,
+    /// the points, frontier and verdict recomputed. Different tasks or step counts are an error.</summary>
+    public static MlaFrontierResult Merge(IReadOnlyList<MlaFrontierResult> parts)
+    {
+        if (parts.Count == 1) return parts[0];
+        var first = parts[0].Options;
+        foreach (var p in parts.Skip(1))
+            if (p.Options with { Variants = first.Variants } != first)
+                throw new WhaleArgumentException("--from", string.Join(" ", p.Options.Variants), "must come from runs with the same task, model, seeds and steps");
+        var runs = parts.SelectMany(p => p.Runs).ToList();
+        var points = Summarize(runs);
+        return new MlaFrontierResult(first with { Variants = parts.SelectMany(p => p.Options.Variants).Distinct().ToArray() }, runs, points, Verdict(points));
+    }
+
     /// <summary>Reads a result written by <see cref="Write"/> (to re-render its table and plots).</summary>
     public static (MlaFrontierResult Result, string Command, string Machine) Read(string path)
     {
