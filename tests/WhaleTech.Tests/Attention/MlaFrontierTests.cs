@@ -38,4 +38,20 @@ public class MlaFrontierTests
         Assert.Equal(2.0, mean, 12);
         Assert.Equal(4.302652729911275 * 1.0 / Math.Sqrt(3), half, 9);   // t(0.975, 2) · s / √n, s = 1
     }
+
+    [Fact]
+    public void MergePoolsRunsAndRecomputesTheVerdict()
+    {
+        static FrontierRun Run(string v, int seed, double bytes, double loss) =>
+            new(v, seed, 100, (long)(bytes / 2), bytes, loss, 1 - loss, true, [new CurvePoint(0, 3, 0), new CurvePoint(10, loss, 1 - loss)]);
+        var o = new MlaFrontierOptions { Variants = ["mha"], Steps = 10 };
+        var a = new MlaFrontierResult(o, [Run("mha", 0, 256, 0.10), Run("mha", 1, 256, 0.12), Run("mha", 2, 256, 0.11)], [], "");
+        var b = new MlaFrontierResult(o with { Variants = ["mqa"] }, [Run("mqa", 0, 64, 0.50), Run("mqa", 1, 64, 0.52), Run("mqa", 2, 64, 0.51)], [], "");
+        var m = MlaFrontier.Merge([a, b]);
+        Assert.Equal(["mha", "mqa"], m.Options.Variants);
+        Assert.Equal(2, m.Points.Count);
+        Assert.All(m.Points, p => Assert.True(p.OnFrontier));           // smaller cache or lower loss: both Pareto-optimal
+        Assert.Contains("Distinguishably worse: mqa", m.Verdict);
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => MlaFrontier.Merge([a, b with { Options = o with { Steps = 20 } }]));
+    }
 }
