@@ -24,6 +24,7 @@ public static class SampleRunner
         new("09", S09GrpoCountdown.Title, S09GrpoCountdown.Run),
         new("10", S10MtpSpeculative.Title, S10MtpSpeculative.Run),
         new("11", S11HubCheckpoints.Title, S11HubCheckpoints.Run),
+        new("12", S12MlaConvert.Title, S12MlaConvert.Run),
     ];
 
     /// <summary>Runs sample <paramref name="number"/> (e.g. "01"); output under <paramref name="outRoot"/>/NN.</summary>

@@ -16,9 +16,12 @@ public static class MlaCommand
 {
     public static Command Build()
     {
-        var cmd = new Command("mla", "Multi-head latent attention: decode benchmark and quality experiment.");
+        var cmd = new Command("mla", "Multi-head latent attention: decode benchmark, quality experiments, conversion from MHA/GQA/MQA.");
         cmd.Subcommands.Add(BuildBench());
         cmd.Subcommands.Add(BuildQuality());
+        cmd.Subcommands.Add(BuildFrontier());
+        cmd.Subcommands.Add(BuildConvert());
+        cmd.Subcommands.Add(BuildConvertStudy());
         return cmd;
     }
 
@@ -107,6 +110,143 @@ public static class MlaCommand
                     $"# MLA quality: MQAR recall vs KV bytes per token\n\n{MachineInfo.Collect(dev)}\n\n| attention | params | KV B/token (bf16) | accuracy (mean ± std) | eval loss |\n|---|---|---|---|---|\n" +
                     string.Concat(result.Summary.Select(x => $"| {x.Attention} | {x.Parameters} | {x.KvBytesPerTokenBf16} | {x.MeanAccuracy:P1} ± {x.StdAccuracy:P1} | {x.MeanEvalLoss:F3} |\n")) +
                     "\n![accuracy vs KV bytes](mla-quality.png)\n");
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    static Command BuildFrontier()
+    {
+        var device = Cli.DeviceOption();
+        var variants = new Option<string[]>("--variants") { Description = "Variants: mha, gqaN, mqa, mla-<kv_lora_rank>-<rope_dims> (default: mha gqa2 mqa mla-8-4 mla-12-4 mla-28-4 mla-24-8).", AllowMultipleArgumentsPerToken = true };
+        var seeds = new Option<int>("--seeds") { Description = "Seeds per variant.", DefaultValueFactory = _ => 3 };
+        var steps = new Option<int?>("--steps") { Description = "Training steps per model (default 2000; --quick 150)." };
+        var evalEvery = new Option<int?>("--eval-every") { Description = "Steps between eval points of the convergence curve (default 100; --quick 50)." };
+        var quick = new Option<bool>("--quick") { Description = "Tiny smoke run: 2 variants, 150 steps, 128 eval sequences (finishes in a minute; not converged)." };
+        var outDir = new Option<string?>("--out") { Description = "Folder for mla-frontier.json, .md, .png and -curves.png." };
+        var pairs = new Option<int?>("--pairs") { Description = "MQAR key–value pairs per sequence (default 4; queries = pairs)." };
+        var symbols = new Option<int?>("--symbols") { Description = "Key and value vocabulary sizes (default 16 each)." };
+        var hidden = new Option<int?>("--hidden") { Description = "Model width D (default 32; 4 heads)." };
+        var lr = new Option<double?>("--lr") { Description = "Peak AdamW learning rate (default 3e-3)." };
+        var from = new Option<string[]>("--from") { Description = "Re-render earlier mla-frontier.json files into --out (no training); several files (same task) are merged and the verdict recomputed.", AllowMultipleArgumentsPerToken = true };
+        var cmd = new Command("frontier", "Train MHA/GQA/MQA/MLA variants (matched parameters) on MQAR to convergence; excess loss vs KV bytes per token with 95% CIs.")
+            { device, variants, seeds, steps, evalEvery, quick, outDir, pairs, symbols, hidden, lr, from };
+        cmd.SetAction(parse =>
+        {
+            var dev = Backend.ResolveDevice(parse.GetValue(device));
+            var output = parse.InvocationConfiguration.Output;
+            if (parse.GetValue(from) is { Length: > 0 } fromPaths)
+            {
+                var dirOut = parse.GetValue(outDir) ?? throw new WhaleArgumentException("--out", null, "must be given with --from");
+                var parts = fromPaths.Select(MlaFrontier.Read).ToList();
+                var merged = MlaFrontier.Merge(parts.Select(p => p.Result).ToList());
+                MlaFrontier.Write(merged, dirOut, parts[0].Machine, string.Join(" ; ", parts.Select(p => p.Command)));
+                output.WriteLine($"re-rendered {string.Join(", ", fromPaths)} into {dirOut}");
+                output.WriteLine("verdict: " + merged.Verdict);
+                return 0;
+            }
+            bool q = parse.GetValue(quick);
+            var o = new MlaFrontierOptions();
+            if (q) o = o with { Variants = ["mqa", "mla-12-4"], Steps = 150, EvalEvery = 50, EvalSequences = 128 };
+            if (parse.GetValue(variants) is { Length: > 0 } v) o = o with { Variants = v };
+            o = o with { Seeds = parse.GetValue(seeds), Steps = parse.GetValue(steps) ?? o.Steps, EvalEvery = parse.GetValue(evalEvery) ?? o.EvalEvery };
+            if (parse.GetValue(pairs) is int np) o = o with { Pairs = np, Queries = np };
+            if (parse.GetValue(symbols) is int ns) o = o with { Keys = ns, Values = ns };
+            if (parse.GetValue(hidden) is int nh) o = o with { Hidden = nh };
+            if (parse.GetValue(lr) is double l) o = o with { LearningRate = l };
+            var result = MlaFrontier.Run(o, dev, output.WriteLine);
+            var table = new Table().Title("MQAR excess loss vs KV cache (mean ± 95% CI over seeds)")
+                .AddColumn("variant").AddColumn("params").AddColumn("KV B/token (bf16)").AddColumn("excess loss").AddColumn("accuracy").AddColumn("converged");
+            foreach (var x in result.Points)
+                table.AddRow(x.Variant, $"{x.Parameters:N0}", $"{x.KvBytesPerTokenBf16:N0}", $"{x.MeanExcessLoss:F4} ± {x.ExcessLossCi95:F4}", $"{x.MeanAccuracy:P1} ± {x.AccuracyCi95:P1}", $"{x.ConvergedRuns}/{x.Seeds}");
+            KvCommand.Console(output).Write(table);
+            output.WriteLine("verdict: " + result.Verdict);
+            if (parse.GetValue(outDir) is { } dir)
+            {
+                MlaFrontier.Write(result, dir, MachineInfo.Collect(dev).ToString(), "whale " + string.Join(" ", parse.Tokens.Select(t => t.Value)));
+                output.WriteLine($"wrote {dir}");
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    static Command BuildConvert()
+    {
+        var checkpoint = new Argument<string>("checkpoint") { Description = "A Hugging Face checkpoint folder of a standard-attention (mha, gqa, mqa) WhaleTech model." };
+        var rank = new Option<int?>("--kv-lora-rank") { Description = "kv_lora_rank Dc (default: 2·Hkv·Dh − rope dims, the source's KV bytes)." };
+        var ropeDims = new Option<int?>("--rope-dims") { Description = "qk_rope_head_dim Dr, even, ≤ head dim (default: the head dim)." };
+        var strategy = new Option<string>("--strategy") { Description = "Partial-RoPE pairs to keep: high, low, uniform or 2-norm.", DefaultValueFactory = _ => "high" };
+        var svd = new Option<string>("--svd") { Description = "Latent factorization: joint (keys and values together) or separate.", DefaultValueFactory = _ => "joint" };
+        var norm = new Option<string>("--latent-norm") { Description = "linearized (exact, for inference) or rms (approximate, for fine-tuning).", DefaultValueFactory = _ => "linearized" };
+        var outDir = new Option<string>("--out") { Description = "Output checkpoint folder (config.json + safetensors, HF DeepSeek-V3 layout).", Required = true };
+        var json = new Option<bool>("--json") { Description = "Print the conversion report as JSON." };
+        var cmd = new Command("convert", "Convert a MHA/GQA/MQA checkpoint into MLA (TransMLA / MHA2MLA); writes a Hugging Face DeepSeek checkpoint folder.")
+            { checkpoint, rank, ropeDims, strategy, svd, norm, outDir, json };
+        cmd.SetAction(parse =>
+        {
+            var output = parse.InvocationConfiguration.Output;
+            var folder = parse.GetValue(checkpoint)!;
+            if (!Directory.Exists(folder)) throw new WhaleArgumentException("checkpoint", folder, "must be an existing checkpoint folder");
+            var normMode = parse.GetValue(norm)!.Trim().ToLowerInvariant() switch
+            {
+                "linearized" => WhaleTech.Model.LatentNormMode.Linearized,
+                "rms" => WhaleTech.Model.LatentNormMode.Rms,
+                var other => throw new WhaleArgumentException("--latent-norm", other, "must be linearized or rms"),
+            };
+            var options = new WhaleTech.Model.MlaConversionOptions
+            {
+                KvLoraRank = parse.GetValue(rank), RopeDims = parse.GetValue(ropeDims),
+                Strategy = WhaleTech.Model.MlaConversionOptions.ParseStrategy(parse.GetValue(strategy)!),
+                Factorization = WhaleTech.Model.MlaConversionOptions.ParseFactorization(parse.GetValue(svd)!), Norm = normMode,
+            };
+            var (source, _) = WhaleTech.Hub.HubCheckpoint.Load(folder, strict: true);
+            using var src = source;
+            var (mla, report) = WhaleTech.Model.MlaConversion.FromStandard(src, options);
+            using var m = mla;
+            WhaleTech.Hub.HubCheckpoint.Save(m, parse.GetValue(outDir)!, WhaleTech.Hub.HubCheckpoint.DefaultMaxShardBytes, false);
+            if (parse.GetValue(json)) output.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
+            else
+            {
+                output.WriteLine($"converted {report.SourceAttention} (Hkv {report.KvHeads}, head dim {report.HeadDim}) → mla: kv_lora_rank {report.KvLoraRank}, qk_rope_head_dim {report.RopeDims}, qk_nope_head_dim {report.NopeDims}, rope_theta {report.RopeTheta:G6}");
+                output.WriteLine($"RoPE pairs kept: {string.Join(" ", report.RopePairs)} (frequencies exact: {report.FrequenciesExact}); KV elements/token/layer {report.SourceKvElementsPerTokenPerLayer} → {report.TargetKvElementsPerTokenPerLayer}");
+                output.WriteLine($"latent relative error per layer: {string.Join(" ", report.LatentRelativeError.Select(e => e.ToString("G3")))}; residual (un-RoPE'd) key energy: {string.Join(" ", report.ResidualKeyFraction.Select(e => e.ToString("P1")))}");
+                output.WriteLine(report.Exact ? "exact: the MLA model computes the source's function (fp32 rounding)" : "approximate: see the residual key energy and latent error above");
+                output.WriteLine($"wrote {parse.GetValue(outDir)}");
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    static Command BuildConvertStudy()
+    {
+        var device = Cli.DeviceOption();
+        var seeds = new Option<int>("--seeds") { Description = "Seeds.", DefaultValueFactory = _ => 3 };
+        var sourceSteps = new Option<int?>("--source-steps") { Description = "Training steps of the source models (default 2000; --quick 100)." };
+        var ftSteps = new Option<int?>("--finetune-steps") { Description = "Fine-tune steps after conversion, and from-scratch steps (default 500; --quick 50)." };
+        var quick = new Option<bool>("--quick") { Description = "Smoke run (one target, short training; finishes in about a minute)." };
+        var outDir = new Option<string?>("--out") { Description = "Folder for mla-convert.json, .md and -curves.png." };
+        var pairs = new Option<int?>("--pairs") { Description = "MQAR key–value pairs per sequence (default 4; queries = pairs)." };
+        var symbols = new Option<int?>("--symbols") { Description = "Key and value vocabulary sizes (default 16 each)." };
+        var cmd = new Command("convert-study", "TransMLA (GQA/MQA → MLA) and MHA2MLA (MHA → MLA) on MQAR: conversion, fine-tune and from-scratch MLA at equal KV bytes, with 95% CIs.")
+            { device, seeds, sourceSteps, ftSteps, quick, outDir, pairs, symbols };
+        cmd.SetAction(parse =>
+        {
+            var dev = Backend.ResolveDevice(parse.GetValue(device));
+            var output = parse.InvocationConfiguration.Output;
+            bool q = parse.GetValue(quick);
+            var o = new MlaConversionExperimentOptions { Seeds = parse.GetValue(seeds) };
+            if (q) o = o with { SourceSteps = 100, FineTuneSteps = 50, MhaTargets = [new(12, 4)], RankSweep = [4, 28], Task = o.Task with { EvalEvery = 50, EvalSequences = 128 } };
+            o = o with { SourceSteps = parse.GetValue(sourceSteps) ?? o.SourceSteps, FineTuneSteps = parse.GetValue(ftSteps) ?? o.FineTuneSteps };
+            if (parse.GetValue(pairs) is int np) o = o with { Task = o.Task with { Pairs = np, Queries = np } };
+            if (parse.GetValue(symbols) is int ns) o = o with { Task = o.Task with { Keys = ns, Values = ns } };
+            var result = MlaConversionExperiment.Run(o, dev, output.WriteLine);
+            if (parse.GetValue(outDir) is { } dir)
+            {
+                MlaConversionExperiment.Write(result, dir, MachineInfo.Collect(dev).ToString(), "whale " + string.Join(" ", parse.Tokens.Select(t => t.Value)));
+                output.WriteLine($"wrote {dir}");
             }
             return 0;
         });

@@ -1,0 +1,157 @@
+// Conversion then fine-tune vs training MLA from scratch, at equal KV bytes per token, on the frontier's MQAR task.
+//
+//   TransMLA (GQA/MQA → MLA, same cache): train the source; convert with the linearized latent norm (exact for MQA,
+//   RoPE-residual gap for GQA) and evaluate; convert with the RMS norm (the fine-tunable form) and evaluate; fine-tune
+//   it; compare with the source fine-tuned for the same steps (does MLA's extra freedom buy quality at this cache?)
+//   and with MLA of the same (Dc, Dr) trained from scratch for the fine-tune steps.
+//   MHA2MLA (MHA → MLA, smaller cache): every partial-RoPE strategy × SVD factorization at two ranks, right after
+//   conversion; a rank sweep; fine-tunes of each strategy (joint SVD) and of the 2-norm/separate pair; MLA from
+//   scratch for the same steps.
+// Every number is a mean with a 95 % Student-t interval over seeds. Loss = excess loss (Bayes 0, MlaFrontier).
+using System.Text;
+using TorchSharp;
+using WhaleTech.Model;
+using WhaleTech.Runtime;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Lab.Mla;
+
+public sealed record MlaConversionExperimentOptions
+{
+    public MlaFrontierOptions Task { get; init; } = new();
+    public int Seeds { get; init; } = 3;
+    public int SourceSteps { get; init; } = 2000;
+    public int FineTuneSteps { get; init; } = 500;
+    public double FineTuneLearningRate { get; init; } = 1e-3;
+    /// <summary>MHA2MLA targets: (kv_lora_rank, rope dims); KV elements/layer = Dc + Dr.</summary>
+    public MlaTarget[] MhaTargets { get; init; } = [new(12, 4)];
+    public int[] RankSweep { get; init; } = [4, 8, 12, 20, 28, 44, 60];
+}
+
+public sealed record MlaTarget(int Rank, int Rope);
+public sealed record ConversionRow(string Experiment, string Case, int Seed, long KvElementsPerToken, double EvalLoss, double EvalAccuracy, double? MaxLogitDiff, IReadOnlyList<CurvePoint>? Curve);
+public sealed record ConversionSummary(string Experiment, string Case, long KvElementsPerToken, int Seeds, double MeanLoss, double LossCi95, double MeanAccuracy, double AccuracyCi95, double? MeanMaxLogitDiff);
+public sealed record MlaConversionExperimentResult(MlaConversionExperimentOptions Options, IReadOnlyList<ConversionRow> Rows, IReadOnlyList<ConversionSummary> Summary);
+
+public static class MlaConversionExperiment
+{
+    public static MlaConversionExperimentResult Run(MlaConversionExperimentOptions options, Device device, Action<string>? log = null)
+    {
+        var o = options;
+        var t = o.Task.Validate();
+        Backend.Initialize();
+        var rows = new List<ConversionRow>();
+        void Add(string exp, string name, int seed, DeepSeekLM m, double? diff = null, IReadOnlyList<CurvePoint>? curve = null)
+        {
+            var (l, a) = MlaFrontier.Evaluate(m, t, seed, device);
+            rows.Add(new ConversionRow(exp, name, seed, MlaFrontier.KvElements(m.Config), l, a, diff, curve));
+            log?.Invoke($"{exp} | {name} | seed {seed}: loss {l:F4}, accuracy {a:P1}{(diff is null ? "" : $", max |Δlogit| {diff:G3}")}");
+        }
+        DeepSeekLM Trained(string variant, int seed, int steps, out IReadOnlyList<CurvePoint> curve)
+        {
+            torch.manual_seed(1000 + seed);
+            var m = new DeepSeekLM(MlaFrontier.Config(t, FrontierVariant.Parse(variant)));
+            m.to(device);
+            curve = MlaFrontier.Train(m, t, steps, t.LearningRate, seed, seed, device, $"{variant} seed {seed}");
+            return m;
+        }
+        double MaxDiff(DeepSeekLM a, DeepSeekLM b, int seed)
+        {
+            using var scope = torch.NewDisposeScope();
+            using var g = torch.no_grad();
+            a.eval(); b.eval();
+            var (ids, _, _) = MlaQuality.Batch(t.Task, 64, new Random(20_000 + seed));
+            return (a.forward(ids.to(device)) - b.forward(ids.to(device))).abs().max().item<float>();
+        }
+        for (int seed = 0; seed < o.Seeds; seed++)
+        {
+            // ---- TransMLA: MQA and GQA-2 → MLA at the same KV bytes
+            foreach (var srcName in new[] { "mqa", "gqa2" })
+            {
+                string exp = $"transmla-{srcName}";
+                using var src = Trained(srcName, seed, o.SourceSteps, out _);
+                Add(exp, $"{srcName} source ({o.SourceSteps} steps)", seed, src);
+                var (exact, rep) = MlaConversion.FromStandard(src);
+                using (exact) Add(exp, $"converted, linearized norm (Dc {rep.KvLoraRank}, Dr {rep.RopeDims})", seed, exact, MaxDiff(exact, src, seed));
+                var (rms, _) = MlaConversion.FromStandard(src, new MlaConversionOptions { Norm = LatentNormMode.Rms });
+                using (rms)
+                {
+                    Add(exp, "converted, rms norm", seed, rms, MaxDiff(rms, src, seed));
+                    var c = MlaFrontier.Train(rms, t, o.FineTuneSteps, o.FineTuneLearningRate, 500 + seed, seed, device, $"{exp} ft");
+                    Add(exp, $"converted (rms) + fine-tune {o.FineTuneSteps}", seed, rms, null, c);
+                }
+                var cs = MlaFrontier.Train(src, t, o.FineTuneSteps, o.FineTuneLearningRate, 500 + seed, seed, device, $"{exp} source ft");
+                Add(exp, $"{srcName} source + fine-tune {o.FineTuneSteps}", seed, src, null, cs);
+                using var scratch = Trained($"mla-{rep.KvLoraRank}-{rep.RopeDims}", seed, o.FineTuneSteps, out var sc);
+                Add(exp, $"mla-{rep.KvLoraRank}-{rep.RopeDims} from scratch, {o.FineTuneSteps} steps", seed, scratch, null, sc);
+            }
+            // ---- MHA2MLA: MHA → MLA at smaller caches
+            using var mha = Trained("mha", seed, o.SourceSteps, out _);
+            Add("mha2mla", $"mha source ({o.SourceSteps} steps)", seed, mha);
+            foreach (var (rank, rope) in o.MhaTargets.Select(x => (x.Rank, x.Rope)))
+            {
+                string exp = $"mha2mla-{rank}-{rope}";
+                foreach (var strategy in Enum.GetValues<RopeSelection>())
+                    foreach (var f in Enum.GetValues<LatentFactorization>())
+                    {
+                        var (m, _) = MlaConversion.FromStandard(mha, new MlaConversionOptions { KvLoraRank = rank, RopeDims = rope, Strategy = strategy, Factorization = f });
+                        using (m) Add(exp, $"converted {Name(strategy)}/{f.ToString().ToLowerInvariant()}", seed, m, MaxDiff(m, mha, seed));
+                    }
+                foreach (var (strategy, f) in Enum.GetValues<RopeSelection>().Select(s => (s, LatentFactorization.Joint)).Append((RopeSelection.Norm, LatentFactorization.Separate)))
+                {
+                    var (m, _) = MlaConversion.FromStandard(mha, new MlaConversionOptions { KvLoraRank = rank, RopeDims = rope, Strategy = strategy, Factorization = f, Norm = LatentNormMode.Rms });
+                    using (m)
+                    {
+                        var c = MlaFrontier.Train(m, t, o.FineTuneSteps, o.FineTuneLearningRate, 500 + seed, seed, device, $"{exp} ft");
+                        Add(exp, $"converted {Name(strategy)}/{f.ToString().ToLowerInvariant()} (rms) + fine-tune {o.FineTuneSteps}", seed, m, null, c);
+                    }
+                }
+                using var scratch = Trained($"mla-{rank}-{rope}", seed, o.FineTuneSteps, out var sc);
+                Add(exp, $"mla-{rank}-{rope} from scratch, {o.FineTuneSteps} steps", seed, scratch, null, sc);
+            }
+            foreach (int rank in o.RankSweep)
+            {
+                var (m, _) = MlaConversion.FromStandard(mha, new MlaConversionOptions { KvLoraRank = rank, RopeDims = 4, Strategy = RopeSelection.Norm });
+                using (m) Add("mha2mla-rank-sweep", $"2-norm/joint, Dr 4, Dc {rank}", seed, m, MaxDiff(m, mha, seed));
+            }
+        }
+        var summary = rows.GroupBy(r => (r.Experiment, r.Case)).Select(g =>
+        {
+            var (l, lc) = MlaFrontier.MeanCi95(g.Select(r => r.EvalLoss).ToArray());
+            var (a, ac) = MlaFrontier.MeanCi95(g.Select(r => r.EvalAccuracy).ToArray());
+            double? d = g.All(r => r.MaxLogitDiff is not null) ? g.Average(r => r.MaxLogitDiff!.Value) : null;
+            return new ConversionSummary(g.Key.Experiment, g.Key.Case, g.First().KvElementsPerToken, g.Count(), l, lc, a, ac, d);
+        }).ToList();
+        return new MlaConversionExperimentResult(o, rows, summary);
+    }
+
+    static string Name(RopeSelection s) => s == RopeSelection.Norm ? "2-norm" : s.ToString().ToLowerInvariant();
+
+    public static string Markdown(MlaConversionExperimentResult r, string machine, string command)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("# MLA conversion: TransMLA (GQA/MQA → MLA) and MHA2MLA (MHA → MLA) on MQAR").AppendLine();
+        sb.AppendLine($"Command: `{command}`  ").AppendLine($"Machine: {machine}  ");
+        sb.AppendLine($"Sources trained {r.Options.SourceSteps} steps; fine-tunes {r.Options.FineTuneSteps} steps at lr {r.Options.FineTuneLearningRate}; {r.Options.Seeds} seeds; mean ± 95 % Student-t CI. KV = elements per token, all layers (bytes = 2 × in bf16). Loss is excess loss over Bayes (0).").AppendLine();
+        foreach (var g in r.Summary.GroupBy(s => s.Experiment))
+        {
+            sb.AppendLine($"## {g.Key}").AppendLine();
+            sb.AppendLine("| case | KV elem/token | excess loss | accuracy | max abs Δlogit vs source |").AppendLine("|---|---:|---|---|---:|");
+            foreach (var s in g)
+                sb.AppendLine($"| {s.Case} | {s.KvElementsPerToken} | {s.MeanLoss:F4} ± {s.LossCi95:F4} | {s.MeanAccuracy:P1} ± {s.AccuracyCi95:P1} | {(s.MeanMaxLogitDiff is { } d ? d.ToString("G3") : "")} |");
+            sb.AppendLine();
+        }
+        sb.AppendLine("![fine-tune curves](mla-convert-curves.png)");
+        return sb.ToString();
+    }
+
+    public static void Write(MlaConversionExperimentResult r, string dir, string machine, string command)
+    {
+        Directory.CreateDirectory(dir);
+        IO.AtomicFile.WriteAllText(Path.Combine(dir, "mla-convert.json"), MlaFrontier.Json(new { command, machine, result = r }));
+        IO.AtomicFile.WriteAllText(Path.Combine(dir, "mla-convert.md"), Markdown(r, machine, command));
+        IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-convert-curves.png"), MlaFrontier.PlotCurves(
+            r.Rows.Where(x => x.Curve is not null && x.Experiment.StartsWith("transmla", StringComparison.Ordinal)).Select(x => ($"{x.Experiment}: {x.Case}", x.Curve!)),
+            "TransMLA fine-tunes and baselines: eval loss"));
+    }
+}

@@ -1,0 +1,57 @@
+using WhaleTech.Lab.Mla;
+using WhaleTech.Model;
+
+namespace WhaleTech.Tests.Attention;
+
+public class MlaFrontierTests
+{
+    [Fact]
+    public void VariantsHaveMatchedParametersAndTheirCacheSizes()
+    {
+        var o = new MlaFrontierOptions();
+        long mha = 0;
+        foreach (var name in new[] { "mha", "gqa2", "mqa", "mla-8-4", "mla-12-4", "mla-8-8", "mla-24-8" })
+        {
+            var cfg = MlaFrontier.Config(o, FrontierVariant.Parse(name));
+            using var m = new DeepSeekLM(cfg);
+            if (name == "mha") mha = m.ParameterCount();
+            Assert.InRange(m.ParameterCount(), mha * 0.97, mha * 1.03);                 // MLP resized to the MHA total
+            long perLayer = name switch { "mha" => 2 * 4 * 8, "gqa2" => 2 * 2 * 8, "mqa" => 2 * 8, "mla-8-4" => 12, "mla-12-4" => 16, "mla-8-8" => 16, _ => 32 };
+            Assert.Equal(perLayer * o.Layers, MlaFrontier.KvElements(cfg));
+        }
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => FrontierVariant.Parse("mla-8"));
+    }
+
+    [Fact]
+    public void ConvergenceNeedsAFlatTail()
+    {
+        var rising = Enumerable.Range(0, 11).Select(i => new CurvePoint(i * 100, 2.0 - 0.15 * i, 0.1 + 0.08 * i)).ToList();
+        var flat = Enumerable.Range(0, 11).Select(i => new CurvePoint(i * 100, i < 6 ? 2.0 - 0.3 * i : 0.31 + 0.001 * (i % 2), i < 6 ? 0.1 * i : 0.8)).ToList();
+        Assert.False(MlaFrontier.Converged(rising, 0.02));
+        Assert.True(MlaFrontier.Converged(flat, 0.02));
+    }
+
+    [Fact]
+    public void ConfidenceIntervalIsStudentT()
+    {
+        var (mean, half) = MlaFrontier.MeanCi95([1.0, 2.0, 3.0]);
+        Assert.Equal(2.0, mean, 12);
+        Assert.Equal(4.302652729911275 * 1.0 / Math.Sqrt(3), half, 9);   // t(0.975, 2) · s / √n, s = 1
+    }
+
+    [Fact]
+    public void MergePoolsRunsAndRecomputesTheVerdict()
+    {
+        static FrontierRun Run(string v, int seed, double bytes, double loss) =>
+            new(v, seed, 100, (long)(bytes / 2), bytes, loss, 1 - loss, true, [new CurvePoint(0, 3, 0), new CurvePoint(10, loss, 1 - loss)]);
+        var o = new MlaFrontierOptions { Variants = ["mha"], Steps = 10 };
+        var a = new MlaFrontierResult(o, [Run("mha", 0, 256, 0.10), Run("mha", 1, 256, 0.12), Run("mha", 2, 256, 0.11)], [], "");
+        var b = new MlaFrontierResult(o with { Variants = ["mqa"] }, [Run("mqa", 0, 64, 0.50), Run("mqa", 1, 64, 0.52), Run("mqa", 2, 64, 0.51)], [], "");
+        var m = MlaFrontier.Merge([a, b]);
+        Assert.Equal(["mha", "mqa"], m.Options.Variants);
+        Assert.Equal(2, m.Points.Count);
+        Assert.All(m.Points, p => Assert.True(p.OnFrontier));           // smaller cache or lower loss: both Pareto-optimal
+        Assert.Contains("Distinguishably worse: mqa", m.Verdict);
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => MlaFrontier.Merge([a, b with { Options = o with { Steps = 20 } }]));
+    }
+}

@@ -1,0 +1,84 @@
+using WhaleTech.Cli;
+using WhaleTech.Hub;
+using WhaleTech.Model;
+using WhaleTech.Tests.Model;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Tests.Cli;
+
+/// <summary>`whale mla convert` on a checkpoint folder and `whale mla frontier --quick`.</summary>
+public class MlaConvertCliTests : IDisposable
+{
+    readonly string _dir = Directory.CreateTempSubdirectory("whale-mla-convert-").FullName;
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
+
+    static int Whale(params string[] args) => WhaleTech.Cli.Cli.Run(WhaleCommands.Root(), args);
+
+    [Fact]
+    public void ConvertWritesAHubMlaCheckpointWithTheSourceLogits()
+    {
+        var src = Path.Combine(_dir, "mqa");
+        var dst = Path.Combine(_dir, "mla");
+        using var model = MlaConversionTests.Sharp(MlaConversionTests.Source("mqa"));
+        model.SavePretrained(src);
+        Assert.Equal(0, Whale("mla", "convert", src, "--out", dst));
+        var (mla, _) = DeepSeekLM.FromPretrained(dst);
+        using var _m = mla;
+        mla.eval();
+        Assert.Equal("mla", mla.Config.Attention);
+        Assert.Equal(8, mla.Config.KvLoraRank);
+        Assert.Equal(8, mla.Config.QkRopeHeadDim);
+        using var g = no_grad();
+        var ids = TorchSharp.torch.randint(0, 32, [2, 16]);
+        double diff = (mla.forward(ids) - model.forward(ids)).abs().max().item<float>() / Math.Max(1.0, model.forward(ids).abs().max().item<float>());
+        Assert.True(diff <= 1e-5, $"{diff}");
+        // MHA2MLA options and a JSON report
+        var mha = Path.Combine(_dir, "mha");
+        using var mhaModel = MlaConversionTests.Sharp(MlaConversionTests.Source("mha"));
+        mhaModel.SavePretrained(mha);
+        Assert.Equal(0, Whale("mla", "convert", mha, "--kv-lora-rank", "12", "--rope-dims", "4", "--strategy", "2-norm", "--svd", "separate", "--latent-norm", "rms", "--json", "--out", Path.Combine(_dir, "mla2")));
+        var (m2, _) = DeepSeekLM.FromPretrained(Path.Combine(_dir, "mla2"));
+        using var _m2 = m2;
+        Assert.Equal(12, m2.Config.KvLoraRank);
+        Assert.Equal(4, m2.Config.QkRopeHeadDim);
+    }
+
+    [Theory]
+    [InlineData("--strategy", "middle")]
+    [InlineData("--svd", "qr")]
+    [InlineData("--rope-dims", "3")]
+    [InlineData("--latent-norm", "layer")]
+    public void BadConvertOptionsExitWithTwo(string option, string value)
+    {
+        var src = Path.Combine(_dir, "gqa");
+        using var model = new DeepSeekLM(MlaConversionTests.Source("gqa", kvHeads: 2));
+        model.SavePretrained(src);
+        Assert.Equal(2, Whale("mla", "convert", src, option, value, "--out", Path.Combine(_dir, "x")));
+    }
+
+    [Fact]
+    public void ConvertRefusesAnMlaCheckpointAndAMissingFolder()
+    {
+        var src = Path.Combine(_dir, "already");
+        using var model = new DeepSeekLM(WhaleTech.Core.ModelConfig.Tiny("mla"));
+        model.SavePretrained(src);
+        Assert.Equal(2, Whale("mla", "convert", src, "--out", Path.Combine(_dir, "x")));
+        Assert.Equal(2, Whale("mla", "convert", Path.Combine(_dir, "nope"), "--out", Path.Combine(_dir, "y")));
+    }
+
+    [Fact]
+    public void FrontierQuickWritesTableJsonAndPlots()
+    {
+        var outDir = Path.Combine(_dir, "frontier");
+        Assert.Equal(0, Whale("mla", "frontier", "--quick", "--seeds", "2", "--steps", "40", "--eval-every", "20", "--device", "cpu", "--out", outDir));
+        foreach (var f in new[] { "mla-frontier.json", "mla-frontier.md", "mla-frontier.png", "mla-frontier-curves.png" })
+            Assert.True(File.Exists(Path.Combine(outDir, f)), f);
+        Plots.PngAssert.Readable(Path.Combine(outDir, "mla-frontier.png"));
+        Assert.Contains("Verdict", File.ReadAllText(Path.Combine(outDir, "mla-frontier.md")));
+        var again = Path.Combine(_dir, "again");
+        Assert.Equal(0, Whale("mla", "frontier", "--from", Path.Combine(outDir, "mla-frontier.json"), "--out", again));
+        Assert.Equal(File.ReadAllText(Path.Combine(outDir, "mla-frontier.md")), File.ReadAllText(Path.Combine(again, "mla-frontier.md")));
+        Assert.Equal(2, Whale("mla", "frontier", "--variants", "gqa0", "--steps", "10"));
+        Assert.Equal(2, Whale("mla", "frontier", "--from", Path.Combine(_dir, "missing.json"), "--out", again));
+    }
+}
