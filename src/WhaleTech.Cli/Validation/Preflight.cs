@@ -45,6 +45,7 @@ public static class Preflight
         Option<long> o => p.GetValue(o),
         Option<long[]> o => p.GetValue(o),
         Option<double> o => p.GetValue(o),
+        Option<double?> o => p.GetValue(o),
         Option<bool> o => p.GetValue(o),
         Option<string> o => p.GetValue(o),
         Option<string[]> o => p.GetValue(o),

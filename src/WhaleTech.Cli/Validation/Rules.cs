@@ -63,6 +63,32 @@ public static class Rules
         ["mla bench --iterations"] = Int(1, 10_000),
         ["mla bench --out"] = OutFile,
         ["mla quality --out"] = OutDir,
+        ["mla frontier --variants"] = Text("mha, mqa, gqaN or mla-<kv_lora_rank>-<rope_dims>", (n, v) =>
+        {
+            foreach (var x in (string[])v)
+                if (!System.Text.RegularExpressions.Regex.IsMatch(x, @"^(mha|mqa|gqa[1-9][0-9]{0,2}|mla-[1-9][0-9]{0,3}-[1-9][0-9]{0,2})$"))
+                    throw new WhaleArgumentException(n, x, "must be mha, mqa, gqaN or mla-<kv_lora_rank>-<rope_dims> (e.g. mla-8-4)");
+        }),
+        ["mla frontier --eval-every"] = Int(1, Million),
+        ["mla frontier --out"] = OutDir,
+        ["mla frontier --pairs"] = Int(1, 64),
+        ["mla frontier --symbols"] = Int(2, 256),
+        ["mla frontier --from"] = Text("existing mla-frontier.json files", (n, v) =>
+        {
+            foreach (var f in (string[])v) Guard.ExistingFile(n, f);
+        }),
+        ["mla convert checkpoint"] = InDir,
+        ["mla convert --kv-lora-rank"] = Int(1, 65536),
+        ["mla convert --rope-dims"] = Int(2, 4096, "even, at most the head dim"),
+        ["mla convert --strategy"] = OneOf("high", "low", "uniform", "2-norm"),
+        ["mla convert --svd"] = OneOf("joint", "separate"),
+        ["mla convert --latent-norm"] = OneOf("linearized", "rms"),
+        ["mla convert --out"] = OutDir,
+        ["mla convert-study --source-steps"] = Int(1, Million),
+        ["mla convert-study --finetune-steps"] = Int(1, Million),
+        ["mla convert-study --out"] = OutDir,
+        ["mla convert-study --pairs"] = Int(1, 64),
+        ["mla convert-study --symbols"] = Int(2, 256),
         ["moe experiment --out"] = OutDir,
         ["moe experiment --batch-size"] = Int(1, 65536),
         ["moe experiment --hidden"] = Int(16, 65536, "a multiple of 16: 4 heads of a multiple of 4 dimensions"),
@@ -202,6 +228,9 @@ public static class Rules
         ["kv"] = "whale kv --model deepseek-v3 --context 32768 --batch 8",
         ["mla bench"] = "whale mla bench --batch 1 --context 256 --iterations 5",
         ["mla quality"] = "whale mla quality --seeds 1 --steps 50",
+        ["mla frontier"] = "whale mla frontier --quick --out runs/frontier",
+        ["mla convert"] = "whale mla convert runs/gqa-lm --kv-lora-rank 16 --rope-dims 8 --strategy high --out runs/gqa-as-mla",
+        ["mla convert-study"] = "whale mla convert-study --quick --out runs/convert-study",
         ["moe experiment"] = "whale moe experiment --seeds 1 --steps 50 --methods none,loss-free --out moe-experiment",
         ["grpo sft"] = "whale grpo sft --task addition --digits 2 --sft-steps 100 --out runs/sft",
         ["grpo train"] = "whale grpo train --init runs/sft/sft.bin --steps 50 --dynamic-sampling false --out runs/grpo",

@@ -67,6 +67,7 @@ public class RobustnessTests(RobustnessFixture fx) : IClassFixture<RobustnessFix
         ["generate"] = ["--model", fx.ModelDir],
         ["mtp speculate"] = ["--model", fx.ModelDir],
         ["grpo eval"] = ["--run", fx.ModelDir],
+        ["mla convert"] = [fx.ModelDir, "--out", Path.Combine(work, "mla-converted")],
     };
 
     static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
@@ -143,6 +144,8 @@ public class RobustnessTests(RobustnessFixture fx) : IClassFixture<RobustnessFix
         ["--ids"] = [("1,5,6", true), ("1,,2", false), ("1,-2", false), ("a", false), ("", false), ("1,99999", false)],
         ["--name"] = [("run-1", true), ("a/b", false), ("", false)],
         ["--rewards"] = [("accuracy:1,format:0.1", true), ("nonsense:1", false), ("", false), ("accuracy:nan", false)],
+        ["--variants"] = [("mla-8-4", true), ("gqa2", true), ("xla", false), ("mla-8", false), ("", false)],
+        ["--from"] = [("/etc/passwd", true), ("/no/such/mla-frontier.json", false), ("", false)],   // any existing file passes the rule
     };
 
     public List<BoundaryCase> Cases(string work)

@@ -18,9 +18,17 @@ public class InterruptResumeTests : IDisposable
 
     static readonly string WhaleDll = Path.Combine(AppContext.BaseDirectory, "whale.dll");
 
+    /// <summary>A shell that started this test run in the background (`cmd &amp;` without job control) passes SIGINT on as
+    /// ignored, and .NET then never installs its Ctrl-C handler. The child is therefore started through python3, which
+    /// restores SIGINT's default disposition and execs dotnet, so the test sees what a user's terminal would.</summary>
+    static readonly string? Python = new[] { "/usr/bin/python3", "/usr/local/bin/python3" }.FirstOrDefault(File.Exists);
+
     static Process Start(IEnumerable<string> args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo(Python ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (Python is not null)
+            foreach (var a in new[] { "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])", "dotnet" })
+                psi.ArgumentList.Add(a);
         psi.ArgumentList.Add(WhaleDll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["WHALETECH_THREADS"] = "1";
