@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 2: restore size and time of the two CPU backends, each into an EMPTY package folder (cold cache), from this
+# Restore size and time of the two CPU backends, each into an EMPTY package folder (cold cache), from this
 # workplace's package registry, on the shared 2-core Debian 12 VM (2026-11-23). times.txt holds what it printed.
 #   cpu-bundle.csproj: TorchSharp-cpu 0.107.0 (all-platform natives: Linux + Windows + macOS)
 #   linux-x64.csproj:  TorchSharp 0.107.0 + libtorch-cpu-linux-x64 2.10.0 (what WhaleTech restores on Linux x64)
