@@ -104,19 +104,7 @@ public static class MlaFrontier
             QkRopeHeadDim = v.Attention == "mla" ? v.RopeDims : Math.Max(2, dh / 2 / 2 * 2), VHeadDim = dh,
             Attention = v.Attention, MaxPositionEmbeddings = Math.Max(64, o.SequenceLength), HeadDim = v.Attention == "mla" ? null : dh,
         }.Validate();
-        int baseIntermediate = o.Hidden * 8 / 3 / 8 * 8 + 8;
-        long target = Count(Make(new FrontierVariant("mha", "mha"), baseIntermediate));
-        var cfg = Make(variant, baseIntermediate);
-        long diff = target - Count(cfg);
-        int adjusted = Math.Max(8, baseIntermediate + (int)Math.Round(diff / (3.0 * o.Hidden * o.Layers)));
-        return cfg with { IntermediateSize = adjusted };
-    }
-
-    static long Count(ModelConfig cfg)
-    {
-        using var scope = torch.NewDisposeScope();
-        using var m = new DeepSeekLM(cfg);
-        return m.ParameterCount();
+        return ParameterMatching.MatchMlp(i => Make(variant, i), i => Make(new FrontierVariant("mha", "mha"), i), o.Hidden, o.Layers);
     }
 
     /// <summary>KV-cache elements per token, all layers (MLA: the absorbed latent cache Dc + Dr).</summary>

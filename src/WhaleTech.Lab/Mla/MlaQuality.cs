@@ -67,19 +67,7 @@ public static class MlaQuality
             KvLoraRank = o.Hidden / 2, QLoraRank = null, QkNopeHeadDim = head, QkRopeHeadDim = Math.Max(2, head / 2 / 2 * 2), VHeadDim = head,
             Attention = kind, MaxPositionEmbeddings = 2 * (o.Pairs + o.Queries), HeadDim = kind == "mla" ? null : head,
         }.Validate();
-        int baseIntermediate = o.Hidden * 8 / 3 / 8 * 8 + 8;
-        long target = Count(Make("mha", baseIntermediate));
-        var cfg = Make(attention, baseIntermediate);
-        long diff = target - Count(cfg);                                          // MLP has 3·D·I parameters per layer
-        int adjusted = Math.Max(8, baseIntermediate + (int)Math.Round(diff / (3.0 * o.Hidden * o.Layers)));
-        return cfg with { IntermediateSize = adjusted };
-    }
-
-    static long Count(ModelConfig cfg)
-    {
-        using var scope = torch.NewDisposeScope();
-        using var m = new DeepSeekLM(cfg);
-        return m.ParameterCount();
+        return ParameterMatching.MatchMlp(i => Make(attention, i), i => Make("mha", i), o.Hidden, o.Layers);
     }
 
     /// <summary>A batch of MQAR sequences: ids [B, T] and the target mask [B, T] (true where the next token is a queried value).</summary>
