@@ -177,7 +177,7 @@ public static class MlaCommand
         var checkpoint = new Argument<string>("checkpoint") { Description = "A Hugging Face checkpoint folder of a standard-attention (mha, gqa, mqa) WhaleTech model." };
         var rank = new Option<int?>("--kv-lora-rank") { Description = "kv_lora_rank Dc (default: 2·Hkv·Dh − rope dims, the source's KV bytes)." };
         var ropeDims = new Option<int?>("--rope-dims") { Description = "qk_rope_head_dim Dr, even, ≤ head dim (default: the head dim)." };
-        var strategy = new Option<string>("--strategy") { Description = "Partial-RoPE pairs to keep: high, low, uniform or 2-norm.", DefaultValueFactory = _ => "high" };
+        var strategy = new Option<string>("--strategy") { Description = "Partial-RoPE pairs to keep: high, low, uniform or 2-norm (MHA2MLA's score, here of the weights: a checkpoint carries no calibration text; the library takes calibration tokens).", DefaultValueFactory = _ => "high" };
         var svd = new Option<string>("--svd") { Description = "Latent factorization: joint (keys and values together) or separate.", DefaultValueFactory = _ => "joint" };
         var norm = new Option<string>("--latent-norm") { Description = "linearized (exact, for inference) or rms (approximate, for fine-tuning).", DefaultValueFactory = _ => "linearized" };
         var outDir = new Option<string>("--out") { Description = "Output checkpoint folder (config.json + safetensors, HF DeepSeek-V3 layout).", Required = true };
@@ -210,7 +210,7 @@ public static class MlaCommand
             else
             {
                 output.WriteLine($"converted {report.SourceAttention} (Hkv {report.KvHeads}, head dim {report.HeadDim}) → mla: kv_lora_rank {report.KvLoraRank}, qk_rope_head_dim {report.RopeDims}, qk_nope_head_dim {report.NopeDims}, rope_theta {report.RopeTheta:G6}");
-                output.WriteLine($"RoPE pairs kept: {string.Join(" ", report.RopePairs)} (frequencies exact: {report.FrequenciesExact}); KV elements/token/layer {report.SourceKvElementsPerTokenPerLayer} → {report.TargetKvElementsPerTokenPerLayer}");
+                output.WriteLine($"RoPE pairs kept: {string.Join(" ", report.RopePairs)} (ranked by {report.PairScore}; frequencies exact: {report.FrequenciesExact}); KV elements/token/layer {report.SourceKvElementsPerTokenPerLayer} → {report.TargetKvElementsPerTokenPerLayer}");
                 output.WriteLine($"latent relative error per layer: {string.Join(" ", report.LatentRelativeError.Select(e => e.ToString("G3")))}; residual (un-RoPE'd) key energy: {string.Join(" ", report.ResidualKeyFraction.Select(e => e.ToString("P1")))}");
                 output.WriteLine(report.Exact ? "exact: the MLA model computes the source's function (fp32 rounding)" : "approximate: see the residual key energy and latent error above");
                 output.WriteLine($"wrote {parse.GetValue(outDir)}");

@@ -4,9 +4,9 @@
 //   RoPE-residual gap for GQA) and evaluate; convert with the RMS norm (the fine-tunable form) and evaluate; fine-tune
 //   it; compare with the source fine-tuned for the same steps (does MLA's extra freedom buy quality at this cache?)
 //   and with MLA of the same (Dc, Dr) trained from scratch for the fine-tune steps.
-//   MHA2MLA (MHA → MLA, smaller cache): every partial-RoPE strategy × SVD factorization at two ranks, right after
-//   conversion; a rank sweep; fine-tunes of each strategy (joint SVD) and of the 2-norm/separate pair; MLA from
-//   scratch for the same steps.
+//   MHA2MLA (MHA → MLA, smaller cache): every partial-RoPE strategy × SVD factorization right after conversion
+//   (2-norm measured on a calibration batch, as MHA2MLA, and its weight-space proxy); a rank sweep; fine-tunes of
+//   each strategy (joint SVD) and of the 2-norm/separate pair; MLA from scratch for the same steps.
 // Every number is a mean with a 95 % Student-t interval over seeds. Loss = excess loss (Bayes 0, MlaFrontier).
 using System.Text;
 using TorchSharp;
@@ -85,8 +85,12 @@ public static class MlaConversionExperiment
                 using var scratch = Trained($"mla-{rep.KvLoraRank}-{rep.RopeDims}", seed, o.FineTuneSteps, out var sc);
                 Add(exp, $"mla-{rep.KvLoraRank}-{rep.RopeDims} from scratch, {o.FineTuneSteps} steps", seed, scratch, null, sc);
             }
-            // ---- MHA2MLA: MHA → MLA at smaller caches
+            // ---- MHA2MLA: MHA → MLA at smaller caches. The 2-norm strategy measures ‖q‖·‖k‖ on a calibration batch of
+            // the task (MHA2MLA §3.1), drawn apart from the training and eval streams.
             using var mha = Trained("mha", seed, o.SourceSteps, out _);
+            var (calibration, _, _) = MlaQuality.Batch(t.Task, 64, new Random(30_000 + seed));
+            MlaConversionOptions Options(RopeSelection s, int rank, int rope, LatentFactorization f, LatentNormMode n = LatentNormMode.Linearized) =>
+                new() { KvLoraRank = rank, RopeDims = rope, Strategy = s, Factorization = f, Norm = n, CalibrationIds = s == RopeSelection.Norm ? calibration : null };
             Add("mha2mla", $"mha source ({o.SourceSteps} steps)", seed, mha);
             foreach (var (rank, rope) in o.MhaTargets.Select(x => (x.Rank, x.Rope)))
             {
@@ -94,12 +98,14 @@ public static class MlaConversionExperiment
                 foreach (var strategy in Enum.GetValues<RopeSelection>())
                     foreach (var f in Enum.GetValues<LatentFactorization>())
                     {
-                        var (m, _) = MlaConversion.FromStandard(mha, new MlaConversionOptions { KvLoraRank = rank, RopeDims = rope, Strategy = strategy, Factorization = f });
+                        var (m, _) = MlaConversion.FromStandard(mha, Options(strategy, rank, rope, f));
                         using (m) Add(exp, $"converted {Name(strategy)}/{f.ToString().ToLowerInvariant()}", seed, m, MaxDiff(m, mha, seed));
                     }
+                var (byWeights, _) = MlaConversion.FromStandard(mha, new MlaConversionOptions { KvLoraRank = rank, RopeDims = rope, Strategy = RopeSelection.Norm });
+                using (byWeights) Add(exp, "converted 2-norm of weights/joint", seed, byWeights, MaxDiff(byWeights, mha, seed));
                 foreach (var (strategy, f) in Enum.GetValues<RopeSelection>().Select(s => (s, LatentFactorization.Joint)).Append((RopeSelection.Norm, LatentFactorization.Separate)))
                 {
-                    var (m, _) = MlaConversion.FromStandard(mha, new MlaConversionOptions { KvLoraRank = rank, RopeDims = rope, Strategy = strategy, Factorization = f, Norm = LatentNormMode.Rms });
+                    var (m, _) = MlaConversion.FromStandard(mha, Options(strategy, rank, rope, f, LatentNormMode.Rms));
                     using (m)
                     {
                         var c = MlaFrontier.Train(m, t, o.FineTuneSteps, o.FineTuneLearningRate, 500 + seed, seed, device, $"{exp} ft");
@@ -111,7 +117,7 @@ public static class MlaConversionExperiment
             }
             foreach (int rank in o.RankSweep)
             {
-                var (m, _) = MlaConversion.FromStandard(mha, new MlaConversionOptions { KvLoraRank = rank, RopeDims = 4, Strategy = RopeSelection.Norm });
+                var (m, _) = MlaConversion.FromStandard(mha, Options(RopeSelection.Norm, rank, 4, LatentFactorization.Joint));
                 using (m) Add("mha2mla-rank-sweep", $"2-norm/joint, Dr 4, Dc {rank}", seed, m, MaxDiff(m, mha, seed));
             }
         }

@@ -17,6 +17,8 @@ public sealed class DecoderBlock : nn.Module<Tensor, AttentionContext, Tensor>
     private readonly RmsNorm input_layernorm, post_attention_layernorm;
 
     public AttentionLayer Attention => self_attn;
+    /// <summary>The norm before attention (its output is what q_proj/k_proj/v_proj see).</summary>
+    public RmsNorm InputLayerNorm => input_layernorm;
     public nn.Module<Tensor, Tensor> Mlp => mlp;
 
     public DecoderBlock(ModelConfig cfg, int layer, RotaryEmbedding rope, LinearFactory linear, MlpFactory moe) : base("DecoderBlock")

@@ -6,8 +6,10 @@
 //
 //   1. Partial RoPE. WhaleTech's MLA rotates ONE key k^R of Dr dims shared by all heads, with the frequencies
 //      ω'_m = θ'^(−2m/Dr). Choose Dr/2 of the Dh/2 rotation pairs of the source heads (strategy: high = the
-//      fastest, low = the slowest, uniform = every s-th, norm = the largest Σ‖W_Q,pair‖·‖W_K,pair‖ over heads and
-//      layers, the weight-space form of MHA2MLA's 2-norm score). θ' is fitted so ω'_m match the chosen ω_{i_m}:
+//      fastest, low = the slowest, uniform = every s-th, norm = MHA2MLA's 2-norm contribution (§3.1): the largest
+//      Σ_layers Σ_h E‖q_{h,pair}‖·E‖k_{g(h),pair}‖, measured on calibration tokens when given (the paper's form,
+//      summed over heads and layers because one rotary table serves them all), else its weight-space proxy
+//      Σ‖W_Q,pair‖·‖W_K,pair‖ (isotropic inputs)). θ' is fitted so ω'_m match the chosen ω_{i_m}:
 //      exact for high (θ' = θ^(Dr/Dh)) and uniform (θ' = θ), a least-squares fit in log-frequency otherwise.
 //   2. Sharing (RoRoPE, TransMLA §4). For each chosen pair i the Hkv source keys k_{g,i} ∈ ℝ² are mixed by the top
 //      eigenvector u of their Gram matrix G_gg' = Σ_c ⟨W_K[g,2i+c], W_K[g',2i+c]⟩. u acts identically on both
@@ -59,6 +61,9 @@ public sealed record MlaConversionOptions
     public RopeSelection Strategy { get; init; } = RopeSelection.High;
     public LatentFactorization Factorization { get; init; } = LatentFactorization.Joint;
     public LatentNormMode Norm { get; init; } = LatentNormMode.Linearized;
+    /// <summary>[B, T] token ids the 2-norm strategy measures ‖q‖·‖k‖ on (MHA2MLA's calibration); null = the
+    /// weight-space proxy. Ignored by the other strategies.</summary>
+    public Tensor? CalibrationIds { get; init; }
 
     public static RopeSelection ParseStrategy(string s) => s.Trim().ToLowerInvariant() switch
     {
@@ -82,7 +87,11 @@ public sealed record MlaConversionOptions
 public sealed record MlaConversionReport(
     string SourceAttention, int KvHeads, int HeadDim, int KvLoraRank, int RopeDims, int NopeDims, double RopeTheta,
     int[] RopePairs, bool FrequenciesExact, bool Exact, long SourceKvElementsPerTokenPerLayer, long TargetKvElementsPerTokenPerLayer,
-    double[] LatentRelativeError, double[] ResidualKeyFraction);
+    double[] LatentRelativeError, double[] ResidualKeyFraction)
+{
+    /// <summary>What ranked the RoPE pairs: "activations (B×T tokens)", "weights" or the fixed strategy's name.</summary>
+    public string PairScore { get; init; } = "";
+}
 
 public static class MlaConversion
 {
@@ -139,8 +148,10 @@ public static class MlaConversion
             RopeSelection.High => Enumerable.Range(0, keep).ToArray(),
             RopeSelection.Low => Enumerable.Range(pairs - keep, keep).ToArray(),
             RopeSelection.Uniform => Enumerable.Range(0, keep).Select(m => (int)Math.Round(m * (double)pairs / keep)).ToArray(),
-            _ => NormPairs(cfg, W, H, G, Dh, D, L, keep),
+            _ => TopPairs(o.CalibrationIds is { } ids ? ActivationNormScores(source, ids, W, H, Hkv, G, Dh, L) : WeightNormScores(W, H, G, Dh, D, L), keep),
         };
+        string pairScore = o.Strategy != RopeSelection.Norm ? o.Strategy.ToString().ToLowerInvariant()
+            : o.CalibrationIds is { } c ? $"activations ({c.shape[0]}×{c.shape[1]} tokens)" : "weights";
         double logTheta = Math.Log(cfg.RopeTheta);
         double sumMI = 0, sumMM = 0;
         for (int m = 0; m < keep; m++) { sumMI += m * (double)chosen[m]; sumMM += (double)m * m; }
@@ -227,25 +238,80 @@ public static class MlaConversion
 
         bool exact = Hkv == 1 && Dr == Dh && freqExact && lossless && o.Norm == LatentNormMode.Linearized;
         var report = new MlaConversionReport(cfg.Attention, Hkv, Dh, Dc, Dr, Dn, thetaPrime, chosen, freqExact, exact,
-            sourceKv, Dc + Dr, latentErr, residualFrac);
+            sourceKv, Dc + Dr, latentErr, residualFrac) { PairScore = pairScore };
         var output = dst.ToDictionary(kv => kv.Key, kv => kv.Value.to_type(ScalarType.Float32).MoveToOuterDisposeScope());
         return ((target, report), output);
     }
 
     /// <summary>Weight-space 2-norm contribution of each rotation pair, Σ_layers Σ_h ‖W_Q[h,pair]‖_F·‖W_K[g(h),pair]‖_F
-    /// (MHA2MLA's ‖q_i‖‖k_i‖ with isotropic inputs); the top <paramref name="keep"/>, ascending.</summary>
-    static int[] NormPairs(ModelConfig cfg, Func<int, string, Tensor> w, int H, int G, int Dh, int D, int L, int keep)
+    /// (MHA2MLA's ‖q_i‖‖k_i‖ with isotropic inputs). Returns [Dh/2].</summary>
+    static double[] WeightNormScores(Func<int, string, Tensor> w, int H, int G, int Dh, int D, int L)
     {
         var score = new double[Dh / 2];
         for (int layer = 0; layer < L; layer++)
         {
             var q = w(layer, "q_proj").view(H, Dh / 2, 2 * D).norm(dim: -1);            // [H, Dh/2]
             var k = w(layer, "k_proj").view(-1, Dh / 2, 2 * D).norm(dim: -1);           // [Hkv, Dh/2]
-            for (int h = 0; h < H; h++)
-                for (int i = 0; i < Dh / 2; i++) score[i] += q[h, i].item<double>() * k[h / G, i].item<double>();
+            AddHeadProducts(score, q, k, H, G, Dh);
         }
-        return Enumerable.Range(0, Dh / 2).OrderByDescending(i => score[i]).Take(keep).Order().ToArray();
+        return score;
     }
+
+    /// <summary>MHA2MLA's 2-norm contribution (§3.1) on calibration tokens: for each layer, the source's own queries and
+    /// keys of <paramref name="ids"/> (before RoPE — a rotation keeps each pair's norm), the mean over tokens of each
+    /// pair's ‖q_{h,i}‖ times the mean of ‖k_{g(h),i}‖, summed over heads and layers. Returns [Dh/2].</summary>
+    static double[] ActivationNormScores(DeepSeekLM source, Tensor ids, Func<int, string, Tensor> w, int H, int Hkv, int G, int Dh, int L)
+    {
+        var cfg = source.Config;
+        if (ids.dim() != 2 || ids.shape[0] < 1 || ids.shape[1] < 1)
+            throw new WhaleArgumentException("calibration ids", "shape [" + string.Join(", ", ids.shape) + "]", "must be a non-empty [batch, tokens] tensor of token ids");
+        if (ids.shape[1] > cfg.MaxPositionEmbeddings)
+            throw new WhaleArgumentException("calibration ids", $"{ids.shape[1]} tokens", $"must be at most max_position_embeddings = {cfg.MaxPositionEmbeddings}");
+        long lo = ids.min().item<long>(), hi = ids.max().item<long>();
+        if (lo < 0 || hi >= cfg.VocabSize)
+            throw new WhaleArgumentException("calibration ids", $"range [{lo}, {hi}]", $"must be token ids in [0, {cfg.VocabSize})");
+        var score = new double[Dh / 2];
+        bool wasTraining = source.training;
+        source.eval();
+        try
+        {
+            using var scope = torch.NewDisposeScope();
+            var device = source.Embedding.weight!.device;
+            var x = ids.to(device);
+            long B = x.shape[0], T = x.shape[1];
+            var positions = torch.arange(T, device: device).unsqueeze(0).expand(B, T);
+            var ctx = new AttentionContext
+            {
+                Positions = positions, Rotary = source.Rotary.Tables(positions),
+                Mask = AttentionContext.BuildMask(torch.ones(B, T, dtype: ScalarType.Bool, device: device), 0, T),
+            };
+            var h = source.Embedding.forward(x);                                                 // [B, T, D]
+            for (int layer = 0; layer < L; layer++)
+            {
+                var block = source.Layers[layer];
+                var a = block.InputLayerNorm.forward(h).cpu().to_type(ScalarType.Float64);     // [B, T, D]
+                var q = torch.nn.functional.linear(a, w(layer, "q_proj")).view(B, T, H, Dh / 2, 2).norm(dim: -1).mean([0, 1]);    // [H, Dh/2]
+                var k = torch.nn.functional.linear(a, w(layer, "k_proj")).view(B, T, Hkv, Dh / 2, 2).norm(dim: -1).mean([0, 1]);  // [Hkv, Dh/2]
+                AddHeadProducts(score, q, k, H, G, Dh);
+                h = block.forward(h, ctx);
+            }
+        }
+        finally { source.train(wasTraining); }
+        return score;
+    }
+
+    static void AddHeadProducts(double[] score, Tensor q, Tensor k, int H, int G, int Dh)
+    {
+        var qa = q.contiguous().data<double>().ToArray();       // [H, Dh/2] row-major
+        var ka = k.contiguous().data<double>().ToArray();       // [Hkv, Dh/2]
+        int P = Dh / 2;
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < P; i++) score[i] += qa[h * P + i] * ka[(h / G) * P + i];
+    }
+
+    /// <summary>The <paramref name="keep"/> highest-scoring pairs, ascending.</summary>
+    static int[] TopPairs(double[] score, int keep) =>
+        Enumerable.Range(0, score.Length).OrderByDescending(i => score[i]).Take(keep).Order().ToArray();
 
     /// <summary>Best rank-r factorization M ≈ A B (Eckart–Young): B = S_r V_rᵀ [r, D], A = U_r [rows, r]; exact copy
     /// (A = [I | 0], B = [M; 0]) when r ≥ rows.</summary>

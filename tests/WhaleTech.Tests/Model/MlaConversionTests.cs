@@ -153,6 +153,42 @@ public class MlaConversionTests
         Assert.Equal(2, nr.RopePairs.Distinct().Count());
     }
 
+    /// <summary>The 2-norm strategy on calibration tokens ranks pairs by what the queries and keys are on real inputs,
+    /// not by weight size: tokens live in hidden dims 0–3 only; pair 3's weights are large but read dims 4–31 (their
+    /// activations are exactly 0), pair 1's are moderate on dims 0–3. Weights pick pair 3, activations pair 1.</summary>
+    [Fact]
+    public void TwoNormOnCalibrationTokensScoresWhatTheModelSees()
+    {
+        using var mha = Sharp(Source("mha", layers: 1));
+        var p = mha.named_parameters().ToDictionary(x => x.name, x => x.parameter);
+        using (torch.no_grad())
+        {
+            var emb = p["model.embed_tokens.weight"];
+            emb.zero_();
+            emb.narrow(1, 0, 4).normal_(0, 1);
+            foreach (var name in new[] { "q_proj", "k_proj" })
+            {
+                var w = p[$"model.layers.0.self_attn.{name}.weight"].view(4, 4, 2, 32);          // [H, Dh/2 pairs, 2, D]
+                w.normal_(0, 0.01);
+                w.select(1, 3).zero_();
+                w.select(1, 3).narrow(-1, 4, 28).fill_(1.0);
+                w.select(1, 1).narrow(-1, 0, 4).fill_(0.3);
+            }
+        }
+        var (a, byWeights) = MlaConversion.FromStandard(mha, new MlaConversionOptions { RopeDims = 2, Strategy = RopeSelection.Norm });
+        a.Dispose();
+        Assert.Equal([3], byWeights.RopePairs);
+        Assert.Equal("weights", byWeights.PairScore);
+        var ids = Ids(4, 16, 3);
+        var (b, byActivations) = MlaConversion.FromStandard(mha, new MlaConversionOptions { RopeDims = 2, Strategy = RopeSelection.Norm, CalibrationIds = ids });
+        b.Dispose();
+        Assert.Equal([1], byActivations.RopePairs);
+        Assert.Equal("activations (4×16 tokens)", byActivations.PairScore);
+        Assert.False(mha.training);                                                                 // eval state restored
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => MlaConversion.FromStandard(mha,
+            new MlaConversionOptions { RopeDims = 2, Strategy = RopeSelection.Norm, CalibrationIds = torch.full(2, 4, 99L) }));
+    }
+
     [Fact]
     public void BadInputsAreArgumentErrors()
     {
