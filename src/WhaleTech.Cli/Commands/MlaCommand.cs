@@ -126,12 +126,15 @@ public static class MlaCommand
         var quick = new Option<bool>("--quick") { Description = "Tiny smoke run: 2 variants, 150 steps, 128 eval sequences (finishes in a minute; not converged)." };
         var outDir = new Option<string?>("--out") { Description = "Folder for mla-frontier.json, .md, .png and -curves.png." };
         var pairs = new Option<int?>("--pairs") { Description = "MQAR key–value pairs per sequence (default 4; queries = pairs)." };
-        var symbols = new Option<int?>("--symbols") { Description = "Key and value vocabulary sizes (default 16 each)." };
+        var symbols = new Option<int?>("--symbols") { Description = "Key and value vocabulary sizes (default 16 each); the language's vocabulary." };
+        var task = new Option<string>("--task") { Description = "What to train on: mqar (recall; Bayes loss 0) or language (topic-mixture bigram language; Bayes loss computed exactly per sequence).", DefaultValueFactory = _ => "mqar" };
+        var topics = new Option<int?>("--topics") { Description = "Topics of --task language (default 4)." };
+        var length = new Option<int?>("--length") { Description = "Sequence length of --task language (default 32)." };
         var hidden = new Option<int?>("--hidden") { Description = "Model width D (default 32; 4 heads)." };
         var lr = new Option<double?>("--lr") { Description = "Peak AdamW learning rate (default 3e-3)." };
         var from = new Option<string[]>("--from") { Description = "Re-render earlier mla-frontier.json files into --out (no training); several files (same task) are merged and the verdict recomputed.", AllowMultipleArgumentsPerToken = true };
-        var cmd = new Command("frontier", "Train MHA/GQA/MQA/MLA variants (matched parameters) on MQAR to convergence; excess loss vs KV bytes per token with 95% CIs.")
-            { device, variants, seeds, steps, evalEvery, quick, outDir, pairs, symbols, hidden, lr, from };
+        var cmd = new Command("frontier", "Train MHA/GQA/MQA/MLA variants (matched parameters) on MQAR or a synthetic language to convergence; excess loss over Bayes vs KV bytes per token with 95% CIs.")
+            { device, variants, seeds, steps, evalEvery, quick, outDir, pairs, symbols, task, topics, length, hidden, lr, from };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -153,10 +156,13 @@ public static class MlaCommand
             o = o with { Seeds = parse.GetValue(seeds), Steps = parse.GetValue(steps) ?? o.Steps, EvalEvery = parse.GetValue(evalEvery) ?? o.EvalEvery };
             if (parse.GetValue(pairs) is int np) o = o with { Pairs = np, Queries = np };
             if (parse.GetValue(symbols) is int ns) o = o with { Keys = ns, Values = ns };
+            o = o with { TaskKind = parse.GetValue(task)! };
+            if (parse.GetValue(topics) is int nt) o = o with { Topics = nt };
+            if (parse.GetValue(length) is int nl) o = o with { Length = nl };
             if (parse.GetValue(hidden) is int nh) o = o with { Hidden = nh };
             if (parse.GetValue(lr) is double l) o = o with { LearningRate = l };
             var result = MlaFrontier.Run(o, dev, output.WriteLine);
-            var table = new Table().Title("MQAR excess loss vs KV cache (mean ± 95% CI over seeds)")
+            var table = new Table().Title($"{(o.TaskKind == "language" ? "Language" : "MQAR")} excess loss vs KV cache (mean ± 95% CI over seeds)")
                 .AddColumn("variant").AddColumn("params").AddColumn("KV B/token (bf16)").AddColumn("excess loss").AddColumn("accuracy").AddColumn("converged");
             foreach (var x in result.Points)
                 table.AddRow(x.Variant, $"{x.Parameters:N0}", $"{x.KvBytesPerTokenBf16:N0}", $"{x.MeanExcessLoss:F4} ± {x.ExcessLossCi95:F4}", $"{x.MeanAccuracy:P1} ± {x.AccuracyCi95:P1}", $"{x.ConvergedRuns}/{x.Seeds}");

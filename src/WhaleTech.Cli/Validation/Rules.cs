@@ -73,6 +73,9 @@ public static class Rules
         ["mla frontier --out"] = OutDir,
         ["mla frontier --pairs"] = Int(1, 64),
         ["mla frontier --symbols"] = Int(2, 256),
+        ["mla frontier --task"] = OneOf("mqar", "language"),
+        ["mla frontier --topics"] = Int(1, 64),
+        ["mla frontier --length"] = Int(2, 4096),
         ["mla frontier --from"] = Text("existing mla-frontier.json files", (n, v) =>
         {
             foreach (var f in (string[])v) Guard.ExistingFile(n, f);

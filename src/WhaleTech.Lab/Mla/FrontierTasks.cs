@@ -1,0 +1,146 @@
+// The tasks the MLA frontier trains on, each with its Bayes-optimal loss so results are excess loss over Bayes.
+//
+//   mqar      multi-query associative recall (Arora et al. 2023; MlaQuality.Batch): the queried values are determined
+//             by the context, so the Bayes loss is 0 and accuracy has ceiling 100 %. It tests how much the cache can
+//             hold and retrieve exactly.
+//   language  a synthetic language whose entropy is known sequence by sequence: K "topics", each a bigram chain over
+//             V tokens with rows drawn once from Dirichlet(α) (the language is fixed by LanguageSeed; the training
+//             and eval seeds only draw sequences). A sequence picks a topic k uniformly, x_0 uniformly, then
+//             x_t ~ P_k(· | x_{t−1}). The Bayes predictor must infer the topic from the whole prefix:
+//                 p(x_{t+1} | x_≤t) = Σ_k w_k(t) P_k(x_{t+1} | x_t),   w_k(t) ∝ Π_{s=1..t} P_k(x_s | x_{s−1}),
+//             which the eval computes exactly per sequence (forward recursion in log space), so excess loss = model
+//             NLL − Bayes NLL on the same tokens. Unlike MQAR it is graded (no ceiling at 0 nats a small model can
+//             hit by memorizing) and tests aggregation of evidence over the context rather than exact lookup.
+//
+// Shapes: B batch, T sequence, V vocabulary, K topics.
+using MathNet.Numerics.Distributions;
+using WhaleTech.Runtime;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Lab.Mla;
+
+/// <summary>A frontier task: training/eval batches and the Bayes-optimal loss of a batch.</summary>
+public interface IFrontierTask
+{
+    int VocabSize { get; }
+    int SequenceLength { get; }
+    /// <summary>ids [B, T] long, targets [B, T] long, mask [B, T] bool (the positions that are scored).</summary>
+    (Tensor Ids, Tensor Targets, Tensor Mask) Batch(int batch, Random rng);
+    /// <summary>Mean Bayes-optimal NLL (nats) over the masked positions of a batch from <see cref="Batch"/>.</summary>
+    double BayesLoss(Tensor ids, Tensor targets, Tensor mask);
+    /// <summary>Bayes-optimal top-1 accuracy over the masked positions.</summary>
+    double BayesAccuracy(Tensor ids, Tensor targets, Tensor mask);
+    /// <summary>One sentence for the results' Task line.</summary>
+    string Describe();
+}
+
+/// <summary>MQAR (see the file header); the Bayes loss is 0.</summary>
+public sealed class MqarFrontierTask(MlaQualityOptions mqar) : IFrontierTask
+{
+    public int VocabSize => mqar.Keys + mqar.Values;
+    public int SequenceLength => 2 * (mqar.Pairs + mqar.Queries);
+    public (Tensor Ids, Tensor Targets, Tensor Mask) Batch(int batch, Random rng) => MlaQuality.Batch(mqar, batch, rng);
+    public double BayesLoss(Tensor ids, Tensor targets, Tensor mask) => 0;
+    public double BayesAccuracy(Tensor ids, Tensor targets, Tensor mask) => 1;
+    public string Describe() => $"MQAR, {mqar.Pairs} pairs, {mqar.Queries} queries, {mqar.Keys} keys × {mqar.Values} values (T = {SequenceLength}). Bayes-optimal loss is 0, so eval loss = excess loss";
+}
+
+/// <summary>The topic-mixture bigram language (see the file header).</summary>
+public sealed class TopicBigramLanguage : IFrontierTask
+{
+    public const int LanguageSeed = 20_250_701;
+    readonly double[][,] _p;      // [K][V, V] row-stochastic: P_k(next | previous)
+    readonly double _alpha;
+
+    public int VocabSize { get; }
+    public int SequenceLength { get; }
+    public int Topics { get; }
+
+    public TopicBigramLanguage(int vocab, int topics, int length, double alpha = 0.5, int languageSeed = LanguageSeed)
+    {
+        Guard.InRange("symbols", vocab, 2, 256);
+        Guard.InRange("topics", topics, 1, 64);
+        Guard.InRange("length", length, 2, 4096);
+        Guard.Positive("alpha", alpha);
+        VocabSize = vocab; Topics = topics; SequenceLength = length; _alpha = alpha;
+        var rng = new Random(languageSeed);
+        _p = new double[topics][,];
+        for (int k = 0; k < topics; k++)
+        {
+            _p[k] = new double[vocab, vocab];
+            for (int a = 0; a < vocab; a++)
+            {
+                double sum = 0;
+                for (int b = 0; b < vocab; b++) sum += _p[k][a, b] = Math.Max(Gamma.Sample(rng, alpha, 1.0), 1e-300);
+                for (int b = 0; b < vocab; b++) _p[k][a, b] /= sum;
+            }
+        }
+    }
+
+    /// <summary>P_k(b | a).</summary>
+    public double Transition(int topic, int a, int b) => _p[topic][a, b];
+
+    public (Tensor Ids, Tensor Targets, Tensor Mask) Batch(int batch, Random rng)
+    {
+        int T = SequenceLength, V = VocabSize;
+        var x = new long[batch * (T + 1)];                         // T + 1 tokens: ids are 0..T−1, targets 1..T
+        for (int n = 0; n < batch; n++)
+        {
+            int k = rng.Next(Topics);
+            int prev = rng.Next(V);
+            x[n * (T + 1)] = prev;
+            for (int t = 1; t <= T; t++)
+            {
+                double u = rng.NextDouble(), c = 0;
+                int next = V - 1;
+                for (int b = 0; b < V; b++) { c += _p[k][prev, b]; if (u < c) { next = b; break; } }
+                x[n * (T + 1) + t] = prev = next;
+            }
+        }
+        using var all = tensor(x, [batch, T + 1]);
+        return (all.narrow(1, 0, T).contiguous(), all.narrow(1, 1, T).contiguous(), ones(batch, T, dtype: ScalarType.Bool));
+    }
+
+    public double BayesLoss(Tensor ids, Tensor targets, Tensor mask) => Bayes(ids, targets, mask).Loss;
+    public double BayesAccuracy(Tensor ids, Tensor targets, Tensor mask) => Bayes(ids, targets, mask).Accuracy;
+
+    /// <summary>The exact posterior-predictive NLL and top-1 accuracy over the masked positions.</summary>
+    (double Loss, double Accuracy) Bayes(Tensor ids, Tensor targets, Tensor mask)
+    {
+        int B = (int)ids.shape[0], T = (int)ids.shape[1], V = VocabSize, K = Topics;
+        var x = ids.cpu().contiguous().data<long>().ToArray();
+        var y = targets.cpu().contiguous().data<long>().ToArray();
+        var m = mask.cpu().contiguous().data<bool>().ToArray();
+        double nll = 0, correct = 0; long count = 0;
+        var logW = new double[K];
+        var pred = new double[V];
+        for (int n = 0; n < B; n++)
+        {
+            Array.Fill(logW, 0.0);                                  // x_0 is uniform under every topic: no evidence yet
+            for (int t = 0; t < T; t++)
+            {
+                int prev = (int)x[n * T + t], target = (int)y[n * T + t];
+                double max = logW.Max(), z = 0;
+                Array.Clear(pred);
+                for (int k = 0; k < K; k++)
+                {
+                    double w = Math.Exp(logW[k] - max);
+                    z += w;
+                    for (int b = 0; b < V; b++) pred[b] += w * _p[k][prev, b];
+                }
+                if (m[n * T + t])
+                {
+                    nll -= Math.Log(pred[target] / z);
+                    int arg = 0;
+                    for (int b = 1; b < V; b++) if (pred[b] > pred[arg]) arg = b;
+                    correct += arg == target ? 1 : 0;
+                    count++;
+                }
+                for (int k = 0; k < K; k++) logW[k] += Math.Log(_p[k][prev, target]);     // the target is the next input
+            }
+        }
+        return count == 0 ? (0, 1) : (nll / count, correct / count);
+    }
+
+    public string Describe() => $"topic-mixture bigram language, {Topics} topics × {VocabSize} symbols, Dirichlet(α = {_alpha}) rows, T = {SequenceLength}; every position scored. The Bayes-optimal loss is computed exactly per eval sequence (topic posterior from the prefix) and subtracted: excess loss = eval NLL − Bayes NLL";
+}
