@@ -3,7 +3,7 @@
 //   GEMM rate       fp32 torch.mm of 2048 × 2048 × 2048 (libtorch's BLAS at the configured thread count).
 // A row's roofline time is max(bytes moved ÷ copy bandwidth, FLOPs ÷ GEMM rate); its fraction of the roofline is
 // roofline time ÷ measured time (1 = at the machine's limit). Page faults are minor faults (minflt, field 10 of
-// /proc/self/stat) counted around each timed call: a first touch of a fresh 4 KiB page costs ≈ 1.4 µs here.
+// /proc/self/stat) counted around each timed call: a first touch of a fresh 4 KiB page costs a fault and the kernel's zeroing of the page.
 //
 // LimitProbe makes the copy and the GEMM two more bodies of an interleaved run, so the limits a row is judged
 // against are measured in the very rounds that measured the row (on a shared machine both drift together).

@@ -4,7 +4,7 @@
 // synthetic topic-mixture language whose Bayes loss is computed exactly (FrontierTasks.cs). Results are excess loss
 // over the Bayes-optimal loss (MQAR's is 0: each queried value is determined by the context).
 //
-// Why this task and budget: MlaQuality's 8-pair MQAR stopped at ≈30 % recall after 1,500 steps on the 2-core CPU
+// Why this task and budget: MlaQuality's 8-pair MQAR stopped at ≈30 % recall after 1,500 steps on the 2-core CPU (benchmarks/results/mla-quality-cpu-1500)
 // (learning speed only). Here the task is scaled down (4 pairs, 4 queries, 16 keys × 16 values, T = 16) and every
 // model is trained with a warm-up + cosine schedule until the eval curve is flat: a run counts as converged when its
 // eval accuracy over the last quarter of training moves by < ConvergedDelta and its eval loss by < 10 % (checked

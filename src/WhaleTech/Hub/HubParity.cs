@@ -56,7 +56,7 @@ public sealed record HubParityResult(string Name, double MaxRelativeError, bool 
     public int? FirstDivergentLayer { get; init; }
     /// <summary>The RoPE cos/sin tables vs the reference's rope.cos / rope.sin (WhaleTech's layout [P, R]), when it has them.
     /// RoPE is where rope_theta and rope_scaling act; a wrong rope_theta barely moves the logits of a short prompt
-    /// (10001 for 10000: ~1e-6, at the level of fp32 reordering noise) but moves the tables by ~1e-4.</summary>
+    /// (10001 for 10000: ~1e-6, at the level of fp32 reordering noise) but moves the tables above Fp32Tolerance (RealFilesTests.ParityDetectsRopeThetaOffByOnePartIn10000).</summary>
     public double? RopeError { get; init; }
     /// <summary>First position (row-major over B × T + N) where the greedy tokens differ, or null.</summary>
     public int? FirstDifferentToken { get; init; }

@@ -33,8 +33,9 @@ internal sealed class ExpertBank : IDisposable
     /// and chooses between the padded batched form and a plain loop with <see cref="PaddedIsCheaper"/>.</summary>
     public const long MinRowsPerExpert = 16;
 
-    /// <summary>Rough costs measured on the 1-thread CPU (benchmarks/results/cpu-amd-epyc-1t): one TorchSharp op
-    /// ≈ 5 µs of fixed overhead, weights stream at ≈ 20 GB/s.</summary>
+    /// <summary>Rough cost-model constants for the 1-thread CPU: a fixed overhead per TorchSharp op (an estimate, not a
+    /// committed measurement) and a weight-streaming rate of the order of the copy bandwidth the `generate` suite
+    /// measured (copy_gbps in benchmarks/results/cpu-amd-epyc-1t/generate.md).</summary>
     const double OpSeconds = 5e-6, BytesPerSecond = 20e9;
 
     /// <summary>Decode cost model: the padded form saves ~5 ops per active expert beyond its fixed ~25 but reads the

@@ -66,8 +66,8 @@ public static class Backend
 
     /// <summary>Sets libtorch's CPU intra-op threads: WHALETECH_THREADS when set, else <paramref name="defaultThreads"/>
     /// (null = libtorch's own default, one per core). The programs default to 1: WhaleTech's CPU models are tiny,
-    /// their time is per-op overhead, and a thread pool costs more than it gives — sample 01 ran ~20× faster with
-    /// 1 thread than with 2 on a busy 2-core machine (an observation, not a committed benchmark). Benchmarks keep libtorch's default and record the count.</summary>
+    /// their time is per-op overhead, and a thread pool costs more than it gives — on a busy 2-core machine sample 01 ran much faster with
+    /// 1 thread than with 2 (an observation, not a committed benchmark). Benchmarks keep libtorch's default and record the count.</summary>
     public static int ConfigureThreads(int? defaultThreads)
     {
         int? n = EnvironmentThreads() ?? defaultThreads;

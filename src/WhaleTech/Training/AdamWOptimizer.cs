@@ -29,8 +29,8 @@
 //     39 % for β2 = 0.99 — worst cases reached only by a constant gradient; noisy gradients average the errors;
 //   * stagnation: an increment (1 − β)(g² − v) smaller than half an ulp of v (2^-9…2^-8 of v) rounds away. With
 //     β2 = 0.999 (torch's default) 1 − β2 = 0.001 < 2^-9, so once v has grown to 0.2–0.35 g² it stops moving and
-//     v̂ undershoots g² as the bias correction fades (tested: v̂ = 0.26 g² after 3000 steps of a constant g, so the
-//     steps are ~2x too large). Use β2 ≤ 0.99 with BF16
+//     v̂ undershoots g² as the bias correction fades (AdamWOptimizerTests.Bf16SecondMomentStallsWithBeta2Of0999:
+//     v̂ < 0.5 g² after 3000 steps of a constant g, so the steps are more than √2× too large). Use β2 ≤ 0.99 with BF16
 //     moments (LmTrainer uses 0.95, GRPO 0.99) — or stochastic rounding, which this optimizer does not implement.
 //
 // State (save/load): per parameter its step t, m and v, in one safetensors file (IO/SafeTensorsWriter, written
