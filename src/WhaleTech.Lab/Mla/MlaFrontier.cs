@@ -66,6 +66,8 @@ public sealed record MlaFrontierOptions
     public int EvalEvery { get; init; } = 100;
     public int EvalSequences { get; init; } = 512;
     public double ConvergedDelta { get; init; } = 0.02;
+    /// <summary>Excess loss (nats) that counts as "learned" for the learning-speed column.</summary>
+    public double SpeedThreshold { get; init; } = 0.05;
 
     public int HeadDim => Hidden / Heads;
     public int SequenceLength => Data.SequenceLength;
@@ -96,7 +98,14 @@ public sealed record CurvePoint(int Step, double EvalLoss, double EvalAccuracy);
 public sealed record FrontierRun(string Variant, int Seed, long Parameters, long KvElementsPerToken, double KvBytesPerTokenBf16,
     double EvalLoss, double EvalAccuracy, bool Converged, IReadOnlyList<CurvePoint> Curve);
 public sealed record FrontierPoint(string Variant, long Parameters, double KvBytesPerTokenBf16, int Seeds,
-    double MeanAccuracy, double AccuracyCi95, double MeanExcessLoss, double ExcessLossCi95, int ConvergedRuns, bool OnFrontier);
+    double MeanAccuracy, double AccuracyCi95, double MeanExcessLoss, double ExcessLossCi95, int ConvergedRuns, bool OnFrontier)
+{
+    /// <summary>Learning speed: runs whose eval excess loss fell to ≤ SpeedThreshold, and the mean (95 % CI) of the first
+    /// eval step where it did, over those runs (0 when none did).</summary>
+    public int ReachedRuns { get; init; }
+    public double MeanStepsToThreshold { get; init; }
+    public double StepsToThresholdCi95 { get; init; }
+}
 public sealed record MlaFrontierResult(MlaFrontierOptions Options, IReadOnlyList<FrontierRun> Runs, IReadOnlyList<FrontierPoint> Points, string Verdict);
 
 public static class MlaFrontier
@@ -213,17 +222,23 @@ public static class MlaFrontier
                 runs.Add(new FrontierRun(v.Name, seed, model.ParameterCount(), kv, kv * 2.0, curve[^1].EvalLoss, curve[^1].EvalAccuracy, conv, curve));
                 log?.Invoke($"{v.Name} seed {seed}: params {model.ParameterCount():N0}, KV {kv * 2} B/token, eval loss {curve[^1].EvalLoss:F4}, accuracy {curve[^1].EvalAccuracy:P1}, converged {conv}");
             }
-        var points = Summarize(runs);
+        var points = Summarize(runs, o.SpeedThreshold);
         return new MlaFrontierResult(o, runs, points, Verdict(points));
     }
 
-    public static IReadOnlyList<FrontierPoint> Summarize(IReadOnlyList<FrontierRun> runs)
+    /// <summary>The first eval step whose excess loss is ≤ <paramref name="threshold"/>, or null.</summary>
+    public static int? StepsTo(IReadOnlyList<CurvePoint> curve, double threshold) => curve.FirstOrDefault(p => p.EvalLoss <= threshold)?.Step;
+
+    public static IReadOnlyList<FrontierPoint> Summarize(IReadOnlyList<FrontierRun> runs, double speedThreshold = 0.05)
     {
         var pts = runs.GroupBy(r => r.Variant).Select(g =>
         {
             var (acc, accCi) = MeanCi95(g.Select(r => r.EvalAccuracy).ToArray());
             var (loss, lossCi) = MeanCi95(g.Select(r => r.EvalLoss).ToArray());
-            return new FrontierPoint(g.Key, g.First().Parameters, g.First().KvBytesPerTokenBf16, g.Count(), acc, accCi, loss, lossCi, g.Count(r => r.Converged), false);
+            var reached = g.Select(r => StepsTo(r.Curve, speedThreshold)).Where(x => x is not null).Select(x => (double)x!.Value).ToArray();
+            var (steps, stepsCi) = reached.Length == 0 ? (0.0, 0.0) : MeanCi95(reached);
+            return new FrontierPoint(g.Key, g.First().Parameters, g.First().KvBytesPerTokenBf16, g.Count(), acc, accCi, loss, lossCi, g.Count(r => r.Converged), false)
+                { ReachedRuns = reached.Length, MeanStepsToThreshold = steps, StepsToThresholdCi95 = stepsCi };
         }).OrderBy(p => p.KvBytesPerTokenBf16).ThenBy(p => p.Variant).ToList();
         // Pareto frontier: no other point has ≤ bytes and a strictly lower mean excess loss
         return pts.Select(p => p with { OnFrontier = !pts.Any(q => q != p && q.KvBytesPerTokenBf16 <= p.KvBytesPerTokenBf16 && q.MeanExcessLoss < p.MeanExcessLoss) }).ToList();
@@ -263,10 +278,10 @@ public static class MlaFrontier
                 bayes = $" On seed 0's eval set the Bayes predictor's NLL is {data.BayesLoss(ids, targets, mask):F4} nats/token and its top-1 accuracy {data.BayesAccuracy(ids, targets, mask):P2} (the accuracy column's ceiling).";
             }
         sb.AppendLine($"Task: {data.Describe()}; model D {o.Hidden}, {o.Layers} layers, {o.Heads} heads of {o.HeadDim}; {o.Steps} steps × batch {o.Batch}, AdamW lr {o.LearningRate} warm-up + cosine; {o.Seeds} seeds; eval {o.EvalSequences} sequences.{bayes}").AppendLine();
-        sb.AppendLine("| variant | params | KV B/token (bf16) | excess loss (mean ± 95 % CI) | accuracy (mean ± 95 % CI) | converged | frontier |");
-        sb.AppendLine("|---|---:|---:|---|---|---|---|");
+        sb.AppendLine($"| variant | params | KV B/token (bf16) | excess loss (mean ± 95 % CI) | accuracy (mean ± 95 % CI) | converged | frontier | steps to ≤ {o.SpeedThreshold} nats (runs that got there) |");
+        sb.AppendLine("|---|---:|---:|---|---|---|---|---|");
         foreach (var p in r.Points)
-            sb.AppendLine($"| {p.Variant} | {p.Parameters:N0} | {p.KvBytesPerTokenBf16:N0} | {p.MeanExcessLoss:F4} ± {p.ExcessLossCi95:F4} | {p.MeanAccuracy:P2} ± {p.AccuracyCi95:P2} | {p.ConvergedRuns}/{p.Seeds} | {(p.OnFrontier ? "yes" : "")} |");
+            sb.AppendLine($"| {p.Variant} | {p.Parameters:N0} | {p.KvBytesPerTokenBf16:N0} | {p.MeanExcessLoss:F4} ± {p.ExcessLossCi95:F4} | {p.MeanAccuracy:P2} ± {p.AccuracyCi95:P2} | {p.ConvergedRuns}/{p.Seeds} | {(p.OnFrontier ? "yes" : "")} | {(p.ReachedRuns == 0 ? "—" : $"{p.MeanStepsToThreshold:N0} ± {p.StepsToThresholdCi95:N0}")} ({p.ReachedRuns}/{p.Seeds}) |");
         sb.AppendLine().AppendLine("**Verdict.** " + r.Verdict).AppendLine();
         sb.AppendLine("![frontier](mla-frontier.png)").AppendLine().AppendLine("![curves](mla-frontier-curves.png)");
         return sb.ToString();
@@ -303,13 +318,12 @@ public static class MlaFrontier
     /// the points, frontier and verdict recomputed. Different tasks or step counts are an error.</summary>
     public static MlaFrontierResult Merge(IReadOnlyList<MlaFrontierResult> parts)
     {
-        if (parts.Count == 1) return parts[0];
         var first = parts[0].Options;
         foreach (var p in parts.Skip(1))
             if (p.Options with { Variants = first.Variants } != first)
                 throw new WhaleArgumentException("--from", string.Join(" ", p.Options.Variants), "must come from runs with the same task, model, seeds and steps");
         var runs = parts.SelectMany(p => p.Runs).ToList();
-        var points = Summarize(runs);
+        var points = Summarize(runs, first.SpeedThreshold);
         return new MlaFrontierResult(first with { Variants = parts.SelectMany(p => p.Options.Variants).Distinct().ToArray() }, runs, points, Verdict(points));
     }
 

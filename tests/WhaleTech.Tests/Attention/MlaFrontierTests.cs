@@ -32,6 +32,18 @@ public class MlaFrontierTests
     }
 
     [Fact]
+    public void LearningSpeedIsTheFirstStepUnderTheThresholdOverTheRunsThatGotThere()
+    {
+        FrontierRun Run(int seed, params double[] losses) => new("mqa", seed, 1, 16, 32, losses[^1], 1, true,
+            losses.Select((l, i) => new CurvePoint(i * 100, l, 1)).ToList());
+        var p = MlaFrontier.Summarize([Run(0, 1.0, 0.04, 0.01), Run(1, 1.0, 0.5, 0.05), Run(2, 1.0, 0.9, 0.6)], 0.05).Single();
+        Assert.Equal(2, p.ReachedRuns);                                 // seed 2 never got to 0.05
+        Assert.Equal(150, p.MeanStepsToThreshold, 9);                   // steps 100 and 200
+        Assert.Equal(12.706204736174707 * Math.Sqrt(5000) / Math.Sqrt(2), p.StepsToThresholdCi95, 6);   // t(0.975, 1)·s/√2
+        Assert.Null(MlaFrontier.StepsTo([new CurvePoint(0, 1, 0)], 0.05));
+    }
+
+    [Fact]
     public void ConfidenceIntervalIsStudentT()
     {
         var (mean, half) = MlaFrontier.MeanCi95([1.0, 2.0, 3.0]);
