@@ -14,7 +14,8 @@ public static class S05LossFreeBalancing
 
     public static void Run(SampleContext ctx)
     {
-        var o = new MoeExperimentOptions { Seeds = 1, Steps = ctx.Quick ? 20 : 150, CorpusCharacters = ctx.Quick ? 20_000 : 100_000, EvalBatches = ctx.Quick ? 2 : 8 };
+        var d = new MoeExperimentOptions();
+        var o = d with { Seeds = 1, Loop = d.Loop with { Steps = ctx.Quick ? 20 : 150 }, CorpusCharacters = ctx.Quick ? 20_000 : 100_000, EvalBatches = ctx.Quick ? 2 : 8 };
         var runs = new List<MoeRunResult>();
         foreach (var method in new[] { BalanceMethod.None, BalanceMethod.AuxLoss(1e-2), BalanceMethod.LossFree(1e-3) })
         {

@@ -45,13 +45,14 @@ public static class S07Fp8Training
         // 3. Train the same tiny MLA LM twice from the same weights on the same batches.
         var o = new Fp8ComparisonOptions
         {
-            Steps = ctx.Quick ? 8 : 60, Hidden = ctx.Quick ? 32 : 64, Layers = 1, Heads = ctx.Quick ? 2 : 4, BatchSize = ctx.Quick ? 4 : 8,
+            Loop = new() { Steps = ctx.Quick ? 8 : 60, BatchSize = ctx.Quick ? 4 : 8 },
+            Model = new() { Hidden = ctx.Quick ? 32 : 64, Layers = 1, Heads = ctx.Quick ? 2 : 4 },
             SequenceLength = ctx.Quick ? 32 : 64, EvalBatches = ctx.Quick ? 2 : 8, CorpusCharacters = ctx.Quick ? 10_000 : 50_000, Seeds = [1],
         };
         var runs = Fp8TrainingComparison.Run([Fp8Recipe.Bf16, Fp8Recipe.DeepSeekV3], o, ctx.Device,
             r => ctx.Out.WriteLine($"  {r.Recipe,-12} seed {r.Seed}: final eval loss {r.FinalEvalLoss:F4}, skipped steps {r.SkippedSteps}, {r.Seconds:F1} s"));
         var gap = Fp8TrainingComparison.Gaps(runs).First(g => g.Recipe == "deepseek-v3");
-        ctx.Out.WriteLine($"Relative eval-loss gap of the DeepSeek-V3 recipe vs BF16 after {o.Steps} steps: {gap.MeanRelativeGap:P3} (one seed, tiny model: noise, not a measurement)");
+        ctx.Out.WriteLine($"Relative eval-loss gap of the DeepSeek-V3 recipe vs BF16 after {o.Loop.Steps} steps: {gap.MeanRelativeGap:P3} (one seed, tiny model: noise, not a measurement)");
         ctx.Out.WriteLine($"Both runs finite: {runs.All(r => double.IsFinite(r.FinalEvalLoss))}");
 
         var plt = new ScottPlot.Plot();

@@ -22,11 +22,12 @@ public static class S10MtpSpeculative
     public static void Run(SampleContext ctx)
     {
         // 1. Train with the MTP loss (λ = 0.3): the log shows the main loss and the depth-1 MTP loss.
-        var o = new MtpExperimentOptions { Layers = 2, Hidden = ctx.Quick ? 64 : 128, Steps = ctx.Quick ? 60 : 500, Depth = 1 };
-        ctx.Out.WriteLine($"Training a {o.Layers}-layer MLA model (D = {o.Hidden}) with one MTP module, λ = {o.MtpWeight}, {o.Steps} steps…");
+        var d = new MtpExperimentOptions();
+        var o = d with { Model = d.Model with { Layers = 2, Hidden = ctx.Quick ? 64 : 128 }, Loop = d.Loop with { Steps = ctx.Quick ? 60 : 500 }, Depth = 1 };
+        ctx.Out.WriteLine($"Training a {o.Model.Layers}-layer MLA model (D = {o.Model.Hidden}) with one MTP module, λ = {o.MtpWeight}, {o.Loop.Steps} steps…");
         var (model, history) = MtpExperiment.Train(o, ctx.Device, m =>
         {
-            if (m.Step % Math.Max(1, o.Steps / 4) == 0)
+            if (m.Step % Math.Max(1, o.Loop.Steps / 4) == 0)
                 ctx.Out.WriteLine($"  step {m.Step,4}: main loss {m.Loss:F3}, MTP loss (t[i+2] from h[i] and t[i+1]) {m.MtpLosses?.FirstOrDefault():F3}");
         });
         using var _ = model;

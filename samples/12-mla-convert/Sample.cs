@@ -27,7 +27,7 @@ public static class S12MlaConvert
             TorchSharp.torch.manual_seed(1000);
             var m = new DeepSeekLM(MlaFrontier.Config(task, FrontierVariant.Parse(variant)));
             m.to(ctx.Device);
-            MlaFrontier.Train(m, task, steps, task.LearningRate, 0, 0, ctx.Device, variant);
+            MlaFrontier.Train(m, task, steps, task.Loop.LearningRate, 0, 0, ctx.Device, variant);
             return m;
         }
         // 1. MQA → MLA, exact

@@ -25,9 +25,12 @@ public sealed class ModelShapeOptions
 
     public IEnumerable<Option> All => [Attention, Hidden, Layers, Heads];
 
+    /// <summary>The parsed --hidden --layers --heads.</summary>
+    public ModelShape Shape(ParseResult p) => new() { Hidden = p.GetValue(Hidden), Layers = p.GetValue(Layers), Heads = p.GetValue(Heads) };
+
     /// <summary>ModelConfig.Tiny of the parsed values for a tokenizer of <paramref name="vocab"/> tokens.</summary>
     public ModelConfig Tiny(ParseResult p, int vocab)
-        => ModelConfig.Tiny(p.GetValue(Attention)!, vocab: vocab, hidden: p.GetValue(Hidden), layers: p.GetValue(Layers), heads: p.GetValue(Heads));
+        => Shape(p).Tiny(p.GetValue(Attention)!, vocab);
 }
 
 /// <summary>--steps --batch --seq-len --lr --seed.</summary>
@@ -49,6 +52,10 @@ public sealed class TrainingLoopOptions
     }
 
     public IEnumerable<Option> All => [Steps, Batch, SeqLen, Lr, Seed];
+
+    /// <summary><paramref name="initial"/> with the parsed --steps --batch --lr (its weight decay and clipping kept).</summary>
+    public Training.TrainingLoop Loop(ParseResult p, Training.TrainingLoop initial)
+        => initial with { Steps = p.GetValue(Steps), BatchSize = p.GetValue(Batch), LearningRate = p.GetValue(Lr) };
 }
 
 /// <summary>--out --checkpoint-every --resume of a training run folder (Training/LmRun.cs).</summary>

@@ -31,8 +31,9 @@ public sealed class SpeculativeSuite : ISuite
         result.With("train_steps", steps).With("new_tokens", newTokens).With("mtp_depth", 1).With("mtp_weight", 0.3);
         foreach (int l in layers)
         {
-            var o = new MtpExperimentOptions { Layers = l, Steps = steps, Hidden = options.Quick ? 32 : 128 };
-            Console.WriteLine($"  training {l} layers × hidden {o.Hidden}, {steps} steps …");
+            var d = new MtpExperimentOptions();
+            var o = d with { Model = d.Model with { Layers = l, Hidden = options.Quick ? 32 : 128 }, Loop = d.Loop with { Steps = steps } };
+            Console.WriteLine($"  training {l} layers × hidden {o.Model.Hidden}, {steps} steps …");
             var (model, history) = MtpExperiment.Train(o, device);
             using var _ = model;
             var last = history[^1];

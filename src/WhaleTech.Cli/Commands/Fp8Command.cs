@@ -259,10 +259,11 @@ public static class Fp8Command
                 .Select(t => int.TryParse(t, out var v) ? v : throw new WhaleArgumentException("--seeds", t, "must be integers separated by commas")).ToArray();
             var recipeList = parse.GetValue(recipes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(n => Fp8Recipe.Parse("--recipes", n)).Prepend(Fp8Recipe.Bf16).DistinctBy(r => r.Name).ToList();
+            var d = new Fp8ComparisonOptions();
             var o = new Fp8ComparisonOptions
             {
-                Steps = Guard.Positive("--steps", parse.GetValue(steps)), Hidden = Guard.Positive("--hidden", parse.GetValue(hidden)),
-                Layers = Guard.Positive("--layers", parse.GetValue(layers)), BatchSize = Guard.Positive("--batch", parse.GetValue(batch)),
+                Loop = d.Loop with { Steps = Guard.Positive("--steps", parse.GetValue(steps)), BatchSize = Guard.Positive("--batch", parse.GetValue(batch)) },
+                Model = d.Model with { Hidden = Guard.Positive("--hidden", parse.GetValue(hidden)), Layers = Guard.Positive("--layers", parse.GetValue(layers)) },
                 SequenceLength = Guard.Positive("--seq-len", parse.GetValue(seqLen)), Seeds = seedList,
                 OptimizerMoments = MomentPrecisions.ParseList("--optimizer-moments", parse.GetValue(moments)),
             };
@@ -274,7 +275,7 @@ public static class Fp8Command
             var gaps = Fp8TrainingComparison.Gaps(runs, baseline);
             var momentGaps = Fp8TrainingComparison.MomentGaps(runs);
             var md = new System.Text.StringBuilder();
-            md.AppendLine($"# FP8 training comparison: DeepSeekLM (MLA, hidden {o.Hidden}, {o.Layers} layers), {o.Steps} steps, batch {o.BatchSize}×{o.SequenceLength}, seeds {string.Join(",", seedList)}");
+            md.AppendLine($"# FP8 training comparison: DeepSeekLM (MLA, hidden {o.Model.Hidden}, {o.Model.Layers} layers), {o.Loop.Steps} steps, batch {o.Loop.BatchSize}×{o.SequenceLength}, seeds {string.Join(",", seedList)}");
             md.AppendLine().AppendLine($"Relative gap of the final evaluation loss vs the {baseline} baseline (same init and batches per seed). DeepSeek-V3 reports < 0.25% at scale.").AppendLine();
             md.AppendLine("| recipe | AdamW moments | optimizer state | mean eval loss | mean relative gap | per seed |").AppendLine("|---|---|---|---|---|---|");
             foreach (var g in gaps)

@@ -88,7 +88,8 @@ public static class MlaCommand
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
             var output = parse.InvocationConfiguration.Output;
-            var options = new MlaQualityOptions { Seeds = parse.GetValue(seeds), Steps = parse.GetValue(steps) };
+            var d = new MlaQualityOptions();
+            var options = d with { Seeds = parse.GetValue(seeds), Loop = d.Loop with { Steps = parse.GetValue(steps) } };
             bool asJson = parse.GetValue(json);
             var result = MlaQuality.Run(options, dev, asJson ? null : output.WriteLine);
             var jsonText = JsonSerializer.Serialize(new { machine = MachineInfo.Collect(dev), result }, new JsonSerializerOptions { WriteIndented = true });
@@ -151,16 +152,16 @@ public static class MlaCommand
             }
             bool q = parse.GetValue(quick);
             var o = new MlaFrontierOptions();
-            if (q) o = o with { Variants = ["mqa", "mla-12-4"], Steps = 150, EvalEvery = 50, EvalSequences = 128 };
+            if (q) o = o with { Variants = ["mqa", "mla-12-4"], Loop = o.Loop with { Steps = 150 }, EvalEvery = 50, EvalSequences = 128 };
             if (parse.GetValue(variants) is { Length: > 0 } v) o = o with { Variants = v };
-            o = o with { Seeds = parse.GetValue(seeds), Steps = parse.GetValue(steps) ?? o.Steps, EvalEvery = parse.GetValue(evalEvery) ?? o.EvalEvery };
+            o = o with { Seeds = parse.GetValue(seeds), Loop = o.Loop with { Steps = parse.GetValue(steps) ?? o.Loop.Steps }, EvalEvery = parse.GetValue(evalEvery) ?? o.EvalEvery };
             if (parse.GetValue(pairs) is int np) o = o with { Pairs = np, Queries = np };
             if (parse.GetValue(symbols) is int ns) o = o with { Keys = ns, Values = ns };
             o = o with { TaskKind = parse.GetValue(task)! };
             if (parse.GetValue(topics) is int nt) o = o with { Topics = nt };
             if (parse.GetValue(length) is int nl) o = o with { Length = nl };
-            if (parse.GetValue(hidden) is int nh) o = o with { Hidden = nh };
-            if (parse.GetValue(lr) is double l) o = o with { LearningRate = l };
+            if (parse.GetValue(hidden) is int nh) o = o with { Model = o.Model with { Hidden = nh } };
+            if (parse.GetValue(lr) is double l) o = o with { Loop = o.Loop with { LearningRate = l } };
             var result = MlaFrontier.Run(o, dev, output.WriteLine);
             var table = new Table().Title($"{(o.TaskKind == "language" ? "Language" : "MQAR")} excess loss vs KV cache (mean ± 95% CI over seeds)")
                 .AddColumn("variant").AddColumn("params").AddColumn("KV B/token (bf16)").AddColumn("excess loss").AddColumn("accuracy").AddColumn("converged");

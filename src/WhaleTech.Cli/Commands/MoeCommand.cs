@@ -23,16 +23,16 @@ public static class MoeCommand
         var device = Cli.DeviceOption();
         var outDir = new Option<string>("--out") { Description = "Folder for results.json, results.md and the PNG plots.", DefaultValueFactory = _ => "moe-experiment" };
         var seeds = new Option<int>("--seeds") { Description = "Seeds per method.", DefaultValueFactory = _ => defaults.Seeds };
-        var steps = new Option<int>("--steps") { Description = "Optimizer steps per run.", DefaultValueFactory = _ => defaults.Steps };
-        var batch = new Option<int>("--batch-size") { Description = "Sequences per step.", DefaultValueFactory = _ => defaults.BatchSize };
+        var steps = new Option<int>("--steps") { Description = "Optimizer steps per run.", DefaultValueFactory = _ => defaults.Loop.Steps };
+        var batch = new Option<int>("--batch-size") { Description = "Sequences per step.", DefaultValueFactory = _ => defaults.Loop.BatchSize };
         var seqLen = new Option<int>("--seq-len") { Description = "Tokens per sequence.", DefaultValueFactory = _ => defaults.SequenceLength };
-        var hidden = new Option<int>("--hidden") { Description = "Model width D (multiple of 4).", DefaultValueFactory = _ => defaults.Hidden };
-        var layers = new Option<int>("--layers") { Description = "Decoder layers (all MoE).", DefaultValueFactory = _ => defaults.Layers };
+        var hidden = new Option<int>("--hidden") { Description = "Model width D (multiple of 4).", DefaultValueFactory = _ => defaults.Model.Hidden };
+        var layers = new Option<int>("--layers") { Description = "Decoder layers (all MoE).", DefaultValueFactory = _ => defaults.Model.Layers };
         var experts = new Option<int>("--experts") { Description = "Routed experts per layer.", DefaultValueFactory = _ => defaults.Experts };
         var topK = new Option<int>("--top-k") { Description = "Routed experts per token.", DefaultValueFactory = _ => defaults.TopK };
         var shared = new Option<int>("--shared") { Description = "Shared experts.", DefaultValueFactory = _ => defaults.SharedExperts };
         var width = new Option<int>("--expert-width") { Description = "moe_intermediate_size.", DefaultValueFactory = _ => defaults.ExpertWidth };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => defaults.LearningRate };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => defaults.Loop.LearningRate };
         var gamma = new Option<double>("--gamma") { Description = "Bias update speed γ of loss-free balancing.", DefaultValueFactory = _ => defaults.Gamma };
         var lateFrom = new Option<double>("--late-from") { Description = "Fraction of the run after which loss-free balancing switches to --late-gamma (1 = constant γ).", DefaultValueFactory = _ => 1.0 };
         var lateGamma = new Option<double>("--late-gamma") { Description = "γ of the late phase (0 = bias frozen, as DeepSeek-V3 did for its last tokens).", DefaultValueFactory = _ => 0.0 };
@@ -51,9 +51,10 @@ public static class MoeCommand
             if (dev.type == TorchSharp.DeviceType.CPU) TorchSharp.torch.set_num_threads(ThreadLimits.Check("--threads", parse.GetValue(threads)));
             var o = new MoeExperimentOptions
             {
-                Seeds = parse.GetValue(seeds), Steps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), SequenceLength = parse.GetValue(seqLen),
-                Hidden = parse.GetValue(hidden), Layers = parse.GetValue(layers), Experts = parse.GetValue(experts), TopK = parse.GetValue(topK),
-                SharedExperts = parse.GetValue(shared), ExpertWidth = parse.GetValue(width), LearningRate = parse.GetValue(lr), Gamma = parse.GetValue(gamma),
+                Seeds = parse.GetValue(seeds), Loop = defaults.Loop with { Steps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), LearningRate = parse.GetValue(lr) },
+                SequenceLength = parse.GetValue(seqLen), Model = defaults.Model with { Hidden = parse.GetValue(hidden), Layers = parse.GetValue(layers) },
+                Experts = parse.GetValue(experts), TopK = parse.GetValue(topK),
+                SharedExperts = parse.GetValue(shared), ExpertWidth = parse.GetValue(width), Gamma = parse.GetValue(gamma),
                 Dispatch = ParseDispatch(parse.GetValue(dispatch)!), EvalBatches = parse.GetValue(evalBatches),
             }.Validate();
             double late = Guard.InRange("--late-from", parse.GetValue(lateFrom), 0, 1);
@@ -64,7 +65,7 @@ public static class MoeCommand
             if (kinds.Contains("aux")) methods.AddRange(ParseAlphas(parse.GetValue(alphas)!).Select(BalanceMethod.AuxLoss));
             if (kinds.Contains("loss-free")) methods.Add(BalanceMethod.LossFree(o.Gamma, ParseRule(parse.GetValue(rule)!), late, lateG));
             var dir = parse.GetValue(outDir)!;
-            AnsiConsole.MarkupLine($"[bold]MoE balancing experiment[/]: {methods.Count} methods × {o.Seeds} seeds, {o.Steps} steps each, on {dev}");
+            AnsiConsole.MarkupLine($"[bold]MoE balancing experiment[/]: {methods.Count} methods × {o.Seeds} seeds, {o.Loop.Steps} steps each, on {dev}");
             var summary = MoeExperiment.RunAll(methods, o, dev, dir, line => AnsiConsole.WriteLine(line));
             var table = new Table().AddColumn("method").AddColumn("val loss ± 95% CI").AddColumn("MaxVio_global ± 95% CI");
             foreach (var s in summary)

@@ -30,10 +30,10 @@ public static class MtpCommand
     {
         var d = new MtpExperimentOptions();
         var device = Cli.DeviceOption();
-        var shape = new ModelShapeOptions(d.Attention, d.Hidden, d.Layers, d.Heads, layersDescription: "num_hidden_layers of the main model.");
+        var shape = new ModelShapeOptions(d.Attention, d.Model.Hidden, d.Model.Layers, d.Model.Heads, layersDescription: "num_hidden_layers of the main model.");
         var depth = new Option<int>("--depth") { Description = "D = num_nextn_predict_layers: MTP modules (DeepSeek-V3 uses 1).", DefaultValueFactory = _ => d.Depth };
         var weight = new Option<double>("--mtp-weight") { Description = "λ of the MTP loss (V3: 0.3, later 0.1; 0 = off).", DefaultValueFactory = _ => d.MtpWeight };
-        var loop = new TrainingLoopOptions(d.Steps, d.BatchSize, d.SequenceLength, d.LearningRate, d.Seed);
+        var loop = new TrainingLoopOptions(d.Loop.Steps, d.Loop.BatchSize, d.SequenceLength, d.Loop.LearningRate, d.Seed);
         var run = new RunFolderOptions("runs/mtp-lm", "config.json + model.safetensors (Hub layout, MTP layers included)", "pass the options the run was started with");
         var cmd = new Command("train", "Train a small character-level LM with MTP modules on the synthetic corpus (a few minutes on a CPU) and save it.") { device };
         foreach (var o in shape.All.Append(depth).Append(weight).Concat(loop.All).Concat(run.All)) cmd.Options.Add(o);
@@ -42,13 +42,13 @@ public static class MtpCommand
             var dev = Backend.ResolveDevice(parse.GetValue(device));
             var o = new MtpExperimentOptions
             {
-                Attention = parse.GetValue(shape.Attention)!, Hidden = parse.GetValue(shape.Hidden), Layers = parse.GetValue(shape.Layers), Heads = parse.GetValue(shape.Heads),
-                Depth = parse.GetValue(depth), MtpWeight = parse.GetValue(weight), Steps = parse.GetValue(loop.Steps), BatchSize = parse.GetValue(loop.Batch),
-                SequenceLength = parse.GetValue(loop.SeqLen), LearningRate = parse.GetValue(loop.Lr), Seed = parse.GetValue(loop.Seed),
+                Attention = parse.GetValue(shape.Attention)!, Model = shape.Shape(parse),
+                Depth = parse.GetValue(depth), MtpWeight = parse.GetValue(weight), Loop = loop.Loop(parse, d.Loop),
+                SequenceLength = parse.GetValue(loop.SeqLen), Seed = parse.GetValue(loop.Seed),
             }.Validate();
             o.TrainOptions().Validate();
             o.ModelConfig(new CharTokenizer().VocabSize).Validate();
-            AnsiConsole.MarkupLine($"Training a {o.Attention.ToUpperInvariant()} LM ({o.Layers} layers, hidden {o.Hidden}) with D = {o.Depth} MTP module(s), λ = {o.MtpWeight}, on {dev.type} for {o.Steps} steps.");
+            AnsiConsole.MarkupLine($"Training a {o.Attention.ToUpperInvariant()} LM ({o.Model.Layers} layers, hidden {o.Model.Hidden}) with D = {o.Depth} MTP module(s), λ = {o.MtpWeight}, on {dev.type} for {o.Loop.Steps} steps.");
             DeepSeekLM model = null!;
             List<StepMetrics> history = [];
             bool interrupted = false;
@@ -58,7 +58,7 @@ public static class MtpCommand
             AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(p =>
                 {
-                    var task = p.AddTask("training", maxValue: o.Steps);
+                    var task = p.AddTask("training", maxValue: o.Loop.Steps);
                     (model, history, interrupted) = MtpExperiment.Train(o, dev, folder, stop, m =>
                     {
                         task.Value = m.Step;

@@ -10,7 +10,8 @@ public sealed class MoeBalancingChapter : ITourChapter
 
     public TourSection Run(TourContext ctx, Action<double> progress)
     {
-        var o = new MoeExperimentOptions { Seeds = 1, Steps = ctx.Quick ? 15 : 300, CorpusCharacters = ctx.Quick ? 20_000 : 60_000, EvalBatches = ctx.Quick ? 2 : 6 };
+        var d = new MoeExperimentOptions();
+        var o = d with { Seeds = 1, Loop = d.Loop with { Steps = ctx.Quick ? 15 : 300 }, CorpusCharacters = ctx.Quick ? 20_000 : 60_000, EvalBatches = ctx.Quick ? 2 : 6 };
         var methods = new[] { BalanceMethod.None, BalanceMethod.LossFree(1e-3) };
         var runs = new List<MoeRunResult>();
         foreach (var m in methods)
@@ -20,7 +21,7 @@ public sealed class MoeBalancingChapter : ITourChapter
         }
         var plot = "moe_maxvio.png";
         LoadPlots.MaxVioCurves(runs.Select(r => (r.Method, r.MaxVioBatch)).ToList(), Path.Combine(ctx.OutDir, plot), "MaxVio_batch per step (8 experts, top-2)", window: 10);
-        var md = $"A 2-layer MoE LM (8 routed experts, top-2, 1 shared), {o.Steps} steps, without balancing and with the loss-free bias update (γ = 1e-3, sign rule):\n\n" +
+        var md = $"A 2-layer MoE LM (8 routed experts, top-2, 1 shared), {o.Loop.Steps} steps, without balancing and with the loss-free bias update (γ = 1e-3, sign rule):\n\n" +
                  "| method | val loss | MaxVio_global | dead experts |\n|---|---:|---:|---:|\n" +
                  string.Join("\n", runs.Select(r => $"| {r.Method} | {r.ValLoss:F3} | {r.MaxVioGlobal:F3} | {r.DeadExperts} |")) +
                  "\n\nThe bias only changes which experts are chosen; the loss never sees it. Full experiment with auxiliary-loss baselines and seeds: `whale moe experiment`.";

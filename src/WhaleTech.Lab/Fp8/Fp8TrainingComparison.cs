@@ -22,14 +22,11 @@ namespace WhaleTech.Lab.Fp8;
 
 public sealed record Fp8ComparisonOptions
 {
-    public int Steps { get; init; } = 200;
-    public int Hidden { get; init; } = 128;
-    public int Layers { get; init; } = 2;
-    public int Heads { get; init; } = 4;
+    /// <summary>Steps, batch and peak learning rate (warm-up 10 %, cosine to lr/10).</summary>
+    public TrainingLoop Loop { get; init; } = new() { Steps = 200, BatchSize = 16, LearningRate = 3e-3 };
+    public ModelShape Model { get; init; } = new() { Hidden = 128, Layers = 2, Heads = 4 };
     public string Attention { get; init; } = "mla";
-    public int BatchSize { get; init; } = 16;
     public int SequenceLength { get; init; } = 64;
-    public double LearningRate { get; init; } = 3e-3;
     public int EvalBatches { get; init; } = 8;
     public int CorpusCharacters { get; init; } = 50_000;
     public int[] Seeds { get; init; } = [1, 2, 3];
@@ -56,7 +53,8 @@ public static class Fp8TrainingComparison
     /// <summary>Trains one model per (recipe, seed) on the synthetic corpus and returns the runs.</summary>
     public static List<Fp8Run> Run(IEnumerable<Fp8Recipe> recipes, Fp8ComparisonOptions o, Device device, Action<Fp8Run>? onRun = null)
     {
-        Guard.Positive("steps", o.Steps);
+        o.Loop.Validate();
+        o.Model.Validate();
         if (o.OptimizerMoments.Length == 0) throw new WhaleArgumentException("optimizer_moments", o.OptimizerMoments, "must name fp32, bf16 or both");
         if (o.Seeds.Length == 0) throw new WhaleArgumentException("seeds", o.Seeds, "must name at least one seed");
         var tok = new CharTokenizer();
@@ -69,18 +67,18 @@ public static class Fp8TrainingComparison
             {
                 var clock = System.Diagnostics.Stopwatch.StartNew();
                 torch.manual_seed(seed);
-                var config = ModelConfig.Tiny(o.Attention, vocab: tok.VocabSize, hidden: o.Hidden, layers: o.Layers, heads: o.Heads);
+                var config = o.Model.Tiny(o.Attention, tok.VocabSize);
                 using var model = new DeepSeekLM(config, Fp8Linears.Factory(recipe, initStd: config.InitializerRange));
                 model.to(device);
-                var options = new TrainOptions
+                var options = new TrainOptions(o.Loop)
                 {
-                    Steps = o.Steps, BatchSize = o.BatchSize, SequenceLength = o.SequenceLength, LearningRate = o.LearningRate,
-                    MinLearningRate = o.LearningRate / 10, WarmupSteps = Math.Max(1, o.Steps / 10), EvalEvery = o.Steps, EvalBatches = o.EvalBatches, Seed = seed,
+                    SequenceLength = o.SequenceLength,
+                    MinLearningRate = o.Loop.LearningRate / 10, WarmupSteps = Math.Max(1, o.Loop.Steps / 10), EvalEvery = o.Loop.Steps, EvalBatches = o.EvalBatches, Seed = seed,
                     OptimizerMoments = moments,
                 };
                 var trainer = new LmTrainer(model, options) { Warn = _ => { } };
-                var history = trainer.Run(new TokenWindowStream(train, o.BatchSize, o.SequenceLength, seed),
-                                          new TokenWindowStream(eval, o.BatchSize, o.SequenceLength, 1000 + seed), device);
+                var history = trainer.Run(new TokenWindowStream(train, o.Loop.BatchSize, o.SequenceLength, seed),
+                                          new TokenWindowStream(eval, o.Loop.BatchSize, o.SequenceLength, 1000 + seed), device);
                 var run = new Fp8Run(Label(recipe.Name, moments), seed, history.Select(h => h.Loss).ToArray(), history[^1].EvalLoss ?? double.NaN,
                                      history.Count(h => h.Skipped), clock.Elapsed.TotalSeconds)
                           { Moments = moments.Name(), OptimizerStateBytes = trainer.Optimizer.StateBytes };

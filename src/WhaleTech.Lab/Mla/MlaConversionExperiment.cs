@@ -52,7 +52,7 @@ public static class MlaConversionExperiment
             torch.manual_seed(1000 + seed);
             var m = new DeepSeekLM(MlaFrontier.Config(t, FrontierVariant.Parse(variant)));
             m.to(device);
-            curve = MlaFrontier.Train(m, t, steps, t.LearningRate, seed, seed, device, $"{variant} seed {seed}");
+            curve = MlaFrontier.Train(m, t, steps, t.Loop.LearningRate, seed, seed, device, $"{variant} seed {seed}");
             return m;
         }
         double MaxDiff(DeepSeekLM a, DeepSeekLM b, int seed)

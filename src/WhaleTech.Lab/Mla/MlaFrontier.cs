@@ -48,8 +48,8 @@ public sealed record MlaFrontierOptions
 {
     public string[] Variants { get; init; } = ["mha", "gqa2", "mqa", "mla-8-4", "mla-12-4", "mla-28-4", "mla-24-8"];
     public int Seeds { get; init; } = 3;
-    public int Steps { get; init; } = 2000;
-    public int Batch { get; init; } = 32;
+    /// <summary>Steps, batch, peak learning rate (warm-up + cosine to lr/10), weight decay and clipping.</summary>
+    public TrainingLoop Loop { get; init; } = new() { Steps = 2000, BatchSize = 32, LearningRate = 3e-3 };
     public int Pairs { get; init; } = 4;
     public int Queries { get; init; } = 4;
     public int Keys { get; init; } = 16;
@@ -58,10 +58,9 @@ public sealed record MlaFrontierOptions
     public string TaskKind { get; init; } = "mqar";
     public int Topics { get; init; } = 4;
     public int Length { get; init; } = 32;
-    public int Hidden { get; init; } = 32;
-    public int Layers { get; init; } = 2;
-    public int Heads { get; init; } = 4;
-    public double LearningRate { get; init; } = 3e-3;
+    /// <summary>The shape every variant shares.</summary>
+    public ModelShape Model { get; init; } = new() { Hidden = 32, Layers = 2, Heads = 4 };
+    /// <summary>Most warm-up steps (a run warms up for min(this, steps / 10)).</summary>
     public int WarmupSteps { get; init; } = 100;
     public int EvalEvery { get; init; } = 100;
     public int EvalSequences { get; init; } = 512;
@@ -69,17 +68,16 @@ public sealed record MlaFrontierOptions
     /// <summary>Excess loss (nats) that counts as "learned" for the learning-speed column.</summary>
     public double SpeedThreshold { get; init; } = 0.05;
 
-    public int HeadDim => Hidden / Heads;
+    public int HeadDim => Model.Hidden / Model.Heads;
     public int SequenceLength => Data.SequenceLength;
 
     public MlaFrontierOptions Validate()
     {
         if (Variants.Length == 0) throw new WhaleArgumentException("variants", "", "must name at least one variant");
         foreach (var v in Variants) FrontierVariant.Parse(v);
-        Guard.Positive("seeds", Seeds); Guard.Positive("steps", Steps); Guard.Positive("batch", Batch);
+        Guard.Positive("seeds", Seeds); Loop.Validate();
         Guard.Positive("pairs", Pairs); Guard.InRange("queries", Queries, 1, Pairs); Guard.InRange("keys", Keys, Pairs, 10_000);
-        Guard.Positive("values", Values); Guard.Positive("hidden", Hidden); Guard.Positive("layers", Layers);
-        Guard.Divides("heads", Heads, "hidden", Hidden); Guard.Positive("learning rate", LearningRate);
+        Guard.Positive("values", Values); Model.Validate(); Guard.Divides("heads", Model.Heads, "hidden", Model.Hidden);
         Guard.Positive("eval every", EvalEvery); Guard.Positive("eval sequences", EvalSequences);
         if (TaskKind is not ("mqar" or "language")) throw new WhaleArgumentException("task", TaskKind, "must be mqar or language");
         if (TaskKind == "language") { Guard.InRange("topics", Topics, 1, 64); Guard.InRange("length", Length, 2, 4096); Guard.InRange("symbols", Values, 2, 256); }
@@ -87,7 +85,7 @@ public sealed record MlaFrontierOptions
     }
 
     /// <summary>The MQAR task of MlaQuality with these sizes.</summary>
-    public MlaQualityOptions Task => new() { Pairs = Pairs, Queries = Queries, Keys = Keys, Values = Values, Hidden = Hidden, Layers = Layers, Heads = Heads };
+    public MlaQualityOptions Task => new() { Pairs = Pairs, Queries = Queries, Keys = Keys, Values = Values, Model = Model };
 
     /// <summary>The task these options train on (MQAR or the topic-mixture language).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
@@ -117,13 +115,13 @@ public static class MlaFrontier
         int dh = o.HeadDim;
         ModelConfig Make(FrontierVariant v, int intermediate) => new ModelConfig
         {
-            VocabSize = o.Data.VocabSize, HiddenSize = o.Hidden, IntermediateSize = intermediate, NumHiddenLayers = o.Layers,
-            NumAttentionHeads = o.Heads, NumKeyValueHeads = v.Attention == "gqa" ? v.KvHeads : o.Heads,
+            VocabSize = o.Data.VocabSize, HiddenSize = o.Model.Hidden, IntermediateSize = intermediate, NumHiddenLayers = o.Model.Layers,
+            NumAttentionHeads = o.Model.Heads, NumKeyValueHeads = v.Attention == "gqa" ? v.KvHeads : o.Model.Heads,
             KvLoraRank = v.Attention == "mla" ? v.KvLoraRank : 32, QLoraRank = null, QkNopeHeadDim = dh,
             QkRopeHeadDim = v.Attention == "mla" ? v.RopeDims : Math.Max(2, dh / 2 / 2 * 2), VHeadDim = dh,
             Attention = v.Attention, MaxPositionEmbeddings = Math.Max(64, o.SequenceLength), HeadDim = v.Attention == "mla" ? null : dh,
         }.Validate();
-        return ParameterMatching.MatchMlp(i => Make(variant, i), i => Make(new FrontierVariant("mha", "mha"), i), o.Hidden, o.Layers);
+        return ParameterMatching.MatchMlp(i => Make(variant, i), i => Make(new FrontierVariant("mha", "mha"), i), o.Model.Hidden, o.Model.Layers);
     }
 
     /// <summary>KV-cache elements per token, all layers (MLA: the absorbed latent cache Dc + Dr).</summary>
@@ -162,8 +160,8 @@ public static class MlaFrontier
         var (l0, a0) = Evaluate(model, o, evalSeed, device);
         curve.Add(new CurvePoint(0, l0, a0));
         model.train();
-        using var opt = new AdamWOptimizer(model.parameters(), lr, weightDecay: 0.01);
-        var stepper = new OptimizerStepper(opt, model.parameters(), maxGradNorm: 1.0, maxNonFiniteInRow: 1)
+        using var opt = new AdamWOptimizer(model.parameters(), lr, weightDecay: o.Loop.WeightDecay);
+        var stepper = new OptimizerStepper(opt, model.parameters(), maxGradNorm: o.Loop.GradClip, maxNonFiniteInRow: 1)
             { Warn = w => throw new WhaleException($"{label}: {w}") };
         var schedule = new LrSchedule(lr, Math.Min(o.WarmupSteps, steps / 10), steps, lr / 10).Validate();
         var rng = new Random(dataSeed);
@@ -172,7 +170,7 @@ public static class MlaFrontier
         {
             using var scope = torch.NewDisposeScope();
             stepper.SetLearningRate(schedule.At(step));
-            var (ids, targets, mask) = data.Batch(o.Batch, rng);
+            var (ids, targets, mask) = data.Batch(o.Loop.BatchSize, rng);
             stepper.Run(step, () => LossAndCorrect(model, ids.to(device), targets.to(device), mask.to(device)).Loss);
             if ((step + 1) % o.EvalEvery == 0 || step + 1 == steps)
             {
@@ -216,7 +214,7 @@ public static class MlaFrontier
                 torch.manual_seed(1000 + seed);
                 using var model = new DeepSeekLM(cfg);
                 model.to(device);
-                var curve = Train(model, o, o.Steps, o.LearningRate, seed, seed, device, $"{v.Name} seed {seed}");
+                var curve = Train(model, o, o.Loop.Steps, o.Loop.LearningRate, seed, seed, device, $"{v.Name} seed {seed}");
                 long kv = KvElements(cfg);
                 bool conv = Converged(curve, o.ConvergedDelta);
                 runs.Add(new FrontierRun(v.Name, seed, model.ParameterCount(), kv, kv * 2.0, curve[^1].EvalLoss, curve[^1].EvalAccuracy, conv, curve));
@@ -277,7 +275,7 @@ public static class MlaFrontier
                 var (ids, targets, mask) = data.Batch(o.EvalSequences, new Random(10_000));
                 bayes = $" On seed 0's eval set the Bayes predictor's NLL is {data.BayesLoss(ids, targets, mask):F4} nats/token and its top-1 accuracy {data.BayesAccuracy(ids, targets, mask):P2} (the accuracy column's ceiling).";
             }
-        sb.AppendLine($"Task: {data.Describe()}; model D {o.Hidden}, {o.Layers} layers, {o.Heads} heads of {o.HeadDim}; {o.Steps} steps × batch {o.Batch}, AdamW lr {o.LearningRate} warm-up + cosine; {o.Seeds} seeds; eval {o.EvalSequences} sequences.{bayes}").AppendLine();
+        sb.AppendLine($"Task: {data.Describe()}; model D {o.Model.Hidden}, {o.Model.Layers} layers, {o.Model.Heads} heads of {o.HeadDim}; {o.Loop.Steps} steps × batch {o.Loop.BatchSize}, AdamW lr {o.Loop.LearningRate} warm-up + cosine; {o.Seeds} seeds; eval {o.EvalSequences} sequences.{bayes}").AppendLine();
         sb.AppendLine($"| variant | params | KV B/token (bf16) | excess loss (mean ± 95 % CI) | accuracy (mean ± 95 % CI) | converged | frontier | steps to ≤ {o.SpeedThreshold} nats (runs that got there) |");
         sb.AppendLine("|---|---:|---:|---|---|---|---|---|");
         foreach (var p in r.Points)
@@ -307,7 +305,7 @@ public static class MlaFrontier
             var bar = plt.Add.ErrorBar(new[] { x }, new[] { p.MeanExcessLoss }, new[] { p.ExcessLossCi95 });
             bar.Color = s.Color;
         }
-        plt.Title($"{(result.Options.TaskKind == "language" ? "Language" : "MQAR")}, {result.Options.Seeds} seeds × {result.Options.Steps} steps: excess loss vs KV cache");
+        plt.Title($"{(result.Options.TaskKind == "language" ? "Language" : "MQAR")}, {result.Options.Seeds} seeds × {result.Options.Loop.Steps} steps: excess loss vs KV cache");
         plt.XLabel("KV cache bytes per token (bf16, all layers)");
         plt.YLabel("eval excess loss (nats), mean ± 95% CI");
         plt.ShowLegend(ScottPlot.Edge.Right);
@@ -332,9 +330,27 @@ public static class MlaFrontier
     {
         if (!File.Exists(path)) throw new WhaleArgumentException("--from", path, "must name an existing mla-frontier.json");
         var doc = JsonDocument.Parse(File.ReadAllText(path)).RootElement;
-        var result = doc.GetProperty("result").Deserialize<MlaFrontierResult>(new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals })
+        var node = System.Text.Json.Nodes.JsonNode.Parse(doc.GetProperty("result").GetRawText())!;
+        if (node["Options"] is System.Text.Json.Nodes.JsonObject legacy) UpgradeFlatOptions(legacy);
+        var result = node.Deserialize<MlaFrontierResult>(new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals })
             ?? throw new WhaleArgumentException("--from", path, "holds no result");
         return (result, doc.GetProperty("command").GetString() ?? "", doc.GetProperty("machine").GetString() ?? "");
+    }
+
+    /// <summary>Options written before the model shape and the training loop were records of their own held
+    /// "Hidden"/"Layers"/"Heads" and "Steps"/"Batch"/"LearningRate" flat; they move into "Model" and "Loop".</summary>
+    static void UpgradeFlatOptions(System.Text.Json.Nodes.JsonObject o)
+    {
+        if (o.ContainsKey("Model") || o.ContainsKey("Loop")) return;
+        System.Text.Json.Nodes.JsonObject Take(params (string From, string To)[] fields)
+        {
+            var moved = new System.Text.Json.Nodes.JsonObject();
+            foreach (var (from, to) in fields)
+                if (o.Remove(from, out var value)) moved[to] = value;
+            return moved;
+        }
+        o["Model"] = Take(("Hidden", "hidden"), ("Layers", "layers"), ("Heads", "heads"));
+        o["Loop"] = Take(("Steps", "Steps"), ("Batch", "BatchSize"), ("LearningRate", "LearningRate"));
     }
 
     /// <summary>Eval loss curves of every run (log10), one colour per variant: the convergence evidence.</summary>

@@ -25,27 +25,25 @@ public sealed record MlaQualityOptions
 {
     public string[] Attentions { get; init; } = ["mha", "gqa", "mqa", "mla"];
     public int Seeds { get; init; } = 3;
-    public int Steps { get; init; } = 250;
-    public int Batch { get; init; } = 32;
+    /// <summary>Steps, batch, learning rate (constant), weight decay and clipping.</summary>
+    public TrainingLoop Loop { get; init; } = new() { Steps = 250, BatchSize = 32, LearningRate = 3e-3 };
     public int Pairs { get; init; } = 8;         // N key–value pairs
     public int Queries { get; init; } = 8;       // Q queried keys
     public int Keys { get; init; } = 24;         // key vocabulary
     public int Values { get; init; } = 24;       // value vocabulary
-    public int Hidden { get; init; } = 64;
-    public int Layers { get; init; } = 2;
-    public int Heads { get; init; } = 4;
-    public double LearningRate { get; init; } = 3e-3;
+    /// <summary>The shape every attention kind shares.</summary>
+    public ModelShape Model { get; init; } = new() { Hidden = 64, Layers = 2, Heads = 4 };
     public int EvalSequences { get; init; } = 256;
 
     public MlaQualityOptions Validate()
     {
         if (Attentions.Length == 0) throw new WhaleArgumentException("attentions", Attentions, "must name at least one of mha, gqa, mqa, mla");
         foreach (var a in Attentions) Guard.OneOf("attention", a, "mha", "gqa", "mqa", "mla");
-        Guard.Positive("seeds", Seeds); Guard.Positive("steps", Steps); Guard.Positive("batch", Batch);
+        Guard.Positive("seeds", Seeds); Loop.Validate();
         Guard.Positive("pairs", Pairs); Guard.InRange("queries", Queries, 1, Pairs);
         Guard.InRange("keys", Keys, Pairs, 10_000); Guard.Positive("values", Values);
-        Guard.Positive("hidden", Hidden); Guard.Positive("layers", Layers); Guard.Divides("heads", Heads, "hidden", Hidden);
-        Guard.Positive("learning rate", LearningRate); Guard.Positive("eval sequences", EvalSequences);
+        Model.Validate(); Guard.Divides("heads", Model.Heads, "hidden", Model.Hidden);
+        Guard.Positive("eval sequences", EvalSequences);
         return this;
     }
 }
@@ -59,15 +57,16 @@ public static class MlaQuality
     /// <summary>The tiny config of <paramref name="attention"/>, MLP resized so all kinds have ≈ the MHA model's parameters.</summary>
     public static ModelConfig Config(MlaQualityOptions o, string attention)
     {
-        int head = o.Hidden / o.Heads;
+        var m = o.Model;
+        int head = m.Hidden / m.Heads;
         ModelConfig Make(string kind, int intermediate) => new ModelConfig
         {
-            VocabSize = o.Keys + o.Values, HiddenSize = o.Hidden, IntermediateSize = intermediate, NumHiddenLayers = o.Layers,
-            NumAttentionHeads = o.Heads, NumKeyValueHeads = kind == "gqa" ? Math.Max(1, o.Heads / 2) : o.Heads,
-            KvLoraRank = o.Hidden / 2, QLoraRank = null, QkNopeHeadDim = head, QkRopeHeadDim = Math.Max(2, head / 2 / 2 * 2), VHeadDim = head,
+            VocabSize = o.Keys + o.Values, HiddenSize = m.Hidden, IntermediateSize = intermediate, NumHiddenLayers = m.Layers,
+            NumAttentionHeads = m.Heads, NumKeyValueHeads = kind == "gqa" ? Math.Max(1, m.Heads / 2) : m.Heads,
+            KvLoraRank = m.Hidden / 2, QLoraRank = null, QkNopeHeadDim = head, QkRopeHeadDim = Math.Max(2, head / 2 / 2 * 2), VHeadDim = head,
             Attention = kind, MaxPositionEmbeddings = 2 * (o.Pairs + o.Queries), HeadDim = kind == "mla" ? null : head,
         }.Validate();
-        return ParameterMatching.MatchMlp(i => Make(attention, i), i => Make("mha", i), o.Hidden, o.Layers);
+        return ParameterMatching.MatchMlp(i => Make(attention, i), i => Make("mha", i), m.Hidden, m.Layers);
     }
 
     /// <summary>A batch of MQAR sequences: ids [B, T] and the target mask [B, T] (true where the next token is a queried value).</summary>
@@ -116,15 +115,15 @@ public static class MlaQuality
                 using var model = new DeepSeekLM(cfg);
                 model.to(device);
                 model.train();
-                using var opt = new AdamWOptimizer(model.parameters(), o.LearningRate, weightDecay: 0.01);   // = torch.optim.AdamW's defaults
-                var stepper = new OptimizerStepper(opt, model.parameters(), maxGradNorm: 1.0, maxNonFiniteInRow: 1)
+                using var opt = new AdamWOptimizer(model.parameters(), o.Loop.LearningRate, weightDecay: o.Loop.WeightDecay);   // 0.01 = torch.optim.AdamW's default
+                var stepper = new OptimizerStepper(opt, model.parameters(), maxGradNorm: o.Loop.GradClip, maxNonFiniteInRow: 1)
                     { Warn = w => throw new WhaleException($"{attention} seed {seed}: {w}") };
                 var rng = new Random(seed);
                 double lastLoss = double.NaN;
-                for (int step = 0; step < o.Steps; step++)
+                for (int step = 0; step < o.Loop.Steps; step++)
                 {
                     using var scope = torch.NewDisposeScope();
-                    var (ids, targets, mask) = Batch(o, o.Batch, rng);
+                    var (ids, targets, mask) = Batch(o, o.Loop.BatchSize, rng);
                     lastLoss = stepper.Run(step, () => LossAndCorrect(model, ids.to(device), targets.to(device), mask.to(device)).Loss).Loss;
                 }
                 model.eval();
@@ -163,7 +162,7 @@ public static class MlaQuality
             bar.Color = points.Color;
         }
         var o = result.Options;
-        plt.Title($"MQAR recall ({o.Pairs} pairs, {o.Queries} queries), {o.Seeds} seeds × {o.Steps} steps");
+        plt.Title($"MQAR recall ({o.Pairs} pairs, {o.Queries} queries), {o.Seeds} seeds × {o.Loop.Steps} steps");
         plt.XLabel("KV cache bytes per token (bf16, all layers)");
         plt.YLabel("eval accuracy on queried values");
         plt.ShowLegend(ScottPlot.Edge.Right);                                // outside the data area

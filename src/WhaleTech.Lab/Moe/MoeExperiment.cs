@@ -56,16 +56,15 @@ public sealed record BalanceMethod(string Name, AuxLossOptions Aux, BiasUpdateRu
 public sealed record MoeExperimentOptions
 {
     public int Seeds { get; init; } = 3;
-    public int Steps { get; init; } = 200;
-    public int BatchSize { get; init; } = 8;
+    /// <summary>Steps, batch and peak learning rate (warm-up min(20, steps/10), cosine to lr/10).</summary>
+    public TrainingLoop Loop { get; init; } = new() { Steps = 200, BatchSize = 8, LearningRate = 3e-3 };
     public int SequenceLength { get; init; } = 32;
-    public int Hidden { get; init; } = 32;
-    public int Layers { get; init; } = 2;
+    /// <summary>The MLA model's shape; every layer is DeepSeekMoE.</summary>
+    public ModelShape Model { get; init; } = new() { Hidden = 32, Layers = 2, Heads = 4 };
     public int Experts { get; init; } = 8;
     public int TopK { get; init; } = 2;
     public int SharedExperts { get; init; } = 1;
     public int ExpertWidth { get; init; } = 32;
-    public double LearningRate { get; init; } = 3e-3;
     public double Gamma { get; init; } = 1e-3;
     public int EvalBatches { get; init; } = 16;
     public int CorpusCharacters { get; init; } = 200_000;
@@ -74,24 +73,22 @@ public sealed record MoeExperimentOptions
     public MoeExperimentOptions Validate()
     {
         Guard.Positive("seeds", Seeds);
-        Guard.Positive("steps", Steps);
-        Guard.Positive("batch_size", BatchSize);
+        Loop.Validate();
         Guard.Positive("seq_len", SequenceLength);
-        Guard.Positive("hidden", Hidden);
-        Guard.Positive("layers", Layers);
+        Model.Validate();
         Guard.InRange("experts", Experts, 2, 1024);
         Guard.InRange("top_k", TopK, 1, Experts);
         Guard.NonNegative("shared_experts", SharedExperts);
         Guard.Positive("expert_width", ExpertWidth);
-        Guard.Positive("lr", LearningRate);
         Guard.NonNegative("gamma", Gamma);
         Guard.Positive("eval_batches", EvalBatches);
-        if (Hidden % 4 != 0) throw new WhaleArgumentException("hidden", Hidden, "must be a multiple of 4 (4 attention heads)");
+        if (Model.Hidden % Model.Heads != 0)
+            throw new WhaleArgumentException("hidden", Model.Hidden, $"must be a multiple of {Model.Heads} ({Model.Heads} attention heads)");
         return this;
     }
 
     /// <summary>The model: Tiny MLA, every layer DeepSeekMoE (sigmoid router, noaux_tc, normalized top-K).</summary>
-    public ModelConfig ModelConfig(int vocab) => Core.ModelConfig.Tiny("mla", vocab: vocab, hidden: Hidden, layers: Layers, heads: 4) with
+    public ModelConfig ModelConfig(int vocab) => Model.Tiny("mla", vocab) with
     {
         NRoutedExperts = Experts, NumExpertsPerTok = TopK, NSharedExperts = SharedExperts, MoeIntermediateSize = ExpertWidth,
         NGroup = 1, TopkGroup = 1, ScoringFunc = "sigmoid", TopkMethod = "noaux_tc", NormTopkProb = true, FirstKDenseReplace = 0,
@@ -135,23 +132,23 @@ public static class MoeExperiment
         model.to(device);
         var layers = MoeLayers.Find(model);
         MoeLayers.Configure(layers, o.Dispatch, method.Aux);
-        var balancer = new LoadBalancer(layers, method.Rule, method.Schedule(o.Steps));
+        var balancer = new LoadBalancer(layers, method.Rule, method.Schedule(o.Loop.Steps));
         var history = new LoadHistory();
-        var trainer = new LmTrainer(model, new TrainOptions
+        var trainer = new LmTrainer(model, new TrainOptions(o.Loop)
         {
-            Steps = o.Steps, BatchSize = o.BatchSize, SequenceLength = o.SequenceLength, LearningRate = o.LearningRate,
-            MinLearningRate = o.LearningRate / 10, WarmupSteps = Math.Min(20, o.Steps / 10), EvalEvery = o.Steps, Seed = seed,
+            SequenceLength = o.SequenceLength, MinLearningRate = o.Loop.LearningRate / 10, WarmupSteps = Math.Min(20, o.Loop.Steps / 10),
+            EvalEvery = o.Loop.Steps, Seed = seed,
         });
         // The two MoE hooks of the trainer: aux losses after the forward, the bias update after optimizer.step().
         trainer.AuxiliaryLosses.Add(() => MoeLayers.TakeAuxLoss(layers));
         trainer.Stepper.AttachBalancer(balancer, history.Add);
-        var train = new TokenWindowStream(trainTokens, o.BatchSize, o.SequenceLength, seed);
-        for (int step = 0; step < o.Steps; step++)
+        var train = new TokenWindowStream(trainTokens, o.Loop.BatchSize, o.SequenceLength, seed);
+        for (int step = 0; step < o.Loop.Steps; step++)
         {
             using var scope = torch.NewDisposeScope();
             var (x, y) = train.Next(device);
             var m = trainer.TrainStep(x, y);
-            if (log is not null && (step + 1) % Math.Max(1, o.Steps / 4) == 0)
+            if (log is not null && (step + 1) % Math.Max(1, o.Loop.Steps / 4) == 0)
                 log($"  {method.Name} seed {seed}: step {m.Step} loss {m.Loss:F3} MaxVio_batch {history.MaxVioBatch().LastOrDefault():F2}");
         }
         var (valLoss, globalLoads) = Evaluate(model, layers, evalTokens, o, device);
@@ -166,7 +163,7 @@ public static class MoeExperiment
     {
         using var noGrad = torch.no_grad();
         model.eval();
-        var stream = new TokenWindowStream(evalTokens, o.BatchSize, o.SequenceLength, seed: 12345);   // same windows for every run
+        var stream = new TokenWindowStream(evalTokens, o.Loop.BatchSize, o.SequenceLength, seed: 12345);   // same windows for every run
         var loads = layers.Select(l => new long[l.NumExperts]).ToArray();
         double sum = 0;
         for (int i = 0; i < o.EvalBatches; i++)
@@ -229,7 +226,7 @@ public static class MoeExperiment
             Path.Combine(outDir, "dilemma.png"), "Load balance vs. model quality (mean ± 95% CI over seeds)");
         var firstSeed = runs.GroupBy(r => r.Method).Select(g => g.First()).ToList();
         LoadPlots.MaxVioCurves(firstSeed.Select(r => (r.Method, r.MaxVioBatch)).ToList(), Path.Combine(outDir, "maxvio.png"),
-            "MaxVio_batch during training (first seed, mean over layers)", window: Math.Max(1, Math.Min(100, o.Steps / 10)));
+            "MaxVio_batch during training (first seed, mean over layers)", window: Math.Max(1, Math.Min(100, o.Loop.Steps / 10)));
         foreach (var r in firstSeed)
             for (int l = 0; l < (r.History?.Layers ?? 0); l++)
                 LoadPlots.Heatmap(r.History!, l, Path.Combine(outDir, $"heatmap-{Slug(r.Method)}-layer{l}.png"), $"{r.Method}: tokens per expert, MoE layer {l}");
@@ -238,8 +235,8 @@ public static class MoeExperiment
         md.AppendLine();
         md.AppendLine($"Machine: {machine}");
         md.AppendLine();
-        md.AppendLine($"Model: {o.Layers} MoE layers, D={o.Hidden}, {o.Experts} routed experts (top-{o.TopK}, width {o.ExpertWidth}) + {o.SharedExperts} shared; " +
-                      $"{o.Steps} steps of {o.BatchSize}×{o.SequenceLength} tokens; {o.Seeds} seeds; eval {o.EvalBatches} batches.");
+        md.AppendLine($"Model: {o.Model.Layers} MoE layers, D={o.Model.Hidden}, {o.Experts} routed experts (top-{o.TopK}, width {o.ExpertWidth}) + {o.SharedExperts} shared; " +
+                      $"{o.Loop.Steps} steps of {o.Loop.BatchSize}×{o.SequenceLength} tokens; {o.Seeds} seeds; eval {o.EvalBatches} batches.");
         md.AppendLine();
         md.AppendLine("| method | val loss (mean ± 95% CI) | MaxVio_global (mean ± 95% CI) |");
         md.AppendLine("|---|---|---|");

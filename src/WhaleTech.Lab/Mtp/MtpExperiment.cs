@@ -20,32 +20,30 @@ namespace WhaleTech.Lab.Mtp;
 public sealed record MtpExperimentOptions
 {
     public string Attention { get; init; } = "mla";
-    public int Hidden { get; init; } = 128;
-    public int Layers { get; init; } = 4;
-    public int Heads { get; init; } = 4;
+    public ModelShape Model { get; init; } = new() { Hidden = 128, Layers = 4, Heads = 4 };
     /// <summary>D = num_nextn_predict_layers.</summary>
     public int Depth { get; init; } = 1;
-    public int Steps { get; init; } = 600;
-    public int BatchSize { get; init; } = 16;
+    /// <summary>Steps, batch and peak learning rate (warm-up 10 %, cosine to lr/10).</summary>
+    public TrainingLoop Loop { get; init; } = new() { Steps = 600, BatchSize = 16, LearningRate = 3e-3 };
     public int SequenceLength { get; init; } = 64;
-    public double LearningRate { get; init; } = 3e-3;
     /// <summary>λ of eq. 25.</summary>
     public double MtpWeight { get; init; } = MultiTokenPrediction.DefaultWeight;
     public int Seed { get; init; } = 1;
 
     public MtpExperimentOptions Validate()
     {
+        Model.Validate();
         Runtime.Guard.Positive("depth", Depth);
-        Runtime.Guard.Positive("steps", Steps);
+        Loop.Validate();
         return this;
     }
 
-    public ModelConfig ModelConfig(int vocab) => Core.ModelConfig.Tiny(Attention, vocab, Hidden, Layers, Heads) with { NumNextnPredictLayers = Depth };
+    public ModelConfig ModelConfig(int vocab) => Model.Tiny(Attention, vocab) with { NumNextnPredictLayers = Depth };
 
-    public TrainOptions TrainOptions() => new()
+    public TrainOptions TrainOptions() => new(Loop)
     {
-        Steps = Steps, BatchSize = BatchSize, SequenceLength = SequenceLength, LearningRate = LearningRate, MinLearningRate = LearningRate / 10,
-        WarmupSteps = Math.Max(1, Steps / 10), EvalEvery = Math.Max(1, Steps / 5), Seed = Seed, MtpWeight = MtpWeight,
+        SequenceLength = SequenceLength, MinLearningRate = Loop.LearningRate / 10,
+        WarmupSteps = Math.Max(1, Loop.Steps / 10), EvalEvery = Math.Max(1, Loop.Steps / 5), Seed = Seed, MtpWeight = MtpWeight,
     };
 }
 
@@ -131,7 +129,7 @@ public static class MtpExperiment
     public static MtpEvalLoss EvaluateHeldOut(DeepSeekLM model, MtpExperimentOptions o, Device device, int batches = 16)
     {
         var tok = new CharTokenizer();
-        var stream = new TokenWindowStream(tok.Encode(new SyntheticCorpus(8000, o.Seed + 1000).Text), o.BatchSize, o.SequenceLength, o.Seed + 2);
+        var stream = new TokenWindowStream(tok.Encode(new SyntheticCorpus(8000, o.Seed + 1000).Text), o.Loop.BatchSize, o.SequenceLength, o.Seed + 2);
         return MtpEvaluation.Evaluate(model, stream, batches, device);
     }
 

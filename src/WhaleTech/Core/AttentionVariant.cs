@@ -3,7 +3,6 @@
 // the decoder blocks, the RoPE table, KV accounting and the decode benchmark all ask the variant, so a new
 // attention is one file (the layer + its variant) and one registration line (Attention/BuiltInAttention.cs
 // for the library's own; AttentionVariants.Register at start-up for yours). docs/architecture.md shows how.
-using System.Collections.Concurrent;
 using WhaleTech.Runtime;
 
 namespace WhaleTech.Core;
@@ -34,8 +33,8 @@ public abstract class AttentionVariant
 
 public static class AttentionVariants
 {
-    static readonly ConcurrentDictionary<string, AttentionVariant> ByName = new(StringComparer.OrdinalIgnoreCase);
-    static readonly List<string> Order = [];
+    /// <summary>Case-insensitive, trimmed lookups; a second registration replaces the first in place.</summary>
+    static readonly NamedRegistry<AttentionVariant> Registry = new(StringComparer.OrdinalIgnoreCase, DuplicateName.ReplaceInPlace, key: n => n.Trim());
 
     /// <summary>Adds a variant (a second registration of a name replaces the first).</summary>
     public static AttentionVariant Register(AttentionVariant variant)
@@ -43,17 +42,14 @@ public static class AttentionVariants
         ArgumentNullException.ThrowIfNull(variant);
         if (string.IsNullOrWhiteSpace(variant.Name) || variant.Name != variant.Name.Trim().ToLowerInvariant())
             throw new WhaleArgumentException("variant.Name", variant.Name, "must be a non-empty lower-case name");
-        lock (Order) { if (ByName.TryAdd(variant.Name, variant)) Order.Add(variant.Name); else ByName[variant.Name] = variant; }
-        return variant;
+        return Registry.Register(variant.Name, variant);
     }
 
     /// <summary>Registered names in registration order.</summary>
-    public static IReadOnlyList<string> Names { get { lock (Order) return Order.ToList(); } }
+    public static IReadOnlyList<string> Names => Registry.Names;
 
     /// <summary>The variant called <paramref name="name"/>; an unknown name is an error listing the registered ones.</summary>
-    public static AttentionVariant Get(string name, string parameter = "whaletech_attention")
-        => name is not null && ByName.TryGetValue(name.Trim(), out var v) ? v
-           : throw new WhaleArgumentException(parameter, name, "must be one of " + string.Join(", ", Names));
+    public static AttentionVariant Get(string name, string parameter = "whaletech_attention") => Registry.Get(name, parameter);
 
-    public static bool Contains(string name) => name is not null && ByName.ContainsKey(name.Trim());
+    public static bool Contains(string name) => Registry.Contains(name);
 }

@@ -85,29 +85,26 @@ public abstract class Fp8Granularity
 /// <summary>The granularity registry: key → granularity.</summary>
 public static class Fp8Granularities
 {
-    static readonly Dictionary<string, Fp8Granularity> ByKey = new(StringComparer.OrdinalIgnoreCase);
+    /// <summary>Case-insensitive, trimmed keys; a second registration of a key replaces the first in place.</summary>
+    static readonly NamedRegistry<Fp8Granularity> Registry = new(StringComparer.OrdinalIgnoreCase, DuplicateName.ReplaceInPlace, key: n => n.Trim());
 
     /// <summary>Adds a granularity under its <see cref="Fp8Granularity.Key"/> (replacing one of the same key).</summary>
     public static Fp8Granularity Register(Fp8Granularity g)
     {
         ArgumentNullException.ThrowIfNull(g);
-        lock (ByKey) ByKey[g.Key] = g;
-        return g;
+        return Registry.Register(g.Key, g);
     }
 
     /// <summary>Registered keys (the built-in four first).</summary>
-    public static IReadOnlyList<string> Keys { get { EnsureBuiltIns(); lock (ByKey) return ByKey.Keys.ToList(); } }
+    public static IReadOnlyList<string> Keys { get { EnsureBuiltIns(); return Registry.Names; } }
 
     /// <summary>The granularity with this key or table name ("tile" or "1x128"); unknown names list the registered keys.</summary>
     public static Fp8Granularity Get(string name, string parameter = "granularity")
     {
         EnsureBuiltIns();
-        lock (ByKey)
-        {
-            if (name is not null && ByKey.TryGetValue(name.Trim(), out var g)) return g;
-            foreach (var v in ByKey.Values) if (name is not null && string.Equals(v.Name(128), name.Trim(), StringComparison.OrdinalIgnoreCase)) return v;
-        }
-        throw new WhaleArgumentException(parameter, name, "must be one of " + string.Join(", ", Keys));
+        if (Registry.TryGet(name, out var g)) return g;
+        return (name is null ? null : Registry.Find((_, v) => string.Equals(v.Name(128), name.Trim(), StringComparison.OrdinalIgnoreCase)))
+               ?? throw Registry.Unknown(parameter, name);
     }
 
     /// <summary>The short name used in recipes, tables and on the command line: tensor, row, 1xt, txt.</summary>

@@ -93,26 +93,23 @@ public sealed record Fp8Recipe(string Name, OperandRecipe Activation, OperandRec
         OperandRecipe.Fp8(Fp8Format.E4M3, Fp8Granularity.PerTensor),
         Fp8Scaling.Default with { UnitScale = true });
 
-    static readonly List<Fp8Recipe> Registered = [DeepSeekV3, DeepSeekV3Real, HybridPerTensor, HybridPerTensorReal, HybridPerTensorDelayed, Bf16, Fp32, UnscaledE4M3];
+    /// <summary>Case-insensitive, trimmed names; a recipe of a registered name replaces it in place.</summary>
+    static readonly NamedRegistry<Fp8Recipe> Registry = new(StringComparer.OrdinalIgnoreCase, DuplicateName.ReplaceInPlace, key: n => n.Trim(),
+        initial: new[] { DeepSeekV3, DeepSeekV3Real, HybridPerTensor, HybridPerTensorReal, HybridPerTensorDelayed, Bf16, Fp32, UnscaledE4M3 }.Select(r => (r.Name, r)));
 
     /// <summary>Every registered recipe, the built-in ones first.</summary>
-    public static IReadOnlyList<Fp8Recipe> All { get { lock (Registered) return Registered.ToList(); } }
+    public static IReadOnlyList<Fp8Recipe> All => Registry.Items;
 
     /// <summary>Adds a recipe (a new FP8 recipe is one record plus this call); one of the same name is replaced.</summary>
     public static Fp8Recipe Register(Fp8Recipe recipe)
     {
         ArgumentNullException.ThrowIfNull(recipe);
-        lock (Registered)
-        {
-            int i = Registered.FindIndex(r => r.Name.Equals(recipe.Name, StringComparison.OrdinalIgnoreCase));
-            if (i >= 0) Registered[i] = recipe; else Registered.Add(recipe);
-        }
-        return recipe;
+        return Registry.Register(recipe.Name, recipe);
     }
 
     public static Fp8Recipe Parse(string parameter, string name)
-        => All.FirstOrDefault(r => r.Name.Equals(name?.Trim(), StringComparison.OrdinalIgnoreCase))
-           ?? throw new WhaleArgumentException(parameter, name, "must be one of " + string.Join(", ", All.Select(r => r.Name)));
+        => Registry.TryGet(name, out var recipe) ? recipe
+           : throw new WhaleArgumentException(parameter, name, "must be one of " + string.Join(", ", All.Select(r => r.Name)));
 
     public override string ToString() => $"{Name} (x: {Activation}, W: {Weight}, dy: {Gradient}" + (ScalingPolicy == "current" ? ")" : $", {ScalingPolicy} scaling)");
 }

@@ -74,22 +74,18 @@ public sealed class DelayedScalingPolicy(int historyLength = 16, int margin = 0)
 
 public static class Fp8ScalingPolicies
 {
-    static readonly List<Fp8ScalingPolicy> Registered = [new CurrentScalingPolicy(), new DelayedScalingPolicy()];
+    /// <summary>Case-sensitive names, looked up trimmed and lower-cased; a policy of a registered name replaces it and moves last.</summary>
+    static readonly NamedRegistry<Fp8ScalingPolicy> Registry = new(StringComparer.Ordinal, DuplicateName.ReplaceAndMoveLast, key: n => n.Trim().ToLowerInvariant(),
+        initial: new Fp8ScalingPolicy[] { new CurrentScalingPolicy(), new DelayedScalingPolicy() }.Select(p => (p.Name, p)));
 
     /// <summary>Adds (or replaces, by name) a scaling policy.</summary>
     public static Fp8ScalingPolicy Register(Fp8ScalingPolicy policy)
     {
         ArgumentNullException.ThrowIfNull(policy);
-        lock (Registered) { Registered.RemoveAll(p => p.Name == policy.Name); Registered.Add(policy); }
-        return policy;
+        return Registry.Register(policy.Name, policy);
     }
 
-    public static IReadOnlyList<string> Names { get { lock (Registered) return Registered.Select(p => p.Name).ToList(); } }
+    public static IReadOnlyList<string> Names => Registry.Names;
 
-    public static Fp8ScalingPolicy Get(string name, string parameter = "scaling_policy")
-    {
-        lock (Registered)
-            return Registered.FirstOrDefault(p => p.Name == name?.Trim().ToLowerInvariant())
-                   ?? throw new WhaleArgumentException(parameter, name, "must be one of " + string.Join(", ", Registered.Select(p => p.Name)));
-    }
+    public static Fp8ScalingPolicy Get(string name, string parameter = "scaling_policy") => Registry.Get(name, parameter);
 }

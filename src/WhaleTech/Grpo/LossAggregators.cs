@@ -67,24 +67,24 @@ public abstract class LossAggregator
 
 public static class LossAggregators
 {
-    static readonly List<LossAggregator> Registered = [.. LossAggregator.BuiltIn];
+    /// <summary>Case-sensitive names; looked up trimmed, lower-cased, '-' read as '_' and with or without the '_'
+    /// ("dr_grpo", "dr-grpo", "drgrpo"); an aggregation of a registered name replaces it and moves last.</summary>
+    static readonly Runtime.NamedRegistry<LossAggregator> Registry = new(StringComparer.Ordinal, Runtime.DuplicateName.ReplaceAndMoveLast,
+        initial: LossAggregator.BuiltIn.Select(a => (a.Name, a)));
 
     /// <summary>Adds (or replaces, by name) a loss aggregation.</summary>
     public static LossAggregator Register(LossAggregator aggregator)
     {
         ArgumentNullException.ThrowIfNull(aggregator);
-        lock (Registered) { Registered.RemoveAll(a => a.Name == aggregator.Name); Registered.Add(aggregator); }
-        return aggregator;
+        return Registry.Register(aggregator.Name, aggregator);
     }
 
-    public static IReadOnlyList<string> Names { get { lock (Registered) return Registered.Select(a => a.Name).ToList(); } }
+    public static IReadOnlyList<string> Names => Registry.Names;
 
     /// <summary>The aggregation called <paramref name="name"/> ("dr_grpo", also "drgrpo" / "dr-grpo").</summary>
     public static LossAggregator Get(string name, string parameter = "loss_type")
     {
         var key = name?.Trim().Replace("-", "_").ToLowerInvariant();
-        lock (Registered)
-            return Registered.FirstOrDefault(a => a.Name == key || a.Name.Replace("_", "") == key)
-                   ?? throw new Runtime.WhaleArgumentException(parameter, name, "must be one of " + string.Join(", ", Registered.Select(a => a.Name)));
+        return Registry.Find((n, _) => n == key || n.Replace("_", "") == key) ?? throw Registry.Unknown(parameter, name);
     }
 }

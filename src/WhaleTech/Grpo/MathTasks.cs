@@ -35,13 +35,14 @@ public sealed record TaskKnobs(int Digits = 3, int Numbers = 3, int MaxNumber = 
 /// <summary>The task registry: a new GRPO task is one MathTask subclass plus one <see cref="Register"/> line.</summary>
 public static class GrpoTasks
 {
-    static readonly List<(string Name, Func<TaskKnobs, MathTask> Create)> Registered =
+    /// <summary>Case-sensitive names as given; a task of a registered name replaces it and moves last.</summary>
+    static readonly NamedRegistry<Func<TaskKnobs, MathTask>> Registry = new(StringComparer.Ordinal, DuplicateName.ReplaceAndMoveLast, initial:
     [
         ("addition", k => new ArithmeticTask('+', k.Digits, k.ReverseAnswer, k.PadOperands)),
         ("multiplication", k => new ArithmeticTask('*', k.Digits, k.ReverseAnswer, k.PadOperands)),
         ("countdown", k => new CountdownTask(k.Numbers, k.MaxNumber)),
         ("linear", k => new LinearEquationTask(k.MaxCoefficient, k.MaxNumber)),
-    ];
+    ]);
 
     /// <summary>Tasks that read reverse_answer and pad_operands (digit-by-digit answers).</summary>
     static readonly HashSet<string> DigitTasks = ["addition", "multiplication"];
@@ -50,25 +51,25 @@ public static class GrpoTasks
     public static void Register(string name, Func<TaskKnobs, MathTask> create, bool digitOptions = false)
     {
         ArgumentNullException.ThrowIfNull(create);
-        lock (Registered)
+        lock (DigitTasks)
         {
-            Registered.RemoveAll(t => t.Name == name);
-            Registered.Add((name, create));
+            Registry.Register(name, create);
             if (digitOptions) DigitTasks.Add(name); else DigitTasks.Remove(name);
         }
     }
 
-    public static IReadOnlyList<string> Names { get { lock (Registered) return Registered.Select(t => t.Name).ToList(); } }
+    public static IReadOnlyList<string> Names => Registry.Names;
 
     public static MathTask Create(string name, TaskKnobs knobs)
     {
-        Func<TaskKnobs, MathTask>? create;
-        lock (Registered) create = Registered.FirstOrDefault(t => t.Name == name).Create;
-        if (create is null) throw new WhaleArgumentException("task", name, "must be one of " + string.Join(", ", Names));
-        if (knobs.ReverseAnswer && !DigitTasks.Contains(name))
-            throw new WhaleArgumentException("reverse_answer", name, "applies to " + string.Join(" and ", DigitTasks) + " only");
-        if (knobs.PadOperands && !DigitTasks.Contains(name))
-            throw new WhaleArgumentException("pad_operands", name, "applies to " + string.Join(" and ", DigitTasks) + " only");
+        var create = Registry.Get(name, "task");
+        string[] digitTasks;
+        bool digits;
+        lock (DigitTasks) { digitTasks = [.. DigitTasks]; digits = DigitTasks.Contains(name); }
+        if (knobs.ReverseAnswer && !digits)
+            throw new WhaleArgumentException("reverse_answer", name, "applies to " + string.Join(" and ", digitTasks) + " only");
+        if (knobs.PadOperands && !digits)
+            throw new WhaleArgumentException("pad_operands", name, "applies to " + string.Join(" and ", digitTasks) + " only");
         return create(knobs);
     }
 }

@@ -25,12 +25,13 @@ public static class Rewards
     public static RewardFunction Partial(MathTask task)
         => (p, c) => AnswerParser.ExtractAnswer(c) is { } a ? task.PartialCredit(p, a) : 0.0;
 
-    static readonly List<(string Name, Func<MathTask, RewardFunction> Create)> Registered =
+    /// <summary>Case-sensitive names as given; a reward of a registered name replaces it and moves last.</summary>
+    static readonly NamedRegistry<Func<MathTask, RewardFunction>> Registry = new(StringComparer.Ordinal, DuplicateName.ReplaceAndMoveLast, initial:
     [
         ("accuracy", Accuracy),
         ("format", _ => Format()),
         ("partial", Partial),
-    ];
+    ]);
 
     /// <summary>Adds (or replaces) a reward function by name (TRL's reward_funcs); `--rewards name:weight` selects it.</summary>
     public static void Register(string name, Func<MathTask, RewardFunction> create)
@@ -38,11 +39,11 @@ public static class Rewards
         ArgumentNullException.ThrowIfNull(create);
         if (string.IsNullOrWhiteSpace(name) || name.Contains(':') || name.Contains(','))
             throw new WhaleArgumentException("name", name, "must be a non-empty reward name without ':' or ','");
-        lock (Registered) { Registered.RemoveAll(r => r.Name == name); Registered.Add((name, create)); }
+        Registry.Register(name, create);
     }
 
     /// <summary>The registered reward names.</summary>
-    public static IReadOnlyList<string> Names { get { lock (Registered) return Registered.Select(r => r.Name).ToList(); } }
+    public static IReadOnlyList<string> Names => Registry.Names;
 
     /// <summary>Parses "accuracy:1,format:0.1" (weight defaults to 1) into weighted reward functions.</summary>
     public static IReadOnlyList<WeightedReward> Parse(string spec, MathTask task)
@@ -55,9 +56,8 @@ public static class Rewards
             double w = 1;
             if (kv.Length > 2 || (kv.Length == 2 && !double.TryParse(kv[1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out w)) || !double.IsFinite(w))
                 throw new WhaleArgumentException("rewards", spec, "must be name[:weight] pairs separated by commas, e.g. accuracy:1,format:0.1");
-            Func<MathTask, RewardFunction>? create;
-            lock (Registered) create = Registered.FirstOrDefault(r => r.Name == kv[0]).Create;
-            RewardFunction f = (create ?? throw new WhaleArgumentException("rewards", kv[0], "reward functions are " + string.Join(", ", Names)))(task);
+            if (!Registry.TryGet(kv[0], out var create)) throw new WhaleArgumentException("rewards", kv[0], "reward functions are " + string.Join(", ", Names));
+            RewardFunction f = create(task);
             if (list.Any(r => r.Name == kv[0])) throw new WhaleArgumentException("rewards", spec, "must not name a reward function twice");
             list.Add(new WeightedReward(kv[0], f, w));
         }

@@ -15,40 +15,41 @@ using static TorchSharp.torch;
 
 namespace WhaleTech.Training;
 
-public sealed record TrainOptions
+/// <summary>The LM loop: the shared sizes (TrainingLoop: steps, batch, peak lr, weight decay, clipping) plus the
+/// token window, the warm-up + cosine schedule, evaluation, the non-finite guard, MTP and the moment precision.</summary>
+public sealed record TrainOptions : TrainingLoop
 {
-    public int Steps { get; init; } = 300;
-    public int BatchSize { get; init; } = 16;
-    public int SequenceLength { get; init; } = 64;
-    public double LearningRate { get; init; } = 3e-3;
-    public double MinLearningRate { get; init; } = 3e-4;
-    public int WarmupSteps { get; init; } = 30;
-    public double WeightDecay { get; init; } = 0.01;
-    public double GradClip { get; init; } = 1.0;
-    public int EvalEvery { get; init; } = 100;
-    public int EvalBatches { get; init; } = 8;
-    public int Seed { get; init; } = 1;
-    public int MaxNonFiniteInRow { get; init; } = 5;
+    public TrainOptions() { }
+    /// <summary>The shared sizes of <paramref name="loop"/>; everything else at its default.</summary>
+    public TrainOptions(TrainingLoop loop) : base(loop) { }
+
+    [JsonPropertyOrder(3)] public int SequenceLength { get; init; } = 64;
+    [JsonPropertyOrder(5)] public double MinLearningRate { get; init; } = 3e-4;
+    [JsonPropertyOrder(6)] public int WarmupSteps { get; init; } = 30;
+    [JsonPropertyOrder(9)] public int EvalEvery { get; init; } = 100;
+    [JsonPropertyOrder(9)] public int EvalBatches { get; init; } = 8;
+    [JsonPropertyOrder(9)] public int Seed { get; init; } = 1;
+    [JsonPropertyOrder(9)] public int MaxNonFiniteInRow { get; init; } = 5;
     /// <summary>λ of the MTP loss (DeepSeek-V3 eq. 25; 0.3 early in V3's pre-training, then 0.1). 0 = off.
     /// Only used when the model has MTP modules.</summary>
-    public double MtpWeight { get; init; } = Model.MultiTokenPrediction.DefaultWeight;
+    [JsonPropertyOrder(9)] public double MtpWeight { get; init; } = Model.MultiTokenPrediction.DefaultWeight;
     /// <summary>Storage precision of AdamW's m and v: fp32 (default, 8 bytes/parameter) or bf16 (DeepSeek-V3 §3.3,
     /// 4 bytes/parameter; the update is still computed in FP32 and the master weights stay FP32).</summary>
-    [JsonPropertyName("optimizer_moments")] public MomentPrecision OptimizerMoments { get; init; } = MomentPrecision.Fp32;
+    [JsonPropertyName("optimizer_moments"), JsonPropertyOrder(9)] public MomentPrecision OptimizerMoments { get; init; } = MomentPrecision.Fp32;
 
-    public TrainOptions Validate()
+    /// <summary>The warm-up + cosine schedule of this loop.</summary>
+    public LrSchedule Schedule() => new(LearningRate, WarmupSteps, Steps, MinLearningRate);
+
+    public new TrainOptions Validate()
     {
-        Runtime.Guard.Positive("steps", Steps);
-        Runtime.Guard.Positive("batch_size", BatchSize);
+        base.Validate();
         Runtime.Guard.Positive("seq_len", SequenceLength);
-        Runtime.Guard.NonNegative("weight_decay", WeightDecay);
-        Runtime.Guard.Positive("grad_clip", GradClip);
         Runtime.Guard.Positive("eval_every", EvalEvery);
         Runtime.Guard.Positive("eval_batches", EvalBatches);
         Runtime.Guard.Positive("max_nonfinite_in_row", MaxNonFiniteInRow);
         Runtime.Guard.NonNegative("mtp_weight", MtpWeight);
         if (!Enum.IsDefined(OptimizerMoments)) throw new Runtime.WhaleArgumentException("optimizer_moments", OptimizerMoments, "must be fp32 or bf16");
-        new LrSchedule(LearningRate, WarmupSteps, Steps, MinLearningRate).Validate();
+        Schedule().Validate();
         return this;
     }
 }
@@ -83,7 +84,7 @@ public sealed class LmTrainer
     {
         _model = model;
         _o = options.Validate();
-        _schedule = new LrSchedule(_o.LearningRate, _o.WarmupSteps, _o.Steps, _o.MinLearningRate);
+        _schedule = _o.Schedule();
         // Decay matrices (linears, embeddings); never norms' gains or biases.
         var decay = model.parameters().Where(p => p.requires_grad && p.dim() >= 2).ToList();
         var noDecay = model.parameters().Where(p => p.requires_grad && p.dim() < 2).ToList();

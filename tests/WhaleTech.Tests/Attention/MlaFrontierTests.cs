@@ -17,7 +17,7 @@ public class MlaFrontierTests
             if (name == "mha") mha = m.ParameterCount();
             Assert.InRange(m.ParameterCount(), mha * 0.97, mha * 1.03);                 // MLP resized to the MHA total
             long perLayer = name switch { "mha" => 2 * 4 * 8, "gqa2" => 2 * 2 * 8, "mqa" => 2 * 8, "mla-8-4" => 12, "mla-12-4" => 16, "mla-8-8" => 16, _ => 32 };
-            Assert.Equal(perLayer * o.Layers, MlaFrontier.KvElements(cfg));
+            Assert.Equal(perLayer * o.Model.Layers, MlaFrontier.KvElements(cfg));
         }
         Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => FrontierVariant.Parse("mla-8"));
     }
@@ -56,7 +56,8 @@ public class MlaFrontierTests
     {
         static FrontierRun Run(string v, int seed, double bytes, double loss) =>
             new(v, seed, 100, (long)(bytes / 2), bytes, loss, 1 - loss, true, [new CurvePoint(0, 3, 0), new CurvePoint(10, loss, 1 - loss)]);
-        var o = new MlaFrontierOptions { Variants = ["mha"], Steps = 10 };
+        var d = new MlaFrontierOptions();
+        var o = d with { Variants = ["mha"], Loop = d.Loop with { Steps = 10 } };
         var a = new MlaFrontierResult(o, [Run("mha", 0, 256, 0.10), Run("mha", 1, 256, 0.12), Run("mha", 2, 256, 0.11)], [], "");
         var b = new MlaFrontierResult(o with { Variants = ["mqa"] }, [Run("mqa", 0, 64, 0.50), Run("mqa", 1, 64, 0.52), Run("mqa", 2, 64, 0.51)], [], "");
         var m = MlaFrontier.Merge([a, b]);
@@ -64,6 +65,35 @@ public class MlaFrontierTests
         Assert.Equal(2, m.Points.Count);
         Assert.All(m.Points, p => Assert.True(p.OnFrontier));           // smaller cache or lower loss: both Pareto-optimal
         Assert.Contains("Distinguishably worse: mqa", m.Verdict);
-        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => MlaFrontier.Merge([a, b with { Options = o with { Steps = 20 } }]));
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => MlaFrontier.Merge([a, b with { Options = o with { Loop = o.Loop with { Steps = 20 } } }]));
+    }
+
+    [Fact]
+    public void CommittedResultsWrittenBeforeTheSharedRecordsStillLoad()
+    {
+        // Written when the options held Hidden/Layers/Heads and Steps/Batch/LearningRate flat; Read moves them into Model and Loop.
+        var path = Path.Combine(RepoRoot(), "benchmarks", "results", "mla-frontier-cpu", "mla-frontier.json");
+        var (r, command, _) = MlaFrontier.Read(path);
+        Assert.Equal(new WhaleTech.Core.ModelShape { Hidden = 32, Layers = 2, Heads = 4 }, r.Options.Model);
+        Assert.Equal(new WhaleTech.Training.TrainingLoop { Steps = 1500, BatchSize = 32, LearningRate = 0.003 }, r.Options.Loop);
+        Assert.Equal((2, 8, 100), (r.Options.Pairs, r.Options.Keys, r.Options.WarmupSteps));
+        Assert.NotEmpty(command);
+        // A result written now reads back equal.
+        var dir = Path.Combine(Path.GetTempPath(), "whaletech-frontier-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            File.WriteAllText(Path.Combine(Directory.CreateDirectory(dir).FullName, "mla-frontier.json"), MlaFrontier.Json(new { command, machine = "m", result = r }));
+            var again = MlaFrontier.Read(Path.Combine(dir, "mla-frontier.json")).Result.Options;
+            Assert.Equal(r.Options.Variants, again.Variants);
+            Assert.Equal(r.Options, again with { Variants = r.Options.Variants });
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    static string RepoRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "WhaleTech.sln"))) return d.FullName;
+        throw new InvalidOperationException("WhaleTech.sln not found above " + AppContext.BaseDirectory);
     }
 }

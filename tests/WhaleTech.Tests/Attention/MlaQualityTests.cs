@@ -28,7 +28,7 @@ public class MlaQualityTests
     [Fact]
     public void TinyRunHasOneRowPerAttentionAndSeedAndAPlot()
     {
-        var o = new MlaQualityOptions { Seeds = 2, Steps = 3, Batch = 4, EvalSequences = 8, Hidden = 32, Pairs = 4, Queries = 2, Keys = 8, Values = 8 };
+        var o = new MlaQualityOptions { Seeds = 2, Loop = new() { Steps = 3, BatchSize = 4 }, EvalSequences = 8, Model = new() { Hidden = 32 }, Pairs = 4, Queries = 2, Keys = 8, Values = 8 };
         var result = MlaQuality.Run(o, torch.CPU);
         Assert.Equal(8, result.Runs.Count);
         Assert.Equal(["mha", "gqa", "mqa", "mla"], result.Summary.Select(s => s.Attention));

@@ -25,7 +25,7 @@ public class Fp8TrainingTests
                      fp8.named_parameters().Select(p => (p.name, string.Join(",", p.parameter.shape))));
         Assert.True(Fp8Linears.SetRecipe(fp8, Fp8Recipe.Bf16) > 0);
 
-        var o = new Fp8ComparisonOptions { Steps = 16, Hidden = 64, Layers = 1, BatchSize = 4, SequenceLength = 32, EvalBatches = 2, CorpusCharacters = 8000, Seeds = [1], LearningRate = 5e-3 };
+        var o = new Fp8ComparisonOptions { Loop = new() { Steps = 16, BatchSize = 4, LearningRate = 5e-3 }, Model = new() { Hidden = 64, Layers = 1 }, SequenceLength = 32, EvalBatches = 2, CorpusCharacters = 8000, Seeds = [1] };
         var runs = Fp8TrainingComparison.Run([Fp8Recipe.Bf16, Fp8Recipe.DeepSeekV3], o, torch.CPU);
         Assert.All(runs, r => Assert.True(r.Loss[^1] < r.Loss[0] - 0.3, $"{r.Recipe}: {r.Loss[0]} → {r.Loss[^1]}"));
         var gap = Fp8TrainingComparison.Gaps(runs).Single(g => g.Recipe == "deepseek-v3");

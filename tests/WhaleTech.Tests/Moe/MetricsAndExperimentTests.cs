@@ -64,7 +64,7 @@ public class MetricsAndExperimentTests
     [Fact]
     public void DeepSeekLMBuildsMoeLayersWithHfNamesAndTheExperimentRunsEndToEnd()
     {
-        var o = new MoeExperimentOptions { Seeds = 1, Steps = 3, BatchSize = 2, SequenceLength = 8, Hidden = 16, Layers = 2, Experts = 4, TopK = 2, ExpertWidth = 8, EvalBatches = 2, CorpusCharacters = 4000 };
+        var o = new MoeExperimentOptions { Seeds = 1, Loop = new() { Steps = 3, BatchSize = 2 }, SequenceLength = 8, Model = new() { Hidden = 16, Layers = 2 }, Experts = 4, TopK = 2, ExpertWidth = 8, EvalBatches = 2, CorpusCharacters = 4000 };
         torch.manual_seed(0);
         using (var lm = new DeepSeekLM(o.ModelConfig(60), moe: DeepSeekMoE.Factory))
         {

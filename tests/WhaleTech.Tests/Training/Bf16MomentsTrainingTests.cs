@@ -90,7 +90,7 @@ public class Bf16MomentsTrainingTests
     [Fact]
     public void Fp8ComparisonRunsEachRecipeWithBothMomentPrecisions()
     {
-        var o = new Fp8ComparisonOptions { Steps = 3, Hidden = 32, Layers = 1, Heads = 2, BatchSize = 2, SequenceLength = 16, EvalBatches = 1, CorpusCharacters = 3000, Seeds = [1],
+        var o = new Fp8ComparisonOptions { Loop = new() { Steps = 3, BatchSize = 2 }, Model = new() { Hidden = 32, Layers = 1, Heads = 2 }, SequenceLength = 16, EvalBatches = 1, CorpusCharacters = 3000, Seeds = [1],
             OptimizerMoments = [MomentPrecision.Fp32, MomentPrecision.Bf16] };
         var runs = Fp8TrainingComparison.Run([Fp8Recipe.Bf16, Fp8Recipe.DeepSeekV3], o, torch.CPU);
         Assert.Equal(["bf16", "bf16+bf16-moments", "deepseek-v3", "deepseek-v3+bf16-moments"], runs.Select(r => r.Recipe));
