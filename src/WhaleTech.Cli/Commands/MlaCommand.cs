@@ -80,17 +80,19 @@ public static class MlaCommand
         var device = Cli.DeviceOption();
         var seeds = new Option<int>("--seeds") { Description = "Seeds per attention kind.", DefaultValueFactory = _ => 3 };
         var steps = new Option<int>("--steps") { Description = "Training steps per model.", DefaultValueFactory = _ => 250 };
-        var outDir = new Option<string?>("--out") { Description = "Folder for mla-quality.json, .md and .png." };
+        var folder = RunFolderOptions.ForExperiment(null, "mla-quality.json, .md and .png");
         var json = new Option<bool>("--json") { Description = "Print JSON instead of a table." };
         var cmd = new Command("quality", "Train tiny MHA/GQA/MQA/MLA models (matched parameters) on multi-query associative recall; accuracy vs KV bytes per token.")
-            { device, seeds, steps, outDir, json };
+            { device, seeds, steps, folder.Out, folder.CheckpointEvery, folder.Resume, json };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
             var output = parse.InvocationConfiguration.Output;
             var options = new MlaQualityOptions { Seeds = parse.GetValue(seeds), Steps = parse.GetValue(steps) };
             bool asJson = parse.GetValue(json);
-            var result = MlaQuality.Run(options, dev, asJson ? null : output.WriteLine);
+            using var stop = Training.StopSignal.Listen();
+            var runs = folder.Experiment(parse, stop);
+            var result = MlaQuality.Run(options, dev, asJson ? null : output.WriteLine, runs);
             var jsonText = JsonSerializer.Serialize(new { machine = MachineInfo.Collect(dev), result }, new JsonSerializerOptions { WriteIndented = true });
             if (asJson) output.WriteLine(jsonText);
             else
@@ -101,17 +103,20 @@ public static class MlaCommand
                     table.AddRow(x.Attention, $"{x.Parameters:N0}", $"{x.KvBytesPerTokenBf16:N0}", $"{x.MeanAccuracy:P1} ± {x.StdAccuracy:P1}", $"{x.MeanEvalLoss:F3}");
                 KvCommand.Console(output).Write(table);
             }
-            if (parse.GetValue(outDir) is { } dir)
+            var dir = parse.GetValue(folder.Out);
+            if (dir is not null)
             {
                 Directory.CreateDirectory(dir);
                 AtomicFile.WriteAllText(Path.Combine(dir, "mla-quality.json"), jsonText);
                 AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-quality.png"), MlaQuality.Plot(result));
                 AtomicFile.WriteAllText(Path.Combine(dir, "mla-quality.md"),
-                    $"# MLA quality: MQAR recall vs KV bytes per token\n\n{MachineInfo.Collect(dev)}\n\n| attention | params | KV B/token (bf16) | accuracy (mean ± std) | eval loss |\n|---|---|---|---|---|\n" +
+                    $"# MLA quality: MQAR recall vs KV bytes per token\n\n" +
+                    (result.Partial ? $"**Partial:** interrupted after {result.Runs.Count} of {options.Attentions.Length * options.Seeds} runs; continue with the same command and `--resume`.\n\n" : "") +
+                    $"{MachineInfo.Collect(dev)}\n\n| attention | params | KV B/token (bf16) | accuracy (mean ± std) | eval loss |\n|---|---|---|---|---|\n" +
                     string.Concat(result.Summary.Select(x => $"| {x.Attention} | {x.Parameters} | {x.KvBytesPerTokenBf16} | {x.MeanAccuracy:P1} ± {x.StdAccuracy:P1} | {x.MeanEvalLoss:F3} |\n")) +
                     "\n![accuracy vs KV bytes](mla-quality.png)\n");
             }
-            return 0;
+            return ExperimentCli.Finish(runs, parse, dir is null ? null : Path.GetFullPath(dir), asJson ? Console.Error : output);
         });
         return cmd;
     }
