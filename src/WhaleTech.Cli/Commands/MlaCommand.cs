@@ -1,6 +1,8 @@
 // `whale mla bench`: one decode step of one attention layer (MHA, GQA-8, MQA, MLA-naive, MLA-absorbed) over a
 // batch × context grid, the copy bandwidth, prefill, and the absorbed-vs-materialized crossover.
 // `whale mla quality`: tiny MHA/GQA/MQA/MLA models on multi-query associative recall (accuracy vs KV bytes).
+// `whale mla frontier`: the same task trained to convergence over more variants, with 95% CIs.
+// Both keep run folders (--out, --checkpoint-every, --resume; Ctrl-C stops cleanly: Lab/Runs/ExperimentRuns).
 using System.CommandLine;
 using System.Text.Json;
 using Spectre.Console;
@@ -129,14 +131,15 @@ public static class MlaCommand
         var steps = new Option<int?>("--steps") { Description = "Training steps per model (default 2000; --quick 150)." };
         var evalEvery = new Option<int?>("--eval-every") { Description = "Steps between eval points of the convergence curve (default 100; --quick 50)." };
         var quick = new Option<bool>("--quick") { Description = "Tiny smoke run: 2 variants, 150 steps, 128 eval sequences (finishes in a minute; not converged)." };
-        var outDir = new Option<string?>("--out") { Description = "Folder for mla-frontier.json, .md, .png and -curves.png." };
+        var folder = RunFolderOptions.ForExperiment(null, "mla-frontier.json, .md, .png and -curves.png");
+        var outDir = folder.Out;
         var pairs = new Option<int?>("--pairs") { Description = "MQAR key–value pairs per sequence (default 4; queries = pairs)." };
         var symbols = new Option<int?>("--symbols") { Description = "Key and value vocabulary sizes (default 16 each)." };
         var hidden = new Option<int?>("--hidden") { Description = "Model width D (default 32; 4 heads)." };
         var lr = new Option<double?>("--lr") { Description = "Peak AdamW learning rate (default 3e-3)." };
         var from = new Option<string[]>("--from") { Description = "Re-render earlier mla-frontier.json files into --out (no training); several files (same task) are merged and the verdict recomputed.", AllowMultipleArgumentsPerToken = true };
         var cmd = new Command("frontier", "Train MHA/GQA/MQA/MLA variants (matched parameters) on MQAR to convergence; excess loss vs KV bytes per token with 95% CIs.")
-            { device, variants, seeds, steps, evalEvery, quick, outDir, pairs, symbols, hidden, lr, from };
+            { device, variants, seeds, steps, evalEvery, quick, outDir, folder.CheckpointEvery, folder.Resume, pairs, symbols, hidden, lr, from };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -160,19 +163,22 @@ public static class MlaCommand
             if (parse.GetValue(symbols) is int ns) o = o with { Keys = ns, Values = ns };
             if (parse.GetValue(hidden) is int nh) o = o with { Hidden = nh };
             if (parse.GetValue(lr) is double l) o = o with { LearningRate = l };
-            var result = MlaFrontier.Run(o, dev, output.WriteLine);
+            using var stop = Training.StopSignal.Listen();
+            var runs = folder.Experiment(parse, stop);
+            var result = MlaFrontier.Run(o, dev, output.WriteLine, runs);
             var table = new Table().Title("MQAR excess loss vs KV cache (mean ± 95% CI over seeds)")
                 .AddColumn("variant").AddColumn("params").AddColumn("KV B/token (bf16)").AddColumn("excess loss").AddColumn("accuracy").AddColumn("converged");
             foreach (var x in result.Points)
                 table.AddRow(x.Variant, $"{x.Parameters:N0}", $"{x.KvBytesPerTokenBf16:N0}", $"{x.MeanExcessLoss:F4} ± {x.ExcessLossCi95:F4}", $"{x.MeanAccuracy:P1} ± {x.AccuracyCi95:P1}", $"{x.ConvergedRuns}/{x.Seeds}");
             KvCommand.Console(output).Write(table);
             output.WriteLine("verdict: " + result.Verdict);
-            if (parse.GetValue(outDir) is { } dir)
+            var dir = parse.GetValue(outDir);
+            if (dir is not null)
             {
                 MlaFrontier.Write(result, dir, MachineInfo.Collect(dev).ToString(), "whale " + string.Join(" ", parse.Tokens.Select(t => t.Value)));
                 output.WriteLine($"wrote {dir}");
             }
-            return 0;
+            return ExperimentCli.Finish(runs, parse, dir is null ? null : Path.GetFullPath(dir), output);
         });
         return cmd;
     }
