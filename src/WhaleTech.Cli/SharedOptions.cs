@@ -65,7 +65,9 @@ public sealed class RunFolderOptions
         Resume = new Option<bool>("--resume") { Description = $"Continue from <out>/checkpoint ({resumeNote}); bit-exact with an uninterrupted run." };
     }
 
-    RunFolderOptions(Option<string> output, Option<int> checkpointEvery, Option<bool> resume) => (Out, CheckpointEvery, Resume) = (output, checkpointEvery, resume);
+    readonly bool _prefix;
+
+    RunFolderOptions(Option<string> output, Option<int> checkpointEvery, Option<bool> resume, bool prefix) => (Out, CheckpointEvery, Resume, _prefix) = (output, checkpointEvery, resume, prefix);
 
     /// <summary>The options of an experiment that trains many runs (Lab/Runs/ExperimentRuns): <paramref name="contents"/>
     /// go into --out (a folder, or a file prefix when <paramref name="prefix"/>), the runs into its runs/ folder.
@@ -77,16 +79,17 @@ public sealed class RunFolderOptions
         if (defaultOut is not null) output.DefaultValueFactory = _ => defaultOut;
         return new RunFolderOptions(output,
             new Option<int>("--checkpoint-every") { Description = $"Checkpoint the training run every N steps into {runs}<run>/checkpoint (weights, AdamW state, step, data position); 0 = only on Ctrl-C.", DefaultValueFactory = _ => 50 },
-            new Option<bool>("--resume") { Description = "Continue an interrupted experiment in --out (same options): finished runs are read back, the interrupted one continues from its checkpoint; bit-exact with an uninterrupted run." });
+            new Option<bool>("--resume") { Description = "Continue an interrupted experiment in --out (same options): finished runs are read back, the interrupted one continues from its checkpoint; bit-exact with an uninterrupted run." },
+            prefix);
     }
 
     public IEnumerable<Option> All => [Out, CheckpointEvery, Resume];
 
     public Training.LmRunFolder Folder(ParseResult p) => new Training.LmRunFolder(p.GetValue(Out)!, p.GetValue(CheckpointEvery), p.GetValue(Resume)).Validate();
 
-    /// <summary>The experiment's run folder (<paramref name="runsDir"/>: where runs/ goes, default --out), checked before any work.</summary>
-    public Lab.Runs.ExperimentRuns Experiment(ParseResult p, Training.StopSignal stop, string? runsDir = null)
-        => new(runsDir ?? p.GetValue(Out), p.GetValue(CheckpointEvery), p.GetValue(Resume), stop);
+    /// <summary>The experiment's runs (in &lt;out&gt;/runs, or &lt;out&gt;.runs for a prefix), checked before any work.</summary>
+    public Lab.Runs.ExperimentRuns Experiment(ParseResult p, Training.StopSignal stop)
+        => new(Lab.Runs.ExperimentRuns.RunsFolderOf(p.GetValue(Out), _prefix), p.GetValue(CheckpointEvery), p.GetValue(Resume), stop);
 }
 
 /// <summary>The end of an experiment command with a run folder: after Ctrl-C, where everything is and how to go on (exit 130).</summary>

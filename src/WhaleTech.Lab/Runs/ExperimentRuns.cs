@@ -1,11 +1,12 @@
 // The run folder of an experiment that trains many models (one per method/variant/recipe × seed: `whale moe
 // experiment`, `whale fp8 train`, `whale mla quality`, `whale mla frontier`), shared by all of them:
-//   <out>/runs/experiment.json            what the experiment is (its options); a resume must match it
-//   <out>/runs/<run>/metrics.jsonl        every step's scalars, and tensorboard/ (Training/MetricsLog)
-//   <out>/runs/<run>/checkpoint/          while the run trains: weights, AdamW state, step, data position and the
-//                                         loop's own state, every N steps and on Ctrl-C (Training/RunCheckpoint)
-//   <out>/runs/<run>/result.json          the finished run's result record, written atomically; the checkpoint
-//                                         is then dropped, and a resume reads the record back instead of training
+//   <runs>/experiment.json            what the experiment is (its options); a resume must match it
+//   <runs>/<run>/metrics.jsonl        every step's scalars, and tensorboard/ (Training/MetricsLog)
+//   <runs>/<run>/checkpoint/          while the run trains: weights, AdamW state, step, data position and the
+//                                     loop's own state, every N steps and on Ctrl-C (Training/RunCheckpoint)
+//   <runs>/<run>/result.json          the finished run's result record, written atomically; the checkpoint is
+//                                     then dropped, and a resume reads the record back instead of training
+// <runs> is <out>/runs for the commands whose --out is a folder, <out>.runs for `whale fp8 train` (a file prefix).
 // The first Ctrl-C (StopSignal) lets the current step finish; the run then checkpoints and reports that it
 // stopped, Interrupted turns true, and the experiment writes its summary of the finished runs (marked partial).
 // `--resume` skips the finished runs, continues the interrupted one from its checkpoint and gives bit-identical
@@ -21,7 +22,7 @@ namespace WhaleTech.Lab.Runs;
 
 public sealed class ExperimentRuns
 {
-    public const string RunsDir = "runs", ExperimentFile = "experiment.json", ResultFile = "result.json", CheckpointDir = "checkpoint";
+    public const string RunsDir = "runs", PrefixRunsSuffix = ".runs", ExperimentFile = "experiment.json", ResultFile = "result.json", CheckpointDir = "checkpoint";
 
     internal static readonly JsonSerializerOptions Json = new()
     {
@@ -30,8 +31,8 @@ public sealed class ExperimentRuns
 
     readonly Dictionary<string, string> _names = [];
 
-    /// <summary>The experiment's output folder, or null: no files, only the Ctrl-C behaviour.</summary>
-    public string? OutDir { get; }
+    /// <summary>The folder of the runs, or null: no files, only the Ctrl-C behaviour.</summary>
+    public string? RunsPath { get; }
     /// <summary>Checkpoint a training run every this many optimizer steps (0: only on Ctrl-C).</summary>
     public int CheckpointEvery { get; }
     public bool Resume { get; }
@@ -41,19 +42,21 @@ public sealed class ExperimentRuns
     /// <summary>Finished runs read back from their result records (resume).</summary>
     public int Reused { get; private set; }
 
-    /// <summary><paramref name="outDir"/>/runs, or null without an output folder.</summary>
-    public string? RunsPath => OutDir is null ? null : Path.Combine(OutDir, RunsDir);
-
-    /// <summary>Checks the settings before any work: CheckpointEvery ≥ 0; a resume needs an output folder holding an
-    /// earlier run of an experiment (runs/experiment.json).</summary>
-    public ExperimentRuns(string? outDir, int checkpointEvery = 50, bool resume = false, StopSignal? stop = null)
+    /// <summary>Checks the settings before any work: CheckpointEvery ≥ 0; a resume needs <paramref name="runsDir"/> to hold an
+    /// earlier run of an experiment (experiment.json). <paramref name="runsDir"/> null: nothing is written.</summary>
+    public ExperimentRuns(string? runsDir, int checkpointEvery = 50, bool resume = false, StopSignal? stop = null)
     {
         Guard.NonNegative("--checkpoint-every", checkpointEvery);
-        if (resume && outDir is null) throw new WhaleArgumentException("--resume", "true", "needs --out, the output folder of the interrupted run");
-        if (resume && !File.Exists(Path.Combine(outDir!, RunsDir, ExperimentFile)))
-            throw new WhaleArgumentException("--resume", outDir, $"needs {Path.Combine(outDir!, RunsDir, ExperimentFile)}, written by an earlier run with this --out");
-        (OutDir, CheckpointEvery, Resume, Stop) = (outDir, checkpointEvery, resume, stop);
+        if (resume && runsDir is null) throw new WhaleArgumentException("--resume", "true", "needs --out, the output of the interrupted run");
+        if (resume && !File.Exists(Path.Combine(runsDir!, ExperimentFile)))
+            throw new WhaleArgumentException("--resume", runsDir, $"needs {Path.Combine(runsDir!, ExperimentFile)}, written by an earlier run with this --out");
+        (RunsPath, CheckpointEvery, Resume, Stop) = (runsDir, checkpointEvery, resume, stop);
     }
+
+    /// <summary>The runs folder of an experiment whose --out is <paramref name="output"/>: &lt;out&gt;/runs for a folder,
+    /// &lt;out&gt;.runs for a file prefix; null without an output.</summary>
+    public static string? RunsFolderOf(string? output, bool prefix = false)
+        => output is null ? null : prefix ? output + PrefixRunsSuffix : Path.Combine(output, RunsDir);
 
     /// <summary>Records what the experiment is: a fresh start clears runs/ and writes <paramref name="options"/> (as JSON)
     /// with <paramref name="kind"/>; a resume must be given the same, or it is refused before any work.</summary>
@@ -65,7 +68,7 @@ public sealed class ExperimentRuns
         if (Resume)
         {
             if (File.ReadAllText(path) != json)
-                throw new WhaleArgumentException("--resume", OutDir, $"must be given the same experiment and options as the interrupted run (stored in {path})");
+                throw new WhaleArgumentException("--resume", RunsPath, $"must be given the same experiment and options as the interrupted run (stored in {path})");
             return;
         }
         if (Directory.Exists(RunsPath)) Directory.Delete(RunsPath, true);
