@@ -71,7 +71,13 @@ public sealed class ExperimentRuns
                 throw new WhaleArgumentException("--resume", RunsPath, $"must be given the same experiment and options as the interrupted run (stored in {path})");
             return;
         }
-        if (Directory.Exists(RunsPath)) Directory.Delete(RunsPath, true);
+        if (Directory.Exists(RunsPath))
+        {
+            // Only an earlier experiment's runs are cleared; a folder of that name holding anything else is left alone.
+            if (!File.Exists(path) && Directory.EnumerateFileSystemEntries(RunsPath).Any())
+                throw new WhaleArgumentException("--out", RunsPath, "must not hold a non-empty runs folder that is not an experiment's (no experiment.json): choose another --out");
+            Directory.Delete(RunsPath, true);
+        }
         Directory.CreateDirectory(RunsPath);
         AtomicFile.WriteAllText(path, json);
     }

@@ -71,6 +71,11 @@ public class ExperimentRunsTests : IDisposable
         MlaQuality.Run(o, torch.CPU, runs: new ExperimentRuns(runsDir));
         var e = Assert.Throws<WhaleArgumentException>(() => MlaQuality.Run(o with { Steps = 2 }, torch.CPU, runs: new ExperimentRuns(runsDir, resume: true)));
         Assert.Contains("same experiment and options", e.Message);
+        // A fresh start clears an earlier experiment's runs, but never a "runs" folder holding something else.
+        var foreign = Path.Combine(_dir, "models", "runs");
+        Directory.CreateDirectory(Path.Combine(foreign, "tiny-lm"));
+        Assert.Throws<WhaleArgumentException>(() => new ExperimentRuns(foreign).Begin("test", o));
+        Assert.True(Directory.Exists(Path.Combine(foreign, "tiny-lm")));
     }
 
     [Fact]
