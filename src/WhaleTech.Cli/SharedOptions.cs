@@ -58,7 +58,7 @@ public sealed class TrainingLoopOptions
         => initial with { Steps = p.GetValue(Steps), BatchSize = p.GetValue(Batch), LearningRate = p.GetValue(Lr) };
 }
 
-/// <summary>--out --checkpoint-every --resume of a training run folder (Training/LmRun.cs).</summary>
+/// <summary>--out --checkpoint-every --resume of a training run folder (Training/LmRun.cs) or of an experiment's runs (Lab/Runs/ExperimentRuns.cs).</summary>
 public sealed class RunFolderOptions
 {
     public Option<string> Out { get; }
@@ -72,7 +72,47 @@ public sealed class RunFolderOptions
         Resume = new Option<bool>("--resume") { Description = $"Continue from <out>/checkpoint ({resumeNote}); bit-exact with an uninterrupted run." };
     }
 
+    readonly bool _prefix;
+
+    RunFolderOptions(Option<string> output, Option<int> checkpointEvery, Option<bool> resume, bool prefix) => (Out, CheckpointEvery, Resume, _prefix) = (output, checkpointEvery, resume, prefix);
+
+    /// <summary>The options of an experiment that trains many runs (Lab/Runs/ExperimentRuns): <paramref name="contents"/>
+    /// go into --out (a folder, or a file prefix when <paramref name="prefix"/>), the runs into its runs/ folder.
+    /// <paramref name="defaultOut"/> null: --out is optional, and without it nothing is written (Ctrl-C still stops cleanly).</summary>
+    public static RunFolderOptions ForExperiment(string? defaultOut, string contents, bool prefix = false)
+    {
+        string runs = prefix ? "<out>.runs/" : "<out>/runs/";
+        var output = new Option<string>("--out") { Description = $"{(prefix ? "Path prefix (no extension) of" : "Folder for")} {contents}; every training run keeps {runs}<run>/ (metrics.jsonl, tensorboard/, checkpoint/ while it trains, result.json when done)." };
+        if (defaultOut is not null) output.DefaultValueFactory = _ => defaultOut;
+        return new RunFolderOptions(output,
+            new Option<int>("--checkpoint-every") { Description = $"Checkpoint the training run every N steps into {runs}<run>/checkpoint (weights, AdamW state, step, data position); 0 = only on Ctrl-C.", DefaultValueFactory = _ => 50 },
+            new Option<bool>("--resume") { Description = "Continue an interrupted experiment in --out (same options): finished runs are read back, the interrupted one continues from its checkpoint; bit-exact with an uninterrupted run." },
+            prefix);
+    }
+
     public IEnumerable<Option> All => [Out, CheckpointEvery, Resume];
 
     public Training.LmRunFolder Folder(ParseResult p) => new Training.LmRunFolder(p.GetValue(Out)!, p.GetValue(CheckpointEvery), p.GetValue(Resume)).Validate();
+
+    /// <summary>The experiment's runs (in &lt;out&gt;/runs, or &lt;out&gt;.runs for a prefix), checked before any work.</summary>
+    public Lab.Runs.ExperimentRuns Experiment(ParseResult p, Training.StopSignal stop)
+        => new(Lab.Runs.ExperimentRuns.RunsFolderOf(p.GetValue(Out), _prefix), p.GetValue(CheckpointEvery), p.GetValue(Resume), stop);
+}
+
+/// <summary>The end of an experiment command with a run folder: after Ctrl-C, where everything is and how to go on (exit 130).</summary>
+public static class ExperimentCli
+{
+    /// <param name="summary">Where the (partial) summary and plots were written, or null when there is no --out.</param>
+    public static int Finish(Lab.Runs.ExperimentRuns runs, ParseResult parse, string? summary, TextWriter? output = null)
+    {
+        output ??= Console.Out;
+        if (runs.Reused > 0) output.WriteLine($"{runs.Reused} finished run(s) read back from {runs.RunsPath}.");
+        if (!runs.Interrupted) return 0;
+        var tokens = parse.Tokens.Select(t => t.Value).ToList();
+        var command = "whale " + string.Join(" ", tokens.Select(t => t.Contains(' ') ? $"\"{t}\"" : t)) + (tokens.Contains("--resume") ? "" : " --resume");
+        output.WriteLine(runs.RunsPath is null
+            ? "Interrupted after the current step; nothing was saved (no --out). The table above covers the finished runs only."
+            : $"Interrupted after the current step: finished runs and the interrupted run's checkpoint in {runs.RunsPath}; partial summary and plots in {summary}. Continue with: {command}");
+        return Training.StopSignal.ExitCode;
+    }
 }

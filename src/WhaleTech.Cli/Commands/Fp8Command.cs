@@ -5,6 +5,7 @@
 //   whale fp8 accum                     the limited-precision accumulator: error vs K with/without promotion
 //   whale fp8 analyze m.safetensors   the lab's report for every tensor of a checkpoint (--write-roundtrip)
 //   whale fp8 train                     BF16 vs FP8 recipes on a small DeepSeekLM: relative loss gap over seeds
+//                                       (run folders in <out>.runs, --checkpoint-every, --resume, Ctrl-C: Lab/Runs)
 //                                       (--optimizer-moments fp32,bf16: also BF16 vs FP32 AdamW moments)
 using System.CommandLine;
 using System.Diagnostics;
@@ -249,9 +250,10 @@ public static class Fp8Command
         var seqLen = new Option<int>("--seq-len") { DefaultValueFactory = _ => 64 };
         var recipes = new Option<string>("--recipes") { Description = "Comma-separated: " + string.Join(", ", Fp8Recipe.All.Select(r => r.Name)) + " (bf16 is the baseline and always runs).", DefaultValueFactory = _ => "bf16,deepseek-v3,hybrid-tensor" };
         var moments = new Option<string>("--optimizer-moments") { Description = "AdamW moment storage, comma-separated: fp32, bf16 (DeepSeek-V3 §3.3) or fp32,bf16 to run every recipe with both and report the BF16-moment gap.", DefaultValueFactory = _ => "fp32" };
-        var output = new Option<string?>("--out") { Description = "Write JSON + Markdown + PNG here (file name without extension), atomically." };
+        var folder = RunFolderOptions.ForExperiment(null, "the JSON + Markdown + PNG results (written atomically)", prefix: true);
+        var output = folder.Out;
         var cmd = new Command("train", "Train a small DeepSeekLM with BF16 linears and with FP8 recipes; report the relative loss gap (DeepSeek-V3: < 0.25%).")
-            { device, steps, seeds, hidden, layers, batch, seqLen, recipes, moments, output };
+            { device, steps, seeds, hidden, layers, batch, seqLen, recipes, moments, output, folder.CheckpointEvery, folder.Resume };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -270,12 +272,17 @@ public static class Fp8Command
             // The baseline is BF16 linears with FP32 moments when those run, else with the first precision asked for.
             var baseline = Fp8TrainingComparison.Label("bf16", o.OptimizerMoments.Contains(MomentPrecision.Fp32) ? MomentPrecision.Fp32 : o.OptimizerMoments[0]);
             var labels = recipeList.SelectMany(r => o.OptimizerMoments.Select(m => Fp8TrainingComparison.Label(r.Name, m))).ToList();
+            using var stop = StopSignal.Listen();
+            var experiment = folder.Experiment(parse, stop);
             var runs = Fp8TrainingComparison.Run(recipeList, o, dev, r =>
-                AnsiConsole.MarkupLine($"seed {r.Seed} {Markup.Escape(r.Recipe)}: final train loss {r.Loss[^1]:F4}, eval {r.FinalEvalLoss:F4}, {r.SkippedSteps} skipped, {r.Seconds:F0} s"));
-            var gaps = Fp8TrainingComparison.Gaps(runs, baseline);
+                AnsiConsole.MarkupLine($"seed {r.Seed} {Markup.Escape(r.Recipe)}: final train loss {r.Loss[^1]:F4}, eval {r.FinalEvalLoss:F4}, {r.SkippedSteps} skipped, {r.Seconds:F0} s"), experiment);
+            bool partial = experiment.Interrupted;
+            var paired = runs.Where(r => runs.Any(b => b.Recipe == baseline && b.Seed == r.Seed)).ToList();   // all of them unless interrupted
+            var gaps = Fp8TrainingComparison.Gaps(paired, baseline);
             var momentGaps = Fp8TrainingComparison.MomentGaps(runs);
             var md = new System.Text.StringBuilder();
             md.AppendLine($"# FP8 training comparison: DeepSeekLM (MLA, hidden {o.Model.Hidden}, {o.Model.Layers} layers), {o.Loop.Steps} steps, batch {o.Loop.BatchSize}×{o.SequenceLength}, seeds {string.Join(",", seedList)}");
+            if (partial) md.AppendLine().AppendLine($"**Partial:** interrupted after {runs.Count} of {seedList.Length * labels.Count} runs; continue with the same command and `--resume`.");
             md.AppendLine().AppendLine($"Relative gap of the final evaluation loss vs the {baseline} baseline (same init and batches per seed). DeepSeek-V3 reports < 0.25% at scale.").AppendLine();
             md.AppendLine("| recipe | AdamW moments | optimizer state | mean eval loss | mean relative gap | per seed |").AppendLine("|---|---|---|---|---|---|");
             foreach (var g in gaps)
@@ -296,8 +303,8 @@ public static class Fp8Command
             {
                 var machine = MachineInfo.Collect(dev);
                 md.AppendLine().AppendLine($"Machine: {machine}").AppendLine().AppendLine($"![gap curves]({Path.GetFileName(path)}.png)");
-                var curves = labels.Where(l => l != baseline).ToDictionary(l => l, l => Fp8TrainingComparison.GapCurve(runs, l, baseline));
-                AtomicFile.WriteAllText(path + ".json", JsonSerializer.Serialize(new { kind = "fp8-training", options = o, baseline, runs, gaps, moment_gaps = momentGaps, gap_curves = curves, machine }, Indented));
+                var curves = labels.Where(l => l != baseline).ToDictionary(l => l, l => Fp8TrainingComparison.GapCurve(paired, l, baseline));
+                AtomicFile.WriteAllText(path + ".json", JsonSerializer.Serialize(new { kind = "fp8-training", options = o, partial, baseline, runs, gaps, moment_gaps = momentGaps, gap_curves = curves, machine }, Indented));
                 AtomicFile.WriteAllText(path + ".md", md.ToString());
                 var plot = new ScottPlot.Plot();
                 foreach (var (name, curve) in curves)
@@ -313,7 +320,7 @@ public static class Fp8Command
                 AtomicFile.WriteAllBytes(path + ".png", plot.GetImageBytes(900, 500, ScottPlot.ImageFormat.Png));
                 AnsiConsole.MarkupLine($"wrote {Markup.Escape(path)}.json, .md, .png");
             }
-            return 0;
+            return ExperimentCli.Finish(experiment, parse, path is null ? null : Path.GetFullPath(path) + ".json, .md, .png");
         });
         return cmd;
     }

@@ -1,6 +1,8 @@
 // `whale mla bench`: one decode step of one attention layer (MHA, GQA-8, MQA, MLA-naive, MLA-absorbed) over a
 // batch × context grid, the copy bandwidth, prefill, and the absorbed-vs-materialized crossover.
 // `whale mla quality`: tiny MHA/GQA/MQA/MLA models on multi-query associative recall (accuracy vs KV bytes).
+// `whale mla frontier`: the same task trained to convergence over more variants, with 95% CIs.
+// Both keep run folders (--out, --checkpoint-every, --resume; Ctrl-C stops cleanly: Lab/Runs/ExperimentRuns).
 using System.CommandLine;
 using System.Text.Json;
 using Spectre.Console;
@@ -80,10 +82,10 @@ public static class MlaCommand
         var device = Cli.DeviceOption();
         var seeds = new Option<int>("--seeds") { Description = "Seeds per attention kind.", DefaultValueFactory = _ => 3 };
         var steps = new Option<int>("--steps") { Description = "Training steps per model.", DefaultValueFactory = _ => 250 };
-        var outDir = new Option<string?>("--out") { Description = "Folder for mla-quality.json, .md and .png." };
+        var folder = RunFolderOptions.ForExperiment(null, "mla-quality.json, .md and .png");
         var json = new Option<bool>("--json") { Description = "Print JSON instead of a table." };
         var cmd = new Command("quality", "Train tiny MHA/GQA/MQA/MLA models (matched parameters) on multi-query associative recall; accuracy vs KV bytes per token.")
-            { device, seeds, steps, outDir, json };
+            { device, seeds, steps, folder.Out, folder.CheckpointEvery, folder.Resume, json };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -91,7 +93,9 @@ public static class MlaCommand
             var d = new MlaQualityOptions();
             var options = d with { Seeds = parse.GetValue(seeds), Loop = d.Loop with { Steps = parse.GetValue(steps) } };
             bool asJson = parse.GetValue(json);
-            var result = MlaQuality.Run(options, dev, asJson ? null : output.WriteLine);
+            using var stop = Training.StopSignal.Listen();
+            var runs = folder.Experiment(parse, stop);
+            var result = MlaQuality.Run(options, dev, asJson ? null : output.WriteLine, runs);
             var jsonText = JsonSerializer.Serialize(new { machine = MachineInfo.Collect(dev), result }, new JsonSerializerOptions { WriteIndented = true });
             if (asJson) output.WriteLine(jsonText);
             else
@@ -102,17 +106,20 @@ public static class MlaCommand
                     table.AddRow(x.Attention, $"{x.Parameters:N0}", $"{x.KvBytesPerTokenBf16:N0}", $"{x.MeanAccuracy:P1} ± {x.StdAccuracy:P1}", $"{x.MeanEvalLoss:F3}");
                 KvCommand.Console(output).Write(table);
             }
-            if (parse.GetValue(outDir) is { } dir)
+            var dir = parse.GetValue(folder.Out);
+            if (dir is not null)
             {
                 Directory.CreateDirectory(dir);
                 AtomicFile.WriteAllText(Path.Combine(dir, "mla-quality.json"), jsonText);
                 AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-quality.png"), MlaQuality.Plot(result));
                 AtomicFile.WriteAllText(Path.Combine(dir, "mla-quality.md"),
-                    $"# MLA quality: MQAR recall vs KV bytes per token\n\n{MachineInfo.Collect(dev)}\n\n| attention | params | KV B/token (bf16) | accuracy (mean ± std) | eval loss |\n|---|---|---|---|---|\n" +
+                    $"# MLA quality: MQAR recall vs KV bytes per token\n\n" +
+                    (result.Partial ? $"**Partial:** interrupted after {result.Runs.Count} of {options.Attentions.Length * options.Seeds} runs; continue with the same command and `--resume`.\n\n" : "") +
+                    $"{MachineInfo.Collect(dev)}\n\n| attention | params | KV B/token (bf16) | accuracy (mean ± std) | eval loss |\n|---|---|---|---|---|\n" +
                     string.Concat(result.Summary.Select(x => $"| {x.Attention} | {x.Parameters} | {x.KvBytesPerTokenBf16} | {x.MeanAccuracy:P1} ± {x.StdAccuracy:P1} | {x.MeanEvalLoss:F3} |\n")) +
                     "\n![accuracy vs KV bytes](mla-quality.png)\n");
             }
-            return 0;
+            return ExperimentCli.Finish(runs, parse, dir is null ? null : Path.GetFullPath(dir), asJson ? Console.Error : output);
         });
         return cmd;
     }
@@ -125,7 +132,8 @@ public static class MlaCommand
         var steps = new Option<int?>("--steps") { Description = "Training steps per model (default 2000; --quick 150)." };
         var evalEvery = new Option<int?>("--eval-every") { Description = "Steps between eval points of the convergence curve (default 100; --quick 50)." };
         var quick = new Option<bool>("--quick") { Description = "Tiny smoke run: 2 variants, 150 steps, 128 eval sequences (finishes in a minute; not converged)." };
-        var outDir = new Option<string?>("--out") { Description = "Folder for mla-frontier.json, .md, .png and -curves.png." };
+        var folder = RunFolderOptions.ForExperiment(null, "mla-frontier.json, .md, .png and -curves.png");
+        var outDir = folder.Out;
         var pairs = new Option<int?>("--pairs") { Description = "MQAR key–value pairs per sequence (default 4; queries = pairs)." };
         var symbols = new Option<int?>("--symbols") { Description = "Key and value vocabulary sizes (default 16 each); the language's vocabulary." };
         var task = new Option<string>("--task") { Description = "What to train on: mqar (recall; Bayes loss 0) or language (topic-mixture bigram language; Bayes loss computed exactly per sequence).", DefaultValueFactory = _ => "mqar" };
@@ -135,7 +143,7 @@ public static class MlaCommand
         var lr = new Option<double?>("--lr") { Description = "Peak AdamW learning rate (default 3e-3)." };
         var from = new Option<string[]>("--from") { Description = "Re-render earlier mla-frontier.json files into --out (no training); several files (same task) are merged and the verdict recomputed.", AllowMultipleArgumentsPerToken = true };
         var cmd = new Command("frontier", "Train MHA/GQA/MQA/MLA variants (matched parameters) on MQAR or a synthetic language to convergence; excess loss over Bayes vs KV bytes per token with 95% CIs.")
-            { device, variants, seeds, steps, evalEvery, quick, outDir, pairs, symbols, task, topics, length, hidden, lr, from };
+            { device, variants, seeds, steps, evalEvery, quick, outDir, folder.CheckpointEvery, folder.Resume, pairs, symbols, task, topics, length, hidden, lr, from };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -162,19 +170,22 @@ public static class MlaCommand
             if (parse.GetValue(length) is int nl) o = o with { Length = nl };
             if (parse.GetValue(hidden) is int nh) o = o with { Model = o.Model with { Hidden = nh } };
             if (parse.GetValue(lr) is double l) o = o with { Loop = o.Loop with { LearningRate = l } };
-            var result = MlaFrontier.Run(o, dev, output.WriteLine);
+            using var stop = Training.StopSignal.Listen();
+            var runs = folder.Experiment(parse, stop);
+            var result = MlaFrontier.Run(o, dev, output.WriteLine, runs);
             var table = new Table().Title($"{(o.TaskKind == "language" ? "Language" : "MQAR")} excess loss vs KV cache (mean ± 95% CI over seeds)")
                 .AddColumn("variant").AddColumn("params").AddColumn("KV B/token (bf16)").AddColumn("excess loss").AddColumn("accuracy").AddColumn("converged");
             foreach (var x in result.Points)
                 table.AddRow(x.Variant, $"{x.Parameters:N0}", $"{x.KvBytesPerTokenBf16:N0}", $"{x.MeanExcessLoss:F4} ± {x.ExcessLossCi95:F4}", $"{x.MeanAccuracy:P1} ± {x.AccuracyCi95:P1}", $"{x.ConvergedRuns}/{x.Seeds}");
             KvCommand.Console(output).Write(table);
             output.WriteLine("verdict: " + result.Verdict);
-            if (parse.GetValue(outDir) is { } dir)
+            var dir = parse.GetValue(outDir);
+            if (dir is not null)
             {
                 MlaFrontier.Write(result, dir, MachineInfo.Collect(dev).ToString(), "whale " + string.Join(" ", parse.Tokens.Select(t => t.Value)));
                 output.WriteLine($"wrote {dir}");
             }
-            return 0;
+            return ExperimentCli.Finish(runs, parse, dir is null ? null : Path.GetFullPath(dir), output);
         });
         return cmd;
     }

@@ -1,10 +1,12 @@
 // `whale moe …`: DeepSeekMoE load balancing.
-//   whale moe experiment   aux-loss baselines vs. auxiliary-loss-free balancing on a small MoE LM (results + plots)
+//   whale moe experiment   aux-loss baselines vs. auxiliary-loss-free balancing on a small MoE LM (results + plots;
+//                          run folders, --checkpoint-every, --resume and Ctrl-C as in Lab/Runs/ExperimentRuns)
 using System.CommandLine;
 using Spectre.Console;
 using WhaleTech.Moe;
 using WhaleTech.Runtime;
 using WhaleTech.Lab.Moe;
+using WhaleTech.Training;
 
 namespace WhaleTech.Cli.Commands;
 
@@ -21,7 +23,7 @@ public static class MoeCommand
     {
         var defaults = new MoeExperimentOptions();
         var device = Cli.DeviceOption();
-        var outDir = new Option<string>("--out") { Description = "Folder for results.json, results.md and the PNG plots.", DefaultValueFactory = _ => "moe-experiment" };
+        var folder = RunFolderOptions.ForExperiment("moe-experiment", "results.json, results.md and the PNG plots");
         var seeds = new Option<int>("--seeds") { Description = "Seeds per method.", DefaultValueFactory = _ => defaults.Seeds };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps per run.", DefaultValueFactory = _ => defaults.Loop.Steps };
         var batch = new Option<int>("--batch-size") { Description = "Sequences per step.", DefaultValueFactory = _ => defaults.Loop.BatchSize };
@@ -44,7 +46,7 @@ public static class MoeCommand
         var dispatch = new Option<string>("--dispatch") { Description = "Dispatch path: sorted, bmm, grouped-mm (torch._grouped_mm), expert-loop or token-loop.", DefaultValueFactory = _ => "sorted" };
         var cmd = new Command("experiment", "Train a small DeepSeekMoE LM with no balancing, aux losses α ∈ {1e-2,1e-3,1e-4} and loss-free balancing over " +
                                             "several seeds; report val loss and MaxVio_global with 95% CIs, the dilemma plot, MaxVio curves and heatmaps.")
-        { device, outDir, seeds, steps, batch, seqLen, hidden, layers, experts, topK, shared, width, lr, gamma, lateFrom, lateGamma, alphas, rule, evalBatches, only, dispatch, threads };
+        { device, folder.Out, folder.CheckpointEvery, folder.Resume, seeds, steps, batch, seqLen, hidden, layers, experts, topK, shared, width, lr, gamma, lateFrom, lateGamma, alphas, rule, evalBatches, only, dispatch, threads };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -64,15 +66,18 @@ public static class MoeCommand
             if (kinds.Contains("none")) methods.Add(BalanceMethod.None);
             if (kinds.Contains("aux")) methods.AddRange(ParseAlphas(parse.GetValue(alphas)!).Select(BalanceMethod.AuxLoss));
             if (kinds.Contains("loss-free")) methods.Add(BalanceMethod.LossFree(o.Gamma, ParseRule(parse.GetValue(rule)!), late, lateG));
-            var dir = parse.GetValue(outDir)!;
-            AnsiConsole.MarkupLine($"[bold]MoE balancing experiment[/]: {methods.Count} methods × {o.Seeds} seeds, {o.Loop.Steps} steps each, on {dev}");
-            var summary = MoeExperiment.RunAll(methods, o, dev, dir, line => AnsiConsole.WriteLine(line));
+            var dir = parse.GetValue(folder.Out)!;
+            using var stop = StopSignal.Listen();
+            var runs = folder.Experiment(parse, stop);
+            AnsiConsole.MarkupLine($"[bold]MoE balancing experiment[/]: {methods.Count} methods × {o.Seeds} seeds, {o.Loop.Steps} steps each, on {dev}" +
+                                   (runs.Resume ? $" (resuming {Markup.Escape(runs.RunsPath!)})" : ""));
+            var summary = MoeExperiment.RunAll(methods, o, dev, dir, line => AnsiConsole.WriteLine(line), runs);
             var table = new Table().AddColumn("method").AddColumn("val loss ± 95% CI").AddColumn("MaxVio_global ± 95% CI");
             foreach (var s in summary)
                 table.AddRow(Markup.Escape(s.Method), $"{s.ValLoss:F4} ± {s.ValLossCi:F4}", $"{s.MaxVio:F3} ± {s.MaxVioCi:F3}");
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLine($"Wrote {Markup.Escape(Path.GetFullPath(dir))}/results.md, results.json, dilemma.png, maxvio.png, heatmap-*.png");
-            return 0;
+            return ExperimentCli.Finish(runs, parse, Path.GetFullPath(dir));
         });
         return cmd;
     }

@@ -93,6 +93,11 @@ public static class Rules
         ["mla convert-study --pairs"] = Int(1, 64),
         ["mla convert-study --symbols"] = Int(2, 256),
         ["moe experiment --out"] = OutDir,
+        // The experiments' run folders (Lab/Runs): a finished run writes its result record, not a checkpoint.
+        ["moe experiment --checkpoint-every"] = Int(0, Million, "0 = only on Ctrl-C"),
+        ["fp8 train --checkpoint-every"] = Int(0, Million, "0 = only on Ctrl-C"),
+        ["mla quality --checkpoint-every"] = Int(0, Million, "0 = only on Ctrl-C"),
+        ["mla frontier --checkpoint-every"] = Int(0, Million, "0 = only on Ctrl-C"),
         ["moe experiment --batch-size"] = Int(1, 65536),
         ["moe experiment --hidden"] = Int(16, 65536, "a multiple of 16: 4 heads of a multiple of 4 dimensions"),
         ["fp8 train --hidden"] = Int(16, 65536, "a multiple of 16: 4 heads of a multiple of 4 dimensions"),

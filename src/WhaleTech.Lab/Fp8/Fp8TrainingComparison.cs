@@ -8,6 +8,8 @@
 // Training/AdamWOptimizer.cs): such a run is labelled "<recipe>+bf16-moments", and MomentGaps reports
 // (L_bf16-moments − L_fp32-moments) / L_fp32-moments per recipe and seed.
 //
+// Every (recipe, seed) run can keep a run folder (Lab/Runs/ExperimentRuns): Ctrl-C and --resume, bit-exact.
+//
 // Shapes: batches [B, T] token ids; the model is ModelConfig.Tiny with the given hidden size.
 using TorchSharp;
 using WhaleTech.Model;
@@ -17,6 +19,7 @@ using static TorchSharp.torch;
 using WhaleTech.Core;
 
 using WhaleTech.Fp8;
+using WhaleTech.Lab.Runs;
 
 namespace WhaleTech.Lab.Fp8;
 
@@ -50,42 +53,82 @@ public sealed record Fp8Gap(string Recipe, double MeanRelativeGap, double[] PerS
 
 public static class Fp8TrainingComparison
 {
-    /// <summary>Trains one model per (recipe, seed) on the synthetic corpus and returns the runs.</summary>
-    public static List<Fp8Run> Run(IEnumerable<Fp8Recipe> recipes, Fp8ComparisonOptions o, Device device, Action<Fp8Run>? onRun = null)
+    /// <summary>Trains one model per (recipe, seed) on the synthetic corpus and returns the runs. With <paramref name="runs"/>
+    /// (Lab/Runs) every run keeps a run folder, a resume skips the finished ones, and after Ctrl-C the list holds the
+    /// finished runs only (runs.Interrupted tells). A run of a recipe with a stateful scaling policy (delayed: amax
+    /// histories) is not checkpointed mid-way; interrupted, it restarts from step 0 on resume.</summary>
+    public static List<Fp8Run> Run(IEnumerable<Fp8Recipe> recipes, Fp8ComparisonOptions o, Device device, Action<Fp8Run>? onRun = null, ExperimentRuns? runs = null)
     {
         o.Loop.Validate();
         o.Model.Validate();
         if (o.OptimizerMoments.Length == 0) throw new WhaleArgumentException("optimizer_moments", o.OptimizerMoments, "must name fp32, bf16 or both");
         if (o.Seeds.Length == 0) throw new WhaleArgumentException("seeds", o.Seeds, "must name at least one seed");
+        var recipeList = recipes.ToList();
+        runs?.Begin("fp8-training", new { options = o, recipes = recipeList });
         var tok = new CharTokenizer();
         var train = tok.Encode(new SyntheticCorpus(o.CorpusCharacters, seed: 1).Text);
         var eval = tok.Encode(new SyntheticCorpus(o.CorpusCharacters / 5, seed: 2).Text);
-        var runs = new List<Fp8Run>();
+        var results = new List<Fp8Run>();
         foreach (var seed in o.Seeds)
-            foreach (var recipe in recipes)
+            foreach (var recipe in recipeList)
             foreach (var moments in o.OptimizerMoments)
             {
-                var clock = System.Diagnostics.Stopwatch.StartNew();
-                torch.manual_seed(seed);
-                var config = o.Model.Tiny(o.Attention, tok.VocabSize);
-                using var model = new DeepSeekLM(config, Fp8Linears.Factory(recipe, initStd: config.InitializerRange));
-                model.to(device);
-                var options = new TrainOptions(o.Loop)
-                {
-                    SequenceLength = o.SequenceLength,
-                    MinLearningRate = o.Loop.LearningRate / 10, WarmupSteps = Math.Max(1, o.Loop.Steps / 10), EvalEvery = o.Loop.Steps, EvalBatches = o.EvalBatches, Seed = seed,
-                    OptimizerMoments = moments,
-                };
-                var trainer = new LmTrainer(model, options) { Warn = _ => { } };
-                var history = trainer.Run(new TokenWindowStream(train, o.Loop.BatchSize, o.SequenceLength, seed),
-                                          new TokenWindowStream(eval, o.Loop.BatchSize, o.SequenceLength, 1000 + seed), device);
-                var run = new Fp8Run(Label(recipe.Name, moments), seed, history.Select(h => h.Loss).ToArray(), history[^1].EvalLoss ?? double.NaN,
-                                     history.Count(h => h.Skipped), clock.Elapsed.TotalSeconds)
-                          { Moments = moments.Name(), OptimizerStateBytes = trainer.Optimizer.StateBytes };
-                runs.Add(run);
-                onRun?.Invoke(run);
+                if (runs?.StopRequested == true) return results;
+                using var run = runs?.Open($"{Label(recipe.Name, moments)} seed {seed}", resumable: Fp8ScalingPolicies.Get(recipe.ScalingPolicy).Stateless);
+                var r = run?.Finished<Fp8Run>() ?? RunOne(recipe, moments, seed, o, train, eval, tok.VocabSize, device, run);
+                if (r is null) return results;
+                results.Add(r);
+                onRun?.Invoke(r);
             }
-        return runs;
+        return results;
+    }
+
+    /// <summary>One (recipe, moments, seed) run; null when Ctrl-C stopped it (after its current step).</summary>
+    static Fp8Run? RunOne(Fp8Recipe recipe, MomentPrecision moments, int seed, Fp8ComparisonOptions o, int[] trainTokens, int[] evalTokens, int vocab, Device device, ExperimentRun? run)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        torch.manual_seed(seed);
+        var config = o.Model.Tiny(o.Attention, vocab);
+        using var model = new DeepSeekLM(config, Fp8Linears.Factory(recipe, initStd: config.InitializerRange));
+        model.to(device);
+        var options = new TrainOptions(o.Loop)
+        {
+            SequenceLength = o.SequenceLength,
+            MinLearningRate = o.Loop.LearningRate / 10, WarmupSteps = Math.Max(1, o.Loop.Steps / 10), EvalEvery = o.Loop.Steps, EvalBatches = o.EvalBatches, Seed = seed,
+            OptimizerMoments = moments,
+        };
+        var trainer = new LmTrainer(model, options) { Warn = _ => { } };
+        var train = new TokenWindowStream(trainTokens, o.Loop.BatchSize, o.SequenceLength, seed);
+        var history = new List<StepMetrics>();
+        if (run?.Start(model, trainer.Optimizer) is { } resumed)
+        {
+            trainer.RestoreStep(resumed.Step);
+            train.Skip(resumed.DataPosition - train.BatchesDrawn);
+            history.AddRange(RunCheckpoint.StateAs<List<StepMetrics>>(resumed) ?? []);
+        }
+        // LmTrainer.Run's loop, one step at a time so the run folder can checkpoint between steps (EvalEvery = Steps:
+        // one evaluation, at the end).
+        while (trainer.Step < o.Loop.Steps)
+        {
+            StepMetrics m;
+            using (var scope = torch.NewDisposeScope())
+            {
+                var (x, y) = train.Next(device);
+                m = trainer.TrainStep(x, y);
+            }
+            if (m.Step == o.Loop.Steps)
+                m = m with { EvalLoss = trainer.Evaluate(new TokenWindowStream(evalTokens, o.Loop.BatchSize, o.SequenceLength, 1000 + seed), o.EvalBatches, device) };
+            history.Add(m);
+            var scalars = new Dictionary<string, double> { ["loss"] = m.Loss, ["learning_rate"] = m.LearningRate, ["grad_norm"] = m.GradNorm, ["skipped"] = m.Skipped ? 1 : 0 };
+            if (m.EvalLoss is { } ev) scalars["eval/loss"] = ev;
+            run?.Log(m.Step, scalars);
+            if (run?.AfterStep(m.Step, o.Loop.Steps, model, trainer.Optimizer, train.BatchesDrawn, () => history) == true) return null;
+        }
+        var result = new Fp8Run(Label(recipe.Name, moments), seed, history.Select(h => h.Loss).ToArray(), history[^1].EvalLoss ?? double.NaN,
+                                history.Count(h => h.Skipped), clock.Elapsed.TotalSeconds)
+                     { Moments = moments.Name(), OptimizerStateBytes = trainer.Optimizer.StateBytes };
+        run?.Finish(result);
+        return result;
     }
 
     /// <summary>The label of a run: the recipe name, plus "+bf16-moments" for BF16 AdamW moments.</summary>

@@ -13,6 +13,8 @@
 // Statistics: mean and 95 % Student-t confidence interval over seeds (MathNet.Numerics), per variant; the verdict
 // compares each variant's interval with the best one's.
 //
+// Every (variant, seed) run can keep a run folder (Lab/Runs/ExperimentRuns): Ctrl-C and --resume, bit-exact.
+//
 // Shapes: B batch, T sequence (MQAR: 2(N + Q)), D hidden, H heads, Dh head dim, Hkv KV heads, Dc kv_lora_rank, Dr RoPE dim.
 using System.Text;
 using System.Text.Json;
@@ -21,6 +23,7 @@ using MathNet.Numerics.Statistics;
 using TorchSharp;
 using WhaleTech.Attention;
 using WhaleTech.Core;
+using WhaleTech.Lab.Runs;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using WhaleTech.Training;
@@ -104,7 +107,11 @@ public sealed record FrontierPoint(string Variant, long Parameters, double KvByt
     public double MeanStepsToThreshold { get; init; }
     public double StepsToThresholdCi95 { get; init; }
 }
-public sealed record MlaFrontierResult(MlaFrontierOptions Options, IReadOnlyList<FrontierRun> Runs, IReadOnlyList<FrontierPoint> Points, string Verdict);
+public sealed record MlaFrontierResult(MlaFrontierOptions Options, IReadOnlyList<FrontierRun> Runs, IReadOnlyList<FrontierPoint> Points, string Verdict)
+{
+    /// <summary>True when Ctrl-C stopped the experiment: Runs, Points and Verdict cover the finished runs only.</summary>
+    public bool Partial { get; init; }
+}
 
 public static class MlaFrontier
 {
@@ -155,28 +162,47 @@ public static class MlaFrontier
     /// <summary>Trains <paramref name="model"/> for <paramref name="steps"/> AdamW steps (warm-up + cosine to 10 %), logging
     /// the eval curve every EvalEvery steps (and at step 0). Data seed <paramref name="dataSeed"/>.</summary>
     public static List<CurvePoint> Train(DeepSeekLM model, MlaFrontierOptions o, int steps, double lr, int dataSeed, int evalSeed, Device device, string label)
+        => Train(model, o, steps, lr, dataSeed, evalSeed, device, label, run: null)!;
+
+    /// <summary><see cref="Train(DeepSeekLM, MlaFrontierOptions, int, double, int, int, Device, string)"/> in a run folder
+    /// (Lab/Runs): continues from the run's checkpoint when there is one; null when Ctrl-C stopped it (checkpoint written).</summary>
+    public static List<CurvePoint>? Train(DeepSeekLM model, MlaFrontierOptions o, int steps, double lr, int dataSeed, int evalSeed, Device device, string label, ExperimentRun? run)
     {
-        var curve = new List<CurvePoint>();
-        var (l0, a0) = Evaluate(model, o, evalSeed, device);
-        curve.Add(new CurvePoint(0, l0, a0));
-        model.train();
         using var opt = new AdamWOptimizer(model.parameters(), lr, weightDecay: o.Loop.WeightDecay);
+        var resumed = run?.Start(model, opt);
+        var curve = resumed is null ? [] : RunCheckpoint.StateAs<List<CurvePoint>>(resumed) ?? [];
+        if (resumed is null)
+        {
+            var (l0, a0) = Evaluate(model, o, evalSeed, device);
+            curve.Add(new CurvePoint(0, l0, a0));
+        }
+        model.train();
         var stepper = new OptimizerStepper(opt, model.parameters(), maxGradNorm: o.Loop.GradClip, maxNonFiniteInRow: 1)
             { Warn = w => throw new WhaleException($"{label}: {w}") };
         var schedule = new LrSchedule(lr, Math.Min(o.WarmupSteps, steps / 10), steps, lr / 10).Validate();
         var rng = new Random(dataSeed);
         var data = o.Data;
-        for (int step = 0; step < steps; step++)
+        int start = resumed?.Step ?? 0;
+        for (int i = 0; i < start; i++)                                      // resume: the data stream replays to where the run stopped
+        {
+            using var scope = torch.NewDisposeScope();
+            data.Batch(o.Loop.BatchSize, rng);
+        }
+        for (int step = start; step < steps; step++)
         {
             using var scope = torch.NewDisposeScope();
             stepper.SetLearningRate(schedule.At(step));
             var (ids, targets, mask) = data.Batch(o.Loop.BatchSize, rng);
-            stepper.Run(step, () => LossAndCorrect(model, ids.to(device), targets.to(device), mask.to(device)).Loss);
+            var outcome = stepper.Run(step, () => LossAndCorrect(model, ids.to(device), targets.to(device), mask.to(device)).Loss);
+            var scalars = new Dictionary<string, double> { ["loss"] = outcome.Loss, ["grad_norm"] = outcome.GradNorm, ["learning_rate"] = schedule.At(step) };
             if ((step + 1) % o.EvalEvery == 0 || step + 1 == steps)
             {
                 var (l, a) = Evaluate(model, o, evalSeed, device);
                 curve.Add(new CurvePoint(step + 1, l, a));
+                (scalars["eval/loss"], scalars["eval/accuracy"]) = (l, a);
             }
+            run?.Log(step + 1, scalars);
+            if (run?.AfterStep(step + 1, steps, model, opt, step + 1, () => curve) == true) return null;
         }
         model.eval();
         return curve;
@@ -202,26 +228,36 @@ public static class MlaFrontier
         return (mean, t * values.StandardDeviation() / Math.Sqrt(values.Count));
     }
 
-    public static MlaFrontierResult Run(MlaFrontierOptions options, Device device, Action<string>? log = null)
+    /// <summary>Trains every variant × seed. With <paramref name="runs"/> (Lab/Runs) every run keeps a run folder, a resume skips
+    /// the finished ones, and after Ctrl-C the result covers the finished runs and is marked Partial.</summary>
+    public static MlaFrontierResult Run(MlaFrontierOptions options, Device device, Action<string>? log = null, ExperimentRuns? runs = null)
     {
         var o = options.Validate();
         Backend.Initialize();
-        var runs = new List<FrontierRun>();
-        foreach (var v in o.Variants.Select(FrontierVariant.Parse))
-            for (int seed = 0; seed < o.Seeds; seed++)
+        runs?.Begin("mla-frontier", o);
+        var results = new List<FrontierRun>();
+        foreach (var (v, seed) in o.Variants.Select(FrontierVariant.Parse).SelectMany(v => Enumerable.Range(0, o.Seeds).Select(s => (v, s))))
+        {
+            if (runs?.StopRequested == true) break;
+            using var run = runs?.Open($"{v.Name} seed {seed}");
+            var r = run?.Finished<FrontierRun>();
+            if (r is null)
             {
                 var cfg = Config(o, v);
                 torch.manual_seed(1000 + seed);
                 using var model = new DeepSeekLM(cfg);
                 model.to(device);
-                var curve = Train(model, o, o.Loop.Steps, o.Loop.LearningRate, seed, seed, device, $"{v.Name} seed {seed}");
+                var curve = Train(model, o, o.Loop.Steps, o.Loop.LearningRate, seed, seed, device, $"{v.Name} seed {seed}", run);
+                if (curve is null) break;
                 long kv = KvElements(cfg);
-                bool conv = Converged(curve, o.ConvergedDelta);
-                runs.Add(new FrontierRun(v.Name, seed, model.ParameterCount(), kv, kv * 2.0, curve[^1].EvalLoss, curve[^1].EvalAccuracy, conv, curve));
-                log?.Invoke($"{v.Name} seed {seed}: params {model.ParameterCount():N0}, KV {kv * 2} B/token, eval loss {curve[^1].EvalLoss:F4}, accuracy {curve[^1].EvalAccuracy:P1}, converged {conv}");
+                r = new FrontierRun(v.Name, seed, model.ParameterCount(), kv, kv * 2.0, curve[^1].EvalLoss, curve[^1].EvalAccuracy, Converged(curve, o.ConvergedDelta), curve);
+                run?.Finish(r);
             }
-        var points = Summarize(runs, o.SpeedThreshold);
-        return new MlaFrontierResult(o, runs, points, Verdict(points));
+            results.Add(r);
+            log?.Invoke($"{v.Name} seed {seed}: params {r.Parameters:N0}, KV {r.KvElementsPerToken * 2} B/token, eval loss {r.EvalLoss:F4}, accuracy {r.EvalAccuracy:P1}, converged {r.Converged}");
+        }
+        var points = Summarize(results, o.SpeedThreshold);
+        return new MlaFrontierResult(o, results, points, Verdict(points)) { Partial = runs?.Interrupted == true };
     }
 
     /// <summary>The first eval step whose excess loss is ≤ <paramref name="threshold"/>, or null.</summary>
@@ -246,6 +282,7 @@ public static class MlaFrontier
     /// excess loss) and which are worse, at what cache size; non-converged points are named.</summary>
     public static string Verdict(IReadOnlyList<FrontierPoint> points)
     {
+        if (points.Count == 0) return "No run finished yet (interrupted before the first one ended).";
         var sb = new StringBuilder();
         var best = points.MinBy(p => p.MeanExcessLoss)!;
         var tied = points.Where(p => p.MeanExcessLoss - p.ExcessLossCi95 <= best.MeanExcessLoss + best.ExcessLossCi95).ToList();
@@ -267,6 +304,7 @@ public static class MlaFrontier
         var sb = new StringBuilder();
         var data = o.Data;
         sb.AppendLine($"# MLA frontier: {(o.TaskKind == "language" ? "synthetic-language" : "MQAR")} excess loss vs KV bytes per token").AppendLine();
+        if (r.Partial) sb.AppendLine($"**Partial:** interrupted after {r.Runs.Count} of {o.Variants.Length * o.Seeds} runs; continue with the same command and `--resume`.").AppendLine();
         sb.AppendLine($"Command: `{command}`  ").AppendLine($"Machine: {machine}  ");
         string bayes = "";
         if (o.TaskKind == "language")
@@ -322,7 +360,7 @@ public static class MlaFrontier
                 throw new WhaleArgumentException("--from", string.Join(" ", p.Options.Variants), "must come from runs with the same task, model, seeds and steps");
         var runs = parts.SelectMany(p => p.Runs).ToList();
         var points = Summarize(runs, first.SpeedThreshold);
-        return new MlaFrontierResult(first with { Variants = parts.SelectMany(p => p.Options.Variants).Distinct().ToArray() }, runs, points, Verdict(points));
+        return new MlaFrontierResult(first with { Variants = parts.SelectMany(p => p.Options.Variants).Distinct().ToArray() }, runs, points, Verdict(points)) { Partial = parts.Any(p => p.Partial) };
     }
 
     /// <summary>Reads a result written by <see cref="Write"/> (to re-render its table and plots).</summary>
@@ -381,8 +419,9 @@ public static class MlaFrontier
         Directory.CreateDirectory(dir);
         IO.AtomicFile.WriteAllText(Path.Combine(dir, "mla-frontier.json"), Json(new { command, machine, result = r }));
         IO.AtomicFile.WriteAllText(Path.Combine(dir, "mla-frontier.md"), Markdown(r, machine, command));
+        if (r.Points.Count == 0) return;                                     // interrupted before any run finished: no plots yet
         IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier.png"), Plot(r));
         IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier-curves.png"),
-            PlotCurves(r.Runs.Select(x => (x.Variant, x.Curve)), "Eval loss per run (all seeds): flat tails = converged"));
+            PlotCurves(r.Runs.Select(x => (x.Variant, x.Curve)), "Eval loss per run (all seeds): flat tails = converged" + (r.Partial ? " (partial)" : "")));
     }
 }

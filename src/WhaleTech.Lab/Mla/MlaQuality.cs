@@ -9,6 +9,8 @@
 // Parameter counts are matched by resizing the dense MLP (intermediate_size) of each model to the MHA model's
 // total. Reported: final-eval accuracy and loss per (attention, seed), and KV bytes per token (bf16, all layers).
 //
+// Every (attention, seed) run can keep a run folder (Lab/Runs/ExperimentRuns): Ctrl-C and --resume, bit-exact.
+//
 // Shapes: B batch, T sequence (2N + 2Q), V vocab, D hidden.
 using TorchSharp;
 using WhaleTech.Model;
@@ -18,6 +20,7 @@ using WhaleTech.Core;
 
 using WhaleTech.Attention;
 using WhaleTech.Training;
+using WhaleTech.Lab.Runs;
 
 namespace WhaleTech.Lab.Mla;
 
@@ -50,7 +53,11 @@ public sealed record MlaQualityOptions
 
 public sealed record MlaQualityRun(string Attention, int Seed, long Parameters, long KvElementsPerToken, double KvBytesPerTokenBf16, double FinalTrainLoss, double EvalLoss, double EvalAccuracy);
 public sealed record MlaQualitySummary(string Attention, long Parameters, double KvBytesPerTokenBf16, double MeanAccuracy, double StdAccuracy, double MeanEvalLoss);
-public sealed record MlaQualityResult(MlaQualityOptions Options, IReadOnlyList<MlaQualityRun> Runs, IReadOnlyList<MlaQualitySummary> Summary);
+public sealed record MlaQualityResult(MlaQualityOptions Options, IReadOnlyList<MlaQualityRun> Runs, IReadOnlyList<MlaQualitySummary> Summary)
+{
+    /// <summary>True when Ctrl-C stopped the experiment: Runs and Summary cover the finished runs only.</summary>
+    public bool Partial { get; init; }
+}
 
 public static class MlaQuality
 {
@@ -101,52 +108,76 @@ public static class MlaQuality
         return (loss, picked.argmax(-1).eq(target).to_type(ScalarType.Float32).mean());
     }
 
-    /// <summary>Trains every (attention, seed) and evaluates on fresh sequences.</summary>
-    public static MlaQualityResult Run(MlaQualityOptions options, Device device, Action<string>? log = null)
+    /// <summary>Trains every (attention, seed) and evaluates on fresh sequences. With <paramref name="runs"/> (Lab/Runs) every
+    /// run keeps a run folder, a resume skips the finished ones, and after Ctrl-C the result covers the finished runs
+    /// and is marked Partial.</summary>
+    public static MlaQualityResult Run(MlaQualityOptions options, Device device, Action<string>? log = null, ExperimentRuns? runs = null)
     {
         var o = options.Validate();
         Backend.Initialize();
-        var runs = new List<MlaQualityRun>();
-        foreach (string attention in o.Attentions)
-            for (int seed = 0; seed < o.Seeds; seed++)
-            {
-                var cfg = Config(o, attention);
-                torch.manual_seed(1000 + seed);
-                using var model = new DeepSeekLM(cfg);
-                model.to(device);
-                model.train();
-                using var opt = new AdamWOptimizer(model.parameters(), o.Loop.LearningRate, weightDecay: o.Loop.WeightDecay);   // 0.01 = torch.optim.AdamW's default
-                var stepper = new OptimizerStepper(opt, model.parameters(), maxGradNorm: o.Loop.GradClip, maxNonFiniteInRow: 1)
-                    { Warn = w => throw new WhaleException($"{attention} seed {seed}: {w}") };
-                var rng = new Random(seed);
-                double lastLoss = double.NaN;
-                for (int step = 0; step < o.Loop.Steps; step++)
-                {
-                    using var scope = torch.NewDisposeScope();
-                    var (ids, targets, mask) = Batch(o, o.Loop.BatchSize, rng);
-                    lastLoss = stepper.Run(step, () => LossAndCorrect(model, ids.to(device), targets.to(device), mask.to(device)).Loss).Loss;
-                }
-                model.eval();
-                double evalLoss, evalAcc;
-                using (var scope = torch.NewDisposeScope())
-                using (torch.no_grad())
-                {
-                    var (ids, targets, mask) = Batch(o, o.EvalSequences, new Random(10_000 + seed));
-                    var (loss, acc) = LossAndCorrect(model, ids.to(device), targets.to(device), mask.to(device));
-                    evalLoss = loss.item<float>(); evalAcc = acc.item<float>();
-                }
-                var shape = KvShape.From(cfg, cfg.AttentionVariant == StandardAttentionVariant.Gqa ? cfg.NumKeyValueHeads : null);
-                long kv = KvAccounting.ElementsPerToken(shape, KvAccounting.LayoutOf(cfg));
-                runs.Add(new MlaQualityRun(attention, seed, model.ParameterCount(), kv, kv * 2.0, lastLoss, evalLoss, evalAcc));
-                log?.Invoke($"{attention} seed {seed}: params {model.ParameterCount():N0}, KV {kv * 2} B/token, train loss {lastLoss:F3}, eval loss {evalLoss:F3}, accuracy {evalAcc:P1}");
-            }
-        var summary = runs.GroupBy(r => r.Attention).Select(g =>
+        runs?.Begin("mla-quality", o);
+        var results = new List<MlaQualityRun>();
+        foreach (var (attention, seed) in o.Attentions.SelectMany(a => Enumerable.Range(0, o.Seeds).Select(s => (a, s))))
+        {
+            if (runs?.StopRequested == true) break;
+            using var run = runs?.Open($"{attention} seed {seed}");
+            var r = RunOne(o, attention, seed, device, run);
+            if (r is null) break;
+            results.Add(r);
+            log?.Invoke($"{attention} seed {seed}: params {r.Parameters:N0}, KV {r.KvBytesPerTokenBf16} B/token, train loss {r.FinalTrainLoss:F3}, eval loss {r.EvalLoss:F3}, accuracy {r.EvalAccuracy:P1}");
+        }
+        var summary = results.GroupBy(r => r.Attention).Select(g =>
         {
             double mean = g.Average(r => r.EvalAccuracy);
             double std = Math.Sqrt(g.Sum(r => (r.EvalAccuracy - mean) * (r.EvalAccuracy - mean)) / Math.Max(1, g.Count() - 1));
             return new MlaQualitySummary(g.Key, g.First().Parameters, g.First().KvBytesPerTokenBf16, mean, std, g.Average(r => r.EvalLoss));
         }).ToList();
-        return new MlaQualityResult(o, runs, summary);
+        return new MlaQualityResult(o, results, summary) { Partial = runs?.Interrupted == true };
+    }
+
+    /// <summary>One (attention, seed) run; null when Ctrl-C stopped it (after its current step, checkpoint written).</summary>
+    static MlaQualityRun? RunOne(MlaQualityOptions o, string attention, int seed, Device device, ExperimentRun? run)
+    {
+        if (run?.Finished<MlaQualityRun>() is { } done) return done;
+        var cfg = Config(o, attention);
+        torch.manual_seed(1000 + seed);
+        using var model = new DeepSeekLM(cfg);
+        model.to(device);
+        model.train();
+        using var opt = new AdamWOptimizer(model.parameters(), o.Loop.LearningRate, weightDecay: o.Loop.WeightDecay);   // 0.01 = torch.optim.AdamW's default
+        var stepper = new OptimizerStepper(opt, model.parameters(), maxGradNorm: o.Loop.GradClip, maxNonFiniteInRow: 1)
+            { Warn = w => throw new WhaleException($"{attention} seed {seed}: {w}") };
+        var rng = new Random(seed);
+        int start = run?.Start(model, opt)?.Step ?? 0;
+        for (int i = 0; i < start; i++)                                      // resume: the data stream replays to where the run stopped
+        {
+            using var scope = torch.NewDisposeScope();
+            Batch(o, o.Loop.BatchSize, rng);
+        }
+        double lastLoss = double.NaN;
+        for (int step = start; step < o.Loop.Steps; step++)
+        {
+            using var scope = torch.NewDisposeScope();
+            var (ids, targets, mask) = Batch(o, o.Loop.BatchSize, rng);
+            var outcome = stepper.Run(step, () => LossAndCorrect(model, ids.to(device), targets.to(device), mask.to(device)).Loss);
+            lastLoss = outcome.Loss;
+            run?.Log(step + 1, new Dictionary<string, double> { ["loss"] = outcome.Loss, ["grad_norm"] = outcome.GradNorm });
+            if (run?.AfterStep(step + 1, o.Loop.Steps, model, opt, step + 1) == true) return null;
+        }
+        model.eval();
+        double evalLoss, evalAcc;
+        using (var scope = torch.NewDisposeScope())
+        using (torch.no_grad())
+        {
+            var (ids, targets, mask) = Batch(o, o.EvalSequences, new Random(10_000 + seed));
+            var (loss, acc) = LossAndCorrect(model, ids.to(device), targets.to(device), mask.to(device));
+            evalLoss = loss.item<float>(); evalAcc = acc.item<float>();
+        }
+        var shape = KvShape.From(cfg, cfg.AttentionVariant == StandardAttentionVariant.Gqa ? cfg.NumKeyValueHeads : null);
+        long kv = KvAccounting.ElementsPerToken(shape, KvAccounting.LayoutOf(cfg));
+        var result = new MlaQualityRun(attention, seed, model.ParameterCount(), kv, kv * 2.0, lastLoss, evalLoss, evalAcc);
+        run?.Finish(result);
+        return result;
     }
 
     /// <summary>Accuracy (mean ± std over seeds) against KV bytes per token, as a PNG.</summary>
@@ -162,7 +193,7 @@ public static class MlaQuality
             bar.Color = points.Color;
         }
         var o = result.Options;
-        plt.Title($"MQAR recall ({o.Pairs} pairs, {o.Queries} queries), {o.Seeds} seeds × {o.Loop.Steps} steps");
+        plt.Title($"MQAR recall ({o.Pairs} pairs, {o.Queries} queries), {o.Seeds} seeds × {o.Loop.Steps} steps" + (result.Partial ? " (partial)" : ""));
         plt.XLabel("KV cache bytes per token (bf16, all layers)");
         plt.YLabel("eval accuracy on queried values");
         plt.ShowLegend(ScottPlot.Edge.Right);                                // outside the data area

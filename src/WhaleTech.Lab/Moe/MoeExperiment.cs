@@ -9,6 +9,8 @@
 // "dilemma" plot (MaxVio_global against loss), MaxVio_batch curves and expert × step heatmaps.
 //
 // The defaults are CPU-sized (a few minutes on two cores); `whale moe experiment --help` lists the knobs.
+// Every (method, seed) run can keep a run folder (Lab/Runs/ExperimentRuns: metrics, checkpoints, result record),
+// so Ctrl-C stops after the current step with a partial summary and --resume continues bit-exactly.
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -16,6 +18,7 @@ using MathNet.Numerics.Distributions;
 using MathNet.Numerics.Statistics;
 using TorchSharp;
 using WhaleTech.IO;
+using WhaleTech.Lab.Runs;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using WhaleTech.Training;
@@ -121,8 +124,14 @@ public static class MoeExperiment
 {
     /// <summary>Trains one run and measures it.</summary>
     public static MoeRunResult Run(BalanceMethod method, int seed, MoeExperimentOptions o, Device device, Action<string>? log = null)
+        => Run(method, seed, o, device, log, run: null)!;
+
+    /// <summary>Trains one run in its run folder (Lab/Runs): a finished run is read back, an interrupted one continues
+    /// from its checkpoint; returns null when Ctrl-C stopped it (after its current step, checkpoint written).</summary>
+    public static MoeRunResult? Run(BalanceMethod method, int seed, MoeExperimentOptions o, Device device, Action<string>? log, ExperimentRun? run)
     {
         o.Validate();
+        if (run?.Finished<MoeStoredRun>() is { } done) return done.ToResult();
         var watch = System.Diagnostics.Stopwatch.StartNew();
         var tokenizer = new CharTokenizer();
         var trainTokens = tokenizer.Encode(new SyntheticCorpus(o.CorpusCharacters, seed: 1).Text);
@@ -143,19 +152,50 @@ public static class MoeExperiment
         trainer.AuxiliaryLosses.Add(() => MoeLayers.TakeAuxLoss(layers));
         trainer.Stepper.AttachBalancer(balancer, history.Add);
         var train = new TokenWindowStream(trainTokens, o.Loop.BatchSize, o.SequenceLength, seed);
-        for (int step = 0; step < o.Loop.Steps; step++)
+        if (run?.Start(model, trainer.Optimizer) is { } resumed)
         {
-            using var scope = torch.NewDisposeScope();
-            var (x, y) = train.Next(device);
-            var m = trainer.TrainStep(x, y);
-            if (log is not null && (step + 1) % Math.Max(1, o.Loop.Steps / 4) == 0)
-                log($"  {method.Name} seed {seed}: step {m.Step} loss {m.Loss:F3} MaxVio_batch {history.MaxVioBatch().LastOrDefault():F2}");
+            var state = RunCheckpoint.StateAs<MoeLoopState>(resumed) ?? throw new WhaleFormatException(run.Dir!, "checkpoint without the balancer's state");
+            trainer.RestoreStep(resumed.Step);
+            train.Skip(resumed.DataPosition - train.BatchesDrawn);
+            balancer.RestoreStep(state.BalancerStep);
+            foreach (var l in state.Loads) history.Add(l);
+        }
+        while (trainer.Step < o.Loop.Steps)
+        {
+            StepMetrics m;
+            using (var scope = torch.NewDisposeScope())
+            {
+                var (x, y) = train.Next(device);
+                m = trainer.TrainStep(x, y);
+            }
+            double vio = history.Steps.Count == 0 ? 0 : history.Steps[^1].Counts.Average(c => LoadMetrics.MaxVio(c));   // = MaxVioBatch()[^1]
+            if (log is not null && m.Step % Math.Max(1, o.Loop.Steps / 4) == 0)
+                log($"  {method.Name} seed {seed}: step {m.Step} loss {m.Loss:F3} MaxVio_batch {vio:F2}");
+            run?.Log(m.Step, new Dictionary<string, double> { ["loss"] = m.Loss, ["learning_rate"] = m.LearningRate, ["grad_norm"] = m.GradNorm, ["skipped"] = m.Skipped ? 1 : 0, ["maxvio_batch"] = vio });
+            if (run?.AfterStep(m.Step, o.Loop.Steps, model, trainer.Optimizer, train.BatchesDrawn, () => new MoeLoopState(balancer.Step, history.Steps.ToList())) == true)
+                return null;
         }
         var (valLoss, globalLoads) = Evaluate(model, layers, evalTokens, o, device);
         var perLayer = globalLoads.Select(l => LoadMetrics.MaxVio(l)).ToArray();
-        return new MoeRunResult(method.Name, seed, valLoss, perLayer.Average(), perLayer,
+        var result = new MoeRunResult(method.Name, seed, valLoss, perLayer.Average(), perLayer,
             globalLoads.Sum(l => LoadMetrics.DeadExperts(l)), globalLoads.Average(l => LoadMetrics.LoadEntropy(l)),
             history.MaxVioBatch(), watch.Elapsed.TotalSeconds) { History = history };
+        run?.Finish(new MoeStoredRun(result, history.Steps.ToList()));
+        return result;
+    }
+
+    /// <summary>What a MoE run's checkpoint keeps besides weights and optimizer: the balancer's step and the loads so far.</summary>
+    sealed record MoeLoopState(long BalancerStep, List<StepLoad> Loads);
+
+    /// <summary>A finished run's record: the result and its per-step loads (for the heatmaps of a resumed experiment).</summary>
+    sealed record MoeStoredRun(MoeRunResult Result, List<StepLoad> Loads)
+    {
+        public MoeRunResult ToResult()
+        {
+            var h = new LoadHistory();
+            foreach (var l in Loads) h.Add(l);
+            return Result with { History = h };
+        }
     }
 
     /// <summary>Validation loss and per-layer expert loads summed over the whole evaluation set (eval mode: no bias updates).</summary>
@@ -200,39 +240,55 @@ public static class MoeExperiment
         })
         .ToList();
 
-    /// <summary>Runs every method × seed and writes results.json, results.md, dilemma.png, maxvio.png and heatmaps to <paramref name="outDir"/>.</summary>
-    public static IReadOnlyList<MoeMethodSummary> RunAll(IReadOnlyList<BalanceMethod> methods, MoeExperimentOptions o, Device device, string outDir, Action<string>? log = null)
+    /// <summary>Runs every method × seed and writes results.json, results.md, dilemma.png, maxvio.png and heatmaps to <paramref name="outDir"/>.
+    /// With <paramref name="runs"/> (Lab/Runs): every run keeps its folder under <paramref name="outDir"/>/runs, a resume
+    /// skips the finished ones, and after Ctrl-C the files summarize the finished runs and say they are partial.</summary>
+    public static IReadOnlyList<MoeMethodSummary> RunAll(IReadOnlyList<BalanceMethod> methods, MoeExperimentOptions o, Device device, string outDir, Action<string>? log = null,
+        ExperimentRuns? runs = null)
     {
         o.Validate();
-        var runs = new List<MoeRunResult>();
-        foreach (var method in methods)
-            for (int seed = 0; seed < o.Seeds; seed++)
-            {
-                var r = Run(method, seed, o, device, log);
-                log?.Invoke($"{r.Method} seed {seed}: val loss {r.ValLoss:F4}, MaxVio_global {r.MaxVioGlobal:F3} ({r.Seconds:F0} s)");
-                runs.Add(r);
-            }
-        var summary = Summarize(runs);
-        Write(outDir, o, runs, summary, device);
+        runs?.Begin("moe-experiment", new { options = o, methods });
+        var results = new List<MoeRunResult>();
+        foreach (var (method, seed) in methods.SelectMany(m => Enumerable.Range(0, o.Seeds).Select(s => (m, s))))
+        {
+            if (runs?.StopRequested == true) break;
+            using var run = runs?.Open($"{method.Name} seed {seed}");
+            var r = Run(method, seed, o, device, log, run);
+            if (r is null) break;
+            log?.Invoke($"{r.Method} seed {seed}: val loss {r.ValLoss:F4}, MaxVio_global {r.MaxVioGlobal:F3} ({r.Seconds:F0} s)");
+            results.Add(r);
+        }
+        var summary = Summarize(results);
+        Write(outDir, o, results, summary, device, runs?.Interrupted == true ? methods.Count * o.Seeds : null);
         return summary;
     }
 
-    static void Write(string outDir, MoeExperimentOptions o, List<MoeRunResult> runs, IReadOnlyList<MoeMethodSummary> summary, Device device)
+    /// <param name="plannedIfPartial">The number of runs planned, when only some finished (Ctrl-C); null for a complete experiment.</param>
+    static void Write(string outDir, MoeExperimentOptions o, List<MoeRunResult> runs, IReadOnlyList<MoeMethodSummary> summary, Device device, int? plannedIfPartial)
     {
         var machine = MachineInfo.Collect(device);
-        var json = JsonSerializer.Serialize(new { machine, options = o, summary, runs }, new JsonSerializerOptions { WriteIndented = true });
+        bool partial = plannedIfPartial is not null;
+        var json = JsonSerializer.Serialize(new { machine, options = o, partial, summary, runs }, new JsonSerializerOptions { WriteIndented = true });
         AtomicFile.WriteAllText(Path.Combine(outDir, "results.json"), json);
-        LoadPlots.Dilemma(summary.Select(s => (s.Method, s.ValLoss, s.ValLossCi, s.MaxVio, s.MaxVioCi)).ToList(),
-            Path.Combine(outDir, "dilemma.png"), "Load balance vs. model quality (mean ± 95% CI over seeds)");
-        var firstSeed = runs.GroupBy(r => r.Method).Select(g => g.First()).ToList();
-        LoadPlots.MaxVioCurves(firstSeed.Select(r => (r.Method, r.MaxVioBatch)).ToList(), Path.Combine(outDir, "maxvio.png"),
-            "MaxVio_batch during training (first seed, mean over layers)", window: Math.Max(1, Math.Min(100, o.Loop.Steps / 10)));
-        foreach (var r in firstSeed)
-            for (int l = 0; l < (r.History?.Layers ?? 0); l++)
-                LoadPlots.Heatmap(r.History!, l, Path.Combine(outDir, $"heatmap-{Slug(r.Method)}-layer{l}.png"), $"{r.Method}: tokens per expert, MoE layer {l}");
+        if (runs.Count > 0)
+        {
+            LoadPlots.Dilemma(summary.Select(s => (s.Method, s.ValLoss, s.ValLossCi, s.MaxVio, s.MaxVioCi)).ToList(),
+                Path.Combine(outDir, "dilemma.png"), "Load balance vs. model quality (mean ± 95% CI over seeds)");
+            var firstSeed = runs.GroupBy(r => r.Method).Select(g => g.First()).ToList();
+            LoadPlots.MaxVioCurves(firstSeed.Select(r => (r.Method, r.MaxVioBatch)).ToList(), Path.Combine(outDir, "maxvio.png"),
+                "MaxVio_batch during training (first seed, mean over layers)", window: Math.Max(1, Math.Min(100, o.Loop.Steps / 10)));
+            foreach (var r in firstSeed)
+                for (int l = 0; l < (r.History?.Layers ?? 0); l++)
+                    LoadPlots.Heatmap(r.History!, l, Path.Combine(outDir, $"heatmap-{Slug(r.Method)}-layer{l}.png"), $"{r.Method}: tokens per expert, MoE layer {l}");
+        }
         var md = new StringBuilder();
         md.AppendLine("# Auxiliary-loss-free balancing vs. auxiliary losses");
         md.AppendLine();
+        if (partial)
+        {
+            md.AppendLine($"**Partial:** interrupted after {runs.Count} of {plannedIfPartial} runs; continue with the same command and `--resume`.");
+            md.AppendLine();
+        }
         md.AppendLine($"Machine: {machine}");
         md.AppendLine();
         md.AppendLine($"Model: {o.Model.Layers} MoE layers, D={o.Model.Hidden}, {o.Experts} routed experts (top-{o.TopK}, width {o.ExpertWidth}) + {o.SharedExperts} shared; " +

@@ -48,6 +48,9 @@ public sealed class LoadBalancer
     /// <summary>Optimizer steps seen so far.</summary>
     public long Step { get; private set; }
 
+    /// <summary>Sets the step counter when a run resumes from a checkpoint (the γ schedule continues from it).</summary>
+    public void RestoreStep(long step) => Step = (long)Guard.NonNegative("step", step);
+
     public LoadBalancer(IReadOnlyList<DeepSeekMoE> layers, BiasUpdateRule rule, GammaSchedule? schedule = null)
     {
         _layers = layers;

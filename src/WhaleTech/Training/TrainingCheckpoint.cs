@@ -2,7 +2,7 @@
 // model.safetensors, HF layout; MoE biases are buffers and travel with them), AdamW state (optimizer.safetensors:
 // per-parameter step, m and v in the run's moment precision), the step,
 // the schedule, and the data stream's position. Written into a fresh temporary folder that replaces
-// the previous checkpoint only once complete (rename), so a crash or kill mid-write leaves the previous
+// the previous checkpoint only once complete (IO/AtomicFolder), so a crash or kill mid-write leaves the previous
 // checkpoint intact. A checkpoint is never written from a non-finite state.
 using System.Text.Json;
 using TorchSharp;
@@ -26,11 +26,7 @@ public static class TrainingCheckpoint
         foreach (var (name, p) in model.named_parameters())
             if (!torch.isfinite(p).all().item<bool>())
                 throw new Runtime.WhaleException($"refusing to write a checkpoint: parameter {name} holds NaN or Inf (the previous checkpoint is kept)");
-        var full = Path.GetFullPath(folder);
-        var parent = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(parent);
-        var tmp = Path.Combine(parent, "." + Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp");
-        try
+        AtomicFolder.Replace(folder, tmp =>
         {
             StateDict.SavePretrained(model, model.Config.ToJson(), tmp);
             AfterFileWritten?.Invoke("model");
@@ -38,17 +34,7 @@ public static class TrainingCheckpoint
             AfterFileWritten?.Invoke("optimizer");
             var state = new TrainerState(trainer.Step, stream.Seed, stream.BatchesDrawn, trainer.Options);
             AtomicFile.WriteAllText(Path.Combine(tmp, StateFile), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
-            // Swap: old → .old, new → folder, then drop the old one.
-            var old = full + ".old";
-            if (Directory.Exists(old)) Directory.Delete(old, true);
-            if (Directory.Exists(full)) Directory.Move(full, old);
-            Directory.Move(tmp, full);
-            if (Directory.Exists(old)) Directory.Delete(old, true);
-        }
-        finally
-        {
-            if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
-        }
+        });
     }
 
     /// <summary>Loads weights, optimizer state and step into <paramref name="model"/> / <paramref name="trainer"/>
@@ -69,8 +55,7 @@ public static class TrainingCheckpoint
 
     static (string Folder, TrainerState State) ReadStateAt(string folder)
     {
-        var full = Path.GetFullPath(folder);
-        if (!Directory.Exists(full) && Directory.Exists(full + ".old")) full += ".old";   // killed between the two renames
+        var full = AtomicFolder.Existing(folder) ?? Path.GetFullPath(folder);   // or its ".old" twin: killed between the two renames
         var statePath = Path.Combine(full, StateFile);
         if (!File.Exists(statePath)) throw new Runtime.WhaleArgumentException("checkpoint", folder, "must be a folder written by TrainingCheckpoint.Save (trainer.json missing)");
         try { return (full, JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath)) ?? throw new JsonException("null")); }

@@ -1,6 +1,7 @@
 // Ctrl-C in the middle of a run, then --resume, gives the same final weights as an uninterrupted run with the
-// same seed (CPU, bit-exact) — for `whale train lm` and `whale grpo train`, run as real processes that get a
-// real SIGINT. And the TensorBoard event files a run writes are readable: the test parses the TFRecord framing
+// same seed (CPU, bit-exact) — for `whale train lm`, `whale mtp train`, `whale grpo sft` and `whale grpo train`,
+// and the same results for the experiments `whale moe experiment`, `whale mla quality`, `whale mla frontier` and
+// `whale fp8 train` (exit 130, a partial summary, then --resume) — run as real processes that get a real SIGINT. And the TensorBoard event files a run writes are readable: the test parses the TFRecord framing
 // and the Event protos back and finds every step's loss.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
@@ -130,6 +131,65 @@ public class InterruptResumeTests : IDisposable
         Assert.Equal(SeededResultsTests.SeededMetrics(Path.Combine(a, "metrics.jsonl")), SeededResultsTests.SeededMetrics(Path.Combine(b, "metrics.jsonl")));
         Assert.Contains(TensorBoardEvents.ReadScalars(Path.Combine(a, "tensorboard")), e => e.Tag == "reward" && e.Step == 50);
     }
+
+    // ---- the experiments that train many runs (Lab/Runs/ExperimentRuns): SIGINT inside a run, then --resume ----------
+
+    /// <summary>The result file's JSON without its timings and the command line (which differ between the runs).</summary>
+    static string Seeded(string path)
+    {
+        var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
+        void Strip(System.Text.Json.Nodes.JsonNode? n)
+        {
+            if (n is System.Text.Json.Nodes.JsonObject o)
+            {
+                foreach (var k in o.Select(p => p.Key).Where(k => k is "seconds" or "Seconds" or "command" or "machine").ToList()) o.Remove(k);
+                foreach (var (_, v) in o) Strip(v);
+            }
+            else if (n is System.Text.Json.Nodes.JsonArray a) foreach (var v in a) Strip(v);
+        }
+        Strip(node);
+        return node.ToJsonString();
+    }
+
+    /// <summary>Runs <paramref name="common"/> uninterrupted into a/, interrupted by SIGINT into b/ once <paramref name="metrics"/>
+    /// (of b) has <paramref name="rows"/> rows, resumes b/, and checks the exit codes, the partial mark and that the
+    /// result files are equal. <paramref name="result"/> names the result file under each output.</summary>
+    void InterruptAndResume(string[] common, Func<string, string> output, string metrics, int rows, string result)
+    {
+        string a = Path.Combine(_dir, "a"), b = Path.Combine(_dir, "b");
+        Assert.Equal(0, Run([.. common, "--out", output(a)]));
+        string runMetrics = Path.Combine(b, metrics);
+        Assert.Equal(130, RunAndInterrupt([.. common, "--out", output(b)], runMetrics, rows));
+        var stoppedAt = File.ReadAllLines(runMetrics).Length;
+        Assert.True(File.ReadAllText(Path.Combine(b, result)).Contains("\"partial\": true", StringComparison.OrdinalIgnoreCase)
+                    || File.ReadAllText(Path.Combine(b, result)).Contains("\"Partial\": true", StringComparison.Ordinal), "the summary of an interrupted experiment says partial");
+        Assert.True(Directory.Exists(Path.Combine(Path.GetDirectoryName(runMetrics)!, "checkpoint")), $"no checkpoint after stopping at step {stoppedAt}");
+        Assert.Equal(0, Run([.. common, "--out", output(b), "--resume"]));
+        Assert.Equal(Seeded(Path.Combine(a, result)), Seeded(Path.Combine(b, result)));
+        Assert.False(Directory.Exists(Path.Combine(Path.GetDirectoryName(runMetrics)!, "checkpoint")));   // dropped once the run finished
+    }
+
+    [Fact]
+    public void MoeExperimentInterruptedAndResumedEqualsAnUninterruptedRun()
+        => InterruptAndResume(["moe", "experiment", "--device", "cpu", "--seeds", "2", "--steps", "30", "--batch-size", "4", "--seq-len", "16", "--hidden", "16",
+                               "--layers", "1", "--experts", "4", "--top-k", "2", "--expert-width", "8", "--eval-batches", "2", "--methods", "none,loss-free", "--checkpoint-every", "10"],
+                              dir => dir, Path.Combine("runs", "loss-free-1e-3-seed-0", "metrics.jsonl"), rows: 12, "results.json");
+
+    [Fact]
+    public void MlaQualityInterruptedAndResumedEqualsAnUninterruptedRun()
+        => InterruptAndResume(["mla", "quality", "--device", "cpu", "--seeds", "1", "--steps", "40", "--checkpoint-every", "10"],
+                              dir => dir, Path.Combine("runs", "gqa-seed-0", "metrics.jsonl"), rows: 12, "mla-quality.json");
+
+    [Fact]
+    public void MlaFrontierInterruptedAndResumedEqualsAnUninterruptedRun()
+        => InterruptAndResume(["mla", "frontier", "--device", "cpu", "--quick", "--seeds", "1", "--steps", "60", "--eval-every", "10", "--checkpoint-every", "20"],
+                              dir => dir, Path.Combine("runs", "mla-12-4-seed-0", "metrics.jsonl"), rows: 25, "mla-frontier.json");
+
+    [Fact]
+    public void Fp8TrainInterruptedAndResumedEqualsAnUninterruptedRun()
+        => InterruptAndResume(["fp8", "train", "--device", "cpu", "--steps", "30", "--seeds", "1", "--hidden", "32", "--layers", "1", "--batch", "4", "--seq-len", "16",
+                               "--recipes", "deepseek-v3", "--checkpoint-every", "10"],
+                              dir => Path.Combine(dir, "fp8"), Path.Combine("fp8.runs", "deepseek-v3-seed-1", "metrics.jsonl"), rows: 12, "fp8.json");
 }
 
 /// <summary>A minimal reader of TensorBoard event files: TFRecord framing (u64 length, u32 CRC, data, u32 CRC)
