@@ -106,6 +106,13 @@ public sealed record FrontierPoint(string Variant, long Parameters, double KvByt
     public int ReachedRuns { get; init; }
     public double MeanStepsToThreshold { get; init; }
     public double StepsToThresholdCi95 { get; init; }
+    /// <summary>Paired comparison with the reference variant (the largest cache): every seed trains on the same data
+    /// stream and is evaluated on the same eval set in every variant, so the per-seed difference of excess loss
+    /// (this − reference) removes the seed's share of the spread. Mean and 95 % Student-t half-width over the seeds
+    /// both have; empty for the reference itself.</summary>
+    public string PairedReference { get; init; } = "";
+    public double PairedDifference { get; init; }
+    public double PairedDifferenceCi95 { get; init; }
 }
 public sealed record MlaFrontierResult(MlaFrontierOptions Options, IReadOnlyList<FrontierRun> Runs, IReadOnlyList<FrontierPoint> Points, string Verdict)
 {
@@ -275,7 +282,18 @@ public static class MlaFrontier
                 { ReachedRuns = reached.Length, MeanStepsToThreshold = steps, StepsToThresholdCi95 = stepsCi };
         }).OrderBy(p => p.KvBytesPerTokenBf16).ThenBy(p => p.Variant).ToList();
         // Pareto frontier: no other point has ≤ bytes and a strictly lower mean excess loss
-        return pts.Select(p => p with { OnFrontier = !pts.Any(q => q != p && q.KvBytesPerTokenBf16 <= p.KvBytesPerTokenBf16 && q.MeanExcessLoss < p.MeanExcessLoss) }).ToList();
+        pts = pts.Select(p => p with { OnFrontier = !pts.Any(q => q != p && q.KvBytesPerTokenBf16 <= p.KvBytesPerTokenBf16 && q.MeanExcessLoss < p.MeanExcessLoss) }).ToList();
+        if (pts.Count < 2) return pts;
+        var reference = pts.MaxBy(p => p.KvBytesPerTokenBf16)!.Variant;
+        var refLoss = runs.Where(r => r.Variant == reference).ToDictionary(r => r.Seed, r => r.EvalLoss);
+        return pts.Select(p =>
+        {
+            if (p.Variant == reference) return p;
+            var diffs = runs.Where(r => r.Variant == p.Variant && refLoss.ContainsKey(r.Seed)).Select(r => r.EvalLoss - refLoss[r.Seed]).ToArray();
+            if (diffs.Length == 0) return p;
+            var (d, ci) = MeanCi95(diffs);
+            return p with { PairedReference = reference, PairedDifference = d, PairedDifferenceCi95 = ci };
+        }).ToList();
     }
 
     /// <summary>The plain-words verdict: which variants are indistinguishable from the best (overlapping 95 % CIs of the
@@ -292,6 +310,15 @@ public static class MlaFrontier
         sb.Append($"Not separable from it at 95 % (overlapping Student-t intervals, {best.Seeds} seeds): {string.Join(", ", tied.Select(p => p.Variant))}; ");
         sb.Append($"the smallest cache among them is {smallestTied.Variant} at {smallestTied.KvBytesPerTokenBf16:N0} B/token. ");
         sb.Append(worse.Count == 0 ? "No variant is distinguishably worse. " : $"Distinguishably worse: {string.Join(", ", worse.Select(p => $"{p.Variant} ({p.MeanExcessLoss:F4} ± {p.ExcessLossCi95:F4})"))}. ");
+        var paired = points.Where(p => p.PairedReference != "" && p.Seeds >= 2).ToList();
+        if (paired.Count > 0)
+        {
+            var pairedWorse = paired.Where(p => p.PairedDifference - p.PairedDifferenceCi95 > 0).ToList();
+            var pairedBetter = paired.Where(p => p.PairedDifference + p.PairedDifferenceCi95 < 0).ToList();
+            sb.Append($"Paired by seed against {paired[0].PairedReference} (same data and eval set per seed): ");
+            sb.Append(pairedWorse.Count == 0 ? "none is distinguishably worse" : "worse: " + string.Join(", ", pairedWorse.Select(p => $"{p.Variant} (+{p.PairedDifference:F4} ± {p.PairedDifferenceCi95:F4})")));
+            sb.Append(pairedBetter.Count == 0 ? ", none better. " : "; better: " + string.Join(", ", pairedBetter.Select(p => $"{p.Variant} ({p.PairedDifference:F4} ± {p.PairedDifferenceCi95:F4})")) + ". ");
+        }
         var notConv = points.Where(p => p.ConvergedRuns < p.Seeds).ToList();
         sb.Append(notConv.Count == 0 ? "Every run's eval curve was flat over its last quarter (converged)." :
             $"Not every run converged: {string.Join(", ", notConv.Select(p => $"{p.Variant} {p.ConvergedRuns}/{p.Seeds}"))} — those points are a lower bound on quality.");
@@ -314,10 +341,11 @@ public static class MlaFrontier
                 bayes = $" On seed 0's eval set the Bayes predictor's NLL is {data.BayesLoss(ids, targets, mask):F4} nats/token and its top-1 accuracy {data.BayesAccuracy(ids, targets, mask):P2} (the accuracy column's ceiling).";
             }
         sb.AppendLine($"Task: {data.Describe()}; model D {o.Model.Hidden}, {o.Model.Layers} layers, {o.Model.Heads} heads of {o.HeadDim}; {o.Loop.Steps} steps × batch {o.Loop.BatchSize}, AdamW lr {o.Loop.LearningRate} warm-up + cosine; {o.Seeds} seeds; eval {o.EvalSequences} sequences.{bayes}").AppendLine();
-        sb.AppendLine($"| variant | params | KV B/token (bf16) | excess loss (mean ± 95 % CI) | accuracy (mean ± 95 % CI) | converged | frontier | steps to ≤ {o.SpeedThreshold} nats (runs that got there) |");
-        sb.AppendLine("|---|---:|---:|---|---|---|---|---|");
+        string refName = r.Points.FirstOrDefault(p => p.PairedReference != "")?.PairedReference ?? "reference";
+        sb.AppendLine($"| variant | params | KV B/token (bf16) | excess loss (mean ± 95 % CI) | paired Δ vs {refName} (95 % CI) | accuracy (mean ± 95 % CI) | converged | frontier | steps to ≤ {o.SpeedThreshold} nats (runs that got there) |");
+        sb.AppendLine("|---|---:|---:|---|---|---|---|---|---|");
         foreach (var p in r.Points)
-            sb.AppendLine($"| {p.Variant} | {p.Parameters:N0} | {p.KvBytesPerTokenBf16:N0} | {p.MeanExcessLoss:F4} ± {p.ExcessLossCi95:F4} | {p.MeanAccuracy:P2} ± {p.AccuracyCi95:P2} | {p.ConvergedRuns}/{p.Seeds} | {(p.OnFrontier ? "yes" : "")} | {(p.ReachedRuns == 0 ? "—" : $"{p.MeanStepsToThreshold:N0} ± {p.StepsToThresholdCi95:N0}")} ({p.ReachedRuns}/{p.Seeds}) |");
+            sb.AppendLine($"| {p.Variant} | {p.Parameters:N0} | {p.KvBytesPerTokenBf16:N0} | {p.MeanExcessLoss:F4} ± {p.ExcessLossCi95:F4} | {(p.PairedReference == "" ? "—" : $"{(p.PairedDifference < 0 ? "−" : "+")}{Math.Abs(p.PairedDifference):F4} ± {p.PairedDifferenceCi95:F4}")} | {p.MeanAccuracy:P2} ± {p.AccuracyCi95:P2} | {p.ConvergedRuns}/{p.Seeds} | {(p.OnFrontier ? "yes" : "")} | {(p.ReachedRuns == 0 ? "—" : $"{p.MeanStepsToThreshold:N0} ± {p.StepsToThresholdCi95:N0}")} ({p.ReachedRuns}/{p.Seeds}) |");
         sb.AppendLine().AppendLine("**Verdict.** " + r.Verdict).AppendLine();
         sb.AppendLine("![frontier](mla-frontier.png)").AppendLine().AppendLine("![curves](mla-frontier-curves.png)");
         return sb.ToString();

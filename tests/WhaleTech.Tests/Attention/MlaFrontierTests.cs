@@ -43,6 +43,24 @@ public class MlaFrontierTests
         Assert.Null(MlaFrontier.StepsTo([new CurvePoint(0, 1, 0)], 0.05));
     }
 
+    /// <summary>Seeds share data and eval sets across variants, so a constant per-seed gap is significant even when the
+    /// seeds' spread makes the unpaired intervals overlap.</summary>
+    [Fact]
+    public void PairedDifferencesAgainstTheLargestCacheRemoveTheSeedSpread()
+    {
+        FrontierRun Run(string v, double bytes, int seed, double loss) => new(v, seed, 1, (long)bytes / 2, bytes, loss, 1, true, [new CurvePoint(0, loss, 1)]);
+        var runs = new[] { 0.1, 0.5, 0.9 }.SelectMany((l, s) => new[] { Run("mha", 256, s, l), Run("mqa", 64, s, l + 0.1 + 0.01 * s) }).ToList();
+        var points = MlaFrontier.Summarize(runs);
+        var mqa = points.Single(p => p.Variant == "mqa");
+        Assert.Equal("mha", mqa.PairedReference);
+        Assert.Equal(0.11, mqa.PairedDifference, 12);
+        Assert.Equal(4.302652729911275 * 0.01 / Math.Sqrt(3), mqa.PairedDifferenceCi95, 9);
+        Assert.Equal("", points.Single(p => p.Variant == "mha").PairedReference);
+        var verdict = MlaFrontier.Verdict(points);
+        Assert.Contains("No variant is distinguishably worse", verdict);          // unpaired: the seed spread hides it
+        Assert.Contains("worse: mqa (+0.1100", verdict);                          // paired: it is there
+    }
+
     [Fact]
     public void ConfidenceIntervalIsStudentT()
     {
