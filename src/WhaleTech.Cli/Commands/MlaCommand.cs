@@ -245,11 +245,11 @@ public static class MlaCommand
         var sourceSteps = new Option<int?>("--source-steps") { Description = "Training steps of the source models (default 2000; --quick 100)." };
         var ftSteps = new Option<int?>("--finetune-steps") { Description = "Fine-tune steps after conversion, and from-scratch steps (default 500; --quick 50)." };
         var quick = new Option<bool>("--quick") { Description = "Smoke run (one target, short training; finishes in about a minute)." };
-        var outDir = new Option<string?>("--out") { Description = "Folder for mla-convert.json, .md and -curves.png." };
+        var folder = RunFolderOptions.ForExperiment(null, "mla-convert.json, .md and -curves.png (each training also keeps its final weights, model.safetensors)");
         var pairs = new Option<int?>("--pairs") { Description = "MQAR key–value pairs per sequence (default 4; queries = pairs)." };
         var symbols = new Option<int?>("--symbols") { Description = "Key and value vocabulary sizes (default 16 each)." };
         var cmd = new Command("convert-study", "TransMLA (GQA/MQA → MLA) and MHA2MLA (MHA → MLA) on MQAR: conversion, fine-tune and from-scratch MLA at equal KV bytes, with 95% CIs.")
-            { device, seeds, sourceSteps, ftSteps, quick, outDir, pairs, symbols };
+            { device, seeds, sourceSteps, ftSteps, quick, folder.Out, folder.CheckpointEvery, folder.Resume, pairs, symbols };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -260,13 +260,16 @@ public static class MlaCommand
             o = o with { SourceSteps = parse.GetValue(sourceSteps) ?? o.SourceSteps, FineTuneSteps = parse.GetValue(ftSteps) ?? o.FineTuneSteps };
             if (parse.GetValue(pairs) is int np) o = o with { Task = o.Task with { Pairs = np, Queries = np } };
             if (parse.GetValue(symbols) is int ns) o = o with { Task = o.Task with { Keys = ns, Values = ns } };
-            var result = MlaConversionExperiment.Run(o, dev, output.WriteLine);
-            if (parse.GetValue(outDir) is { } dir)
+            using var stop = Training.StopSignal.Listen();
+            var runs = folder.Experiment(parse, stop);
+            var result = MlaConversionExperiment.Run(o, dev, output.WriteLine, runs);
+            var dir = parse.GetValue(folder.Out);
+            if (dir is not null)
             {
                 MlaConversionExperiment.Write(result, dir, MachineInfo.Collect(dev).ToString(), "whale " + string.Join(" ", parse.Tokens.Select(t => t.Value)));
                 output.WriteLine($"wrote {dir}");
             }
-            return 0;
+            return ExperimentCli.Finish(runs, parse, dir is null ? null : Path.GetFullPath(dir), output);
         });
         return cmd;
     }

@@ -97,6 +97,7 @@ public static class Rules
         ["moe experiment --checkpoint-every"] = Int(0, Million, "0 = only on Ctrl-C"),
         ["fp8 train --checkpoint-every"] = Int(0, Million, "0 = only on Ctrl-C"),
         ["mla quality --checkpoint-every"] = Int(0, Million, "0 = only on Ctrl-C"),
+        ["mla convert-study --checkpoint-every"] = Int(0, Million, "0 = only on Ctrl-C"),
         ["mla frontier --checkpoint-every"] = Int(0, Million, "0 = only on Ctrl-C"),
         ["moe experiment --batch-size"] = Int(1, 65536),
         ["moe experiment --hidden"] = Int(16, 65536, "a multiple of 16: 4 heads of a multiple of 4 dimensions"),

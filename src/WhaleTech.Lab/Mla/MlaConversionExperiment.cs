@@ -8,8 +8,13 @@
 //   (2-norm measured on a calibration batch, as MHA2MLA, and its weight-space proxy); a rank sweep; fine-tunes of
 //   each strategy (joint SVD) and of the 2-norm/separate pair; MLA from scratch for the same steps.
 // Every number is a mean with a 95 % Student-t interval over seeds. Loss = excess loss (Bayes 0, MlaFrontier).
+// With a run folder (Lab/Runs/ExperimentRuns) every training is a run of its own: it checkpoints every N steps and
+// keeps its final weights (model.safetensors) beside its curve, so --resume reads finished trainings back, rebuilds
+// the conversions from the restored sources and continues the interrupted training; Ctrl-C stops after the current
+// step, and the partial result covers the finished seeds.
 using System.Text;
 using TorchSharp;
+using WhaleTech.Lab.Runs;
 using WhaleTech.Model;
 using WhaleTech.Runtime;
 using static TorchSharp.torch;
@@ -31,15 +36,23 @@ public sealed record MlaConversionExperimentOptions
 public sealed record MlaTarget(int Rank, int Rope);
 public sealed record ConversionRow(string Experiment, string Case, int Seed, long KvElementsPerToken, double EvalLoss, double EvalAccuracy, double? MaxLogitDiff, IReadOnlyList<CurvePoint>? Curve);
 public sealed record ConversionSummary(string Experiment, string Case, long KvElementsPerToken, int Seeds, double MeanLoss, double LossCi95, double MeanAccuracy, double AccuracyCi95, double? MeanMaxLogitDiff);
-public sealed record MlaConversionExperimentResult(MlaConversionExperimentOptions Options, IReadOnlyList<ConversionRow> Rows, IReadOnlyList<ConversionSummary> Summary);
+public sealed record MlaConversionExperimentResult(MlaConversionExperimentOptions Options, IReadOnlyList<ConversionRow> Rows, IReadOnlyList<ConversionSummary> Summary)
+{
+    /// <summary>True when Ctrl-C stopped the study: Rows and Summary cover the finished seeds only.</summary>
+    public bool Partial { get; init; }
+}
 
 public static class MlaConversionExperiment
 {
-    public static MlaConversionExperimentResult Run(MlaConversionExperimentOptions options, Device device, Action<string>? log = null)
+    /// <summary>Thrown inside a seed when Ctrl-C stopped one of its trainings (its checkpoint is written).</summary>
+    sealed class Stopped : Exception;
+
+    public static MlaConversionExperimentResult Run(MlaConversionExperimentOptions options, Device device, Action<string>? log = null, ExperimentRuns? runs = null)
     {
         var o = options;
         var t = o.Task.Validate();
         Backend.Initialize();
+        runs?.Begin("mla-convert-study", o);
         var rows = new List<ConversionRow>();
         void Add(string exp, string name, int seed, DeepSeekLM m, double? diff = null, IReadOnlyList<CurvePoint>? curve = null)
         {
@@ -47,12 +60,30 @@ public static class MlaConversionExperiment
             rows.Add(new ConversionRow(exp, name, seed, MlaFrontier.KvElements(m.Config), l, a, diff, curve));
             log?.Invoke($"{exp} | {name} | seed {seed}: loss {l:F4}, accuracy {a:P1}{(diff is null ? "" : $", max |Δlogit| {diff:G3}")}");
         }
+        // One training of the study, as a run of its own when there is a run folder: a finished one is read back (curve
+        // and final weights), an interrupted one continues from its checkpoint, Ctrl-C throws Stopped.
+        IReadOnlyList<CurvePoint> TrainRun(string name, DeepSeekLM m, int steps, double lr, int dataSeed, int evalSeed)
+        {
+            using var run = runs?.Open(name);
+            string? weights = run?.Dir is { } dir ? Path.Combine(dir, "model.safetensors") : null;
+            if (run?.Finished<List<CurvePoint>>() is { } done)
+            {
+                IO.StateDict.Load(m, weights!);
+                m.eval();
+                return done;
+            }
+            var curve = MlaFrontier.Train(m, t, steps, lr, dataSeed, evalSeed, device, name, run) ?? throw new Stopped();
+            if (weights is not null) IO.StateDict.Save(m, weights);
+            run?.Finish(curve);
+            return curve;
+        }
         DeepSeekLM Trained(string variant, int seed, int steps, out IReadOnlyList<CurvePoint> curve)
         {
             torch.manual_seed(1000 + seed);
             var m = new DeepSeekLM(MlaFrontier.Config(t, FrontierVariant.Parse(variant)));
             m.to(device);
-            curve = MlaFrontier.Train(m, t, steps, t.Loop.LearningRate, seed, seed, device, $"{variant} seed {seed}");
+            try { curve = TrainRun($"seed {seed} {variant} {steps} steps", m, steps, t.Loop.LearningRate, seed, seed); }
+            catch { m.Dispose(); throw; }
             return m;
         }
         double MaxDiff(DeepSeekLM a, DeepSeekLM b, int seed)
@@ -63,7 +94,15 @@ public static class MlaConversionExperiment
             var (ids, _, _) = MlaQuality.Batch(t.Task, 64, new Random(20_000 + seed));
             return (a.forward(ids.to(device)) - b.forward(ids.to(device))).abs().max().item<float>();
         }
+        bool partial = false;
         for (int seed = 0; seed < o.Seeds; seed++)
+        {
+            if (runs?.StopRequested == true) { partial = true; break; }
+            int before = rows.Count;
+            try { Seed(seed); }
+            catch (Stopped) { rows.RemoveRange(before, rows.Count - before); partial = true; break; }
+        }
+        void Seed(int seed)
         {
             // ---- TransMLA: MQA and GQA-2 → MLA at the same KV bytes
             foreach (var srcName in new[] { "mqa", "gqa2" })
@@ -77,10 +116,10 @@ public static class MlaConversionExperiment
                 using (rms)
                 {
                     Add(exp, "converted, rms norm", seed, rms, MaxDiff(rms, src, seed));
-                    var c = MlaFrontier.Train(rms, t, o.FineTuneSteps, o.FineTuneLearningRate, 500 + seed, seed, device, $"{exp} ft");
+                    var c = TrainRun($"seed {seed} {exp} converted ft", rms, o.FineTuneSteps, o.FineTuneLearningRate, 500 + seed, seed);
                     Add(exp, $"converted (rms) + fine-tune {o.FineTuneSteps}", seed, rms, null, c);
                 }
-                var cs = MlaFrontier.Train(src, t, o.FineTuneSteps, o.FineTuneLearningRate, 500 + seed, seed, device, $"{exp} source ft");
+                var cs = TrainRun($"seed {seed} {exp} source ft", src, o.FineTuneSteps, o.FineTuneLearningRate, 500 + seed, seed);
                 Add(exp, $"{srcName} source + fine-tune {o.FineTuneSteps}", seed, src, null, cs);
                 using var scratch = Trained($"mla-{rep.KvLoraRank}-{rep.RopeDims}", seed, o.FineTuneSteps, out var sc);
                 Add(exp, $"mla-{rep.KvLoraRank}-{rep.RopeDims} from scratch, {o.FineTuneSteps} steps", seed, scratch, null, sc);
@@ -108,7 +147,7 @@ public static class MlaConversionExperiment
                     var (m, _) = MlaConversion.FromStandard(mha, Options(strategy, rank, rope, f, LatentNormMode.Rms));
                     using (m)
                     {
-                        var c = MlaFrontier.Train(m, t, o.FineTuneSteps, o.FineTuneLearningRate, 500 + seed, seed, device, $"{exp} ft");
+                        var c = TrainRun($"seed {seed} {exp} {Name(strategy)} {f} ft", m, o.FineTuneSteps, o.FineTuneLearningRate, 500 + seed, seed);
                         Add(exp, $"converted {Name(strategy)}/{f.ToString().ToLowerInvariant()} (rms) + fine-tune {o.FineTuneSteps}", seed, m, null, c);
                     }
                 }
@@ -128,7 +167,7 @@ public static class MlaConversionExperiment
             double? d = g.All(r => r.MaxLogitDiff is not null) ? g.Average(r => r.MaxLogitDiff!.Value) : null;
             return new ConversionSummary(g.Key.Experiment, g.Key.Case, g.First().KvElementsPerToken, g.Count(), l, lc, a, ac, d);
         }).ToList();
-        return new MlaConversionExperimentResult(o, rows, summary);
+        return new MlaConversionExperimentResult(o, rows, summary) { Partial = partial || runs?.Interrupted == true };
     }
 
     static string Name(RopeSelection s) => s == RopeSelection.Norm ? "2-norm" : s.ToString().ToLowerInvariant();
@@ -138,6 +177,7 @@ public static class MlaConversionExperiment
         var sb = new StringBuilder();
         sb.AppendLine("# MLA conversion: TransMLA (GQA/MQA → MLA) and MHA2MLA (MHA → MLA) on MQAR").AppendLine();
         sb.AppendLine($"Command: `{command}`  ").AppendLine($"Machine: {machine}  ");
+        if (r.Partial) sb.AppendLine().AppendLine($"**Partial:** interrupted; {r.Rows.Select(x => x.Seed).Distinct().Count()} of {r.Options.Seeds} seeds finished. Continue with the same command and `--resume`.");
         sb.AppendLine($"Sources trained {r.Options.SourceSteps} steps; fine-tunes {r.Options.FineTuneSteps} steps at lr {r.Options.FineTuneLearningRate}; {r.Options.Seeds} seeds; mean ± 95 % Student-t CI. KV = elements per token, all layers (bytes = 2 × in bf16). Loss is excess loss over Bayes (0).").AppendLine();
         foreach (var g in r.Summary.GroupBy(s => s.Experiment))
         {

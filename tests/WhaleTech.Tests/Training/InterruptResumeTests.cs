@@ -1,7 +1,8 @@
 // Ctrl-C in the middle of a run, then --resume, gives the same final weights as an uninterrupted run with the
 // same seed (CPU, bit-exact) — for `whale train lm`, `whale mtp train`, `whale grpo sft` and `whale grpo train`,
-// and the same results for the experiments `whale moe experiment`, `whale mla quality`, `whale mla frontier` and
-// `whale fp8 train` (exit 130, a partial summary, then --resume) — run as real processes that get a real SIGINT. And the TensorBoard event files a run writes are readable: the test parses the TFRecord framing
+// and the same results for the experiments `whale moe experiment`, `whale mla quality`, `whale mla frontier`,
+// `whale mla convert-study` and `whale fp8 train` (exit 130, a partial summary, then --resume) — run as real
+// processes that get a real SIGINT. And the TensorBoard event files a run writes are readable: the test parses the TFRecord framing
 // and the Event protos back and finds every step's loss.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
@@ -184,6 +185,13 @@ public class InterruptResumeTests : IDisposable
     public void MlaFrontierInterruptedAndResumedEqualsAnUninterruptedRun()
         => InterruptAndResume(["mla", "frontier", "--device", "cpu", "--quick", "--seeds", "1", "--steps", "60", "--eval-every", "10", "--checkpoint-every", "20"],
                               dir => dir, Path.Combine("runs", "mla-12-4-seed-0", "metrics.jsonl"), rows: 25, "mla-frontier.json");
+
+    /// <summary>The conversion study trains dependent models (a source, then fine-tunes of its conversions): stopped inside a
+    /// fine-tune, the resume restores the finished source from its saved weights, rebuilds the conversions and continues.</summary>
+    [Fact]
+    public void MlaConvertStudyInterruptedAndResumedEqualsAnUninterruptedRun()
+        => InterruptAndResume(["mla", "convert-study", "--device", "cpu", "--quick", "--seeds", "1", "--source-steps", "40", "--finetune-steps", "40", "--checkpoint-every", "10"],
+                              dir => dir, Path.Combine("runs", "seed-0-transmla-mqa-converted-ft", "metrics.jsonl"), rows: 15, "mla-convert.json");
 
     [Fact]
     public void Fp8TrainInterruptedAndResumedEqualsAnUninterruptedRun()
