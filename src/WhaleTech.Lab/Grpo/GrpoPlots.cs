@@ -12,23 +12,10 @@ public static class GrpoPlots
     {
         var steps = history.Where(h => h.ContainsKey("reward")).ToList();
         if (steps.Count > 0)
-        {
-            var plt = new Plot();
-            double[] xs = steps.Select(h => h["step"]).ToArray(), ys = steps.Select(h => h["reward"]).ToArray();
-            var raw = plt.Add.Scatter(xs, ys); raw.LegendText = "reward"; raw.MarkerSize = 0; raw.LineWidth = 1;
-            var avg = plt.Add.Scatter(xs, MovingAverage(ys, 10)); avg.LegendText = "reward (10-step mean)"; avg.MarkerSize = 0; avg.LineWidth = 2;
-            plt.Title("GRPO reward"); plt.XLabel("step"); plt.YLabel("mean reward"); plt.ShowLegend(Edge.Right);
-            Save(plt, Path.Combine(outDir, "reward.png"));
-        }
+            SeriesWithMean(steps, "reward", "reward", "reward (10-step mean)", "GRPO reward", "mean reward", Path.Combine(outDir, "reward.png"));
         if (steps.Count > 0 && steps[0].ContainsKey("completions/mean_length"))
-        {
-            var plt = new Plot();
-            double[] xs = steps.Select(h => h["step"]).ToArray(), ys = steps.Select(h => h["completions/mean_length"]).ToArray();
-            var raw = plt.Add.Scatter(xs, ys); raw.LegendText = "mean completion length"; raw.MarkerSize = 0; raw.LineWidth = 1;
-            var avg = plt.Add.Scatter(xs, MovingAverage(ys, 10)); avg.LegendText = "10-step mean"; avg.MarkerSize = 0; avg.LineWidth = 2;
-            plt.Title("Completion length (sampled)"); plt.XLabel("step"); plt.YLabel("tokens"); plt.ShowLegend(Edge.Right);
-            Save(plt, Path.Combine(outDir, "length.png"));
-        }
+            SeriesWithMean(steps, "completions/mean_length", "mean completion length", "10-step mean", "Completion length (sampled)", "tokens",
+                           Path.Combine(outDir, "length.png"));
         var evals = history.Where(h => h.ContainsKey("eval/accuracy")).ToList();
         if (evals.Count > 0)
         {
@@ -45,6 +32,18 @@ public static class GrpoPlots
             plt.Title("Held-out accuracy (greedy)"); plt.XLabel("step"); plt.YLabel("%"); plt.ShowLegend(Edge.Right);
             Save(plt, Path.Combine(outDir, "accuracy.png"));
         }
+    }
+
+    /// <summary>One metric per step, raw and as a 10-step moving average.</summary>
+    static void SeriesWithMean(IReadOnlyList<SortedDictionary<string, double>> steps, string key, string rawLabel, string meanLabel,
+                               string title, string yLabel, string path)
+    {
+        var plt = new Plot();
+        double[] xs = steps.Select(h => h["step"]).ToArray(), ys = steps.Select(h => h[key]).ToArray();
+        var raw = plt.Add.Scatter(xs, ys); raw.LegendText = rawLabel; raw.MarkerSize = 0; raw.LineWidth = 1;
+        var avg = plt.Add.Scatter(xs, MovingAverage(ys, 10)); avg.LegendText = meanLabel; avg.MarkerSize = 0; avg.LineWidth = 2;
+        plt.Title(title); plt.XLabel("step"); plt.YLabel(yLabel); plt.ShowLegend(Edge.Right);
+        Save(plt, path);
     }
 
     static void Save(Plot plt, string path)
