@@ -111,6 +111,7 @@ public static class MlaConversion
         int sourceKv = 2 * Hkv * Dh;
         int Dc = o.KvLoraRank ?? sourceKv - Dr;
         Guard.InRange("kv lora rank", Dc, 1, 2 * Hkv * Dh);
+        if (o.Strategy == RopeSelection.Norm && o.CalibrationIds is { } calibration) CheckCalibration(cfg, calibration);
         int Dn = Dh, Dv = Dh;
 
         using var noGrad = torch.no_grad();
@@ -262,14 +263,6 @@ public static class MlaConversion
     /// pair's ‖q_{h,i}‖ times the mean of ‖k_{g(h),i}‖, summed over heads and layers. Returns [Dh/2].</summary>
     static double[] ActivationNormScores(DeepSeekLM source, Tensor ids, Func<int, string, Tensor> w, int H, int Hkv, int G, int Dh, int L)
     {
-        var cfg = source.Config;
-        if (ids.dim() != 2 || ids.shape[0] < 1 || ids.shape[1] < 1)
-            throw new WhaleArgumentException("calibration ids", "shape [" + string.Join(", ", ids.shape) + "]", "must be a non-empty [batch, tokens] tensor of token ids");
-        if (ids.shape[1] > cfg.MaxPositionEmbeddings)
-            throw new WhaleArgumentException("calibration ids", $"{ids.shape[1]} tokens", $"must be at most max_position_embeddings = {cfg.MaxPositionEmbeddings}");
-        long lo = ids.min().item<long>(), hi = ids.max().item<long>();
-        if (lo < 0 || hi >= cfg.VocabSize)
-            throw new WhaleArgumentException("calibration ids", $"range [{lo}, {hi}]", $"must be token ids in [0, {cfg.VocabSize})");
         var score = new double[Dh / 2];
         bool wasTraining = source.training;
         source.eval();
@@ -298,6 +291,19 @@ public static class MlaConversion
         }
         finally { source.train(wasTraining); }
         return score;
+    }
+
+    /// <summary>Calibration tokens must be a non-empty [batch, tokens] id tensor within the vocabulary and the position range
+    /// (checked before any conversion work).</summary>
+    static void CheckCalibration(ModelConfig cfg, Tensor ids)
+    {
+        if (ids.dim() != 2 || ids.shape[0] < 1 || ids.shape[1] < 1)
+            throw new WhaleArgumentException("calibration ids", "shape [" + string.Join(", ", ids.shape) + "]", "must be a non-empty [batch, tokens] tensor of token ids");
+        if (ids.shape[1] > cfg.MaxPositionEmbeddings)
+            throw new WhaleArgumentException("calibration ids", $"{ids.shape[1]} tokens", $"must be at most max_position_embeddings = {cfg.MaxPositionEmbeddings}");
+        long lo = ids.min().item<long>(), hi = ids.max().item<long>();
+        if (lo < 0 || hi >= cfg.VocabSize)
+            throw new WhaleArgumentException("calibration ids", $"range [{lo}, {hi}]", $"must be token ids in [0, {cfg.VocabSize})");
     }
 
     static void AddHeadProducts(double[] score, Tensor q, Tensor k, int H, int G, int Dh)
