@@ -26,10 +26,9 @@ public interface IFrontierTask
     int SequenceLength { get; }
     /// <summary>ids [B, T] long, targets [B, T] long, mask [B, T] bool (the positions that are scored).</summary>
     (Tensor Ids, Tensor Targets, Tensor Mask) Batch(int batch, Random rng);
-    /// <summary>Mean Bayes-optimal NLL (nats) over the masked positions of a batch from <see cref="Batch"/>.</summary>
-    double BayesLoss(Tensor ids, Tensor targets, Tensor mask);
-    /// <summary>Bayes-optimal top-1 accuracy over the masked positions.</summary>
-    double BayesAccuracy(Tensor ids, Tensor targets, Tensor mask);
+    /// <summary>The Bayes-optimal predictor on the masked positions of a batch from <see cref="Batch"/>: its mean NLL
+    /// (nats) and its top-1 accuracy.</summary>
+    (double Loss, double Accuracy) Bayes(Tensor ids, Tensor targets, Tensor mask);
     /// <summary>One sentence for the results' Task line.</summary>
     string Describe();
 }
@@ -40,8 +39,7 @@ public sealed class MqarFrontierTask(MlaQualityOptions mqar) : IFrontierTask
     public int VocabSize => mqar.Keys + mqar.Values;
     public int SequenceLength => 2 * (mqar.Pairs + mqar.Queries);
     public (Tensor Ids, Tensor Targets, Tensor Mask) Batch(int batch, Random rng) => MlaQuality.Batch(mqar, batch, rng);
-    public double BayesLoss(Tensor ids, Tensor targets, Tensor mask) => 0;
-    public double BayesAccuracy(Tensor ids, Tensor targets, Tensor mask) => 1;
+    public (double Loss, double Accuracy) Bayes(Tensor ids, Tensor targets, Tensor mask) => (0, 1);
     public string Describe() => $"MQAR, {mqar.Pairs} pairs, {mqar.Queries} queries, {mqar.Keys} keys × {mqar.Values} values (T = {SequenceLength}). Bayes-optimal loss is 0, so eval loss = excess loss";
 }
 
@@ -101,11 +99,8 @@ public sealed class TopicBigramLanguage : IFrontierTask
         return (all.narrow(1, 0, T).contiguous(), all.narrow(1, 1, T).contiguous(), ones(batch, T, dtype: ScalarType.Bool));
     }
 
-    public double BayesLoss(Tensor ids, Tensor targets, Tensor mask) => Bayes(ids, targets, mask).Loss;
-    public double BayesAccuracy(Tensor ids, Tensor targets, Tensor mask) => Bayes(ids, targets, mask).Accuracy;
-
     /// <summary>The exact posterior-predictive NLL and top-1 accuracy over the masked positions.</summary>
-    (double Loss, double Accuracy) Bayes(Tensor ids, Tensor targets, Tensor mask)
+    public (double Loss, double Accuracy) Bayes(Tensor ids, Tensor targets, Tensor mask)
     {
         int B = (int)ids.shape[0], T = (int)ids.shape[1], V = VocabSize, K = Topics;
         var x = ids.cpu().contiguous().data<long>().ToArray();

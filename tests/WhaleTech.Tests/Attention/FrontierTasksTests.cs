@@ -35,8 +35,8 @@ public class FrontierTasksTests
             }
             for (int t = 0; t < 10; t++) nll -= Math.Log(Marginal(t + 1) / Marginal(t));
         }
-        Assert.Equal(nll / 50, lang.BayesLoss(ids, targets, mask), 9);
-        Assert.InRange(lang.BayesAccuracy(ids, targets, mask), 0, 1);
+        Assert.Equal(nll / 50, lang.Bayes(ids, targets, mask).Loss, 9);
+        Assert.InRange(lang.Bayes(ids, targets, mask).Accuracy, 0, 1);
     }
 
     [Fact]
@@ -60,7 +60,7 @@ public class FrontierTasksTests
     {
         var o = new MlaFrontierOptions { Pairs = 2, Queries = 2, Keys = 8, Values = 8 };
         var (ids, targets, mask) = o.Data.Batch(4, new Random(1));
-        Assert.Equal(0, o.Data.BayesLoss(ids, targets, mask));
+        Assert.Equal(0, o.Data.Bayes(ids, targets, mask).Loss);
         Assert.Equal(16, o.Data.VocabSize);
         var lo = o with { TaskKind = "language", Topics = 2, Length = 12 };
         Assert.Equal(8, lo.Data.VocabSize);
@@ -68,7 +68,7 @@ public class FrontierTasksTests
         using var model = new WhaleTech.Model.DeepSeekLM(MlaFrontier.Config(lo, FrontierVariant.Parse("mqa")));
         var (excess, _) = MlaFrontier.Evaluate(model, lo with { EvalSequences = 64 }, 0, torch.CPU);
         var (eids, et, em) = lo.Data.Batch(64, new Random(10_000));
-        double bayes = lo.Data.BayesLoss(eids, et, em);
+        double bayes = lo.Data.Bayes(eids, et, em).Loss;
         Assert.InRange(excess, 0.0, Math.Log(8));                         // an untrained model is near uniform: ln 8 − Bayes
         Assert.InRange(excess + bayes, Math.Log(8) - 0.1, Math.Log(8) + 0.1);
     }
