@@ -91,16 +91,15 @@ public static class MlaConversionExperiment
             using var scope = torch.NewDisposeScope();
             using var g = torch.no_grad();
             a.eval(); b.eval();
-            var (ids, _, _) = MlaQuality.Batch(t.Task, 64, new Random(20_000 + seed));
+            var (ids, _, _) = t.Data.Batch(64, new Random(20_000 + seed));
             return (a.forward(ids.to(device)) - b.forward(ids.to(device))).abs().max().item<float>();
         }
-        bool partial = false;
         for (int seed = 0; seed < o.Seeds; seed++)
         {
-            if (runs?.StopRequested == true) { partial = true; break; }
+            if (runs?.StopRequested == true) break;
             int before = rows.Count;
             try { Seed(seed); }
-            catch (Stopped) { rows.RemoveRange(before, rows.Count - before); partial = true; break; }
+            catch (Stopped) { rows.RemoveRange(before, rows.Count - before); break; }   // the run marked the study interrupted
         }
         void Seed(int seed)
         {
@@ -127,7 +126,7 @@ public static class MlaConversionExperiment
             // ---- MHA2MLA: MHA → MLA at smaller caches. The 2-norm strategy measures ‖q‖·‖k‖ on a calibration batch of
             // the task (MHA2MLA §3.1), drawn apart from the training and eval streams.
             using var mha = Trained("mha", seed, o.SourceSteps, out _);
-            var (calibration, _, _) = MlaQuality.Batch(t.Task, 64, new Random(30_000 + seed));
+            var (calibration, _, _) = t.Data.Batch(64, new Random(30_000 + seed));
             MlaConversionOptions Options(RopeSelection s, int rank, int rope, LatentFactorization f, LatentNormMode n = LatentNormMode.Linearized) =>
                 new() { KvLoraRank = rank, RopeDims = rope, Strategy = s, Factorization = f, Norm = n, CalibrationIds = s == RopeSelection.Norm ? calibration : null };
             Add("mha2mla", $"mha source ({o.SourceSteps} steps)", seed, mha);
@@ -167,7 +166,7 @@ public static class MlaConversionExperiment
             double? d = g.All(r => r.MaxLogitDiff is not null) ? g.Average(r => r.MaxLogitDiff!.Value) : null;
             return new ConversionSummary(g.Key.Experiment, g.Key.Case, g.First().KvElementsPerToken, g.Count(), l, lc, a, ac, d);
         }).ToList();
-        return new MlaConversionExperimentResult(o, rows, summary) { Partial = partial || runs?.Interrupted == true };
+        return new MlaConversionExperimentResult(o, rows, summary) { Partial = runs?.Interrupted == true };
     }
 
     static string Name(RopeSelection s) => s == RopeSelection.Norm ? "2-norm" : s.ToString().ToLowerInvariant();
