@@ -81,4 +81,18 @@ public class MlaConvertCliTests : IDisposable
         Assert.Equal(2, Whale("mla", "frontier", "--variants", "gqa0", "--steps", "10"));
         Assert.Equal(2, Whale("mla", "frontier", "--from", Path.Combine(_dir, "missing.json"), "--out", again));
     }
+
+    [Fact]
+    public void FrontierOnTheLanguageReportsExcessLossOverTheBayesLoss()
+    {
+        var outDir = Path.Combine(_dir, "frontier-language");
+        Assert.Equal(0, Whale("mla", "frontier", "--task", "language", "--topics", "2", "--length", "12", "--symbols", "8", "--variants", "mqa", "mla-8-4",
+                              "--seeds", "2", "--steps", "30", "--eval-every", "10", "--device", "cpu", "--out", outDir));
+        var md = File.ReadAllText(Path.Combine(outDir, "mla-frontier.md"));
+        Assert.Contains("topic-mixture bigram language, 2 topics × 8 symbols", md);
+        Assert.Contains("Bayes predictor's NLL", md);
+        Assert.Contains("paired Δ vs mqa", md);                                    // mqa has the larger cache of the two
+        Assert.Equal(2, Whale("mla", "frontier", "--task", "poetry", "--steps", "10"));
+        Assert.Equal(2, Whale("mla", "frontier", "--task", "language", "--topics", "0", "--steps", "10"));
+    }
 }
