@@ -9,8 +9,10 @@
 //               one gather, one `split` into the slices (one backward node, not one zero-filled [N·K, D]
 //               gradient per `narrow`; without autograd one small gather per expert instead, and with only a
 //               few rows per expert — decode — either PaddedBmm's batched form over the stacked bank or the
-//               plainest loop, by a cost model: ExpertBank.PaddedIsCheaper), one matmul chain per non-empty slice whose weighted output is added in
-//               place into y (index_add_). A single host sync (the per-expert counts, to cut the slices) per
+//               plainest loop, by a cost model: ExpertBank.PaddedIsCheaper), one matmul chain per non-empty slice, added in
+//               place into y (index_add_). The combine weight scales the F-wide hidden before down_proj
+//               (g · down(h) = down(g · h), down_proj being linear): [c, F] instead of [c, D] elements to scale,
+//               forward and backward. A single host sync (the per-expert counts, to cut the slices) per
 //               forward instead of one per expert.
 //   PaddedBmm   like Sorted, then scatter the slices into a capacity-padded [E, C, D] buffer (C = largest
 //               count, so nothing is dropped) and run all experts as three batched matmuls over stacked
@@ -127,8 +129,8 @@ public static class Dispatch
             if (plan.Counts[e] == 0) continue;
             using var step = torch.NewDisposeScope();                        // this expert's temporaries die here
             var xe = xParts?[e] ?? x.index_select(0, tokenParts[e]);         // [c, D]
-            var out_e = bank is null ? experts[e].forward(xe) : bank.Forward(e, xe); // [c, D]
-            AddWeighted(y, tokenParts[e], out_e, weightParts[e]);
+            var out_e = bank is null ? experts[e].forward(xe, weightParts[e]) : bank.Forward(e, xe, weightParts[e]); // [c, D], weighted
+            y.index_add_(0, tokenParts[e], out_e, 1);
         }
         return y.MoveToOuterDisposeScope();
     }

@@ -43,4 +43,16 @@ public sealed class Expert : nn.Module<Tensor, Tensor>
         using var h = gate * up;                                 // [N, F]
         return down_proj.forward(h);                             // [N, D]
     }
+
+    /// <summary>g · Expert(x) with one combine weight per row, <paramref name="rowWeight"/> [N, 1], applied to the
+    /// F-wide hidden before down_proj: down(g · h) = g · down(h) because down_proj is linear, and [N, F] is a
+    /// quarter of the [N, D] output at DeepSeek's F = D/4 (fewer bytes to scale in the forward and the backward).</summary>
+    public Tensor forward(Tensor x, Tensor rowWeight)           // x [N, D], rowWeight [N, 1]
+    {
+        using var gate = nn.functional.silu(gate_proj.forward(x)); // [N, F]
+        using var up = up_proj.forward(x);                       // [N, F]
+        using var h = gate * up;                                 // [N, F]
+        using var weighted = h * rowWeight;                      // [N, F]
+        return down_proj.forward(weighted);                      // [N, D]
+    }
 }

@@ -88,6 +88,16 @@ internal sealed class ExpertBank : IDisposable
         return nn.functional.linear(h, _downRows[e]);                                  // [c, D]
     }
 
+    /// <summary>g · expert e on its tokens, the combine weights <paramref name="rowWeight"/> [c, 1] scaling the F-wide hidden.</summary>
+    public Tensor Forward(int e, Tensor x, Tensor rowWeight)
+    {
+        using var gu = nn.functional.linear(x, _gateUpRows[e]);                        // [c, 2F]
+        using var gate = gu.narrow(1, 0, Width);
+        using var up = gu.narrow(1, Width, Width);
+        using var h = nn.functional.silu(gate).mul_(up).mul_(rowWeight);               // [c, F]
+        return nn.functional.linear(h, _downRows[e]);                                  // [c, D]
+    }
+
     static Tensor? PlainWeight(nn.Module<Tensor, Tensor> m)
         => m is TorchSharp.Modules.Linear { bias: null } lin ? lin.weight : null;
 

@@ -42,7 +42,7 @@ public class SeededResultsTests : IDisposable
         Assert.Equal(expected, actual);
     }
 
-    /// <summary>The command that wrote Golden/before/grpo-50-metrics.jsonl: a MoE policy (loss-free balancer),
+    /// <summary>The command that wrote Golden/before/grpo-50-metrics.jsonl (rewritten since; Golden/before/README.md says when and why): a MoE policy (loss-free balancer),
     /// SFT warm start, 50 GRPO steps with three weighted rewards, evaluation every 25 steps.</summary>
     internal static readonly string[] Grpo50 =
     [
