@@ -5,7 +5,11 @@
 //   FLOPs  = 2·B·params (projections, the W_UK fold and W_UV unfold) + 2·H·B·S·(2·Dc + Dr) (scores + values)
 // Absorbed decode reuses each cached element for all H heads, so the step turns compute-bound as B × S grows.
 // Rows: the explicit absorbed path and (batch ≤ 4) the fused-SDPA option, interleaved per point; median of the
-// rounds, p10/p90, minor page faults per step.
+// rounds, p10/p90, minor page faults per step. A third row per point, "gemms-only", runs just the step's seven
+// products (q_proj, kv_a_proj_with_mqa, the W_UK fold, scores, values, the W_UV unfold, o_proj) on ready inputs of
+// the same shapes, with the layer's weights and cache, and nothing else: the ceiling libtorch's own GEMM kernels
+// allow this step on this machine (at B·H ≤ 256 query rows they are small-M products, far from the 2048³ GEMM
+// rate that sets the roofline). `vs_gemms_only` = step time ÷ that ceiling.
 using TorchSharp;
 using WhaleTech.Attention;
 using WhaleTech.Lab.Bench;
@@ -49,6 +53,7 @@ public sealed class MlaRooflineSuite : ISuite
                 var layers = batch <= 4 ? new[] { ("absorbed", explicitLayer), ("absorbed-sdpa", sdpaLayer) } : new[] { ("absorbed", explicitLayer) };
                 var caches = layers.Select(l => DecodeBenchmark.FilledCache(l.Item2, batch, context, dtype, device)).ToArray();
                 var x = torch.randn(batch, 1, shapes.Hidden, dtype: dtype, device: device);
+                var gemms = GemmsOnly(explicitLayer, shapes, (MultiHeadLatentAttention.LatentCache)caches[0].Layers[0], batch, context + 1, dtype, device);
                 var bodies = layers.Select((l, i) =>
                 {
                     var ctx = new AttentionContext
@@ -58,27 +63,65 @@ public sealed class MlaRooflineSuite : ISuite
                         Cache = caches[i],
                     };
                     return (Action)(() => l.Item2.forward(x, ctx));
-                }).Append(probe.Copy).Append(probe.Gemm).ToArray();
+                }).Append(gemms).Append(probe.Copy).Append(probe.Gemm).ToArray();
                 var samples = Interleave.Run(device, bodies, warmup: 2, rounds: rounds);
                 var limits = probe.From(samples[^2], samples[^1]);   // measured in the same rounds as the rows
                 long S = context + 1;
                 double bytes = elem * (paramCount + batch * S * (Dc + Dr) + batch * S * Dc);
                 double flops = 2.0 * batch * paramCount + 2 * H * batch * S * (2 * Dc + Dr);
                 double roof = limits.RooflineMs(bytes, flops);
-                for (int v = 0; v < layers.Length; v++)
+                var names = layers.Select(l => l.Item1).Append("gemms-only").ToArray();
+                double ceilingMs = samples[layers.Length].Timing.MedianMs;
+                for (int v = 0; v < names.Length; v++)
                 {
                     var t = samples[v].Timing;
                     double fraction = roof / t.MedianMs;
-                    result.AddRow($"{layers[v].Item1} b{batch}").With("batch", batch).With("context", context).With("bound", limits.Bound(bytes, flops))
+                    result.AddRow($"{names[v]} b{batch}").With("batch", batch).With("context", context).With("bound", limits.Bound(bytes, flops))
                           .With("copy_gbps", Math.Round(limits.CopyGBps, 2)).With("gemm_gflops", Math.Round(limits.GemmGflops, 1))
                           .Add("median_ms", t.MedianMs, "ms").Add("p10_ms", t.P10Ms, "ms").Add("p90_ms", t.P90Ms, "ms")
                           .Add("roofline_ms", roof, "ms").Add("roofline_fraction", fraction, "")
                           .Add("gbps", bytes / (t.MedianMs / 1000) / 1e9, "GB/s").Add("gflops", flops / (t.MedianMs / 1000) / 1e9, "GFLOP/s")
-                          .Add("page_faults_per_step", samples[v].MedianFaults, "");
-                    Console.WriteLine($"  {layers[v].Item1} b{batch} S{context}: {t.MedianMs:F2} ms (p10 {t.P10Ms:F2}, p90 {t.P90Ms:F2}), roofline {roof:F2} ms ({limits.Bound(bytes, flops)}; copy {limits.CopyGBps:F0} GB/s, GEMM {limits.GemmGflops:F0} GFLOP/s) → {fraction:P0}, {samples[v].MedianFaults:F0} faults");
+                          .Add("page_faults_per_step", samples[v].MedianFaults, "").Add("vs_gemms_only", t.MedianMs / ceilingMs, "×");
+                    Console.WriteLine($"  {names[v]} b{batch} S{context}: {t.MedianMs:F2} ms (p10 {t.P10Ms:F2}, p90 {t.P90Ms:F2}), roofline {roof:F2} ms ({limits.Bound(bytes, flops)}; copy {limits.CopyGBps:F0} GB/s, GEMM {limits.GemmGflops:F0} GFLOP/s) → {fraction:P0}, {samples[v].MedianFaults:F0} faults");
                 }
                 foreach (var c in caches) c.Dispose();
             }
         return result;
+    }
+
+    /// <summary>The absorbed step's seven products alone, on inputs of their shapes made once (T = 1; S cached rows).</summary>
+    static Action GemmsOnly(MultiHeadLatentAttention layer, AttentionShapes sh, MultiHeadLatentAttention.LatentCache cache, long batch, long S, ScalarType dtype, Device device)
+    {
+        var w = layer.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        long H = sh.Heads, Dn = sh.NopeDim, Dr = sh.RopeDim, Dv = sh.VDim, Dc = sh.KvLoraRank, D = sh.Hidden;
+        var kvb = w["kv_b_proj.weight"].view(H, Dn + Dv, Dc);                                   // [H, Dn+Dv, Dc]
+        var wUK = kvb.narrow(1, 0, Dn);                                                          // [H, Dn, Dc]
+        var wUVt = kvb.narrow(1, Dn, Dv).transpose(1, 2);                                        // [H, Dc, Dv]
+        var x = torch.randn(batch, D, dtype: dtype, device: device);                             // [B, D]
+        var qNope = torch.randn(H, batch, Dn, dtype: dtype, device: device);                     // [H, B, Dn]
+        var q = torch.randn(batch, H, Dc + Dr, dtype: dtype, device: device);                    // [B, H, Dc+Dr]
+        var keys = cache.KV.narrow(1, 0, S);                                                     // [B, S, Dc+Dr]
+        var latent = keys.narrow(-1, 0, Dc);                                                     // [B, S, Dc]
+        var probs = torch.rand(batch, H, S, dtype: dtype, device: device);                       // [B, H, S]
+        var oLat = torch.randn(H, batch, Dc, dtype: dtype, device: device);                      // [H, B, Dc]
+        var o = torch.randn(batch, H * Dv, dtype: dtype, device: device);                        // [B, H·Dv]
+        // Query projections: q_proj, or q_a_proj then q_b_proj under query compression (V3)
+        var qa = w.GetValueOrDefault("q_a_proj.weight");
+        var qLatent = qa is null ? null : torch.randn(batch, qa.shape[0], dtype: dtype, device: device);   // [B, Dq]
+        var wq = qa is null ? w["q_proj.weight"] : w["q_b_proj.weight"];
+        var wkva = w["kv_a_proj_with_mqa.weight"];
+        var wo = w["o_proj.weight"];
+        return () =>
+        {
+            using var scope = torch.NewDisposeScope();
+            if (qa is not null) nn.functional.linear(x, qa);                                     // q_a_proj
+            nn.functional.linear(qLatent ?? x, wq);                                              // q_proj / q_b_proj
+            nn.functional.linear(x, wkva);                                                       // kv_a_proj_with_mqa
+            qNope.bmm(wUK);                                                                      // fold
+            q.bmm(keys.transpose(1, 2));                                                         // scores
+            probs.bmm(latent);                                                                   // values
+            oLat.bmm(wUVt);                                                                      // unfold
+            nn.functional.linear(o, wo);                                                         // o_proj
+        };
     }
 }
