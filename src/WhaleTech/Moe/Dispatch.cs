@@ -12,7 +12,7 @@
 //               plainest loop, by a cost model: ExpertBank.PaddedIsCheaper), one matmul chain per non-empty slice, added in
 //               place into y (index_add_). The combine weight scales the F-wide hidden before down_proj
 //               (g · down(h) = down(g · h), down_proj being linear): [c, F] instead of [c, D] elements to scale,
-//               forward and backward. A single host sync (the per-expert counts, to cut the slices) per
+//               forward and backward (PaddedBmm and GroupedMm do the same). A single host sync (the per-expert counts, to cut the slices) per
 //               forward instead of one per expert.
 //   PaddedBmm   like Sorted, then scatter the slices into a capacity-padded [E, C, D] buffer (C = largest
 //               count, so nothing is dropped) and run all experts as three batched matmuls over stacked
@@ -174,11 +174,12 @@ public static class Dispatch
             h = nn.functional.silu(buffer.bmm(wGate.transpose(1, 2))) * buffer.bmm(wUp.transpose(1, 2));
             wDown = down;
         }
-        var out_ = h.bmm(wDown.transpose(1, 2)).view(numExperts * capacity, d); // [E·C, D]
         var slotWeight = torch.zeros(numExperts * capacity, dtype: x.dtype, device: x.device)
-            .index_copy_(0, row, SortedWeights(weights, plan, x.dtype).squeeze(-1)).unsqueeze(-1);       // [E·C, 1], 0 on padding
+            .index_copy_(0, row, SortedWeights(weights, plan, x.dtype).squeeze(-1)).view(numExperts, capacity, 1); // [E, C, 1], 0 on padding
+        var weighted = torch.is_grad_enabled() ? h * slotWeight : h.mul_(slotWeight);               // [E, C, F]: g · h, as Sorted does
+        var out_ = weighted.bmm(wDown.transpose(1, 2)).view(numExperts * capacity, d); // [E·C, D], weighted
         var y = torch.zeros(n + 1, d, dtype: x.dtype, device: x.device);                                  // row N collects the padding
-        AddWeighted(y, slotToken, out_, slotWeight);                          // same order per token as the sorted pairs
+        y.index_add_(0, slotToken, out_, 1);                                  // same order per token as the sorted pairs
         return y.narrow(0, 0, n);                                             // [N, D]
     }
 
@@ -203,8 +204,12 @@ public static class Dispatch
               * GroupedMatmul.Apply(xs, wUp.transpose(1, 2), offs);
             wDown = down;
         }
-        var ys = GroupedMatmul.Apply(h, wDown.transpose(1, 2), offs);                            // [N·K, D]
-        return Combine(x, ys, plan, weights).MoveToOuterDisposeScope();
+        var ws = SortedWeights(weights, plan, x.dtype);                                          // [N·K, 1]
+        var weighted = torch.is_grad_enabled() ? h * ws : h.mul_(ws);                            // [N·K, F]: g · h, as Sorted does
+        var ys = GroupedMatmul.Apply(weighted, wDown.transpose(1, 2), offs);                     // [N·K, D], weighted
+        var y = torch.zeros_like(x);                                                             // [N, D]
+        y.index_add_(0, plan.Token, ys, 1);
+        return y.MoveToOuterDisposeScope();
     }
 
     /// <summary>y [N, D] = Σ over sorted pairs of weight · ys, added back at each pair's token (weighted index_add).</summary>
