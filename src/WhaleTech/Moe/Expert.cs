@@ -38,9 +38,7 @@ public sealed class Expert : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)                     // x [N, D]
     {
-        using var gate = nn.functional.silu(gate_proj.forward(x)); // [N, F]
-        using var up = up_proj.forward(x);                       // [N, F]
-        using var h = gate * up;                                 // [N, F]
+        using var h = GatedHidden(x);                            // [N, F]
         return down_proj.forward(h);                             // [N, D]
     }
 
@@ -49,10 +47,16 @@ public sealed class Expert : nn.Module<Tensor, Tensor>
     /// quarter of the [N, D] output at DeepSeek's F = D/4 (fewer bytes to scale in the forward and the backward).</summary>
     public Tensor forward(Tensor x, Tensor rowWeight)           // x [N, D], rowWeight [N, 1]
     {
-        using var gate = nn.functional.silu(gate_proj.forward(x)); // [N, F]
-        using var up = up_proj.forward(x);                       // [N, F]
-        using var h = gate * up;                                 // [N, F]
+        using var h = GatedHidden(x);                            // [N, F]
         using var weighted = h * rowWeight;                      // [N, F]
         return down_proj.forward(weighted);                      // [N, D]
+    }
+
+    /// <summary>silu(gate_proj x) · up_proj x, [N, F].</summary>
+    Tensor GatedHidden(Tensor x)
+    {
+        using var gate = nn.functional.silu(gate_proj.forward(x)); // [N, F]
+        using var up = up_proj.forward(x);                       // [N, F]
+        return gate * up;                                        // [N, F]
     }
 }

@@ -78,17 +78,8 @@ internal sealed class ExpertBank : IDisposable
         return fresh;
     }
 
-    /// <summary>Expert <paramref name="e"/> on its tokens <paramref name="x"/> [c, D]: down(silu(gate x) · up x), gate and up as one GEMM.</summary>
-    public Tensor Forward(int e, Tensor x)
-    {
-        using var gu = nn.functional.linear(x, _gateUpRows[e]);                        // [c, 2F]
-        using var gate = gu.narrow(1, 0, Width);
-        using var up = gu.narrow(1, Width, Width);
-        using var h = nn.functional.silu(gate).mul_(up);                               // [c, F]
-        return nn.functional.linear(h, _downRows[e]);                                  // [c, D]
-    }
-
-    /// <summary>g · expert e on its tokens, the combine weights <paramref name="rowWeight"/> [c, 1] scaling the F-wide hidden.</summary>
+    /// <summary>g · expert e on its tokens <paramref name="x"/> [c, D]: down(g · silu(gate x) · up x), gate and up as one
+    /// GEMM, the combine weights <paramref name="rowWeight"/> [c, 1] scaling the F-wide hidden (Expert.forward(x, g)).</summary>
     public Tensor Forward(int e, Tensor x, Tensor rowWeight)
     {
         using var gu = nn.functional.linear(x, _gateUpRows[e]);                        // [c, 2F]
