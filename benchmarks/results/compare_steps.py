@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Step-doubling check of an MLA frontier: the same variants and seeds trained for N and for 2N steps.
 
-    python3 compare_steps.py SHORT/mla-frontier.json LONG/mla-frontier.json [--seeds K]
+    python3 compare_steps.py SHORT/mla-frontier.json LONG/mla-frontier.json
 
 For every variant, over the seeds both runs share: the mean final excess loss (eval loss minus the Bayes loss,
 i.e. the eval loss itself on MQAR) of each run, the paired change long − short (same seed: same data stream
@@ -10,7 +10,9 @@ reference variant (the first one, the largest cache) at both lengths; plus the f
 Intervals: 95 % Student-t over seeds. Standard library only."""
 import json, math, sys
 
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+# Two-sided 95 % Student-t quantiles by degrees of freedom (seeds − 1).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+       10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093}
 
 def load(path):
     d = json.load(open(path))
@@ -21,16 +23,17 @@ def mean_ci(xs):
     m = sum(xs) / n
     if n < 2: return m, float('nan')
     sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
-    return m, T95.get(n - 1, 1.96) * sd / math.sqrt(n)
+    if n - 1 not in T95: sys.exit(f"compare_steps.py: {n} shared seeds; the t table covers 2 to {max(T95) + 1}")
+    return m, T95[n - 1] * sd / math.sqrt(n)
 
 def at_step(curve, step):
     best = min(curve, key=lambda p: abs(p['Step'] - step))
     return best
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith('--')]
+    args = sys.argv[1:]
+    if len(args) != 2: sys.exit(__doc__)
     short, long_ = load(args[0]), load(args[1])
-    bayes_short = {r['Variant'] + str(r['Seed']): 0.0 for r in short['Runs']}
     s_runs = {(r['Variant'], r['Seed']): r for r in short['Runs']}
     l_runs = {(r['Variant'], r['Seed']): r for r in long_['Runs']}
     s_steps = short['Runs'][0]['Curve'][-1]['Step']; l_steps = long_['Runs'][0]['Curve'][-1]['Step']

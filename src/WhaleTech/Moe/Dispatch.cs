@@ -12,7 +12,8 @@
 //               plainest loop, by a cost model: ExpertBank.PaddedIsCheaper), one matmul chain per non-empty slice, added in
 //               place into y (index_add_). The combine weight scales the F-wide hidden before down_proj
 //               (g · down(h) = down(g · h), down_proj being linear): [c, F] instead of [c, D] elements to scale,
-//               forward and backward (PaddedBmm and GroupedMm do the same). A single host sync (the per-expert counts, to cut the slices) per
+//               forward and backward (PaddedBmm and GroupedMm do the same; the decode-size loop weights its
+//               concatenated [N·K, D] outputs in one Combine, as before). A single host sync (the per-expert counts, to cut the slices) per
 //               forward instead of one per expert.
 //   PaddedBmm   like Sorted, then scatter the slices into a capacity-padded [E, C, D] buffer (C = largest
 //               count, so nothing is dropped) and run all experts as three batched matmuls over stacked
@@ -176,7 +177,7 @@ public static class Dispatch
         }
         var slotWeight = torch.zeros(numExperts * capacity, dtype: x.dtype, device: x.device)
             .index_copy_(0, row, SortedWeights(weights, plan, x.dtype).squeeze(-1)).view(numExperts, capacity, 1); // [E, C, 1], 0 on padding
-        var weighted = torch.is_grad_enabled() ? h * slotWeight : h.mul_(slotWeight);               // [E, C, F]: g · h, as Sorted does
+        var weighted = ScaleRows(h, slotWeight);                              // [E, C, F]: g · h, as Sorted does
         var out_ = weighted.bmm(wDown.transpose(1, 2)).view(numExperts * capacity, d); // [E·C, D], weighted
         var y = torch.zeros(n + 1, d, dtype: x.dtype, device: x.device);                                  // row N collects the padding
         y.index_add_(0, slotToken, out_, 1);                                  // same order per token as the sorted pairs
@@ -205,7 +206,7 @@ public static class Dispatch
             wDown = down;
         }
         var ws = SortedWeights(weights, plan, x.dtype);                                          // [N·K, 1]
-        var weighted = torch.is_grad_enabled() ? h * ws : h.mul_(ws);                            // [N·K, F]: g · h, as Sorted does
+        var weighted = ScaleRows(h, ws);                                                         // [N·K, F]: g · h, as Sorted does
         var ys = GroupedMatmul.Apply(weighted, wDown.transpose(1, 2), offs);                     // [N·K, D], weighted
         var y = torch.zeros_like(x);                                                             // [N, D]
         y.index_add_(0, plan.Token, ys, 1);
@@ -223,6 +224,9 @@ public static class Dispatch
     /// <summary>The combine weights in the expert-sorted order of the pairs, [N·K, 1] in <paramref name="dtype"/>.</summary>
     static Tensor SortedWeights(Tensor weights, Plan plan, ScalarType dtype)
         => weights.reshape(-1).index_select(0, plan.Order).to_type(dtype).unsqueeze(-1);
+
+    /// <summary>h · w (rows scaled by their combine weights); without autograd in h's own memory.</summary>
+    static Tensor ScaleRows(Tensor h, Tensor w) => torch.is_grad_enabled() ? h * w : h.mul_(w);
 
     /// <summary>y[token[i]] += w[i] · out[i], in place. Without autograd the product is formed in out's own memory.</summary>
     static void AddWeighted(Tensor y, Tensor token, Tensor out_, Tensor w)
