@@ -92,6 +92,9 @@ public static class Fp8Granularities
     public static Fp8Granularity Register(Fp8Granularity g)
     {
         ArgumentNullException.ThrowIfNull(g);
+        // Constructing a subclass need not run Fp8Granularity's static initializer (beforefieldinit), so a user's
+        // granularity registered first would otherwise land before the built-in four.
+        EnsureBuiltIns();
         return Registry.Register(g.Key, g);
     }
 

@@ -92,6 +92,28 @@ public class NamedRegistryTests
     }
 
     [Fact]
+    public void AGranularityRegisteredBeforeAnyBuiltInIsUsedStillComesAfterTheBuiltInFour()
+    {
+        // In a fresh copy of the library nothing has touched Fp8Granularity yet, so its static initializer (which
+        // registers the built-in four) has not run. Registering first must not put the newcomer ahead of them: a
+        // test-order-dependent CI failure once showed ["column", "tensor", "row", "tile"]. A built-in class stands
+        // in for the user's (a new key would need a subclass compiled against that copy); replacing in place
+        // keeps the built-in order.
+        var context = new System.Runtime.Loader.AssemblyLoadContext("fresh-whaletech", isCollectible: true);
+        try
+        {
+            var fresh = context.LoadFromAssemblyPath(typeof(Fp8Granularities).Assembly.Location);
+            var registry = fresh.GetType(typeof(Fp8Granularities).FullName!)!;
+            var blockType = fresh.GetType(typeof(Fp8Granularity).FullName! + "+BlockGranularity", throwOnError: true)!;
+            var block = Activator.CreateInstance(blockType, nonPublic: true)!;
+            registry.GetMethod(nameof(Fp8Granularities.Register))!.Invoke(null, [block]);
+            var keys = (IReadOnlyList<string>)registry.GetProperty(nameof(Fp8Granularities.Keys))!.GetValue(null)!;
+            Assert.Equal(["tensor", "row", "tile", "block"], keys);
+        }
+        finally { context.Unload(); }
+    }
+
+    [Fact]
     public void TheBuiltInRegistriesKeepTheirLookupRules()
     {
         // Attention, granularities, recipes: case-insensitive and trimmed.
