@@ -5,11 +5,12 @@
 //   FLOPs  = 2·B·params (projections, the W_UK fold and W_UV unfold) + 2·H·B·S·(2·Dc + Dr) (scores + values)
 // Absorbed decode reuses each cached element for all H heads, so the step turns compute-bound as B × S grows.
 // Rows: the explicit absorbed path and (batch ≤ 4) the fused-SDPA option, interleaved per point; median of the
-// rounds, p10/p90, minor page faults per step. A third row per point, "gemms-only", runs just the step's seven
-// products (q_proj, kv_a_proj_with_mqa, the W_UK fold, scores, values, the W_UV unfold, o_proj) on ready inputs of
-// the same shapes, with the layer's weights and cache, and nothing else: the ceiling libtorch's own GEMM kernels
-// allow this step on this machine (at B·H ≤ 256 query rows they are small-M products, far from the 2048³ GEMM
-// rate that sets the roofline). `vs_gemms_only` = step time ÷ that ceiling.
+// rounds, p10/p90, minor page faults per step. Two more rows per point run just the step's seven products
+// (q_proj, kv_a_proj_with_mqa, the W_UK fold, scores, values, the W_UV unfold, o_proj) on ready inputs of the same
+// shapes, with the layer's weights and cache, and nothing else: "gemms-only" through the kernels the step itself
+// uses (Core/SmallGemm where it applies), "gemms-libtorch" through libtorch's BLAS (at B·H ≤ 256 query rows its
+// products are small-M GEMMs, far from the 1024³ GEMM rate that sets the roofline). `vs_gemms_only` = row time ÷
+// the gemms-only time: how much the step adds to its products.
 using TorchSharp;
 using WhaleTech.Attention;
 using WhaleTech.Lab.Bench;
@@ -53,7 +54,9 @@ public sealed class MlaRooflineSuite : ISuite
                 var layers = batch <= 4 ? new[] { ("absorbed", explicitLayer), ("absorbed-sdpa", sdpaLayer) } : new[] { ("absorbed", explicitLayer) };
                 var caches = layers.Select(l => DecodeBenchmark.FilledCache(l.Item2, batch, context, dtype, device)).ToArray();
                 var x = torch.randn(batch, 1, shapes.Hidden, dtype: dtype, device: device);
-                var gemms = GemmsOnly(explicitLayer, shapes, (MultiHeadLatentAttention.LatentCache)caches[0].Layers[0], batch, context + 1, dtype, device);
+                var latentCache = (MultiHeadLatentAttention.LatentCache)caches[0].Layers[0];
+                var gemms = GemmsOnly(explicitLayer, shapes, latentCache, batch, context + 1, dtype, device, libtorch: false);
+                var gemmsLibtorch = GemmsOnly(explicitLayer, shapes, latentCache, batch, context + 1, dtype, device, libtorch: true);
                 var bodies = layers.Select((l, i) =>
                 {
                     var ctx = new AttentionContext
@@ -63,14 +66,14 @@ public sealed class MlaRooflineSuite : ISuite
                         Cache = caches[i],
                     };
                     return (Action)(() => l.Item2.forward(x, ctx));
-                }).Append(gemms).Append(probe.Copy).Append(probe.Gemm).ToArray();
+                }).Append(gemms).Append(gemmsLibtorch).Append(probe.Copy).Append(probe.Gemm).ToArray();
                 var samples = Interleave.Run(device, bodies, warmup: 2, rounds: rounds);
                 var limits = probe.From(samples[^2], samples[^1]);   // measured in the same rounds as the rows
                 long S = context + 1;
                 double bytes = elem * (paramCount + batch * S * (Dc + Dr) + batch * S * Dc);
                 double flops = 2.0 * batch * paramCount + 2 * H * batch * S * (2 * Dc + Dr);
                 double roof = limits.RooflineMs(bytes, flops);
-                var names = layers.Select(l => l.Item1).Append("gemms-only").ToArray();
+                var names = layers.Select(l => l.Item1).Append("gemms-only").Append("gemms-libtorch").ToArray();
                 double ceilingMs = samples[layers.Length].Timing.MedianMs;
                 for (int v = 0; v < names.Length; v++)
                 {
@@ -89,9 +92,12 @@ public sealed class MlaRooflineSuite : ISuite
         return result;
     }
 
-    /// <summary>The absorbed step's seven products alone, on inputs of their shapes made once (T = 1; S cached rows).</summary>
-    static Action GemmsOnly(MultiHeadLatentAttention layer, AttentionShapes sh, MultiHeadLatentAttention.LatentCache cache, long batch, long S, ScalarType dtype, Device device)
+    /// <summary>The absorbed step's seven products alone, on inputs of their shapes made once (T = 1; S cached rows):
+    /// through the step's own kernels, or (<paramref name="libtorch"/>) through libtorch's linear and bmm.</summary>
+    static Action GemmsOnly(MultiHeadLatentAttention layer, AttentionShapes sh, MultiHeadLatentAttention.LatentCache cache, long batch, long S, ScalarType dtype, Device device, bool libtorch)
     {
+        Func<Tensor, Tensor, Tensor> linear = libtorch ? (a, b) => nn.functional.linear(a, b) : (a, b) => SmallGemm.LinearOrTorch(a, b);
+        Func<Tensor, Tensor, Tensor> bmm = libtorch ? (a, b) => a.bmm(b) : SmallGemm.BmmOrTorch;
         var w = layer.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         long H = sh.Heads, Dn = sh.NopeDim, Dr = sh.RopeDim, Dv = sh.VDim, Dc = sh.KvLoraRank, D = sh.Hidden;
         var kvb = w["kv_b_proj.weight"].view(H, Dn + Dv, Dc);                                   // [H, Dn+Dv, Dc]
@@ -114,14 +120,14 @@ public sealed class MlaRooflineSuite : ISuite
         return () =>
         {
             using var scope = torch.NewDisposeScope();
-            if (qa is not null) nn.functional.linear(x, qa);                                     // q_a_proj
-            nn.functional.linear(qLatent ?? x, wq);                                              // q_proj / q_b_proj
-            nn.functional.linear(x, wkva);                                                       // kv_a_proj_with_mqa
-            qNope.bmm(wUK);                                                                      // fold
-            q.bmm(keys.transpose(1, 2));                                                         // scores
-            probs.bmm(latent);                                                                   // values
-            oLat.bmm(wUVt);                                                                      // unfold
-            nn.functional.linear(o, wo);                                                         // o_proj
+            if (qa is not null) linear(x, qa);                                                   // q_a_proj
+            linear(qLatent ?? x, wq);                                                            // q_proj / q_b_proj
+            linear(x, wkva);                                                                     // kv_a_proj_with_mqa
+            bmm(qNope, wUK);                                                                     // fold
+            bmm(q, keys.transpose(1, 2));                                                        // scores
+            bmm(probs, latent);                                                                  // values
+            bmm(oLat, wUVt);                                                                     // unfold
+            linear(o, wo);                                                                       // o_proj
         };
     }
 }

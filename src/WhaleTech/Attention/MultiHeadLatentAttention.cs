@@ -204,7 +204,7 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
         var wUV = As(w.narrow(1, NopeDim, ValueDim), qNope.dtype);                             // [H, Dv, Dc]
         Tensor qLat;                                                                           // [B, H, T, Dc]
         using (var qh = qNope.permute(2, 0, 1, 3).reshape(H, B * T, NopeDim))                  // [H, B·T, Dn]
-        using (var folded = qh.bmm(wUK))                                                       // [H, B·T, Dc]: q^C folded through W_UK
+        using (var folded = SmallGemm.BmmOrTorch(qh, wUK))                                     // [H, B·T, Dc]: q^C folded through W_UK
             qLat = folded.view(H, B, T, LatentDim).permute(1, 0, 2, 3);                        // [B, H, T, Dc] (a view)
         Tensor oLat;                                                                           // [B, H, T, Dc]
         if (UseSdpa)
@@ -218,18 +218,18 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
         else
         {
             using var q = torch.cat([qLat, qRope.transpose(1, 2)], dim: -1).view(B, H * T, LatentDim + RopeDim); // [B, H·T, Dc+Dr]
-            var scores = As(q.bmm(kv.transpose(1, 2)), ScalarType.Float32);                    // [B, H·T, S]: one GEMM (the MQA view), fp32
+            var scores = As(SmallGemm.BmmOrTorch(q, kv.transpose(1, 2)), ScalarType.Float32);  // [B, H·T, S]: one GEMM (the MQA view), fp32
             scores.view(B, H, T, S).mul_(SoftmaxScale).add_(mask);                             // [B, H, T, S], in place
             var probs = As(scores.softmax(-1), kv.dtype);                                      // [B, H·T, S]
             scores.Dispose();
             using var latent = kv.narrow(-1, 0, LatentDim);                                    // [B, S, Dc] strided view
-            oLat = probs.bmm(latent).view(B, H, T, LatentDim);                                 // [B, H, T, Dc]
+            oLat = SmallGemm.BmmOrTorch(probs, latent).view(B, H, T, LatentDim);              // [B, H, T, Dc]
             probs.Dispose();
         }
         qLat.Dispose();
         using var oh = oLat.permute(1, 0, 2, 3).reshape(H, B * T, LatentDim);                  // [H, B·T, Dc]
         oLat.Dispose();
-        using var unfolded = oh.bmm(wUV.transpose(1, 2));                                      // [H, B·T, Dv]: W_UV after
+        using var unfolded = SmallGemm.BmmOrTorch(oh, wUV.transpose(1, 2));                    // [H, B·T, Dv]: W_UV after
         return unfolded.view(H, B, T, ValueDim).permute(1, 2, 0, 3);                           // [B, T, H, Dv]
     }
 }

@@ -16,10 +16,11 @@ public delegate nn.Module<Tensor, Tensor> MlpFactory(ModelConfig cfg, int layer,
 
 public static class Linears
 {
-    /// <summary>The plain TorchSharp nn.Linear, weights drawn N(0, initializer_range) like HF DeepSeek.</summary>
+    /// <summary>nn.Linear (as <see cref="SmallBatchLinear"/>: small-batch CPU inference through SmallGemm), weights
+    /// drawn N(0, initializer_range) like HF DeepSeek.</summary>
     public static LinearFactory Standard(double initStd = 0.02) => (inF, outF, hasBias, _) =>
     {
-        var lin = nn.Linear(inF, outF, hasBias);
+        var lin = new SmallBatchLinear(inF, outF, hasBias);
         using (torch.no_grad())
         {
             lin.weight!.normal_(0, initStd);

@@ -82,7 +82,7 @@ public sealed class DeepSeekLM : nn.Module<Tensor, Tensor>, IO.ICheckpointLayout
 
     /// <summary>The output head on final hidden states [.., D] → logits [.., V] (shared with MTP modules).</summary>
     public Tensor Head(Tensor hidden) => lm_head is null
-        ? nn.functional.linear(hidden, model.embed_tokens.weight!)
+        ? SmallGemm.LinearOrTorch(hidden, model.embed_tokens.weight!)
         : lm_head.forward(hidden);
 
     /// <summary>Final hidden states [B, T, D] (after model.norm).</summary>

@@ -82,15 +82,20 @@ internal sealed class ExpertBank : IDisposable
     /// GEMM, the combine weights <paramref name="rowWeight"/> [c, 1] scaling the F-wide hidden (Expert.forward(x, g)).</summary>
     public Tensor Forward(int e, Tensor x, Tensor rowWeight)
     {
-        using var gu = nn.functional.linear(x, _gateUpRows[e]);                        // [c, 2F]
+        using var gu = Core.SmallGemm.LinearOrTorch(x, _gateUpRows[e]);               // [c, 2F]
         using var gate = gu.narrow(1, 0, Width);
         using var up = gu.narrow(1, Width, Width);
         using var h = nn.functional.silu(gate).mul_(up).mul_(rowWeight);               // [c, F]
-        return nn.functional.linear(h, _downRows[e]);                                  // [c, D]
+        return Core.SmallGemm.LinearOrTorch(h, _downRows[e]);                         // [c, D]
     }
 
     static Tensor? PlainWeight(nn.Module<Tensor, Tensor> m)
-        => m is TorchSharp.Modules.Linear { bias: null } lin ? lin.weight : null;
+        => m switch
+        {
+            Core.SmallBatchLinear { bias: null } lin => lin.weight,
+            TorchSharp.Modules.Linear { bias: null } lin => lin.weight,
+            _ => null,
+        };
 
     bool Holds(IReadOnlyList<Expert> experts, int e)
     {

@@ -1,0 +1,249 @@
+// Small-M matrix products for CPU inference: y = x · Wᵀ and y = x · B when x has few rows (M ≤ 16), the
+// shapes of a decode step (batch × 1 new token through a linear; 16 heads × 1 query against a sequence's latent
+// cache). libtorch's CPU BLAS runs these at a fraction of its large-GEMM rate (on the reference 2-core EPYC:
+// M = 4 through a [4096, 2048] weight ≈ 11 GB/s of weight read and 23 GFLOP/s, against ≈ 100 GFLOP/s at
+// 1024³), because its kernels are blocked for large M. These kernels are register-blocked for small M instead:
+//
+//   NT  y[m, n] = Σ_k x[m, k] · W[n, k]     (nn.Linear, scores against cached keys, the W_UV unfold)
+//       M ≤ 4 (memory-bound): W streams one row at a time, prefetched a row ahead, and each row serves all M
+//       rows of x from L1. M > 4: a tile of 4 rows of x × 4 rows of W keeps 16 AVX-512 accumulators, and all M
+//       rows are done before moving on, so W still streams from memory once.
+//   NN  y[m, n] = Σ_k x[m, k] · B[k, n]     (probabilities × cached values, the W_UK fold)
+//       a tile of 8 rows of x × 32 columns of B keeps 16 accumulators; each B row segment is loaded once and
+//       multiplied by 8 broadcast x values; rows of B are prefetched ahead of the strided walk down k.
+//
+// Every output element has one fixed summation order (NT: one 16-lane accumulator over k, then the lane sum;
+// NN: one accumulator per output over k) whichever tile computes it and whatever the thread count (threads
+// split N at tile borders): results are batch-invariant (a row's bits do not depend on the other rows) and do
+// not depend on torch.get_num_threads(). They differ from libtorch's in the last bits (another summation
+// order); tests bound both by the fp32 dot-product error bound γ_K·Σ|x||w|.
+//
+// Used only where it applies: CPU, float32, no autograd, M ≤ MaxRows, unit stride in the reduced/stored
+// dimension, K (NT) or N (NN) a multiple of 16, and AVX-512 in hardware. Anything else returns null and the
+// caller runs libtorch. WHALETECH_SMALL_GEMM=0 (or SmallGemm.Enabled = false) turns it off.
+//
+// Shapes: M rows of x, K reduced dimension, N outputs; B batch of independent products (Bmm).
+using System.Runtime.Intrinsics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace WhaleTech.Core;
+
+public static unsafe class SmallGemm
+{
+    /// <summary>Largest M (rows of x) these kernels take; larger products go to libtorch's blocked GEMM.</summary>
+    public const int MaxRows = 16;
+
+    /// <summary>On by default where AVX-512 is present; WHALETECH_SMALL_GEMM=0 turns it off at start-up.</summary>
+    public static bool Enabled { get; set; } = Vector512.IsHardwareAccelerated && Environment.GetEnvironmentVariable("WHALETECH_SMALL_GEMM") != "0";
+
+    /// <summary>Products the kernels have computed in this process (tests check that a path really used them).</summary>
+    public static long Calls => Interlocked.Read(ref _calls);
+    static long _calls;
+
+    /// <summary>x [..., K] · weight [N, K]ᵀ (+ bias [N]) like nn.functional.linear, or null where the kernel does not apply.</summary>
+    public static Tensor? Linear(Tensor x, Tensor weight, Tensor? bias = null) => Enabled ? LinearKernel(x, weight, bias) : null;
+
+    /// <summary><see cref="Linear"/> without the hardware switch (tests run the kernels on any CPU).</summary>
+    internal static Tensor? LinearKernel(Tensor x, Tensor weight, Tensor? bias = null)
+    {
+        if (x.dim() < 1 || weight.dim() != 2 || !Eligible(x, weight, bias)) return null;
+        long K = x.shape[^1], N = weight.shape[0];
+        if (weight.shape[1] != K || K % 16 != 0 || !x.is_contiguous() || weight.stride(1) != 1) return null;
+        long M = x.numel() / Math.Max(K, 1);
+        if (M < 1 || M > MaxRows || (bias is not null && (bias.dim() != 1 || bias.shape[0] != N || !bias.is_contiguous()))) return null;
+        var outShape = x.shape.ToArray(); outShape[^1] = N;
+        var y = torch.empty(outShape, dtype: ScalarType.Float32);
+        Nt(Data(x), K, Data(weight), weight.stride(0), Data(y), N, (int)M, (int)N, (int)K);
+        GC.KeepAlive(x); GC.KeepAlive(weight);
+        if (bias is not null) y.add_(bias);
+        Interlocked.Increment(ref _calls);
+        return y;
+    }
+
+    /// <summary>a [B, M, K] bmm b [B, K, N] (b row-major, or a transposed view of a row-major [B, N, K]), or null
+    /// where the kernel does not apply.</summary>
+    public static Tensor? Bmm(Tensor a, Tensor b) => Enabled ? BmmKernel(a, b) : null;
+
+    /// <summary><see cref="Bmm"/> without the hardware switch.</summary>
+    internal static Tensor? BmmKernel(Tensor a, Tensor b)
+    {
+        if (a.dim() != 3 || b.dim() != 3 || !Eligible(a, b, null)) return null;
+        long batch = a.shape[0], M = a.shape[1], K = a.shape[2], N = b.shape[2];
+        if (b.shape[0] != batch || b.shape[1] != K || M < 1 || M > MaxRows || a.stride(2) != 1) return null;
+        bool nn = b.stride(2) == 1, nt = !nn && b.stride(1) == 1;
+        if (!(nn && N % 16 == 0) && !(nt && K % 16 == 0)) return null;
+        var y = torch.empty([batch, M, N], dtype: ScalarType.Float32);
+        long sa = a.stride(0), lda = a.stride(1), sb = b.stride(0), ldb = nn ? b.stride(1) : b.stride(2);
+        float* pa = Data(a), pb = Data(b), py = Data(y);
+        for (long i = 0; i < batch; i++)
+            if (nn) Nn(pa + i * sa, lda, pb + i * sb, ldb, py + i * M * N, N, (int)M, (int)N, (int)K);
+            else Nt(pa + i * sa, lda, pb + i * sb, ldb, py + i * M * N, N, (int)M, (int)N, (int)K);
+        GC.KeepAlive(a); GC.KeepAlive(b);
+        Interlocked.Increment(ref _calls);
+        return y;
+    }
+
+    /// <summary>a bmm b through the kernel where it applies, else libtorch's bmm.</summary>
+    public static Tensor BmmOrTorch(Tensor a, Tensor b) => Bmm(a, b) ?? a.bmm(b);
+
+    /// <summary>nn.functional.linear through the kernel where it applies, else libtorch's.</summary>
+    public static Tensor LinearOrTorch(Tensor x, Tensor weight, Tensor? bias = null) => Linear(x, weight, bias) ?? nn.functional.linear(x, weight, bias);
+
+    /// <summary>The address of element [0, …, 0] of a CPU tensor (views included: libtorch's data_ptr, storage offset
+    /// applied). TorchSharp's Tensor.bytes refuses non-contiguous views, so this asks LibTorchSharp directly.</summary>
+    static float* Data(Tensor t) => (float*)THSTensor_data(t.Handle);
+
+    [System.Runtime.InteropServices.DllImport("LibTorchSharp")]
+    static extern IntPtr THSTensor_data(IntPtr handle);
+
+    static bool Eligible(Tensor x, Tensor w, Tensor? bias)
+        => x.device_type == DeviceType.CPU && w.device_type == DeviceType.CPU
+           && x.dtype == ScalarType.Float32 && w.dtype == ScalarType.Float32 && (bias is null || bias.dtype == ScalarType.Float32)
+           && !(torch.is_grad_enabled() && (x.requires_grad || w.requires_grad || (bias?.requires_grad ?? false)));
+
+    /// <summary>Tiles of N handed to one thread: a multiple of 4 (the NT tile) and of 32 (the NN tile).</summary>
+    const int Chunk = 128;
+
+    /// <summary>Splits [0, N) into chunk-aligned ranges over torch's thread count when the product is large enough.</summary>
+    static void ForChunks(int N, long work, Action<int, int> body)
+    {
+        int threads = Math.Min(torch.get_num_threads(), (N + Chunk - 1) / Chunk);
+        if (threads <= 1 || work < 1 << 20) { body(0, N); return; }
+        int chunks = (N + Chunk - 1) / Chunk;
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        {
+            int c0 = (int)((long)chunks * t / threads), c1 = (int)((long)chunks * (t + 1) / threads);
+            body(c0 * Chunk, Math.Min(N, c1 * Chunk));
+        });
+    }
+
+    /// <summary>y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · W[N, K]ᵀ (row stride ldw); K % 16 == 0.</summary>
+    internal static void Nt(float* x, long ldx, float* w, long ldw, float* y, long ldy, int M, int N, int K)
+    {
+        ForChunks(N, (long)M * N * K, (n0, n1) =>
+        {
+            int n = n0;
+            if (M > 4)
+                for (; n + 4 <= n1; n += 4)
+                {
+                    int m = 0;
+                    for (; m + 4 <= M; m += 4) Nt4x4(x + m * ldx, ldx, w + n * ldw, ldw, y + m * ldy + n, ldy, K);
+                    if (m < M)                                               // the last 1–3 rows: W rows are hot
+                        for (int j = 0; j < 4; j++) NtRows(x + m * ldx, ldx, M - m, w + (n + j) * ldw, y + m * ldy + n + j, ldy, K, prefetch: false);
+                }
+            // M ≤ 4 (memory-bound): W streams one row at a time, prefetched a row ahead, each row serving every
+            // row of x from L1. Also the last N % 4 outputs of M > 4.
+            for (; n < n1; n++)
+                for (int m = 0; m < M; m += 4)
+                    NtRows(x + m * ldx, ldx, Math.Min(4, M - m), w + n * ldw, y + m * ldy + n, ldy, K, prefetch: m == 0);
+        });
+    }
+
+    static void Nt4x4(float* x0, long ldx, float* w0, long ldw, float* y, long ldy, int K)
+    {
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default,
+                         a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        float* w1 = w0 + ldw, w2 = w1 + ldw, w3 = w2 + ldw, x1 = x0 + ldx, x2 = x1 + ldx, x3 = x2 + ldx;
+        for (int k = 0; k < K; k += 16)
+        {
+            Prefetch(w0 + k + PrefetchAhead); Prefetch(w1 + k + PrefetchAhead); Prefetch(w2 + k + PrefetchAhead); Prefetch(w3 + k + PrefetchAhead);
+            var v0 = Vector512.Load(w0 + k); var v1 = Vector512.Load(w1 + k); var v2 = Vector512.Load(w2 + k); var v3 = Vector512.Load(w3 + k);
+            var u = Vector512.Load(x0 + k);
+            a00 = Vector512.FusedMultiplyAdd(u, v0, a00); a01 = Vector512.FusedMultiplyAdd(u, v1, a01); a02 = Vector512.FusedMultiplyAdd(u, v2, a02); a03 = Vector512.FusedMultiplyAdd(u, v3, a03);
+            u = Vector512.Load(x1 + k);
+            a10 = Vector512.FusedMultiplyAdd(u, v0, a10); a11 = Vector512.FusedMultiplyAdd(u, v1, a11); a12 = Vector512.FusedMultiplyAdd(u, v2, a12); a13 = Vector512.FusedMultiplyAdd(u, v3, a13);
+            u = Vector512.Load(x2 + k);
+            a20 = Vector512.FusedMultiplyAdd(u, v0, a20); a21 = Vector512.FusedMultiplyAdd(u, v1, a21); a22 = Vector512.FusedMultiplyAdd(u, v2, a22); a23 = Vector512.FusedMultiplyAdd(u, v3, a23);
+            u = Vector512.Load(x3 + k);
+            a30 = Vector512.FusedMultiplyAdd(u, v0, a30); a31 = Vector512.FusedMultiplyAdd(u, v1, a31); a32 = Vector512.FusedMultiplyAdd(u, v2, a32); a33 = Vector512.FusedMultiplyAdd(u, v3, a33);
+        }
+        y[0] = Vector512.Sum(a00); y[1] = Vector512.Sum(a01); y[2] = Vector512.Sum(a02); y[3] = Vector512.Sum(a03); y += ldy;
+        y[0] = Vector512.Sum(a10); y[1] = Vector512.Sum(a11); y[2] = Vector512.Sum(a12); y[3] = Vector512.Sum(a13); y += ldy;
+        y[0] = Vector512.Sum(a20); y[1] = Vector512.Sum(a21); y[2] = Vector512.Sum(a22); y[3] = Vector512.Sum(a23); y += ldy;
+        y[0] = Vector512.Sum(a30); y[1] = Vector512.Sum(a31); y[2] = Vector512.Sum(a32); y[3] = Vector512.Sum(a33);
+    }
+
+    /// <summary>y[m, 0] = x[m] · w for the <paramref name="rows"/> (1–4) rows of x: one W row against up to four rows
+    /// of x, four independent FMA chains (one chain alone waits on FMA latency). Each output is one 16-lane
+    /// accumulator over k in steps of 16, then the lane sum — the order of every NT tile, so an element's bits do
+    /// not depend on which tile computed it. Missing rows repeat row 0 and are not stored.</summary>
+    static void NtRows(float* x0, long ldx, int rows, float* w, float* y, long ldy, int K, bool prefetch)
+    {
+        float* x1 = rows > 1 ? x0 + ldx : x0, x2 = rows > 2 ? x0 + 2 * ldx : x0, x3 = rows > 3 ? x0 + 3 * ldx : x0;
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int k = 0; k < K; k += 16)
+        {
+            if (prefetch) Prefetch(w + k + RowAhead);
+            var v = Vector512.Load(w + k);
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x0 + k), v, a0); a1 = Vector512.FusedMultiplyAdd(Vector512.Load(x1 + k), v, a1);
+            a2 = Vector512.FusedMultiplyAdd(Vector512.Load(x2 + k), v, a2); a3 = Vector512.FusedMultiplyAdd(Vector512.Load(x3 + k), v, a3);
+        }
+        y[0] = Vector512.Sum(a0);
+        if (rows > 1) y[ldy] = Vector512.Sum(a1);
+        if (rows > 2) y[2 * ldy] = Vector512.Sum(a2);
+        if (rows > 3) y[3 * ldy] = Vector512.Sum(a3);
+    }
+
+    /// <summary>y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · B[K, N] (row stride ldb); N % 16 == 0.</summary>
+    internal static void Nn(float* x, long ldx, float* b, long ldb, float* y, long ldy, int M, int N, int K)
+    {
+        ForChunks(N, (long)M * N * K, (n0, n1) =>
+        {
+            int n = n0;
+            for (; n + 32 <= n1; n += 32)
+            {
+                for (int m = 0; m < M; m += 8) Nn8x32(x + m * ldx, ldx, Math.Min(8, M - m), b + n, ldb, y + m * ldy + n, ldy, K);
+            }
+            for (; n < n1; n += 16)
+                for (int m = 0; m < M; m++) Nn1x16(x + m * ldx, b + n, ldb, y + m * ldy + n, K);
+        });
+    }
+
+    /// <summary>Software prefetch distances, tuned on the reference EPYC (Zen 5, 1 thread; measured in tmp
+    /// experiments, the committed benchmark shows the effect): the row-streaming NT dot reads 8 KiB ahead (≈ 49 GB/s
+    /// of weight read against ≈ 31 GB/s without), the 4×4 NT tile 2 KiB ahead in each of its 4 weight rows; NN,
+    /// whose walk down k jumps a row stride per step (2,304 B for the latent cache), touches the row 64 steps ahead,
+    /// which the hardware prefetcher does not. Prefetches never fault, so reading past the end is harmless.</summary>
+    const int RowAhead = 2048, PrefetchAhead = 512, PrefetchRows = 64;
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    static void Prefetch(float* p) { if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch0(p); }
+
+    /// <summary>y[0..rows, 0..32] for up to 8 rows of x (missing rows repeat row 0 and are not stored): 16 chains.</summary>
+    static void Nn8x32(float* x, long ldx, int rows, float* b, long ldb, float* y, long ldy, int K)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default,
+                         c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        float* x1 = rows > 1 ? x + ldx : x, x2 = rows > 2 ? x + 2 * ldx : x, x3 = rows > 3 ? x + 3 * ldx : x,
+               x4 = rows > 4 ? x + 4 * ldx : x, x5 = rows > 5 ? x + 5 * ldx : x, x6 = rows > 6 ? x + 6 * ldx : x, x7 = rows > 7 ? x + 7 * ldx : x;
+        for (int k = 0; k < K; k++, b += ldb)
+        {
+            Prefetch(b + PrefetchRows * ldb); Prefetch(b + PrefetchRows * ldb + 16);     // rows ahead: the walk down k is strided
+            var lo = Vector512.Load(b); var hi = Vector512.Load(b + 16);
+            var s = Vector512.Create(x[k]); a0 = Vector512.FusedMultiplyAdd(s, lo, a0); c0 = Vector512.FusedMultiplyAdd(s, hi, c0);
+            s = Vector512.Create(x1[k]); a1 = Vector512.FusedMultiplyAdd(s, lo, a1); c1 = Vector512.FusedMultiplyAdd(s, hi, c1);
+            s = Vector512.Create(x2[k]); a2 = Vector512.FusedMultiplyAdd(s, lo, a2); c2 = Vector512.FusedMultiplyAdd(s, hi, c2);
+            s = Vector512.Create(x3[k]); a3 = Vector512.FusedMultiplyAdd(s, lo, a3); c3 = Vector512.FusedMultiplyAdd(s, hi, c3);
+            s = Vector512.Create(x4[k]); a4 = Vector512.FusedMultiplyAdd(s, lo, a4); c4 = Vector512.FusedMultiplyAdd(s, hi, c4);
+            s = Vector512.Create(x5[k]); a5 = Vector512.FusedMultiplyAdd(s, lo, a5); c5 = Vector512.FusedMultiplyAdd(s, hi, c5);
+            s = Vector512.Create(x6[k]); a6 = Vector512.FusedMultiplyAdd(s, lo, a6); c6 = Vector512.FusedMultiplyAdd(s, hi, c6);
+            s = Vector512.Create(x7[k]); a7 = Vector512.FusedMultiplyAdd(s, lo, a7); c7 = Vector512.FusedMultiplyAdd(s, hi, c7);
+        }
+        a0.Store(y); c0.Store(y + 16);
+        if (rows > 1) { a1.Store(y + ldy); c1.Store(y + ldy + 16); }
+        if (rows > 2) { a2.Store(y + 2 * ldy); c2.Store(y + 2 * ldy + 16); }
+        if (rows > 3) { a3.Store(y + 3 * ldy); c3.Store(y + 3 * ldy + 16); }
+        if (rows > 4) { a4.Store(y + 4 * ldy); c4.Store(y + 4 * ldy + 16); }
+        if (rows > 5) { a5.Store(y + 5 * ldy); c5.Store(y + 5 * ldy + 16); }
+        if (rows > 6) { a6.Store(y + 6 * ldy); c6.Store(y + 6 * ldy + 16); }
+        if (rows > 7) { a7.Store(y + 7 * ldy); c7.Store(y + 7 * ldy + 16); }
+    }
+
+    static void Nn1x16(float* x, float* b, long ldb, float* y, int K)
+    {
+        var acc = Vector512<float>.Zero;
+        for (int k = 0; k < K; k++, b += ldb) acc = Vector512.FusedMultiplyAdd(Vector512.Create(x[k]), Vector512.Load(b), acc);
+        acc.Store(y);
+    }
+}
