@@ -23,6 +23,7 @@
 // caller runs libtorch. WHALETECH_SMALL_GEMM=0 (or SmallGemm.Enabled = false) turns it off.
 //
 // Shapes: M rows of x, K reduced dimension, N outputs; B batch of independent products (Bmm).
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -102,6 +103,10 @@ public static unsafe class SmallGemm
            && x.dtype == ScalarType.Float32 && w.dtype == ScalarType.Float32 && (bias is null || bias.dtype == ScalarType.Float32)
            && !(torch.is_grad_enabled() && (x.requires_grad || w.requires_grad || (bias?.requires_grad ?? false)));
 
+    /// <summary>Kernels are compiled fully optimized at first call: .NET's tier-0 code for Vector512 loops runs
+    /// ~10× slower, and decode calls each kernel only a few hundred times before tiering would promote it.</summary>
+    const MethodImplOptions Hot = MethodImplOptions.AggressiveOptimization;
+
     /// <summary>Tiles of N handed to one thread: a multiple of 4 (the NT tile) and of 32 (the NN tile).</summary>
     const int Chunk = 128;
 
@@ -120,34 +125,38 @@ public static unsafe class SmallGemm
 
     /// <summary>y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · W[N, K]ᵀ (row stride ldw); K % 16 == 0.</summary>
     internal static void Nt(float* x, long ldx, float* w, long ldw, float* y, long ldy, int M, int N, int K)
+        => ForChunks(N, (long)M * N * K, (n0, n1) => NtRange(x, ldx, w, ldw, y, ldy, M, n0, n1, K));
+
+    /// <summary>Outputs [n0, n1) of every row (n0 a multiple of 4).</summary>
+    [MethodImpl(Hot)]
+    static void NtRange(float* x, long ldx, float* w, long ldw, float* y, long ldy, int M, int n0, int n1, int K)
     {
-        ForChunks(N, (long)M * N * K, (n0, n1) =>
-        {
-            int n = n0;
-            if (M > 4)
-                for (; n + 4 <= n1; n += 4)
-                {
-                    int m = 0;
-                    for (; m + 4 <= M; m += 4) Nt4x4(x + m * ldx, ldx, w + n * ldw, ldw, y + m * ldy + n, ldy, K);
-                    if (m < M)                                               // the last 1–3 rows: W rows are hot
-                        for (int j = 0; j < 4; j++) NtRows(x + m * ldx, ldx, M - m, w + (n + j) * ldw, y + m * ldy + n + j, ldy, K, prefetch: false);
-                }
-            // M ≤ 4 (memory-bound): W streams one row at a time, prefetched a row ahead, each row serving every
-            // row of x from L1. Also the last N % 4 outputs of M > 4.
-            for (; n < n1; n++)
-                for (int m = 0; m < M; m += 4)
-                    NtRows(x + m * ldx, ldx, Math.Min(4, M - m), w + n * ldw, y + m * ldy + n, ldy, K, prefetch: m == 0);
-        });
+        int n = n0;
+        if (M > 4)
+            for (; n + 4 <= n1; n += 4)
+            {
+                int m = 0;
+                for (; m + 4 <= M; m += 4) Nt4x4(x + m * ldx, ldx, w + n * ldw, ldw, y + m * ldy + n, ldy, K);
+                if (m < M)                                               // the last 1–3 rows: W rows are hot
+                    for (int j = 0; j < 4; j++) NtRows(x + m * ldx, ldx, M - m, w + (n + j) * ldw, y + m * ldy + n + j, ldy, K, prefetch: false);
+            }
+        // M ≤ 4 (memory-bound): W streams one row at a time, prefetched a row ahead, each row serving every
+        // row of x from L1. Also the last N % 4 outputs of M > 4.
+        for (; n < n1; n++)
+            for (int m = 0; m < M; m += 4)
+                NtRows(x + m * ldx, ldx, Math.Min(4, M - m), w + n * ldw, y + m * ldy + n, ldy, K, prefetch: m == 0);
     }
 
+    [MethodImpl(Hot)]
     static void Nt4x4(float* x0, long ldx, float* w0, long ldw, float* y, long ldy, int K)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default,
                          a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
         float* w1 = w0 + ldw, w2 = w1 + ldw, w3 = w2 + ldw, x1 = x0 + ldx, x2 = x1 + ldx, x3 = x2 + ldx;
+        long nextTile = 4 * ldw;                                                          // the next tile's rows
         for (int k = 0; k < K; k += 16)
         {
-            Prefetch(w0 + k + PrefetchAhead); Prefetch(w1 + k + PrefetchAhead); Prefetch(w2 + k + PrefetchAhead); Prefetch(w3 + k + PrefetchAhead);
+            Prefetch(w0 + k + nextTile); Prefetch(w1 + k + nextTile); Prefetch(w2 + k + nextTile); Prefetch(w3 + k + nextTile);
             var v0 = Vector512.Load(w0 + k); var v1 = Vector512.Load(w1 + k); var v2 = Vector512.Load(w2 + k); var v3 = Vector512.Load(w3 + k);
             var u = Vector512.Load(x0 + k);
             a00 = Vector512.FusedMultiplyAdd(u, v0, a00); a01 = Vector512.FusedMultiplyAdd(u, v1, a01); a02 = Vector512.FusedMultiplyAdd(u, v2, a02); a03 = Vector512.FusedMultiplyAdd(u, v3, a03);
@@ -168,6 +177,7 @@ public static unsafe class SmallGemm
     /// of x, four independent FMA chains (one chain alone waits on FMA latency). Each output is one 16-lane
     /// accumulator over k in steps of 16, then the lane sum — the order of every NT tile, so an element's bits do
     /// not depend on which tile computed it. Missing rows repeat row 0 and are not stored.</summary>
+    [MethodImpl(Hot)]
     static void NtRows(float* x0, long ldx, int rows, float* w, float* y, long ldy, int K, bool prefetch)
     {
         float* x1 = rows > 1 ? x0 + ldx : x0, x2 = rows > 2 ? x0 + 2 * ldx : x0, x3 = rows > 3 ? x0 + 3 * ldx : x0;
@@ -187,30 +197,34 @@ public static unsafe class SmallGemm
 
     /// <summary>y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · B[K, N] (row stride ldb); N % 16 == 0.</summary>
     internal static void Nn(float* x, long ldx, float* b, long ldb, float* y, long ldy, int M, int N, int K)
+        => ForChunks(N, (long)M * N * K, (n0, n1) => NnRange(x, ldx, b, ldb, y, ldy, M, n0, n1, K));
+
+    /// <summary>Columns [n0, n1) of every row (n0 a multiple of 32).</summary>
+    [MethodImpl(Hot)]
+    static void NnRange(float* x, long ldx, float* b, long ldb, float* y, long ldy, int M, int n0, int n1, int K)
     {
-        ForChunks(N, (long)M * N * K, (n0, n1) =>
+        if (M <= 4) { NnStream(x, ldx, b, ldb, y, ldy, M, n0, n1, K); return; }
+        int n = n0;
+        for (; n + 32 <= n1; n += 32)
         {
-            int n = n0;
-            for (; n + 32 <= n1; n += 32)
-            {
-                for (int m = 0; m < M; m += 8) Nn8x32(x + m * ldx, ldx, Math.Min(8, M - m), b + n, ldb, y + m * ldy + n, ldy, K);
-            }
-            for (; n < n1; n += 16)
-                for (int m = 0; m < M; m++) Nn1x16(x + m * ldx, b + n, ldb, y + m * ldy + n, K);
-        });
+            for (int m = 0; m < M; m += 8) Nn8x32(x + m * ldx, ldx, Math.Min(8, M - m), b + n, ldb, y + m * ldy + n, ldy, K);
+        }
+        for (; n < n1; n += 16)
+            for (int m = 0; m < M; m++) Nn1x16(x + m * ldx, b + n, ldb, y + m * ldy + n, K);
     }
 
     /// <summary>Software prefetch distances, tuned on the reference EPYC (Zen 5, 1 thread; measured in tmp
     /// experiments, the committed benchmark shows the effect): the row-streaming NT dot reads 8 KiB ahead (≈ 49 GB/s
-    /// of weight read against ≈ 31 GB/s without), the 4×4 NT tile 2 KiB ahead in each of its 4 weight rows; NN,
+    /// of weight read against ≈ 31 GB/s without), the 4×4 NT tile the next tile's 4 weight rows; the NN tile,
     /// whose walk down k jumps a row stride per step (2,304 B for the latent cache), touches the row 64 steps ahead,
     /// which the hardware prefetcher does not. Prefetches never fault, so reading past the end is harmless.</summary>
-    const int RowAhead = 2048, PrefetchAhead = 512, PrefetchRows = 64;
+    const int RowAhead = 2048, PrefetchRows = 64;
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Prefetch(float* p) { if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch0(p); }
 
     /// <summary>y[0..rows, 0..32] for up to 8 rows of x (missing rows repeat row 0 and are not stored): 16 chains.</summary>
+    [MethodImpl(Hot)]
     static void Nn8x32(float* x, long ldx, int rows, float* b, long ldb, float* y, long ldy, int K)
     {
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default,
@@ -240,6 +254,24 @@ public static unsafe class SmallGemm
         if (rows > 7) { a7.Store(y + 7 * ldy); c7.Store(y + 7 * ldy + 16); }
     }
 
+    /// <summary>Few rows (memory-bound): B streams row by row (each row's [n0, n1) read once, sequentially), and
+    /// y[m, n0..n1) accumulates in place (in L1). y[m, n] = fma(x[m, k], B[k, n], y[m, n]) for k = 0, 1, … from +0:
+    /// the same operations in the same order as a tile's accumulator, so the same bits.</summary>
+    [MethodImpl(Hot)]
+    static void NnStream(float* x, long ldx, float* b, long ldb, float* y, long ldy, int M, int n0, int n1, int K)
+    {
+        for (int m = 0; m < M; m++)
+            for (int n = n0; n < n1; n += 16) Vector512<float>.Zero.Store(y + m * ldy + n);
+        for (int k = 0; k < K; k++, b += ldb)
+            for (int m = 0; m < M; m++)
+            {
+                var s = Vector512.Create(x[m * ldx + k]);
+                float* ym = y + m * ldy;
+                for (int n = n0; n < n1; n += 16) Vector512.FusedMultiplyAdd(s, Vector512.Load(b + n), Vector512.Load(ym + n)).Store(ym + n);
+            }
+    }
+
+    [MethodImpl(Hot)]
     static void Nn1x16(float* x, float* b, long ldb, float* y, int K)
     {
         var acc = Vector512<float>.Zero;
