@@ -4,7 +4,8 @@
 //            once c^KV for the values): 4·(params + B·S·(Dc+Dr) + B·S·Dc)
 //   FLOPs  = 2·B·params (projections, the W_UK fold and W_UV unfold) + 2·H·B·S·(2·Dc + Dr) (scores + values)
 // Absorbed decode reuses each cached element for all H heads, so the step turns compute-bound as B × S grows.
-// Rows: the explicit absorbed path and (batch ≤ 4) the fused-SDPA option, interleaved per point; median of the
+// The step gets its RoPE tables gathered beforehand (AttentionContext.Rotary), as inside DeepSeekLM, which gathers
+// them once per forward for all layers. Rows: the explicit absorbed path and (batch ≤ 4) the fused-SDPA option, interleaved per point; median of the
 // rounds, p10/p90, minor page faults per step. Two more rows per point run just the step's seven products
 // (q_proj, kv_a_proj_with_mqa, the W_UK fold, scores, values, the W_UV unfold, o_proj) on ready inputs of the same
 // shapes, with the layer's weights and cache, and nothing else: "gemms-only" through the kernels the step itself
@@ -62,6 +63,8 @@ public sealed class MlaRooflineSuite : ISuite
                     var ctx = new AttentionContext
                     {
                         Positions = torch.full(batch, 1, context, dtype: ScalarType.Int64, device: device),
+                        // The RoPE tables gathered once, as DeepSeekLM does once per forward for all its layers.
+                        Rotary = l.Item2.Rope.Tables(torch.full(batch, 1, context, dtype: ScalarType.Int64, device: device)),
                         Mask = AttentionContext.BuildMask(caches[i].KeyValid, context, 1),
                         Cache = caches[i],
                     };

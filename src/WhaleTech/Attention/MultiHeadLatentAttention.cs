@@ -37,6 +37,10 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
     private readonly nn.Module<Tensor, Tensor> kv_a_proj_with_mqa, kv_b_proj, o_proj;
     private readonly RmsNorm kv_a_layernorm;
     private readonly RotaryEmbedding rope;
+
+    /// <summary>The RoPE table this layer rotates with (a model shares one across layers; AttentionContext.Rotary
+    /// carries its tables gathered once per forward).</summary>
+    public RotaryEmbedding Rope => rope;
     public int Heads { get; }
     public int NopeDim { get; }
     public int RopeDim { get; }

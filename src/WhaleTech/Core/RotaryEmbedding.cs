@@ -104,6 +104,7 @@ public sealed class RotaryEmbedding : IDisposable
     /// <summary>x·cos + swap(x)·(±sin) for x [B, T, ..., d] and tables [B, T, d] (broadcast over the middle dims), fp32 math.</summary>
     public Tensor Rotate(Tensor x, Tensor cos, Tensor sin)
     {
+        if (RotaryKernel.Rotate(x, cos, sin) is { } fast) return fast;                      // CPU fp32 inference: one pass
         using var scope = torch.NewDisposeScope();
         for (long extra = x.dim() - 3; extra > 0; extra--) { cos = cos.unsqueeze(2); sin = sin.unsqueeze(2); } // broadcast over heads
         var xf = x.dtype == ScalarType.Float32 ? x : x.to_type(ScalarType.Float32);

@@ -93,7 +93,7 @@ public static unsafe class SmallGemm
 
     /// <summary>The address of element [0, …, 0] of a CPU tensor (views included: libtorch's data_ptr, storage offset
     /// applied). TorchSharp's Tensor.bytes refuses non-contiguous views, so this asks LibTorchSharp directly.</summary>
-    static float* Data(Tensor t) => (float*)THSTensor_data(t.Handle);
+    internal static float* Data(Tensor t) => (float*)THSTensor_data(t.Handle);
 
     [System.Runtime.InteropServices.DllImport("LibTorchSharp")]
     static extern IntPtr THSTensor_data(IntPtr handle);
