@@ -19,6 +19,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) // x [..., D]
     {
+        if (RmsNormKernel.Apply(x, weight, eps) is { } fast) return fast;                   // CPU fp32 inference: one pass
         using var scope = torch.NewDisposeScope();
         bool fp32 = x.dtype == ScalarType.Float32;   // skip the no-op casts (each is a native call)
         var xf = fp32 ? x : x.to_type(ScalarType.Float32);
