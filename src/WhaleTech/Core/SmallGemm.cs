@@ -100,7 +100,8 @@ public static unsafe class SmallGemm
 
     static bool Eligible(Tensor x, Tensor w, Tensor? bias)
         => x.device_type == DeviceType.CPU && w.device_type == DeviceType.CPU
-           && x.dtype == ScalarType.Float32 && w.dtype == ScalarType.Float32 && (bias is null || bias.dtype == ScalarType.Float32)
+           && x.dtype == ScalarType.Float32 && w.dtype == ScalarType.Float32
+           && (bias is null || (bias.dtype == ScalarType.Float32 && bias.device_type == DeviceType.CPU))
            && !(torch.is_grad_enabled() && (x.requires_grad || w.requires_grad || (bias?.requires_grad ?? false)));
 
     /// <summary>Kernels are compiled fully optimized at first call: .NET's tier-0 code for Vector512 loops runs
