@@ -111,10 +111,14 @@ public static unsafe class SmallGemm
     /// <summary>Tiles of N handed to one thread: a multiple of 4 (the NT tile) and of 32 (the NN tile).</summary>
     const int Chunk = 128;
 
+    /// <summary>Threads for products started on this thread (0: torch.get_num_threads()). Tests set it instead of
+    /// torch's process-wide thread count, which tests running in parallel would see.</summary>
+    [ThreadStatic] internal static int ThreadsOverride;
+
     /// <summary>Splits [0, N) into chunk-aligned ranges over torch's thread count when the product is large enough.</summary>
     static void ForChunks(int N, long work, Action<int, int> body)
     {
-        int threads = Math.Min(torch.get_num_threads(), (N + Chunk - 1) / Chunk);
+        int threads = Math.Min(ThreadsOverride > 0 ? ThreadsOverride : torch.get_num_threads(), (N + Chunk - 1) / Chunk);
         if (threads <= 1 || work < 1 << 20) { body(0, N); return; }
         int chunks = (N + Chunk - 1) / Chunk;
         Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>

@@ -75,24 +75,23 @@ public class SmallGemmTests
         using var scope = NewDisposeScope();
         var g = new torch.Generator(3);
         var x = torch.randn(16, 1024, generator: g); var w = torch.randn(2052, 1024, generator: g);  // 2 M MACs: splits over threads
-        int threads = torch.get_num_threads();
         try
         {
-            torch.set_num_threads(1);
+            SmallGemm.ThreadsOverride = 1;
             var all = SmallGemm.LinearKernel(x, w)!;
             for (int m = 0; m < 16; m += 5)
                 Assert.True(Same(SmallGemm.LinearKernel(x.narrow(0, m, 1).contiguous(), w)!, all.narrow(0, m, 1)), $"row {m} alone");
-            torch.set_num_threads(2);
+            SmallGemm.ThreadsOverride = 2;
             Assert.True(Same(SmallGemm.LinearKernel(x, w)!, all), "2 threads");
             var c = torch.randn(1, 4096, 512, generator: g); var p = torch.randn(1, 16, 4096, generator: g);
-            torch.set_num_threads(1); var v1 = SmallGemm.BmmKernel(p, c)!;
+            SmallGemm.ThreadsOverride = 1; var v1 = SmallGemm.BmmKernel(p, c)!;
             for (int m = 0; m < 16; m += 5)                                   // M = 1 streams B, M = 16 tiles it: same bits
                 Assert.True(Same(SmallGemm.BmmKernel(p.narrow(1, m, 1).contiguous(), c)!, v1.narrow(1, m, 1)), $"NN row {m} alone");
             for (int m = 0; m < 16; m += 5)                                   // M = 4 (row dots) vs M = 16 (4×4 tiles)
                 Assert.True(Same(SmallGemm.LinearKernel(x.narrow(0, m / 4 * 4, 4).contiguous(), w)!.narrow(0, m % 4, 1), all.narrow(0, m, 1)), $"row {m} in a batch of 4");
-            torch.set_num_threads(2); Assert.True(Same(SmallGemm.BmmKernel(p, c)!, v1), "NN, 2 threads");
+            SmallGemm.ThreadsOverride = 2; Assert.True(Same(SmallGemm.BmmKernel(p, c)!, v1), "NN, 2 threads");
         }
-        finally { torch.set_num_threads(threads); }
+        finally { SmallGemm.ThreadsOverride = 0; }
     }
 
     [Fact]
