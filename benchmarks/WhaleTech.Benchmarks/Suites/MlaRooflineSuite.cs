@@ -58,13 +58,14 @@ public sealed class MlaRooflineSuite : ISuite
                 var latentCache = (MultiHeadLatentAttention.LatentCache)caches[0].Layers[0];
                 var gemms = GemmsOnly(explicitLayer, shapes, latentCache, batch, context + 1, dtype, device, libtorch: false);
                 var gemmsLibtorch = GemmsOnly(explicitLayer, shapes, latentCache, batch, context + 1, dtype, device, libtorch: true);
+                var positions = torch.full(batch, 1, context, dtype: ScalarType.Int64, device: device);   // [B, 1]
                 var bodies = layers.Select((l, i) =>
                 {
                     var ctx = new AttentionContext
                     {
-                        Positions = torch.full(batch, 1, context, dtype: ScalarType.Int64, device: device),
+                        Positions = positions,
                         // The RoPE tables gathered once, as DeepSeekLM does once per forward for all its layers.
-                        Rotary = l.Item2.Rope.Tables(torch.full(batch, 1, context, dtype: ScalarType.Int64, device: device)),
+                        Rotary = l.Item2.Rope.Tables(positions),
                         Mask = AttentionContext.BuildMask(caches[i].KeyValid, context, 1),
                         Cache = caches[i],
                     };

@@ -18,8 +18,7 @@ internal static unsafe class RmsNormKernel
     /// <summary>The normalized copy of <paramref name="x"/>, or null where this pass does not apply.</summary>
     public static Tensor? Apply(Tensor x, Tensor weight, double eps)
     {
-        if (!SmallGemm.Enabled || x.device_type != DeviceType.CPU || x.dtype != ScalarType.Float32 || weight.dtype != ScalarType.Float32
-            || weight.device_type != DeviceType.CPU || (torch.is_grad_enabled() && (x.requires_grad || weight.requires_grad))) return null;
+        if (!SmallGemm.Enabled || !SmallGemm.CpuFloat32Inference(x) || !SmallGemm.CpuFloat32Inference(weight)) return null;
         long D = x.shape[^1];
         if (D % 16 != 0 || D == 0 || !x.is_contiguous() || weight.dim() != 1 || weight.shape[0] != D || !weight.is_contiguous()) return null;
         long rows = x.numel() / D;

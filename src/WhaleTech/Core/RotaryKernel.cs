@@ -14,8 +14,7 @@ internal static unsafe class RotaryKernel
     /// <summary>The rotated copy of <paramref name="x"/> (contiguous), or null where this pass does not apply.</summary>
     public static Tensor? Rotate(Tensor x, Tensor cos, Tensor sin)
     {
-        if (x.device_type != DeviceType.CPU || x.dtype != ScalarType.Float32 || cos.dtype != ScalarType.Float32 || sin.dtype != ScalarType.Float32
-            || cos.device_type != DeviceType.CPU || (torch.is_grad_enabled() && x.requires_grad)) return null;
+        if (!SmallGemm.CpuFloat32Inference(x) || !SmallGemm.CpuFloat32Inference(cos) || !SmallGemm.CpuFloat32Inference(sin)) return null;
         int dims = (int)x.dim();
         if ((dims != 3 && dims != 4) || cos.dim() != 3 || !cos.is_contiguous() || !sin.is_contiguous() || x.stride(-1) != 1) return null;
         long B = x.shape[0], T = x.shape[1], H = dims == 4 ? x.shape[2] : 1, d = x.shape[^1];

@@ -98,11 +98,11 @@ public static unsafe class SmallGemm
     [System.Runtime.InteropServices.DllImport("LibTorchSharp")]
     static extern IntPtr THSTensor_data(IntPtr handle);
 
-    static bool Eligible(Tensor x, Tensor w, Tensor? bias)
-        => x.device_type == DeviceType.CPU && w.device_type == DeviceType.CPU
-           && x.dtype == ScalarType.Float32 && w.dtype == ScalarType.Float32
-           && (bias is null || (bias.dtype == ScalarType.Float32 && bias.device_type == DeviceType.CPU))
-           && !(torch.is_grad_enabled() && (x.requires_grad || w.requires_grad || (bias?.requires_grad ?? false)));
+    static bool Eligible(Tensor x, Tensor w, Tensor? bias) => CpuFloat32Inference(x) && CpuFloat32Inference(w) && (bias is null || CpuFloat32Inference(bias));
+
+    /// <summary>A CPU float32 tensor that autograd does not need: what every CPU inference kernel of Core takes.</summary>
+    internal static bool CpuFloat32Inference(Tensor t)
+        => t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32 && !(t.requires_grad && torch.is_grad_enabled());
 
     /// <summary>Kernels are compiled fully optimized at first call: .NET's tier-0 code for Vector512 loops runs
     /// ~10× slower, and decode calls each kernel only a few hundred times before tiering would promote it.</summary>
