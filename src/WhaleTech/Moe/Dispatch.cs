@@ -14,7 +14,8 @@
 //               (g · down(h) = down(g · h), down_proj being linear): [c, F] instead of [c, D] elements to scale,
 //               forward and backward (PaddedBmm and GroupedMm do the same; the decode-size loop weights its
 //               concatenated [N·K, D] outputs in one Combine, as before). A single host sync (the per-expert counts, to cut the slices) per
-//               forward instead of one per expert.
+//               forward instead of one per expert. Decode on an AVX-512 CPU without autograd skips all of that: the
+//               routed sum runs in one C# pass over the stacked bank (RoutedDecodeKernel.cs, the same products).
 //   PaddedBmm   like Sorted, then scatter the slices into a capacity-padded [E, C, D] buffer (C = largest
 //               count, so nothing is dropped) and run all experts as three batched matmuls over stacked
 //               weights. Uses each linear's `weight` directly, so it bypasses a LinearFactory's own forward
@@ -100,8 +101,12 @@ public static class Dispatch
     public static Tensor Sorted(Tensor x, Tensor indices, Tensor weights, IReadOnlyList<Expert> experts)
     {
         using var scope = torch.NewDisposeScope();
-        var plan = Plan.Make(indices, experts.Count);
         bool grad = torch.is_grad_enabled();
+        // Decode on an AVX-512 CPU: the whole routed sum in one pass over the stacked bank (RoutedDecodeKernel.cs).
+        if (!grad && SmallGemm.Enabled && indices.numel() < ExpertBank.MinRowsPerExpert * experts.Count && RoutedDecodeKernel.Applies(x, indices, weights)
+            && ExpertBank.For(experts) is { } decodeBank && RoutedDecodeKernel.Run(x, indices, weights, decodeBank) is { } fused)
+            return fused.MoveToOuterDisposeScope();
+        var plan = Plan.Make(indices, experts.Count);
         if (!grad && plan.Token.shape[0] < ExpertBank.MinRowsPerExpert * experts.Count)
         {
             // Inference with a few rows per expert (decode) is op-bound: either the padded batched form over the stacked
