@@ -147,8 +147,11 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
             case LatentCache lc:
             {
                 long start = ctx.Start, S = start + T;
-                lc.Latent.narrow(1, start, T).copy_(latent);
-                lc.KRope.narrow(1, start, T).copy_(kRope);
+                if (!AbsorbedDecodeKernel.WriteCache(lc.KV, start, latent, kRope))
+                {
+                    lc.Latent.narrow(1, start, T).copy_(latent);
+                    lc.KRope.narrow(1, start, T).copy_(kRope);
+                }
                 o = Attend(qNope, qRope, lc.KV.narrow(1, 0, S), ctx.Mask, T);                // keys [B, S, Dc+Dr]
                 break;
             }
@@ -203,7 +206,11 @@ public sealed class MultiHeadLatentAttention : AttentionLayer
     Tensor AttendAbsorbed(Tensor qNope, Tensor qRope, Tensor kv, Tensor mask)
     {
         long B = qNope.shape[0], T = qNope.shape[1], S = kv.shape[1], H = Heads;
-        var w = kv_b_proj.get_parameter("weight")!.view(Heads, NopeDim + ValueDim, LatentDim);  // [H, Dn+Dv, Dc]
+        var kvB = kv_b_proj.get_parameter("weight")!;                                          // [H·(Dn+Dv), Dc]
+        // A decode step on an AVX-512 CPU: the same four products with scale, mask and softmax between them, in one pass.
+        if (!UseSdpa && T == 1 && AbsorbedDecodeKernel.Run(qNope, qRope, kv, mask, kvB, Heads, NopeDim, ValueDim, SoftmaxScale) is { } fused)
+            return fused;                                                                      // [B, 1, H, Dv]
+        var w = kvB.view(Heads, NopeDim + ValueDim, LatentDim);                               // [H, Dn+Dv, Dc]
         var wUK = As(w.narrow(1, 0, NopeDim), qNope.dtype);                                    // [H, Dn, Dc]
         var wUV = As(w.narrow(1, NopeDim, ValueDim), qNope.dtype);                             // [H, Dv, Dc]
         Tensor qLat;                                                                           // [B, H, T, Dc]

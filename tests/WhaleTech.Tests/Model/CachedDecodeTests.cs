@@ -76,16 +76,23 @@ public class CachedDecodeTests
     }
 
     /// <summary>Widths of multiples of 16 (Dc = 32, Dr = 16, Dn = 16, Dv = 16, hidden 64), so every product of the
-    /// absorbed step — linears, fold, scores, values, unfold — runs Core/SmallGemm where the CPU has AVX-512 (the
+    /// absorbed step — linears, fold, scores, values, unfold — runs Core/SmallGemm (the attention inside
+    /// Attention/AbsorbedDecodeKernel) where the CPU has AVX-512 (the
     /// kernels' own tests, Core/SmallGemmTests, run them on any CPU). The switch is not flipped here: other tests
     /// run in parallel.</summary>
     [Fact]
     public void MlaAbsorbedOnSmallGemmShapesEqualsRecomputation()
     {
         var cfg = ModelConfig.Tiny("mla", vocab: 48, hidden: 64, layers: 2, heads: 4) with { KvLoraRank = 32, QkNopeHeadDim = 16, QkRopeHeadDim = 16, VHeadDim = 16 };
-        long before = SmallGemm.Calls;
+        long before = SmallGemm.Calls, beforeAttention = WhaleTech.Attention.AbsorbedDecodeKernel.Calls;
         var d = MaxCachedVsFullDiff(cfg, MlaMode.Absorbed);
-        if (SmallGemm.Enabled) Assert.True(SmallGemm.Calls >= before + 2 * 7 * 6, "every decode step's seven products per layer ran the kernels");
+        if (SmallGemm.Enabled)
+        {
+            // q_proj, kv_a_proj_with_mqa and o_proj through SmallGemm.Linear; fold, scores, values and unfold inside the
+            // one-pass attention (Attention/AbsorbedDecodeKernel, the same SmallGemm products) — per layer and step.
+            Assert.True(SmallGemm.Calls >= before + 2 * 3 * 6, "every decode step's linears ran the kernels");
+            Assert.True(WhaleTech.Attention.AbsorbedDecodeKernel.Calls >= beforeAttention + 2 * 6, "every decode step's attention ran the one-pass kernel");
+        }
         Assert.True(d <= 1e-5, $"absorbed (SmallGemm {(SmallGemm.Enabled ? "on" : "off")}): max diff {d}");
     }
 
