@@ -4,7 +4,9 @@
 //   FLOPs  = N · (6·D·F·(K + Ns) + 2·D·E)           (active expert FLOPs + the router), × 3 for forward+backward
 //   bytes  = 4 · (all weights + x + y)               (× 3 for forward+backward: weights, grads, activations)
 // gemm_fraction = achieved FLOP/s ÷ GEMM rate ("fraction of the GEMM rate"); a dense SwiGLU of equal
-// active FLOPs is the same-shape reference. Variants are interleaved per round; median, p10/p90, page faults.
+// active FLOPs is the same-shape reference, and the layer's own products alone (GEMMs only, libtorch mm) show how
+// much of the gap is the GEMMs' shapes and how much everything around them. Variants are interleaved per round;
+// median, p10/p90, page faults.
 using TorchSharp;
 using WhaleTech.Lab.Bench;
 using WhaleTech.Core;
@@ -48,9 +50,10 @@ public sealed class MoeRooflineSuite : ISuite
         var paths = new[] { MoeDispatch.Sorted, MoeDispatch.GroupedMm, MoeDispatch.PaddedBmm, MoeDispatch.ExpertLoop };
         foreach (bool backward in new[] { false, true })
         {
-            var names = paths.Select(p => p.ToString()).Append("dense SwiGLU (equal active FLOPs)").ToArray();
+            var names = paths.Select(p => p.ToString()).Append("dense SwiGLU (equal active FLOPs)").Append("GEMMs only (the layer's products)").ToArray();
             var bodies = paths.Select(p => (Action)(() => { layer.DispatchPath = p; Step(layer, x, backward); }))
-                              .Append(() => Step(dense, x, backward)).Append(probe.Copy).Append(probe.Gemm).ToArray();
+                              .Append(() => Step(dense, x, backward)).Append(GemmsOnly(layer, x, backward))
+                              .Append(probe.Copy).Append(probe.Gemm).ToArray();
             var samples = Interleave.Run(device, bodies, warmup: 1, rounds: rounds);
             var limits = probe.From(samples[^2], samples[^1]);   // measured in the same rounds as the rows
             Console.WriteLine($"  {(backward ? "fwd+bwd" : "fwd")} rounds: copy {limits.CopyGBps:F1} GB/s, GEMM {limits.GemmGflops:F1} GFLOP/s");
@@ -73,6 +76,40 @@ public sealed class MoeRooflineSuite : ISuite
         }
         layer.TakeStepCounts();
         return result;
+    }
+
+    /// <summary>The layer's matrix products alone, through libtorch's mm as the training path runs them, on inputs of
+    /// their shapes made once: the router, per routed expert (its token count from routing x) gate, up and down, the
+    /// shared expert; with <paramref name="backward"/> also each product's two gradient GEMMs (input and weight), so the
+    /// FLOPs equal the layer's. What Sorted would reach if gathering, scattering, the SwiGLU's elementwise ops and
+    /// autograd cost nothing.</summary>
+    static Action GemmsOnly(DeepSeekMoE layer, Tensor x, bool backward)
+    {
+        long n = x.shape[0], d = x.shape[1];
+        long[] counts;
+        using (torch.no_grad()) using (var routing = layer.gate.Route(x)) counts = Dispatch.Counts(routing.Indices, layer.NumExperts);
+        var weights = new List<(Tensor W, long Rows)>();                       // (weight [out, in], rows of its input)
+        Tensor Weight(nn.Module<Tensor, Tensor> m) => m.get_parameter("weight")!.detach();
+        weights.Add((layer.gate.weight.detach(), n));
+        for (int e = 0; e < layer.NumExperts; e++)
+            if (counts[e] > 0)
+                foreach (var m in new[] { layer.experts[e].gate_proj, layer.experts[e].up_proj, layer.experts[e].down_proj }) weights.Add((Weight(m), counts[e]));
+        if (layer.shared_experts is { } sh)
+            foreach (var m in new[] { sh.gate_proj, sh.up_proj, sh.down_proj }) weights.Add((Weight(m), n));
+        var inputs = weights.Select(w => torch.randn(w.Rows, w.W.shape[1], device: x.device)).ToArray();   // [rows, in]
+        var grads = weights.Select(w => torch.randn(w.Rows, w.W.shape[0], device: x.device)).ToArray();    // [rows, out]
+        return () =>
+        {
+            using var noGrad = torch.no_grad();
+            for (int i = 0; i < weights.Count; i++)
+            {
+                using var scope = torch.NewDisposeScope();
+                inputs[i].mm(weights[i].W.t());                               // forward      [rows, out]
+                if (!backward) continue;
+                grads[i].mm(weights[i].W);                                    // grad input   [rows, in]
+                grads[i].t().mm(inputs[i]);                                   // grad weight  [out, in]
+            }
+        };
     }
 
     static void Step(nn.Module<Tensor, Tensor> m, Tensor x, bool backward)

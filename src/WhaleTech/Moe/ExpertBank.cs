@@ -83,6 +83,8 @@ internal sealed class ExpertBank : IDisposable
     public Tensor Forward(int e, Tensor x, Tensor rowWeight)
     {
         using var gu = Core.SmallGemm.LinearOrTorch(x, _gateUpRows[e]);               // [c, 2F]
+        if (RoutedDecodeKernel.GatedHidden(gu, rowWeight, Width) is { } fused)           // one pass on an AVX-512 CPU
+            using (fused) return Core.SmallGemm.LinearOrTorch(fused, _downRows[e]);      // [c, D]
         using var gate = gu.narrow(1, 0, Width);
         using var up = gu.narrow(1, Width, Width);
         using var h = nn.functional.silu(gate).mul_(up).mul_(rowWeight);               // [c, F]

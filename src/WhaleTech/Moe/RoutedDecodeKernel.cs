@@ -103,6 +103,26 @@ internal static unsafe class RoutedDecodeKernel
         return y;
     }
 
+    /// <summary>h [c, F] = silu(gu[:, :F]) · gu[:, F:] · rowWeight for a fused gate+up output <paramref name="gu"/> [c, 2F]
+    /// and combine weights [c, 1], in one pass (what silu, mul_ and mul_ over two narrows compute; silu's exp may differ
+    /// in the last bit), or null where it does not apply (the caller runs those three ops).</summary>
+    public static Tensor? GatedHidden(Tensor gu, Tensor rowWeight, long width)
+        => SmallGemm.Enabled ? GatedHiddenKernel(gu, rowWeight, width) : null;
+
+    /// <summary><see cref="GatedHidden"/> without the hardware switch.</summary>
+    internal static Tensor? GatedHiddenKernel(Tensor gu, Tensor rowWeight, long width)
+    {
+        if (!SmallGemm.CpuFloat32Inference(gu) || !SmallGemm.CpuFloat32Inference(rowWeight) || width % 16 != 0
+            || gu.dim() != 2 || gu.shape[1] != 2 * width || !gu.is_contiguous() || rowWeight.numel() != gu.shape[0] || !rowWeight.is_contiguous())
+            return null;
+        long c = gu.shape[0];
+        var h = torch.empty([c, width], dtype: ScalarType.Float32);
+        float* pgu = SmallGemm.Data(gu), pw = SmallGemm.Data(rowWeight), ph = SmallGemm.Data(h);
+        for (long i = 0; i < c; i++) GatedRow(pgu + i * 2 * width, ph + i * width, (int)width, pw[i]);
+        GC.KeepAlive(gu); GC.KeepAlive(rowWeight);
+        return h;
+    }
+
     /// <summary>h[j] = (silu(gu[j]) · gu[F + j]) · w, silu(v) = v / (1 + e^−v).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void GatedRow(float* gu, float* h, int F, float w)

@@ -108,4 +108,29 @@ public class RoutedDecodeKernelTests
             Assert.Null(RoutedDecodeKernel.RunKernel(x, i2, w2, bank2));
         }
     }
+
+    [Fact]
+    public void TheFusedGatingEqualsSiluTimesUpTimesTheWeightAndSortedInferenceEqualsTheTokenLoop()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        torch.manual_seed(5);
+        var gu = torch.randn(37, 32) * 3;                        // [c, 2F], F = 16
+        var w = torch.rand(37, 1);
+        var expected = nn.functional.silu(gu.narrow(1, 0, 16)) * gu.narrow(1, 16, 16) * w;
+        var h = RoutedDecodeKernel.GatedHiddenKernel(gu, w, 16);
+        Assert.NotNull(h);
+        // silu(v)·u·w: three float32 roundings and an exp within 2 ulps: a few 1e-7 relative at |values| ≲ 30.
+        Assert.True(MaxDiff(h!, expected) <= 1e-5, $"fused gating differs by {MaxDiff(h!, expected)}");
+        Assert.Null(RoutedDecodeKernel.GatedHiddenKernel(gu, w, 12));                      // F not a multiple of 16
+        Assert.Null(RoutedDecodeKernel.GatedHiddenKernel(gu.t().contiguous().t(), w, 16)); // strided
+        // Sorted inference above decode size (the per-expert bank GEMMs, fused gating where enabled) = the token loop.
+        using var layer = DecodeLayer();
+        var x = torch.randn(300, 32);
+        layer.DispatchPath = MoeDispatch.TokenLoop;
+        var yRef = layer.forward(x);
+        layer.DispatchPath = MoeDispatch.Sorted;
+        var y = layer.forward(x);
+        Assert.True(MaxDiff(y, yRef) <= 1e-5, $"Sorted inference differs by {MaxDiff(y, yRef)}");
+    }
 }
