@@ -12,7 +12,7 @@
 // the step at 1.16–1.31× its products). Here the four products are the same SmallGemm calls with the same
 // operands (fold and unfold with the heads as the batch dimension, the H query rows of a sequence as one product
 // against its cached rows, read once for the scores and once for the values), so their bits are the same; the
-// scale, mask and softmax run in C# between them (softmax's exp is a vectorized Cody–Waite + polynomial one, its sum
+// scale, mask and softmax run in C# between them (softmax's exp is Core/VectorMath.Exp, its sum
 // in another order than libtorch's: the probabilities may differ in the last bits; tests bound the difference
 // against the equations in float64 and against recomputation).
 //
@@ -139,37 +139,13 @@ internal static unsafe class AbsorbedDecodeKernel
         for (int j = j16; j < S; j++) { float v = row[j] * scale + mask[j]; row[j] = v; if (v > max) max = v; }
         vmax = Vector512.Create(max);
         var vsum = Vector512<float>.Zero;
-        for (int j = 0; j < j16; j += 16) { var e = Exp(Vector512.Load(row + j) - vmax); e.Store(row + j); vsum += e; }
+        for (int j = 0; j < j16; j += 16) { var e = VectorMath.Exp(Vector512.Load(row + j) - vmax); e.Store(row + j); vsum += e; }
         float sum = Vector512.Sum(vsum);
         for (int j = j16; j < S; j++) { float e = MathF.Exp(row[j] - max); row[j] = e; sum += e; }
         float inv = 1f / sum;
         var vinv = Vector512.Create(inv);
         for (int j = 0; j < j16; j += 16) (Vector512.Load(row + j) * vinv).Store(row + j);
         for (int j = j16; j < S; j++) row[j] *= inv;
-    }
-
-    /// <summary>e^x for x ≤ 0 (scores minus their row max), 16 lanes: x = n·ln 2 + r with |r| ≤ ln 2 / 2 (Cody–Waite,
-    /// ln 2 in two parts), e^r by its degree-7 Taylor polynomial (truncation < 6e−9 relative, a tenth of float32's ulp),
-    /// times 2^n built in the exponent bits. Below −87.3 (e^x under float32's normal range, masked positions
-    /// included) the result is exactly 0, as libtorch's exp(−inf).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> Exp(Vector512<float> x)
-    {
-        var tooSmall = Vector512.LessThan(x, Vector512.Create(-87.3f));
-        x = Vector512.Max(x, Vector512.Create(-87.3f));
-        var n = Vector512.Round(x * Vector512.Create(1.44269504f));
-        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-0.693145752f), x);              // ln 2, high part
-        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-1.42860677e-6f), r);                // ln 2, low part
-        var p = Vector512.Create(1f / 5040);
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 720));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 120));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 24));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 6));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(0.5f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f));
-        var scale = (Vector512.ConvertToInt32(n) + Vector512.Create(127)) << 23;                 // 2^n, n ≥ −126
-        return Vector512.ConditionalSelect(tooSmall, Vector512<float>.Zero, p * scale.AsSingle());
     }
 
     static float MaxLane(Vector512<float> v)

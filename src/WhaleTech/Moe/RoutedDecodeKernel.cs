@@ -13,8 +13,8 @@
 //   h     [c, F]   silu(gate) · up · g         (the combine weight scales the F-wide hidden, as Sorted does)
 //   out   [c, D]   h · Down[e]ᵀ                (SmallGemm NT)
 //   y[token] += out                            (in expert order, the order of Sorted's index_add_)
-// The products are SmallGemm's, with its fixed summation order; silu is x / (1 + e^−x) in float32 (libtorch's
-// vectorized exp may differ in the last bit), so results equal the libtorch paths to float32 rounding (tests).
+// The products are SmallGemm's, with its fixed summation order; silu is x / (1 + e^−x) in float32 with Core/VectorMath.Exp
+// (within 2 ulps of e^x; libtorch's vectorized exp may differ in the last bits), so results equal the libtorch paths to float32 rounding (tests).
 // Like SmallGemm, a token's bits do not depend on the other tokens of the batch (batch-invariant decode; tested).
 //
 // Applies only to: SmallGemm enabled (AVX-512; WHALETECH_SMALL_GEMM=0 turns both off), no autograd, CPU float32 x [N, D] contiguous, int64 indices and
@@ -131,7 +131,7 @@ internal static unsafe class RoutedDecodeKernel
         for (int j = 0; j < F; j += 16)
         {
             var gate = Vector512.Load(gu + j);
-            var silu = gate / (one + Vector512.Exp(-gate));
+            var silu = gate / (one + VectorMath.Exp(-gate));
             (silu * Vector512.Load(gu + F + j) * wv).Store(h + j);
         }
     }
