@@ -103,8 +103,7 @@ public static class Dispatch
         using var scope = torch.NewDisposeScope();
         bool grad = torch.is_grad_enabled();
         // Decode on an AVX-512 CPU: the whole routed sum in one pass over the stacked bank (RoutedDecodeKernel.cs).
-        if (!grad && SmallGemm.Enabled && indices.numel() < ExpertBank.MinRowsPerExpert * experts.Count && RoutedDecodeKernel.Applies(x, indices, weights)
-            && ExpertBank.For(experts) is { } decodeBank && RoutedDecodeKernel.Run(x, indices, weights, decodeBank) is { } fused)
+        if (!grad && indices.numel() < ExpertBank.MinRowsPerExpert * experts.Count && RoutedDecodeKernel.Run(x, indices, weights, experts) is { } fused)
             return fused.MoveToOuterDisposeScope();
         var plan = Plan.Make(indices, experts.Count);
         if (!grad && plan.Token.shape[0] < ExpertBank.MinRowsPerExpert * experts.Count)

@@ -38,22 +38,26 @@ internal static unsafe class RoutedDecodeKernel
     [ThreadStatic] static float[]? _scratch;
     [ThreadStatic] static int[]? _pairs;
 
-    /// <summary>True when <see cref="Run"/> can take these inputs (checked before the bank is looked up).</summary>
-    public static bool Applies(Tensor x, Tensor indices, Tensor weights)
+    /// <summary>True when the pass can take these inputs (checked before the bank is looked up).</summary>
+    static bool Applies(Tensor x, Tensor indices, Tensor weights)
         => SmallGemm.CpuFloat32Inference(x) && x.dim() == 2 && x.is_contiguous() && x.shape[1] % 16 == 0
            && indices.device_type == DeviceType.CPU && indices.dtype == ScalarType.Int64 && indices.dim() == 2 && indices.is_contiguous()
            && indices.shape[0] == x.shape[0] && SmallGemm.CpuFloat32Inference(weights) && weights.is_contiguous()
            && weights.shape.SequenceEqual(indices.shape);
 
-    /// <summary>y [N, D] = Σ_k weights[n, k] · expert_{indices[n, k]}(x[n]) over the stacked <paramref name="bank"/>, or
-    /// null where this pass does not apply (the caller runs Sorted's libtorch form).</summary>
-    public static Tensor? Run(Tensor x, Tensor indices, Tensor weights, ExpertBank bank)
-        => SmallGemm.Enabled ? RunKernel(x, indices, weights, bank) : null;
+    /// <summary>y [N, D] = Σ_k weights[n, k] · experts[indices[n, k]](x[n]) over their stacked bank, or null where this
+    /// pass does not apply (the caller runs Sorted's libtorch form). The inputs are checked once, before the bank is
+    /// looked up.</summary>
+    public static Tensor? Run(Tensor x, Tensor indices, Tensor weights, IReadOnlyList<Expert> experts)
+        => SmallGemm.Enabled && Applies(x, indices, weights) && ExpertBank.For(experts) is { } bank ? OnBank(x, indices, weights, bank) : null;
 
-    /// <summary><see cref="Run"/> without the hardware switch (tests run the pass on any CPU).</summary>
+    /// <summary>The pass over a given <paramref name="bank"/> without the hardware switch (tests run it on any CPU).</summary>
     internal static Tensor? RunKernel(Tensor x, Tensor indices, Tensor weights, ExpertBank bank)
+        => Applies(x, indices, weights) ? OnBank(x, indices, weights, bank) : null;
+
+    /// <summary>The pass itself, for inputs <see cref="Applies"/> accepted.</summary>
+    static Tensor? OnBank(Tensor x, Tensor indices, Tensor weights, ExpertBank bank)
     {
-        if (!Applies(x, indices, weights)) return null;
         var gateUp = bank.GateUp; var down = bank.Down;
         long N = x.shape[0], D = x.shape[1], K = indices.shape[1], E = gateUp.shape[0], F = bank.Width;
         if (F % 16 != 0 || gateUp.shape[2] != D || !gateUp.is_contiguous() || !down.is_contiguous()
