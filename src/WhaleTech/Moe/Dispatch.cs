@@ -16,6 +16,10 @@
 //               concatenated [N·K, D] outputs in one Combine, as before). A single host sync (the per-expert counts, to cut the slices) per
 //               forward instead of one per expert. Decode on an AVX-512 CPU without autograd skips all of that: the
 //               routed sum runs in one C# pass over the stacked bank (RoutedDecodeKernel.cs, the same products).
+//               Training on such a CPU in float32 runs the same per-expert chain as ONE autograd node with a hand-written
+//               backward (RoutedExpertsFunction.cs: gate and up as one GEMM forward and backward, no [N·K, D] gather,
+//               ~10 fewer graph nodes per expert); inference with many rows per expert gathers and adds the token rows in
+//               C# (TokenRows.cs, the same copies and additions as index_select / index_add_).
 //   PaddedBmm   like Sorted, then scatter the slices into a capacity-padded [E, C, D] buffer (C = largest
 //               count, so nothing is dropped) and run all experts as three batched matmuls over stacked
 //               weights. Uses each linear's `weight` directly, so it bypasses a LinearFactory's own forward
@@ -121,13 +125,19 @@ public static class Dispatch
             if (pieces.Count == 0) return torch.zeros_like(x).MoveToOuterDisposeScope();    // no tokens
             return Combine(x, pieces.Count == 1 ? pieces[0] : torch.cat(pieces, 0), plan, weights).MoveToOuterDisposeScope();
         }
-        // Training: one gather [N·K, D] cut by one split (one index_add in its backward). Inference: a [c, D] gather
-        // per expert instead, small enough for the allocator to reuse warm memory (no fresh pages to fault in).
-        var xParts = grad ? x.index_select(0, plan.Token).split(plan.Counts) : null;   // one slice per expert (views)
         var ws = SortedWeights(weights, plan, x.dtype);                       // [N·K, 1]
+        // Training on a CPU in float32: the routed sum as one autograd node with a hand-written backward (RoutedExpertsFunction.cs).
+        if (grad && RoutedExpertsFunction.Apply(x, plan.Token, plan.Counts, ws, experts) is { } node)
+            return node.MoveToOuterDisposeScope();
+        var bank = grad ? null : ExpertBank.For(experts);                      // inference: fused gate+up GEMM
+        if (bank is not null && ExpertBank.CpuFloat32Rows(x))
+            return InferenceOnBank(x, plan, ws, bank).MoveToOuterDisposeScope();
+        // Elsewhere (autograd on other devices or dtypes, custom linears): training takes one gather [N·K, D] cut by one
+        // split (one index_add in its backward); inference a [c, D] gather per expert, small enough for the allocator to
+        // reuse warm memory (no fresh pages to fault in).
+        var xParts = grad ? x.index_select(0, plan.Token).split(plan.Counts) : null;   // one slice per expert (views)
         var tokenParts = plan.Token.split(plan.Counts);
         var weightParts = ws.split(plan.Counts);
-        var bank = grad ? null : ExpertBank.For(experts);                      // inference: fused gate+up GEMM
         var y = torch.zeros_like(x);                                          // [N, D]
         for (int e = 0; e < experts.Count; e++)
         {
@@ -138,6 +148,26 @@ public static class Dispatch
             y.index_add_(0, tokenParts[e], out_e, 1);
         }
         return y.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Sorted inference over the bank with the token rows gathered and added back in C# (TokenRows: the same
+    /// copies and additions as index_select and index_add_, without their per-row setup).</summary>
+    static unsafe Tensor InferenceOnBank(Tensor x, Plan plan, Tensor ws, ExpertBank bank)
+    {
+        var y = torch.zeros_like(x);                                          // [N, D]
+        long* tokens = (long*)SmallGemm.Data(plan.Token);
+        long row = 0;
+        for (int e = 0; e < plan.Counts.Length; e++)
+        {
+            long c = plan.Counts[e];
+            if (c == 0) continue;
+            using var step = torch.NewDisposeScope();                        // this expert's temporaries die here
+            var xe = TokenRows.Gather(x, tokens + row, c);                   // [c, D]
+            TokenRows.Add(y, tokens + row, bank.Forward(e, xe, ws.narrow(0, row, c)));   // y[tokens] += [c, D], weighted
+            row += c;
+        }
+        GC.KeepAlive(plan.Token);
+        return y;
     }
 
     /// <summary>Fast path: capacity-padded [E, C, D] buffer and three batched matmuls over stacked expert weights.</summary>

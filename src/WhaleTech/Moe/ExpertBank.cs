@@ -78,6 +78,16 @@ internal sealed class ExpertBank : IDisposable
         return fresh;
     }
 
+    /// <summary>A contiguous CPU float32 [N, D] tensor: what TokenRows and the bank's C# passes read directly.</summary>
+    public static bool CpuFloat32Rows(Tensor x) => x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32 && x.dim() == 2 && x.is_contiguous();
+
+    /// <summary>Expert e's gate and up rows, [2F, D] (a view of <see cref="GateUp"/>).</summary>
+    public Tensor GateUpOf(int e) => _gateUpRows[e];
+    /// <summary>Expert e's down_proj weight, [D, F] (a view of <see cref="Down"/>).</summary>
+    public Tensor DownOf(int e) => _downRows[e];
+    /// <summary>The Parameter object tied to the bank: expert e's gate_proj (part 0), up_proj (1) or down_proj (2) weight.</summary>
+    public Tensor Tied(int e, int part) => _tied[3 * e + part];
+
     /// <summary>g · expert e on its tokens <paramref name="x"/> [c, D]: down(g · silu(gate x) · up x), gate and up as one
     /// GEMM, the combine weights <paramref name="rowWeight"/> [c, 1] scaling the F-wide hidden (Expert.forward(x, g)).</summary>
     public Tensor Forward(int e, Tensor x, Tensor rowWeight)
@@ -91,7 +101,8 @@ internal sealed class ExpertBank : IDisposable
         return Core.SmallGemm.LinearOrTorch(h, _downRows[e]);                         // [c, D]
     }
 
-    static Tensor? PlainWeight(nn.Module<Tensor, Tensor> m)
+    /// <summary>The `weight` of a plain bias-free linear (nn.Linear or SmallBatchLinear), or null for anything else.</summary>
+    internal static Tensor? PlainWeight(nn.Module<Tensor, Tensor> m)
         => m switch
         {
             Core.SmallBatchLinear { bias: null } lin => lin.weight,

@@ -97,9 +97,9 @@ internal static unsafe class RoutedDecodeKernel
                 for (int i = 0; i < c; i++)
                     Buffer.MemoryCopy(px + mine[i] / K * D, rows + i * D, D * sizeof(float), D * sizeof(float));
                 SmallGemm.Nt(rows, D, pgu + e * 2 * F * D, D, gu, 2 * F, c, (int)(2 * F), (int)D);   // [c, 2F]
-                for (int i = 0; i < c; i++) GatedRow(gu + i * 2 * F, h + i * F, (int)F, g[mine[i]]);
+                for (int i = 0; i < c; i++) SwiGluRows.Forward(gu + i * 2 * F, h + i * F, (int)F, g[mine[i]]);
                 SmallGemm.Nt(h, F, pdown + e * D * F, F, outp, D, c, (int)D, (int)F);             // [c, D]
-                for (int i = 0; i < c; i++) AddRow(py + mine[i] / K * D, outp + i * D, (int)D);
+                for (int i = 0; i < c; i++) TokenRows.AddRow(py + mine[i] / K * D, outp + i * D, (int)D);
             }
         }
         GC.KeepAlive(x); GC.KeepAlive(indices); GC.KeepAlive(weights); GC.KeepAlive(gateUp); GC.KeepAlive(down);
@@ -122,27 +122,8 @@ internal static unsafe class RoutedDecodeKernel
         long c = gu.shape[0];
         var h = torch.empty([c, width], dtype: ScalarType.Float32);
         float* pgu = SmallGemm.Data(gu), pw = SmallGemm.Data(rowWeight), ph = SmallGemm.Data(h);
-        for (long i = 0; i < c; i++) GatedRow(pgu + i * 2 * width, ph + i * width, (int)width, pw[i]);
+        for (long i = 0; i < c; i++) SwiGluRows.Forward(pgu + i * 2 * width, ph + i * width, (int)width, pw[i]);
         GC.KeepAlive(gu); GC.KeepAlive(rowWeight);
         return h;
-    }
-
-    /// <summary>h[j] = (silu(gu[j]) · gu[F + j]) · w, silu(v) = v / (1 + e^−v).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void GatedRow(float* gu, float* h, int F, float w)
-    {
-        var one = Vector512.Create(1f); var wv = Vector512.Create(w);
-        for (int j = 0; j < F; j += 16)
-        {
-            var gate = Vector512.Load(gu + j);
-            var silu = gate / (one + VectorMath.Exp(-gate));
-            (silu * Vector512.Load(gu + F + j) * wv).Store(h + j);
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void AddRow(float* y, float* v, int D)
-    {
-        for (int j = 0; j < D; j += 16) (Vector512.Load(y + j) + Vector512.Load(v + j)).Store(y + j);
     }
 }
