@@ -130,7 +130,7 @@ public static class Dispatch
         if (grad && RoutedExpertsFunction.Apply(x, plan.Token, plan.Counts, ws, experts) is { } node)
             return node.MoveToOuterDisposeScope();
         var bank = grad ? null : ExpertBank.For(experts);                      // inference: fused gate+up GEMM
-        if (bank is not null && ExpertBank.CpuFloat32Rows(x))
+        if (bank is not null && SmallGemm.Enabled && ExpertBank.CpuFloat32Rows(x))   // C# row copies and adds (TokenRows.cs)
             return InferenceOnBank(x, plan, ws, bank).MoveToOuterDisposeScope();
         // Elsewhere (autograd on other devices or dtypes, custom linears): training takes one gather [N·K, D] cut by one
         // split (one index_add in its backward); inference a [c, D] gather per expert, small enough for the allocator to
