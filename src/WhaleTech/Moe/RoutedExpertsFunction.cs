@@ -17,8 +17,8 @@
 // index_add_), a [P, D] gather whose backward is a cat of 64 slices and a zero-filled index_add, and separate gate
 // and up products forward and backward. Here each expert is 6 GEMMs (2 forward, 4 backward — gate and up fused) and
 // two passes over [c, F] in C#; the GEMMs stay libtorch's. The results equal the autograd path to float32 rounding
-// (tests: outputs and every gradient against the token loop), not bit for bit (the fused gate+up GEMM rounds alike
-// but is one product; the C# exp differs from libtorch's in the last bits).
+// (tests: outputs and every gradient against the token loop), not bit for bit: gate and up are one GEMM, whose
+// blocking may sum in another order than two, and the C# exp differs from libtorch's in the last bits.
 //
 // Applies where Dispatch.Sorted trains on CPU float32 with plain bias-free linear experts (a stacked ExpertBank; a
 // custom LinearFactory such as FP8 simulation keeps the autograd path, whose forward it owns) and SmallGemm's switch
