@@ -119,11 +119,6 @@ internal static unsafe class RoutedDecodeKernel
         if (!SmallGemm.CpuFloat32Inference(gu) || !SmallGemm.CpuFloat32Inference(rowWeight) || width % 16 != 0
             || gu.dim() != 2 || gu.shape[1] != 2 * width || !gu.is_contiguous() || rowWeight.numel() != gu.shape[0] || !rowWeight.is_contiguous())
             return null;
-        long c = gu.shape[0];
-        var h = torch.empty([c, width], dtype: ScalarType.Float32);
-        float* pgu = SmallGemm.Data(gu), pw = SmallGemm.Data(rowWeight), ph = SmallGemm.Data(h);
-        for (long i = 0; i < c; i++) SwiGluRows.Forward(pgu + i * 2 * width, ph + i * width, (int)width, pw[i]);
-        GC.KeepAlive(gu); GC.KeepAlive(rowWeight);
-        return h;
+        return ExpertChain.WeightedHidden(gu, rowWeight, width);                        // [c, F], rowWeight read as [c]
     }
 }

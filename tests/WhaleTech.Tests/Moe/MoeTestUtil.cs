@@ -18,6 +18,10 @@ static class MoeTestUtil
         InitializerRange = 0.2,
     };
 
+    /// <summary>max |a − b|, computed in float64 (so float32 and float64 tensors compare alike).</summary>
+    public static double MaxAbsDiff(Tensor a, Tensor b)
+        => (a.to_type(ScalarType.Float64) - b.to_type(ScalarType.Float64)).abs().max().item<double>();
+
     public static DeepSeekMoE Layer(ModelConfig? config = null, long seed = 1)
     {
         Backend.Initialize();

@@ -16,8 +16,6 @@ public class RoutedExpertsFunctionTests
     // ulp, so 1e-5 leaves two orders of magnitude of room.
     const double Tol = 1e-5;
 
-    static double MaxDiff(Tensor a, Tensor b) => (a.to_type(ScalarType.Float64) - b.to_type(ScalarType.Float64)).abs().max().item<double>();
-
     /// <summary>Dispatch.Sorted's plan: the pairs sorted by expert (stable, tokens ascending), their tokens, the counts.</summary>
     static (Tensor Order, Tensor Token, long[] Counts) Plan(Tensor indices, int experts)
     {
@@ -65,13 +63,13 @@ public class RoutedExpertsFunctionTests
         var r = torch.randn(13, 32);
         var (yRef, dxRef, dwRef, dpRef) = Run(layer, x, r, node: false);
         var (y, dx, dw, dp) = Run(layer, x, r, node: true);
-        Assert.True(MaxDiff(y, yRef) <= Tol, $"output differs by {MaxDiff(y, yRef)}");
-        Assert.True(MaxDiff(dx, dxRef) <= Tol, $"∂x differs by {MaxDiff(dx, dxRef)}");
-        Assert.True(MaxDiff(dw, dwRef) <= Tol, $"∂(combine weights) differs by {MaxDiff(dw, dwRef)}");
+        Assert.True(MaxAbsDiff(y, yRef) <= Tol, $"output differs by {MaxAbsDiff(y, yRef)}");
+        Assert.True(MaxAbsDiff(dx, dxRef) <= Tol, $"∂x differs by {MaxAbsDiff(dx, dxRef)}");
+        Assert.True(MaxAbsDiff(dw, dwRef) <= Tol, $"∂(combine weights) differs by {MaxAbsDiff(dw, dwRef)}");
         foreach (var (name, g) in dpRef)
         {
             if (g is null) { Assert.Null(dp[name]); continue; }          // an idle expert gets no gradient on either path
-            Assert.True(MaxDiff(dp[name]!, g) <= Tol, $"grad of {name} differs by {MaxDiff(dp[name]!, g)}");
+            Assert.True(MaxAbsDiff(dp[name]!, g) <= Tol, $"grad of {name} differs by {MaxAbsDiff(dp[name]!, g)}");
         }
         if (skewed) Assert.Contains(dpRef.Values, g => g is null);
     }
@@ -94,7 +92,7 @@ public class RoutedExpertsFunctionTests
         var once = experts[(int)indices[0, 0].item<long>()].down_proj.get_parameter("weight")!.grad!.clone();
         Step();                                                               // a second micro-batch adds to .grad
         var twice = experts[(int)indices[0, 0].item<long>()].down_proj.get_parameter("weight")!.grad!;
-        Assert.True(MaxDiff(twice, once * 2) <= Tol, $"accumulated grad differs from twice one by {MaxDiff(twice, once * 2)}");
+        Assert.True(MaxAbsDiff(twice, once * 2) <= Tol, $"accumulated grad differs from twice one by {MaxAbsDiff(twice, once * 2)}");
 
         layer.zero_grad();
         foreach (var p in layer.experts.parameters()) p.requires_grad_(false);   // frozen experts, trainable input
@@ -145,7 +143,7 @@ public class RoutedExpertsFunctionTests
         var dw = torch.empty(6);
         var (dgu, hAgain) = ExpertChain.SwiGluBackward(gu, w, dh, dw, F);   // SwiGluRows.Backward per row
         // Each value is a product of a few float32 roundings of O(1..100) numbers: relative 1e-5 of the largest.
-        double Rel(Tensor a, Tensor b) => MaxDiff(a.to_type(ScalarType.Float64), b) / b.abs().max().item<double>();
+        double Rel(Tensor a, Tensor b) => MaxAbsDiff(a.to_type(ScalarType.Float64), b) / b.abs().max().item<double>();
         Assert.True(Rel(h, h64.detach()) <= Tol, $"forward differs by {Rel(h, h64.detach())}");
         Assert.True(hAgain.eq(h).all().item<bool>(), "the backward's recomputed hidden is not the forward's bits");
         Assert.True(Rel(dgu.narrow(1, 0, F), g64.grad!) <= Tol, $"∂g differs by {Rel(dgu.narrow(1, 0, F), g64.grad!)}");
