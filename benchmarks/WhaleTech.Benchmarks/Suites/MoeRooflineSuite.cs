@@ -5,8 +5,8 @@
 //   bytes  = 4 · (all weights + x + y)               (× 3 for forward+backward: weights, grads, activations)
 // gemm_fraction = achieved FLOP/s ÷ GEMM rate ("fraction of the GEMM rate"); a dense SwiGLU of equal
 // active FLOPs is the same-shape reference, and the layer's own products alone (GEMMs only, libtorch mm) show how
-// much of the gap is the GEMMs' shapes and how much everything around them. Variants are interleaved per round;
-// median, p10/p90, page faults.
+// much of the gap is the GEMMs' shapes and how much everything around them. The backward is seeded with a fixed
+// dense gradient, as inside a model. Variants are interleaved per round; median, p10/p90, page faults.
 using TorchSharp;
 using WhaleTech.Lab.Bench;
 using WhaleTech.Core;
@@ -44,6 +44,7 @@ public sealed class MoeRooflineSuite : ISuite
         using var dense = new Expert(d, (k + ns) * f, Linears.Standard(cfg.InitializerRange), "bench.dense");
         dense.to(device);
         using var x = torch.randn(n, d, device: device);
+        using var dy = torch.randn(n, d, device: device);   // [N, D] the gradient from the layer above
         long paramCount = layer.parameters().Sum(p => p.numel());
         double flopsFwd = n * (6.0 * d * f * (k + ns) + 2.0 * d * e);
         double bytesFwd = 4.0 * (paramCount + 2 * n * d);
@@ -51,8 +52,8 @@ public sealed class MoeRooflineSuite : ISuite
         foreach (bool backward in new[] { false, true })
         {
             var names = paths.Select(p => p.ToString()).Append("dense SwiGLU (equal active FLOPs)").Append("GEMMs only (the layer's products)").ToArray();
-            var bodies = paths.Select(p => (Action)(() => { layer.DispatchPath = p; Step(layer, x, backward); }))
-                              .Append(() => Step(dense, x, backward)).Append(GemmsOnly(layer, x, backward))
+            var bodies = paths.Select(p => (Action)(() => { layer.DispatchPath = p; Step(layer, x, dy, backward); }))
+                              .Append(() => Step(dense, x, dy, backward)).Append(GemmsOnly(layer, x, backward))
                               .Append(probe.Copy).Append(probe.Gemm).ToArray();
             var samples = Interleave.Run(device, bodies, warmup: 1, rounds: rounds);
             var limits = probe.From(samples[^2], samples[^1]);   // measured in the same rounds as the rows
@@ -112,11 +113,14 @@ public sealed class MoeRooflineSuite : ISuite
         };
     }
 
-    static void Step(nn.Module<Tensor, Tensor> m, Tensor x, bool backward)
+    /// <summary>One forward, or forward+backward seeded with <paramref name="dy"/>: a dense [N, D] gradient, as a layer
+    /// in a model gets from the layer above (a sum()'s gradient would arrive as a stride-0 expansion that every
+    /// path first copies into a dense tensor).</summary>
+    static void Step(nn.Module<Tensor, Tensor> m, Tensor x, Tensor dy, bool backward)
     {
         if (!backward) { using var _ = torch.no_grad(); m.forward(x); return; }
         var xg = x.detach().requires_grad_(true);
-        m.forward(xg).sum().backward();
+        m.forward(xg).backward([dy]);
         m.zero_grad();
     }
 }
