@@ -77,7 +77,7 @@ public sealed class DeepSeekMoE : nn.Module<Tensor, Tensor>
         using var routing = gate.Route(flat);                                     // indices/weights [N, K]
         RecordCounts(routing.Indices);
         var y = Dispatch.Run(DispatchPath, flat, routing.Indices, routing.Weights, experts.ToList()); // [N, D]
-        if (shared_experts is not null)                                            // training on a CPU: one autograd node (SharedExpertFunction.cs)
+        if (shared_experts is not null)                                            // on a CPU: one autograd node in training, the chain in inference (SharedExpertFunction.cs)
             y = y + (SharedExpertFunction.Apply(flat, shared_experts) ?? shared_experts.forward(flat));   // [N, D]
         LastAuxLoss?.Dispose();
         // Kept outside dispose scopes (a decoder block's scope would free it); TakeAuxLoss hands it back to the caller's.

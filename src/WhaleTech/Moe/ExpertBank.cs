@@ -92,13 +92,13 @@ internal sealed class ExpertBank : IDisposable
     /// GEMM, the combine weights <paramref name="rowWeight"/> [c, 1] scaling the F-wide hidden (Expert.forward(x, g)).</summary>
     public Tensor Forward(int e, Tensor x, Tensor rowWeight)
     {
-        using var gu = Core.SmallGemm.LinearOrTorch(x, _gateUpRows[e]);               // [c, 2F]
+        using var gu = Core.PackedGemm.LinearOrTorch(x, _gateUpRows[e]);              // [c, 2F]
         if (RoutedDecodeKernel.GatedHidden(gu, rowWeight, Width) is { } fused)           // one pass on an AVX-512 CPU
-            using (fused) return Core.SmallGemm.LinearOrTorch(fused, _downRows[e]);      // [c, D]
+            using (fused) return Core.PackedGemm.LinearOrTorch(fused, _downRows[e]);     // [c, D]
         using var gate = gu.narrow(1, 0, Width);
         using var up = gu.narrow(1, Width, Width);
         using var h = nn.functional.silu(gate).mul_(up).mul_(rowWeight);               // [c, F]
-        return Core.SmallGemm.LinearOrTorch(h, _downRows[e]);                         // [c, D]
+        return Core.PackedGemm.LinearOrTorch(h, _downRows[e]);                        // [c, D]
     }
 
     /// <summary>The `weight` of a plain bias-free linear (nn.Linear or SmallBatchLinear), or null for anything else.</summary>

@@ -14,8 +14,9 @@
 //              ∂W_d = dOᵀ · H_w                      [D, F]
 //              ∂W_gu = [∂G | ∂U]ᵀ · X                [2F, D]  one GEMM for both weights
 //              ∂X = [∂G | ∂U] · W_gu                 [c, D]   one GEMM
-// Six GEMMs (libtorch's) and two passes over [c, F] in C#; the same chain through autograd is ~10 graph nodes with
-// separate gate and up products and ~5 elementwise passes. Results equal autograd to float32 rounding (tests).
+// Six GEMMs (Core/PackedGemm's AVX-512 kernel where it applies, else libtorch's) and two passes over [c, F] in C#; the
+// same chain through autograd is ~10 graph nodes with separate gate and up products and ~5 elementwise passes. Results
+// equal autograd to float32 rounding (tests).
 // Shapes: c rows, D hidden, F width.
 using TorchSharp;
 using static TorchSharp.torch;
@@ -29,22 +30,25 @@ internal static unsafe class ExpertChain
     public static Tensor Forward(Tensor xe, Tensor gateUp, Tensor down, Tensor? w, Tensor gu)
     {
         using var scope = torch.NewDisposeScope();
-        gu.addmm_(xe, gateUp.t(), beta: 0);                                   // [c, 2F]
+        if (Core.PackedGemm.Mm(xe, gateUp.t(), into: gu) is null) gu.addmm_(xe, gateUp.t(), beta: 0);   // [c, 2F]
         var hw = WeightedHidden(gu, w, down.shape[1]);                        // [c, F]
-        return hw.mm(down.t()).MoveToOuterDisposeScope();                    // [c, D]
+        return Mm(hw, down.t()).MoveToOuterDisposeScope();                   // [c, D]
     }
 
     /// <summary>(∂X [c, D], ∂W_gu [2F, D], ∂W_d [D, F]) from dO [c, D]; ∂w [c] written into <paramref name="dw"/> when given.</summary>
     public static (Tensor Dx, Tensor DGateUp, Tensor DDown) Backward(Tensor dO, Tensor xe, Tensor gu, Tensor? w, Tensor gateUp, Tensor down, Tensor? dw)
     {
         using var scope = torch.NewDisposeScope();
-        var dhw = dO.mm(down);                                                // [c, F]
+        var dhw = Mm(dO, down);                                               // [c, F]
         var (dgu, hw) = SwiGluBackward(gu, w, dhw, dw, down.shape[1]);        // [c, 2F], [c, F]
-        var dDown = dO.t().mm(hw);                                            // [D, F]
-        var dGateUp = dgu.t().mm(xe);                                         // [2F, D]
-        var dx = dgu.mm(gateUp);                                              // [c, D]
+        var dDown = Mm(dO.t(), hw);                                           // [D, F]
+        var dGateUp = Mm(dgu.t(), xe);                                        // [2F, D]
+        var dx = Mm(dgu, gateUp);                                             // [c, D]
         return (dx.MoveToOuterDisposeScope(), dGateUp.MoveToOuterDisposeScope(), dDown.MoveToOuterDisposeScope());
     }
+
+    /// <summary>a · b through Core/PackedGemm (AVX-512) where it applies, else libtorch's mm.</summary>
+    static Tensor Mm(Tensor a, Tensor b) => Core.PackedGemm.Mm(a, b) ?? a.mm(b);
 
     /// <summary>w ⊙ silu(G) ⊙ U [c, F] from [G | U] [c, 2F] and w [c] (null: 1).</summary>
     internal static Tensor WeightedHidden(Tensor gu, Tensor? w, long f)

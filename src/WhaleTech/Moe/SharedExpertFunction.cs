@@ -9,8 +9,10 @@
 // Results equal autograd to float32 rounding (tests), not bit for bit.
 //
 // Applies in training (autograd on) on CPU float32 with plain bias-free linears and SmallGemm's switch on
-// (WHALETECH_SMALL_GEMM=0 turns every CPU kernel off); else null and DeepSeekMoE runs the module. Inference keeps the
-// module (its linears pick SmallGemm's kernels at decode sizes). Double backward is not supported.
+// (WHALETECH_SMALL_GEMM=0 turns every CPU kernel off); else null and DeepSeekMoE runs the module. Inference over more
+// than SmallGemm.MaxRows rows runs the same chain's forward without a node (Core/PackedGemm's GEMMs instead of the
+// module's libtorch linears); at decode sizes the module's linears pick SmallGemm's kernels. Double backward is not
+// supported.
 // Shapes: N tokens, D hidden, F' = Ns·F the shared width.
 using TorchSharp;
 using static TorchSharp.torch;
@@ -25,12 +27,31 @@ internal sealed class SharedExpertFunction : torch.autograd.SingleTensorFunction
     public static long Calls => Interlocked.Read(ref _calls);
     static long _calls;
 
-    /// <summary><paramref name="shared"/>(x) [N, D] as one autograd node, or null where it does not apply.</summary>
+    /// <summary><paramref name="shared"/>(x) [N, D]: one autograd node in training, the chain's forward in inference over
+    /// more than SmallGemm.MaxRows rows; null where neither applies (the caller runs the module).</summary>
     public static Tensor? Apply(Tensor x, Expert shared)
-        => Core.SmallGemm.Enabled && torch.is_grad_enabled() ? ApplyKernel(x, shared) : null;
+    {
+        if (!Core.SmallGemm.Enabled) return null;
+        if (torch.is_grad_enabled()) return ApplyKernel(x, shared);
+        return x.dim() == 2 && x.shape[0] > Core.SmallGemm.MaxRows ? InferKernel(x, shared) : null;
+    }
 
-    /// <summary><see cref="Apply"/> without the hardware and autograd switches (tests run it on any CPU).</summary>
+    /// <summary><see cref="Apply"/>'s training node without the hardware and autograd switches (tests run it on any CPU).</summary>
     internal static Tensor? ApplyKernel(Tensor x, Expert shared)
+        => Weights(x, shared) is var (gate, up, down) ? apply(x, gate, up, down) : null;
+
+    /// <summary>The inference forward (no node): x, gate, up and down need no gradient.</summary>
+    internal static Tensor? InferKernel(Tensor x, Expert shared)
+    {
+        if (Weights(x, shared) is not var (gate, up, down)) return null;
+        using var scope = torch.NewDisposeScope();
+        using var gateUp = torch.cat([gate, up], 0);                          // [2F', D]
+        using var gu = torch.empty([x.shape[0], 2 * gate.shape[0]], dtype: ScalarType.Float32);   // [N, 2F']
+        return ExpertChain.Forward(x.contiguous(), gateUp, down, null, gu).MoveToOuterDisposeScope();   // [N, D]
+    }
+
+    /// <summary>The shared expert's gate, up and down weights where the chain applies to x, else null.</summary>
+    static (Tensor Gate, Tensor Up, Tensor Down)? Weights(Tensor x, Expert shared)
     {
         if (x.device_type != DeviceType.CPU || x.dtype != ScalarType.Float32 || x.dim() != 2 || x.shape[1] != shared.Hidden
             || shared.Width > int.MaxValue)
@@ -40,7 +61,7 @@ internal sealed class SharedExpertFunction : torch.autograd.SingleTensorFunction
             return null;
         foreach (var w in new[] { gate, up, down })
             if (w.device_type != DeviceType.CPU || w.dtype != ScalarType.Float32) return null;
-        return apply(x, gate, up, down);
+        return (gate, up, down);
     }
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
