@@ -9,7 +9,8 @@
 //
 // Blocking (Goto & van de Geijn 2008, "Anatomy of high-performance matrix multiplication"):
 //   for each KC-deep slice of k:   pack B[k-slice, :] into NR-wide column strips   Bp [N/NR][KC][NR]   (L2)
-//     for each MC-high block of rows:  pack A[rows, k-slice] into MR-high panels   Ap [MC/MR][KC][MR]  (L2)
+//     for each MC-high block of rows:  pack A[rows, k-slice] into MR-high panels   Ap [MC/MR][KC][MR]  (L2),
+//                                      or, for a row-major A, read its rows in place
 //       for each strip, for each panel:  the MR × NR micro-kernel: 16 accumulators in registers over the slice,
 //                                       added to C (the first slice starts from zero unless accumulating)
 // MR = 8 rows × NR = 32 columns (two 16-lane vectors): per k two loads of B, eight broadcasts of A, 16 FMAs.
@@ -98,25 +99,31 @@ public static unsafe class PackedGemm
         }
     }
 
-    /// <summary>Rows [i0, i0 + mc) of c for one k-slice: pack A's block, then every strip × panel tile.</summary>
+    /// <summary>Rows [i0, i0 + mc) of c for one k-slice: every strip × panel tile. A row-major A is read in place; any
+    /// other A (a transposed view) is packed into panels first. Edge tiles run on a zero-padded panel into a scratch tile.</summary>
     static void Block(float* a, long sa0, long sa1, float* bp, float* c, long ldc, int i0, int mc, int N, int kc, bool add)
     {
         float* ap = Pinned(ref _packA, (long)MC * KC);
         float* tile = stackalloc float[MR * NR];
-        PackA(a + i0 * sa0, sa0, sa1, ap, mc, kc);
-        int strips = (N + NR - 1) / NR;
+        bool direct = sa1 == 1;
+        if (!direct) PackA(a + i0 * sa0, sa0, sa1, ap, mc, kc);
+        int strips = (N + NR - 1) / NR, panels = (mc + MR - 1) / MR;
+        if (direct && mc % MR != 0) PackA(a + (i0 + (panels - 1) * MR) * sa0, sa0, sa1, ap + (long)(panels - 1) * kc * MR, mc % MR, kc);
         for (int s = 0; s < strips; s++)
         {
             int j = s * NR, nr = Math.Min(NR, N - j);
             float* bStrip = bp + (long)s * kc * NR;
-            for (int p = 0; p * MR < mc; p++)
+            for (int p = 0; p < panels; p++)
             {
                 int mr = Math.Min(MR, mc - p * MR);
                 float* cTile = c + (i0 + p * MR) * ldc + j;
-                if (mr == MR && nr == NR) { Micro(ap + (long)p * kc * MR, bStrip, kc, cTile, ldc, add); continue; }
-                for (int r = 0; r < mr; r++)                           // an edge: through a full scratch tile
+                bool inPlace = direct && mr == MR;
+                float* panel = inPlace ? a + (i0 + p * MR) * sa0 : ap + (long)p * kc * MR;
+                long rs = inPlace ? sa0 : 1, ks = inPlace ? 1 : MR;
+                if (mr == MR && nr == NR) { Micro(panel, rs, ks, bStrip, kc, cTile, ldc, add); continue; }
+                for (int r = 0; r < mr; r++)
                     for (int q = 0; q < NR; q++) tile[r * NR + q] = add && q < nr ? cTile[r * ldc + q] : 0f;
-                Micro(ap + (long)p * kc * MR, bStrip, kc, tile, NR, add);
+                Micro(panel, rs, ks, bStrip, kc, tile, NR, add);
                 for (int r = 0; r < mr; r++)
                     for (int q = 0; q < nr; q++) cTile[r * ldc + q] = tile[r * NR + q];
             }
@@ -167,9 +174,11 @@ public static unsafe class PackedGemm
         }
     }
 
-    /// <summary>c[0..MR, 0..NR) (row stride ldc) = (add: c +) Σ_k ap[k][r] · bp[k][q], one FMA chain per element.</summary>
+    /// <summary>c[0..MR, 0..NR) (row stride ldc) = (add: c +) Σ_k a[r·rs + k·ks] · bp[k][q], one FMA chain per element. A
+    /// is a packed panel (rs = 1, ks = MR) or, for a row-major A, its rows in place (rs = lda, ks = 1): eight rows
+    /// read along k are eight sequential streams, and packing them would cost more than it saves at these sizes.</summary>
     [MethodImpl(Hot)]
-    static void Micro(float* ap, float* bp, int kc, float* c, long ldc, bool add)
+    static void Micro(float* a, long rs, long ks, float* bp, int kc, float* c, long ldc, bool add)
     {
         Vector512<float> a0, a1, a2, a3, a4, a5, a6, a7, c0, c1, c2, c3, c4, c5, c6, c7;
         if (add)
@@ -184,17 +193,19 @@ public static unsafe class PackedGemm
             a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = Vector512<float>.Zero;
             c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = Vector512<float>.Zero;
         }
-        for (int k = 0; k < kc; k++, ap += MR, bp += NR)
+        float* r0 = a, r1 = a + rs, r2 = a + 2 * rs, r3 = a + 3 * rs, r4 = a + 4 * rs, r5 = a + 5 * rs, r6 = a + 6 * rs, r7 = a + 7 * rs;
+        long off = 0;
+        for (int k = 0; k < kc; k++, off += ks, bp += NR)
         {
             var lo = Vector512.Load(bp); var hi = Vector512.Load(bp + 16);
-            var s = Vector512.Create(ap[0]); a0 = Vector512.FusedMultiplyAdd(s, lo, a0); c0 = Vector512.FusedMultiplyAdd(s, hi, c0);
-            s = Vector512.Create(ap[1]); a1 = Vector512.FusedMultiplyAdd(s, lo, a1); c1 = Vector512.FusedMultiplyAdd(s, hi, c1);
-            s = Vector512.Create(ap[2]); a2 = Vector512.FusedMultiplyAdd(s, lo, a2); c2 = Vector512.FusedMultiplyAdd(s, hi, c2);
-            s = Vector512.Create(ap[3]); a3 = Vector512.FusedMultiplyAdd(s, lo, a3); c3 = Vector512.FusedMultiplyAdd(s, hi, c3);
-            s = Vector512.Create(ap[4]); a4 = Vector512.FusedMultiplyAdd(s, lo, a4); c4 = Vector512.FusedMultiplyAdd(s, hi, c4);
-            s = Vector512.Create(ap[5]); a5 = Vector512.FusedMultiplyAdd(s, lo, a5); c5 = Vector512.FusedMultiplyAdd(s, hi, c5);
-            s = Vector512.Create(ap[6]); a6 = Vector512.FusedMultiplyAdd(s, lo, a6); c6 = Vector512.FusedMultiplyAdd(s, hi, c6);
-            s = Vector512.Create(ap[7]); a7 = Vector512.FusedMultiplyAdd(s, lo, a7); c7 = Vector512.FusedMultiplyAdd(s, hi, c7);
+            var s = Vector512.Create(r0[off]); a0 = Vector512.FusedMultiplyAdd(s, lo, a0); c0 = Vector512.FusedMultiplyAdd(s, hi, c0);
+            s = Vector512.Create(r1[off]); a1 = Vector512.FusedMultiplyAdd(s, lo, a1); c1 = Vector512.FusedMultiplyAdd(s, hi, c1);
+            s = Vector512.Create(r2[off]); a2 = Vector512.FusedMultiplyAdd(s, lo, a2); c2 = Vector512.FusedMultiplyAdd(s, hi, c2);
+            s = Vector512.Create(r3[off]); a3 = Vector512.FusedMultiplyAdd(s, lo, a3); c3 = Vector512.FusedMultiplyAdd(s, hi, c3);
+            s = Vector512.Create(r4[off]); a4 = Vector512.FusedMultiplyAdd(s, lo, a4); c4 = Vector512.FusedMultiplyAdd(s, hi, c4);
+            s = Vector512.Create(r5[off]); a5 = Vector512.FusedMultiplyAdd(s, lo, a5); c5 = Vector512.FusedMultiplyAdd(s, hi, c5);
+            s = Vector512.Create(r6[off]); a6 = Vector512.FusedMultiplyAdd(s, lo, a6); c6 = Vector512.FusedMultiplyAdd(s, hi, c6);
+            s = Vector512.Create(r7[off]); a7 = Vector512.FusedMultiplyAdd(s, lo, a7); c7 = Vector512.FusedMultiplyAdd(s, hi, c7);
         }
         a0.Store(c); c0.Store(c + 16); a1.Store(c + ldc); c1.Store(c + ldc + 16);
         a2.Store(c + 2 * ldc); c2.Store(c + 2 * ldc + 16); a3.Store(c + 3 * ldc); c3.Store(c + 3 * ldc + 16);
