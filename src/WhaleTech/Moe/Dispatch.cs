@@ -199,20 +199,20 @@ public static class Dispatch
         Tensor wDown;                                                         // [E, D, F]
         if (bank is not null)
         {
-            var gu = buffer.bmm(bank.GateUp.transpose(1, 2));                 // [E, C, 2F]: gate and up in one bmm
+            var gu = Bmm(buffer, bank.GateUp.transpose(1, 2));                // [E, C, 2F]: gate and up in one bmm
             h = nn.functional.silu(gu.narrow(2, 0, bank.Width)).mul_(gu.narrow(2, bank.Width, bank.Width));
             wDown = bank.Down;
         }
         else
         {
             var (wGate, wUp, down) = StackedWeights(experts);                 // [E, F, D], [E, F, D], [E, D, F]
-            h = nn.functional.silu(buffer.bmm(wGate.transpose(1, 2))) * buffer.bmm(wUp.transpose(1, 2));
+            h = nn.functional.silu(Bmm(buffer, wGate.transpose(1, 2))) * Bmm(buffer, wUp.transpose(1, 2));
             wDown = down;
         }
         var slotWeight = torch.zeros(numExperts * capacity, dtype: x.dtype, device: x.device)
             .index_copy_(0, row, SortedWeights(weights, plan, x.dtype).squeeze(-1)).view(numExperts, capacity, 1); // [E, C, 1], 0 on padding
         var weighted = ScaleRows(h, slotWeight);                              // [E, C, F]: g · h, as Sorted does
-        var out_ = weighted.bmm(wDown.transpose(1, 2)).view(numExperts * capacity, d); // [E·C, D], weighted
+        var out_ = Bmm(weighted, wDown.transpose(1, 2)).view(numExperts * capacity, d); // [E·C, D], weighted
         var y = torch.zeros(n + 1, d, dtype: x.dtype, device: x.device);                                  // row N collects the padding
         y.index_add_(0, slotToken, out_, 1);                                  // same order per token as the sorted pairs
         return y.narrow(0, 0, n);                                             // [N, D]
@@ -228,24 +228,30 @@ public static class Dispatch
         Tensor h, wDown;                                                                         // [N·K, F], [E, D, F]
         if (!torch.is_grad_enabled() && ExpertBank.For(experts) is { } bank)
         {
-            var gu = GroupedMatmul.Apply(xs, bank.GateUp.transpose(1, 2), offs);                 // [N·K, 2F]: gate and up at once
+            var gu = Grouped(xs, bank.GateUp.transpose(1, 2), offs, plan);                       // [N·K, 2F]: gate and up at once
             h = nn.functional.silu(gu.narrow(1, 0, bank.Width)).mul_(gu.narrow(1, bank.Width, bank.Width));
             wDown = bank.Down;
         }
         else
         {
             var (wGate, wUp, down) = StackedWeights(experts);                                   // [E, F, D], [E, F, D], [E, D, F]
-            h = nn.functional.silu(GroupedMatmul.Apply(xs, wGate.transpose(1, 2), offs))
-              * GroupedMatmul.Apply(xs, wUp.transpose(1, 2), offs);
+            h = nn.functional.silu(Grouped(xs, wGate.transpose(1, 2), offs, plan))
+              * Grouped(xs, wUp.transpose(1, 2), offs, plan);
             wDown = down;
         }
         var ws = SortedWeights(weights, plan, x.dtype);                                          // [N·K, 1]
         var weighted = ScaleRows(h, ws);                                                         // [N·K, F]: g · h, as Sorted does
-        var ys = GroupedMatmul.Apply(weighted, wDown.transpose(1, 2), offs);                     // [N·K, D], weighted
+        var ys = Grouped(weighted, wDown.transpose(1, 2), offs, plan);                           // [N·K, D], weighted
         var y = torch.zeros_like(x);                                                             // [N, D]
         y.index_add_(0, plan.Token, ys, 1);
         return y.MoveToOuterDisposeScope();
     }
+
+    /// <summary>a [E, C, K] bmm b [E, K, N]: through GroupedGemmFunction (Core/PackedGemm) on a CPU with AVX-512, else libtorch's bmm.</summary>
+    static Tensor Bmm(Tensor a, Tensor b) => GroupedGemmFunction.Bmm(a, b) ?? a.bmm(b);
+
+    /// <summary>The grouped product of the sorted rows: GroupedGemmFunction on a CPU with AVX-512, else torch._grouped_mm.</summary>
+    static Tensor Grouped(Tensor a, Tensor b, Tensor offs, Plan plan) => GroupedGemmFunction.Apply(a, b, plan.Counts) ?? GroupedMatmul.Apply(a, b, offs);
 
     /// <summary>y [N, D] = Σ over sorted pairs of weight · ys, added back at each pair's token (weighted index_add).</summary>
     static Tensor Combine(Tensor x, Tensor ys, Plan plan, Tensor weights)
