@@ -1,8 +1,11 @@
 // The machine's limits, measured in the same run as the rows they judge:
 //   copy bandwidth  dst.copy_(src) of 256 MiB fp32, bytes read + bytes written per second (a streaming roof);
-//   GEMM rate       fp32 torch.mm of 2048 × 2048 × 2048 (libtorch's BLAS at the configured thread count).
+//   GEMM rate       fp32 torch.mm of 2048 × 2048 × 2048 (libtorch's BLAS at the configured thread count);
+//   packed GEMM     the same product through Core/PackedGemm (WhaleTech's AVX-512 kernel; libtorch's BLAS runs AVX2
+//                   kernels on the reference AMD EPYC, about half of what its 512-bit FMAs give), on the CPU only.
 // A row's roofline time is max(bytes moved ÷ copy bandwidth, FLOPs ÷ GEMM rate); its fraction of the roofline is
-// roofline time ÷ measured time (1 = at the machine's limit). Page faults are minor faults (minflt, field 10 of
+// roofline time ÷ measured time (1 = at the limit). Rows report it against libtorch's GEMM rate (the reference the
+// targets were set with) and, as best_*, against the faster of the two GEMMs. Page faults are minor faults (minflt, field 10 of
 // /proc/self/stat) counted around each timed call: a first touch of a fresh 4 KiB page costs a fault and the kernel's zeroing of the page.
 //
 // LimitProbe makes the copy and the GEMM two more bodies of an interleaved run, so the limits a row is judged
@@ -19,8 +22,14 @@ using static TorchSharp.torch;
 namespace WhaleTech.Benchmarks;
 
 /// <summary>The machine's copy bandwidth (GB/s, read + write) and fp32 GEMM rate (GFLOP/s), measured now.</summary>
-public sealed record MachineLimits(double CopyGBps, double GemmGflops)
+public sealed record MachineLimits(double CopyGBps, double GemmGflops, double PackedGemmGflops = 0)
 {
+    /// <summary>The faster of libtorch's GEMM and WhaleTech's packed GEMM (GFLOP/s).</summary>
+    public double BestGemmGflops => Math.Max(GemmGflops, PackedGemmGflops);
+
+    /// <summary>These limits with the best GEMM as the GEMM rate (for the best_* columns).</summary>
+    public MachineLimits WithBestGemm => this with { GemmGflops = BestGemmGflops };
+
     public static MachineLimits Measure(Device device, bool quick)
     {
         Backend.Initialize();
@@ -82,10 +91,21 @@ public sealed class LimitProbe : IDisposable
 
     public Action Copy => () => _dst.copy_(_src);
     public Action Gemm => () => { using var r = _a.mm(_b); };
+    /// <summary>The GEMM through Core/PackedGemm (libtorch's where the kernel does not apply, e.g. on CUDA).</summary>
+    public Action PackedGemm => () => { using var r = WhaleTech.Core.PackedGemm.Mm(_a, _b) ?? _a.mm(_b); };
+
+    /// <summary>The probe's three bodies, to append to an interleaved run's (then <see cref="From(InterleavedSamples[])"/>).</summary>
+    public Action[] Bodies => [Copy, Gemm, PackedGemm];
 
     /// <summary>The limits from the probe's samples (medians).</summary>
     public MachineLimits From(InterleavedSamples copy, InterleavedSamples gemm)
-        => new(2.0 * _bytes / (copy.Timing.MedianMs / 1000) / 1e9, 2.0 * _n * _n * _n / (gemm.Timing.MedianMs / 1000) / 1e9);
+        => new(2.0 * _bytes / (copy.Timing.MedianMs / 1000) / 1e9, Gflops(gemm));
+
+    /// <summary>The limits from the samples of <see cref="Bodies"/>, the last three of <paramref name="samples"/>.</summary>
+    public MachineLimits From(InterleavedSamples[] samples)
+        => From(samples[^3], samples[^2]) with { PackedGemmGflops = Gflops(samples[^1]) };
+
+    double Gflops(InterleavedSamples gemm) => 2.0 * _n * _n * _n / (gemm.Timing.MedianMs / 1000) / 1e9;
 
     public void Dispose() { _src.Dispose(); _dst.Dispose(); _a.Dispose(); _b.Dispose(); }
 }

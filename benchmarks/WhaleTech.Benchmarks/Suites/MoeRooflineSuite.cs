@@ -5,7 +5,9 @@
 //   bytes  = 4 · (all weights + x + y)               (× 3 for forward+backward: weights, grads, activations)
 // gemm_fraction = achieved FLOP/s ÷ GEMM rate ("fraction of the GEMM rate"); a dense SwiGLU of equal
 // active FLOPs is the same-shape reference, and the layer's own products alone (GEMMs only, libtorch mm) show how
-// much of the gap is the GEMMs' shapes and how much everything around them. The backward is seeded with a fixed
+// much of the gap is the GEMMs' shapes and how much everything around them (through libtorch's mm, and through
+// Core/PackedGemm as the CPU training nodes run them). best_gemm_fraction divides by the faster of libtorch's and
+// PackedGemm's 2048³ rate measured in the same rounds. The backward is seeded with a fixed
 // dense gradient, as inside a model. Variants are interleaved per round; median, p10/p90, page faults.
 using TorchSharp;
 using WhaleTech.Lab.Bench;
@@ -51,13 +53,14 @@ public sealed class MoeRooflineSuite : ISuite
         var paths = new[] { MoeDispatch.Sorted, MoeDispatch.GroupedMm, MoeDispatch.PaddedBmm, MoeDispatch.ExpertLoop };
         foreach (bool backward in new[] { false, true })
         {
-            var names = paths.Select(p => p.ToString()).Append("dense SwiGLU (equal active FLOPs)").Append("GEMMs only (the layer's products)").ToArray();
+            var names = paths.Select(p => p.ToString()).Append("dense SwiGLU (equal active FLOPs)").Append("GEMMs only (the layer's products)")
+                             .Append("GEMMs only, PackedGemm").ToArray();
             var bodies = paths.Select(p => (Action)(() => { layer.DispatchPath = p; Step(layer, x, dy, backward); }))
-                              .Append(() => Step(dense, x, dy, backward)).Append(GemmsOnly(layer, x, backward))
-                              .Append(probe.Copy).Append(probe.Gemm).ToArray();
+                              .Append(() => Step(dense, x, dy, backward)).Append(GemmsOnly(layer, x, backward, packed: false))
+                              .Append(GemmsOnly(layer, x, backward, packed: true)).Concat(probe.Bodies).ToArray();
             var samples = Interleave.Run(device, bodies, warmup: 1, rounds: rounds);
-            var limits = probe.From(samples[^2], samples[^1]);   // measured in the same rounds as the rows
-            Console.WriteLine($"  {(backward ? "fwd+bwd" : "fwd")} rounds: copy {limits.CopyGBps:F1} GB/s, GEMM {limits.GemmGflops:F1} GFLOP/s");
+            var limits = probe.From(samples);   // measured in the same rounds as the rows
+            Console.WriteLine($"  {(backward ? "fwd+bwd" : "fwd")} rounds: copy {limits.CopyGBps:F1} GB/s, GEMM {limits.GemmGflops:F1} GFLOP/s (libtorch), {limits.PackedGemmGflops:F1} (PackedGemm)");
             double flops = flopsFwd * (backward ? 3 : 1), bytes = bytesFwd * (backward ? 3 : 1);
             double roof = limits.RooflineMs(bytes, flops);
             double best = samples.Take(paths.Length).Min(s => s.Timing.MedianMs);
@@ -68,23 +71,26 @@ public sealed class MoeRooflineSuite : ISuite
                 double gflops = flops / (t.MedianMs / 1000) / 1e9;
                 result.AddRow($"{names[v]}").With("pass", pass).With("tokens", n)
                       .With("copy_gbps", Math.Round(limits.CopyGBps, 2)).With("gemm_gflops", Math.Round(limits.GemmGflops, 1))
+                      .With("packed_gemm_gflops", Math.Round(limits.PackedGemmGflops, 1))
                       .Add("median_ms", t.MedianMs, "ms").Add("p10_ms", t.P10Ms, "ms").Add("p90_ms", t.P90Ms, "ms")
                       .Add("gflops", gflops, "GFLOP/s").Add("gemm_fraction", gflops / limits.GemmGflops, "")
+                      .Add("best_gemm_fraction", gflops / limits.BestGemmGflops, "")
                       .Add("roofline_fraction", roof / t.MedianMs, "").Add("vs_best_dispatch", t.MedianMs / best, "×")
                       .Add("tokens_per_s", n / (t.MedianMs / 1000), "tokens/s").Add("page_faults", samples[v].MedianFaults, "");
-                Console.WriteLine($"  {names[v]} {pass}: {t.MedianMs:F1} ms (p10 {t.P10Ms:F1}, p90 {t.P90Ms:F1}), {gflops:F1} GFLOP/s = {gflops / limits.GemmGflops:P0} of GEMM, {t.MedianMs / best:F2}× best, {samples[v].MedianFaults:F0} faults");
+                Console.WriteLine($"  {names[v]} {pass}: {t.MedianMs:F1} ms (p10 {t.P10Ms:F1}, p90 {t.P90Ms:F1}), {gflops:F1} GFLOP/s = {gflops / limits.GemmGflops:P0} of libtorch's GEMM, {gflops / limits.BestGemmGflops:P0} of the best, {t.MedianMs / best:F2}× best, {samples[v].MedianFaults:F0} faults");
             }
         }
         layer.TakeStepCounts();
         return result;
     }
 
-    /// <summary>The layer's matrix products alone, through libtorch's mm as the training path runs them, on inputs of
+    /// <summary>The layer's matrix products alone, through libtorch's mm (or <paramref name="packed"/>: Core/PackedGemm, as the
+    /// CPU float32 training nodes run them), on inputs of
     /// their shapes made once: the router, per routed expert (its token count from routing x) gate, up and down, the
     /// shared expert; with <paramref name="backward"/> also each product's two gradient GEMMs (input and weight), so the
     /// FLOPs equal the layer's. What Sorted would reach if gathering, scattering, the SwiGLU's elementwise ops and
     /// autograd cost nothing.</summary>
-    static Action GemmsOnly(DeepSeekMoE layer, Tensor x, bool backward)
+    static Action GemmsOnly(DeepSeekMoE layer, Tensor x, bool backward, bool packed)
     {
         long n = x.shape[0], d = x.shape[1];
         long[] counts;
@@ -99,16 +105,17 @@ public sealed class MoeRooflineSuite : ISuite
             foreach (var m in new[] { sh.gate_proj, sh.up_proj, sh.down_proj }) weights.Add((Weight(m), n));
         var inputs = weights.Select(w => torch.randn(w.Rows, w.W.shape[1], device: x.device)).ToArray();   // [rows, in]
         var grads = weights.Select(w => torch.randn(w.Rows, w.W.shape[0], device: x.device)).ToArray();    // [rows, out]
+        Func<Tensor, Tensor, Tensor> mm = packed ? (a, b) => PackedGemm.Mm(a, b) ?? a.mm(b) : (a, b) => a.mm(b);
         return () =>
         {
             using var noGrad = torch.no_grad();
             for (int i = 0; i < weights.Count; i++)
             {
                 using var scope = torch.NewDisposeScope();
-                inputs[i].mm(weights[i].W.t());                               // forward      [rows, out]
+                mm(inputs[i], weights[i].W.t());                              // forward      [rows, out]
                 if (!backward) continue;
-                grads[i].mm(weights[i].W);                                    // grad input   [rows, in]
-                grads[i].t().mm(inputs[i]);                                   // grad weight  [out, in]
+                mm(grads[i], weights[i].W);                                   // grad input   [rows, in]
+                mm(grads[i].t(), inputs[i]);                                  // grad weight  [out, in]
             }
         };
     }

@@ -2,10 +2,11 @@
 //
 //   C[M, N] = A[M, K] · B[K, N]        (or C += A · B),   A and B of any strides (transposed views included)
 //
-// Why: libtorch's CPU BLAS runs its AVX2 kernels on this AMD EPYC (Zen 5): a 1024³ product reaches ≈ 100 GFLOP/s
-// on one thread, about half of the ≈ 237 GFLOP/s that 512-bit FMAs give in a register-only loop on the same core
-// (measured side by side in the benchmarks' limit probe). The experts' products are mid-sized (≈ 384 × 256 × 512 at
-// 4,096 tokens, top-6 of 64), where it reaches ≈ 90 % of its own 1024³ rate.
+// Why: libtorch's CPU BLAS runs its AVX2 kernels on the reference AMD EPYC (Zen 5): a 2048³ product reaches ≈ 90–100
+// GFLOP/s on one thread, about half of what 512-bit FMAs give in a register-only loop on the same core (≈ 237 GFLOP/s
+// in a tmp experiment). This kernel runs the same product at ≈ 180–200 GFLOP/s (the benchmarks' limit probe measures
+// both in the same rounds: benchmarks/results/cpu-amd-epyc-1t-quiet/packed-gemm/), and the MoE experts' mid-sized
+// products (≈ 384 × 256 × 512 at 4,096 tokens, top-6 of 64) at about the same rate.
 //
 // Blocking (Goto & van de Geijn 2008, "Anatomy of high-performance matrix multiplication"):
 //   for each KC-deep slice of k:   pack B[k-slice, :] into NR-wide column strips   Bp [N/NR][KC][NR]   (L2)
