@@ -64,7 +64,7 @@ public static unsafe class PackedGemm
         if (a.dim() != 2 || b.dim() != 2 || a.shape[1] != b.shape[0]) return null;
         if (!SmallGemm.CpuFloat32Inference(a) || !SmallGemm.CpuFloat32Inference(b)) return null;
         long M = a.shape[0], K = a.shape[1], N = b.shape[1];
-        if (M > int.MaxValue || N > int.MaxValue || K > int.MaxValue) return null;
+        if (M > int.MaxValue || K > int.MaxValue || (N + NR - 1) / NR * NR * KC > int.MaxValue) return null;   // B's pack is one array
         if (into is not null && (!SmallGemm.CpuFloat32Inference(into) || into.dim() != 2 || into.shape[0] != M || into.shape[1] != N
                                  || into.stride(1) != 1 || into.stride(0) < N)) return null;
         var c = into ?? torch.empty([M, N], dtype: ScalarType.Float32);
