@@ -1,4 +1,4 @@
-// A cache-blocked fp32 GEMM on AVX-512 for the CPU training kernels (the MoE experts' products):
+// A cache-blocked fp32 GEMM on AVX-512 for the CPU kernels of the MoE experts (training, and inference above 16 rows):
 //
 //   C[M, N] = A[M, K] · B[K, N]        (or C += A · B),   A and B of any strides (transposed views included)
 //
