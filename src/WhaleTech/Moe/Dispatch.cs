@@ -27,6 +27,10 @@
 //   GroupedMm   like Sorted, but the three expert GEMMs each run as ONE grouped GEMM over the sorted rows
 //               (torch._grouped_mm via TorchScript, GroupedMatmul.cs): no padding, no per-expert launches.
 //               Stacks the experts' `weight`s like PaddedBmm (same caveat for custom linears).
+// PaddedBmm and GroupedMm run over consecutive groups of experts whose buffers stay below ChunkBytes (8 MiB): one
+// [N·K, D] buffer at 4,096 tokens (50 MB) sits above glibc's 32 MiB mmap ceiling and landed on fresh pages every
+// call (25k–80k page faults, ≈ 1.4 µs each); in groups they are reused from the heap. Same products, same order
+// per token (benchmarks/results/cpu-amd-epyc-1t-quiet/moe-chunked/).
 //
 // Stacked weights without re-stacking (ExpertBank): under no_grad (inference) the experts' weights are stored
 // stacked — gate and up as one [E, 2F, D] tensor, down as [E, D, F] — and every expert's own `weight` Parameter
@@ -181,77 +185,124 @@ public static class Dispatch
 
     static Tensor Padded(Tensor x, Plan plan, Tensor weights, IReadOnlyList<Expert> experts, ExpertBank? bank)
     {
-        int numExperts = experts.Count;
         long n = x.shape[0], d = x.shape[1];
-        long capacity = Math.Max(1, plan.Counts.Max());                        // C: nothing is dropped
-        // Slot of each sorted pair inside the padded buffer: e·C + (its position among expert e's tokens), from the
-        // host counts (one small copy to the device instead of a chain of index arithmetic).
-        var rows = new long[plan.Counts.Sum()];
-        for (int e = 0, i = 0; e < numExperts; e++)
-            for (long j = 0; j < plan.Counts[e]; j++) rows[i++] = e * capacity + j;
-        var row = torch.tensor(rows, device: x.device);                       // [N·K]
-        // Token of every slot; padding slots read (and later write) an extra zero row N, so the buffer is one gather
-        // (no zero-filled [E·C, D] buffer, no [N·K, D] gather in between) and the combine one weighted index_add_.
-        var slotToken = torch.full(numExperts * capacity, n, dtype: ScalarType.Int64, device: x.device).index_copy_(0, row, plan.Token); // [E·C]
+        long width = WeightOf(experts[0].up_proj).shape[0];                   // F
+        var ws = SortedWeights(weights, plan, x.dtype).squeeze(-1);           // [N·K]
+        // Padding slots read (and later write) an extra zero row N, so each buffer is one gather (no zero-filled
+        // [E·C, D] buffer, no [N·K, D] gather in between) and the combine one weighted index_add_.
         var xExt = torch.cat([x, torch.zeros(1, d, dtype: x.dtype, device: x.device)], 0);                 // [N+1, D]
-        var buffer = xExt.index_select(0, slotToken).view(numExperts, capacity, d);                       // [E, C, D]
-        Tensor h;                                                             // [E, C, F]
-        Tensor wDown;                                                         // [E, D, F]
-        if (bank is not null)
-        {
-            var gu = Bmm(buffer, bank.GateUp.transpose(1, 2));                // [E, C, 2F]: gate and up in one bmm
-            h = nn.functional.silu(gu.narrow(2, 0, bank.Width)).mul_(gu.narrow(2, bank.Width, bank.Width));
-            wDown = bank.Down;
-        }
-        else
-        {
-            var (wGate, wUp, down) = StackedWeights(experts);                 // [E, F, D], [E, F, D], [E, D, F]
-            h = nn.functional.silu(Bmm(buffer, wGate.transpose(1, 2))) * Bmm(buffer, wUp.transpose(1, 2));
-            wDown = down;
-        }
-        var slotWeight = torch.zeros(numExperts * capacity, dtype: x.dtype, device: x.device)
-            .index_copy_(0, row, SortedWeights(weights, plan, x.dtype).squeeze(-1)).view(numExperts, capacity, 1); // [E, C, 1], 0 on padding
-        var weighted = ScaleRows(h, slotWeight);                              // [E, C, F]: g · h, as Sorted does
-        var out_ = Bmm(weighted, wDown.transpose(1, 2)).view(numExperts * capacity, d); // [E·C, D], weighted
         var y = torch.zeros(n + 1, d, dtype: x.dtype, device: x.device);                                  // row N collects the padding
-        y.index_add_(0, slotToken, out_, 1);                                  // same order per token as the sorted pairs
+        foreach (var (e0, e1, r0, rows) in Chunks(plan.Counts, rowBytes: 4 * Math.Max(d, 2 * width), padded: true))
+        {
+            using var chunkScope = torch.NewDisposeScope();   // autograd keeps what it saved; the rest goes now
+            int ec = e1 - e0;
+            long capacity = Math.Max(1, plan.Counts[e0..e1].Max());          // C of this group: nothing is dropped
+            // Slot of each sorted pair inside the group's padded buffer: (e − e0)·C + (its position among expert e's
+            // tokens), from the host counts (one small copy to the device instead of a chain of index arithmetic).
+            var slots = new long[rows];
+            for (int e = e0, i = 0; e < e1; e++)
+                for (long j = 0; j < plan.Counts[e]; j++) slots[i++] = (e - e0) * capacity + j;
+            var slot = torch.tensor(slots, device: x.device);                                               // [R]
+            var slotToken = torch.full(ec * capacity, n, dtype: ScalarType.Int64, device: x.device)
+                .index_copy_(0, slot, plan.Token.narrow(0, r0, rows));                                      // [E_c·C]
+            var buffer = xExt.index_select(0, slotToken).view(ec, capacity, d);                            // [E_c, C, D]
+            Tensor h, wDown;                                                  // [E_c, C, F], [E_c, D, F]
+            if (bank is not null)
+            {
+                var gu = Bmm(buffer, bank.GateUp.narrow(0, e0, ec).transpose(1, 2));   // [E_c, C, 2F]: gate and up in one bmm
+                h = nn.functional.silu(gu.narrow(2, 0, bank.Width)).mul_(gu.narrow(2, bank.Width, bank.Width));
+                wDown = bank.Down.narrow(0, e0, ec);
+            }
+            else
+            {
+                var (wGate, wUp, down) = StackedWeights(experts.Skip(e0).Take(ec).ToList());   // [E_c, F, D] ×2, [E_c, D, F]
+                h = nn.functional.silu(Bmm(buffer, wGate.transpose(1, 2))) * Bmm(buffer, wUp.transpose(1, 2));
+                wDown = down;
+            }
+            var slotWeight = torch.zeros(ec * capacity, dtype: x.dtype, device: x.device)
+                .index_copy_(0, slot, ws.narrow(0, r0, rows)).view(ec, capacity, 1);   // [E_c, C, 1], 0 on padding
+            var weighted = ScaleRows(h, slotWeight);                          // [E_c, C, F]: g · h, as Sorted does
+            var out_ = Bmm(weighted, wDown.transpose(1, 2)).view(ec * capacity, d);   // [E_c·C, D], weighted
+            y.index_add_(0, slotToken, out_, 1);                              // same order per token as the sorted pairs
+        }
         return y.narrow(0, 0, n);                                             // [N, D]
     }
 
-    /// <summary>Fast path: rows sorted by expert, each of the three expert GEMMs as one grouped GEMM (torch._grouped_mm).</summary>
+    /// <summary>Fast path: rows sorted by expert, each of the three expert GEMMs as one grouped GEMM (torch._grouped_mm),
+    /// over consecutive groups of experts whose buffers stay below <see cref="ChunkBytes"/>.</summary>
     public static Tensor GroupedMm(Tensor x, Tensor indices, Tensor weights, IReadOnlyList<Expert> experts)
     {
         using var scope = torch.NewDisposeScope();
         var plan = Plan.Make(indices, experts.Count);
-        var offs = GroupedMatmul.Offsets(plan.Counts, x.device);                                 // [E] int32 end rows
-        var xs = x.index_select(0, plan.Token);                                                  // [N·K, D] grouped by expert
-        Tensor h, wDown;                                                                         // [N·K, F], [E, D, F]
-        if (!torch.is_grad_enabled() && ExpertBank.For(experts) is { } bank)
-        {
-            var gu = Grouped(xs, bank.GateUp.transpose(1, 2), offs, plan);                       // [N·K, 2F]: gate and up at once
-            h = nn.functional.silu(gu.narrow(1, 0, bank.Width)).mul_(gu.narrow(1, bank.Width, bank.Width));
-            wDown = bank.Down;
-        }
-        else
-        {
-            var (wGate, wUp, down) = StackedWeights(experts);                                   // [E, F, D], [E, F, D], [E, D, F]
-            h = nn.functional.silu(Grouped(xs, wGate.transpose(1, 2), offs, plan))
-              * Grouped(xs, wUp.transpose(1, 2), offs, plan);
-            wDown = down;
-        }
+        var bank = torch.is_grad_enabled() ? null : ExpertBank.For(experts);
         var ws = SortedWeights(weights, plan, x.dtype);                                          // [N·K, 1]
-        var weighted = ScaleRows(h, ws);                                                         // [N·K, F]: g · h, as Sorted does
-        var ys = Grouped(weighted, wDown.transpose(1, 2), offs, plan);                           // [N·K, D], weighted
+        long d = x.shape[1];
+        long width = WeightOf(experts[0].up_proj).shape[0];                                   // F
         var y = torch.zeros_like(x);                                                             // [N, D]
-        y.index_add_(0, plan.Token, ys, 1);
+        foreach (var (e0, e1, r0, rows) in Chunks(plan.Counts, rowBytes: 4 * Math.Max(d, 2 * width)))
+        {
+            using var chunkScope = torch.NewDisposeScope();   // autograd keeps what it saved; the rest goes now
+            var counts = plan.Counts[e0..e1];
+            var offs = GroupedMatmul.Offsets(counts, x.device);                                  // [E_c] int32 end rows
+            var token = plan.Token.narrow(0, r0, rows);                                          // [R]
+            var xs = x.index_select(0, token);                                                   // [R, D] grouped by expert
+            Tensor h, wDown;                                                                     // [R, F], [E_c, D, F]
+            if (bank is not null)
+            {
+                var gu = Grouped(xs, bank.GateUp.narrow(0, e0, e1 - e0).transpose(1, 2), offs, counts); // [R, 2F]
+                h = nn.functional.silu(gu.narrow(1, 0, bank.Width)).mul_(gu.narrow(1, bank.Width, bank.Width));
+                wDown = bank.Down.narrow(0, e0, e1 - e0);
+            }
+            else
+            {
+                var (wGate, wUp, down) = StackedWeights(experts.Skip(e0).Take(e1 - e0).ToList()); // [E_c, F, D] ×2, [E_c, D, F]
+                h = nn.functional.silu(Grouped(xs, wGate.transpose(1, 2), offs, counts))
+                  * Grouped(xs, wUp.transpose(1, 2), offs, counts);
+                wDown = down;
+            }
+            var weighted = ScaleRows(h, ws.narrow(0, r0, rows));                                 // [R, F]: g · h, as Sorted does
+            var ys = Grouped(weighted, wDown.transpose(1, 2), offs, counts);                     // [R, D], weighted
+            y.index_add_(0, token, ys, 1);
+        }
         return y.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Upper bound on one [rows, ·] buffer of PaddedBmm/GroupedMm: experts are taken in consecutive groups
+    /// whose buffers stay below it (an expert larger than it forms a group of its own). glibc hands a request above
+    /// 32 MiB a fresh mmap every time (HostAllocator notes in docs/moe.md): ≈ 1.4 µs per 4 KiB page on these VMs, tens
+    /// of thousands of page faults per call at 4,096 tokens, where buffers below it are reused from the heap.</summary>
+    public static long ChunkBytes
+    {
+        get => _chunkBytesOnThisThread ?? _chunkBytes;
+        set => _chunkBytes = value >= 4096 ? value
+            : throw new WhaleArgumentException(nameof(ChunkBytes), value, "must be at least 4096 bytes (the default is 8 MiB)");
+    }
+    static long _chunkBytes = 8L << 20;
+
+    /// <summary>A per-thread <see cref="ChunkBytes"/> (tests force many groups without touching other threads); null: the global one.</summary>
+    [ThreadStatic] internal static long? _chunkBytesOnThisThread;
+
+    /// <summary>Consecutive expert groups [e0, e1) and their sorted rows [r0, r0 + rows), each group's buffer rows ×
+    /// rowBytes at most <see cref="ChunkBytes"/> (or one expert). Buffer rows: the group's rows, or with
+    /// <paramref name="padded"/> its experts × their largest count. Empty experts join the group they fall in.</summary>
+    static IEnumerable<(int E0, int E1, long R0, long Rows)> Chunks(long[] counts, long rowBytes, bool padded = false)
+    {
+        long limit = Math.Max(1, ChunkBytes / Math.Max(1, rowBytes));
+        int e0 = 0; long r0 = 0, rows = 0, largest = 0;
+        for (int e = 0; e < counts.Length; e++)
+        {
+            long size = padded ? (e - e0 + 1) * Math.Max(largest, counts[e]) : rows + counts[e];
+            if (e > e0 && size > limit) { yield return (e0, e, r0, rows); e0 = e; r0 += rows; rows = 0; largest = 0; }
+            rows += counts[e]; largest = Math.Max(largest, counts[e]);
+        }
+        if (rows > 0) yield return (e0, counts.Length, r0, rows);
     }
 
     /// <summary>a [E, C, K] bmm b [E, K, N]: through GroupedGemmFunction (Core/PackedGemm) on a CPU with AVX-512, else libtorch's bmm.</summary>
     static Tensor Bmm(Tensor a, Tensor b) => GroupedGemmFunction.Bmm(a, b) ?? a.bmm(b);
 
     /// <summary>The grouped product of the sorted rows: GroupedGemmFunction on a CPU with AVX-512, else torch._grouped_mm.</summary>
-    static Tensor Grouped(Tensor a, Tensor b, Tensor offs, Plan plan) => GroupedGemmFunction.Apply(a, b, plan.Counts) ?? GroupedMatmul.Apply(a, b, offs);
+    static Tensor Grouped(Tensor a, Tensor b, Tensor offs, long[] counts) => GroupedGemmFunction.Apply(a, b, counts) ?? GroupedMatmul.Apply(a, b, offs);
 
     /// <summary>y [N, D] = Σ over sorted pairs of weight · ys, added back at each pair's token (weighted index_add).</summary>
     static Tensor Combine(Tensor x, Tensor ys, Plan plan, Tensor weights)

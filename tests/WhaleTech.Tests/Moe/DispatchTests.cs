@@ -20,7 +20,20 @@ public class DispatchTests
     [InlineData(MoeDispatch.PaddedBmm, true)]
     [InlineData(MoeDispatch.GroupedMm, false)]
     [InlineData(MoeDispatch.GroupedMm, true)]
-    public void FastPathsEqualTheTokenLoopInOutputsAndGradients(MoeDispatch path, bool skewed)
+    [InlineData(MoeDispatch.PaddedBmm, false, true)]
+    [InlineData(MoeDispatch.PaddedBmm, true, true)]
+    [InlineData(MoeDispatch.GroupedMm, false, true)]
+    [InlineData(MoeDispatch.GroupedMm, true, true)]
+    public void FastPathsEqualTheTokenLoopInOutputsAndGradients(MoeDispatch path, bool skewed, bool manyGroups = false)
+    {
+        // manyGroups: buffers of at most 8 rows (8 × 2F × 4 B = 768 B), so the 8 experts run in several consecutive
+        // groups (Dispatch.ChunkBytes); when skewed, the overloaded expert exceeds the limit and forms a group alone.
+        Dispatch._chunkBytesOnThisThread = manyGroups ? 768 : null;
+        try { CheckAgainstTokenLoop(path, skewed); }
+        finally { Dispatch._chunkBytesOnThisThread = null; }
+    }
+
+    static void CheckAgainstTokenLoop(MoeDispatch path, bool skewed)
     {
         using var layer = Layer(Config(experts: 8, topK: 3, groups: 4, topkGroup: 2));
         if (skewed)   // most experts idle, one overloaded: exercises empty slices and a large capacity
@@ -91,6 +104,28 @@ public class DispatchTests
         var (_, grads) = Run(layer, path, x0, r);
         foreach (var name in gradsRef.Keys)
             Assert.True(MaxDiff(grads.GetValueOrDefault(name) ?? torch.zeros_like(gradsRef[name]), gradsRef[name]) <= Tol, $"grad of {name}");
+    }
+
+    [Theory]
+    [InlineData(MoeDispatch.PaddedBmm)]
+    [InlineData(MoeDispatch.GroupedMm)]
+    public void InferenceInManyExpertGroupsEqualsTheTokenLoop(MoeDispatch path)
+    {
+        using var layer = Layer(Config(experts: 8, topK: 3, groups: 4, topkGroup: 2));
+        torch.manual_seed(7);
+        using var x = torch.randn(21, 16);
+        using var _ = torch.no_grad();
+        layer.DispatchPath = MoeDispatch.TokenLoop;
+        using var yRef = layer.forward(x);
+        layer.DispatchPath = path;
+        Dispatch._chunkBytesOnThisThread = 768;   // ≤ 8 buffer rows per group: several groups over the stacked bank
+        try
+        {
+            using var y = layer.forward(x);
+            Assert.True(MaxDiff(y, yRef) <= Tol, $"no-grad output in groups differs by {MaxDiff(y, yRef)}");
+        }
+        finally { Dispatch._chunkBytesOnThisThread = null; }
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => Dispatch.ChunkBytes = 100);
     }
 
     [Fact]
