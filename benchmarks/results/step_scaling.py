@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Step scaling of an MLA frontier: where does each variant's excess loss go as training gets longer?
 
-    python3 step_scaling.py [--predict STEPS] [--fit-upto STEPS] RUN1/mla-frontier.json RUN2/mla-frontier.json ...
+    python3 step_scaling.py [--predict STEPS] [--fit-upto STEPS] [--svg FILE] RUN1/mla-frontier.json RUN2/mla-frontier.json ...
 
 The files are frontier runs of the same task, models and seeds at different step counts (each run anneals its own
 cosine schedule, so a point is "the excess loss of a full run of S steps", not a point on one long curve). For every
@@ -13,7 +13,9 @@ variant and every seed present at all of that variant's lengths:
   * L_inf (mean ± t over the per-seed fits), the paired L_inf − L_inf(reference), and how far the longest run
     is above its own L_inf;
   * with --predict S: each fit's value at S (a forecast to check against a later run);
-  * with --fit-upto S: fit only the lengths <= S (so a forecast made before a run can be checked after it).
+  * with --fit-upto S: fit only the lengths <= S (so a forecast made before a run can be checked after it);
+  * with --svg FILE: a log-log plot of the seed means per variant (points, with the 95 % intervals as bars) and
+    the fit to them (dashed), written to FILE.
 
 The reference variant is the first one of the first file (the largest cache). Standard library only."""
 import json, math, sys
@@ -63,11 +65,12 @@ def fmt(m_ci, p=4, sign=False):
 
 def main():
     args = sys.argv[1:]
-    predict = fit_upto = None
+    predict = fit_upto = svg = None
     while args and args[0].startswith('--'):
         if len(args) < 2: sys.exit(__doc__)
         if args[0] == '--predict': predict = int(args[1])
         elif args[0] == '--fit-upto': fit_upto = int(args[1])
+        elif args[0] == '--svg': svg = args[1]
         else: sys.exit(__doc__)
         args = args[2:]
     if len(args) < 2: sys.exit(__doc__)
@@ -128,6 +131,57 @@ def main():
         line = f"| {v} | {m[2]:.2f} | {m[3]:.5f} | {fmt(mean_ci(inf))} | {gap} | {fmt(mean_ci(above), sign=True)} at {longest:,} |"
         if predict: line += f" {fmt(mean_ci([value(r['per_seed'][sd], predict) for sd in r['seeds']]))} |"
         print(line)
+    if svg: write_svg(svg, rows, loss, fit_upto)
+
+
+COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f']
+
+
+def write_svg(path, rows, loss, fit_upto):
+    """Log-log plot: x = steps of the full run, y = excess loss; seed means ± 95 % t, and the fit to the means."""
+    W, H, L, R, T, B = 760, 480, 70, 150, 40, 50
+    pts = {v: [(s, mean_ci([loss[(v, sd)][s] for sd in r['seeds']])) for s in r['lengths']] for v, r in rows.items()}
+    xs = [s for p in pts.values() for s, _ in p]
+    ys = [max(m - ci, 1e-4) for p in pts.values() for _, (m, ci) in p] + [m + ci for p in pts.values() for _, (m, ci) in p]
+    x0, x1 = math.log10(min(xs) / 1.3), math.log10(max(xs) * 1.3)
+    y0, y1 = math.log10(min(ys) / 1.2), math.log10(max(ys) * 1.2)
+    X = lambda s: L + (math.log10(s) - x0) / (x1 - x0) * (W - L - R)
+    Y = lambda v: T + (y1 - math.log10(max(v, 10 ** y0))) / (y1 - y0) * (H - T - B)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{W / 2 - R / 2}" y="22" text-anchor="middle" font-size="14">Excess loss of full runs vs their length'
+           + (f' (fit on ≤ {fit_upto:,} steps)' if fit_upto else '') + '</text>',
+           f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="none" stroke="black"/>']
+    for s in sorted(set(xs)):
+        out.append(f'<line x1="{X(s):.1f}" y1="{H - B}" x2="{X(s):.1f}" y2="{H - B + 5}" stroke="black"/>'
+                   f'<text x="{X(s):.1f}" y="{H - B + 18}" text-anchor="middle">{s // 1000}k</text>')
+    for e in range(math.floor(y0), math.ceil(y1) + 1):
+        for m in (1, 2, 5):
+            v = m * 10 ** e
+            if y0 <= math.log10(v) <= y1:
+                out.append(f'<line x1="{L}" y1="{Y(v):.1f}" x2="{W - R}" y2="{Y(v):.1f}" stroke="#ddd"/>'
+                           f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
+    out.append(f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">steps of the run (log)</text>')
+    out.append(f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 16 {(T + H - B) / 2})">'
+               'excess loss, nats/token (log)</text>')
+    for i, (v, p) in enumerate(pts.items()):
+        c = COLORS[i % len(COLORS)]
+        f = rows[v]['on_mean']
+        lo, hi = math.log10(min(xs)), math.log10(max(xs) * 1.25)
+        curve = [10 ** (lo + (hi - lo) * j / 40) for j in range(41)]
+        out.append('<polyline fill="none" stroke-dasharray="4 3" stroke="' + c + '" points="' +
+                   ' '.join(f'{X(s):.1f},{Y(value(f, s)):.1f}' for s in curve) + '"/>')
+        out.append('<polyline fill="none" stroke="' + c + '" points="' + ' '.join(f'{X(s):.1f},{Y(m):.1f}' for s, (m, _) in p) + '"/>')
+        for s, (m, ci) in p:
+            out.append(f'<line x1="{X(s):.1f}" y1="{Y(m - ci):.1f}" x2="{X(s):.1f}" y2="{Y(m + ci):.1f}" stroke="{c}"/>'
+                       f'<circle cx="{X(s):.1f}" cy="{Y(m):.1f}" r="3.5" fill="{c}"/>')
+        out.append(f'<line x1="{W - R + 12}" y1="{T + 12 + 20 * i}" x2="{W - R + 32}" y2="{T + 12 + 20 * i}" stroke="{c}" stroke-width="3"/>'
+                   f'<text x="{W - R + 38}" y="{T + 16 + 20 * i}">{v}</text>')
+    out.append(f'<text x="{W - R + 12}" y="{T + 32 + 20 * len(pts)}" font-size="11">dashed: fit</text></svg>')
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as fh: fh.write('\n'.join(out) + '\n')
+    import os
+    os.replace(tmp, path)
 
 
 main()
