@@ -46,6 +46,8 @@ dotnet tool restore >/dev/null
 kernels=$(jupyter kernelspec list 2>/dev/null || true)
 if ! grep -q '^ *\.net-csharp ' <<<"$kernels"; then
     step "registering the .NET Interactive Jupyter kernels"
+    # dotnet-interactive writes into Jupyter's user data folder but does not create it (a fresh machine has none).
+    mkdir -p "$(jupyter --data-dir)/kernels"
     dotnet dotnet-interactive jupyter install >/dev/null
 fi
 
