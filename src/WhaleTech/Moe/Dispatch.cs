@@ -186,13 +186,12 @@ public static class Dispatch
     static Tensor Padded(Tensor x, Plan plan, Tensor weights, IReadOnlyList<Expert> experts, ExpertBank? bank)
     {
         long n = x.shape[0], d = x.shape[1];
-        long width = WeightOf(experts[0].up_proj).shape[0];                   // F
         var ws = SortedWeights(weights, plan, x.dtype).squeeze(-1);           // [N·K]
         // Padding slots read (and later write) an extra zero row N, so each buffer is one gather (no zero-filled
         // [E·C, D] buffer, no [N·K, D] gather in between) and the combine one weighted index_add_.
         var xExt = torch.cat([x, torch.zeros(1, d, dtype: x.dtype, device: x.device)], 0);                 // [N+1, D]
         var y = torch.zeros(n + 1, d, dtype: x.dtype, device: x.device);                                  // row N collects the padding
-        foreach (var (e0, e1, r0, rows) in Chunks(plan.Counts, rowBytes: 4 * Math.Max(d, 2 * width), padded: true))
+        foreach (var (e0, e1, r0, rows) in Chunks(plan.Counts, BufferRowBytes(x, experts), padded: true))
         {
             using var chunkScope = torch.NewDisposeScope();   // autograd keeps what it saved; the rest goes now
             int ec = e1 - e0;
@@ -206,19 +205,7 @@ public static class Dispatch
             var slotToken = torch.full(ec * capacity, n, dtype: ScalarType.Int64, device: x.device)
                 .index_copy_(0, slot, plan.Token.narrow(0, r0, rows));                                      // [E_c·C]
             var buffer = xExt.index_select(0, slotToken).view(ec, capacity, d);                            // [E_c, C, D]
-            Tensor h, wDown;                                                  // [E_c, C, F], [E_c, D, F]
-            if (bank is not null)
-            {
-                var gu = Bmm(buffer, bank.GateUp.narrow(0, e0, ec).transpose(1, 2));   // [E_c, C, 2F]: gate and up in one bmm
-                h = nn.functional.silu(gu.narrow(2, 0, bank.Width)).mul_(gu.narrow(2, bank.Width, bank.Width));
-                wDown = bank.Down.narrow(0, e0, ec);
-            }
-            else
-            {
-                var (wGate, wUp, down) = StackedWeights(experts.Skip(e0).Take(ec).ToList());   // [E_c, F, D] ×2, [E_c, D, F]
-                h = nn.functional.silu(Bmm(buffer, wGate.transpose(1, 2))) * Bmm(buffer, wUp.transpose(1, 2));
-                wDown = down;
-            }
+            var (h, wDown) = GroupHidden(buffer, Bmm, bank, experts, e0, ec);   // [E_c, C, F], [E_c, D, F]
             var slotWeight = torch.zeros(ec * capacity, dtype: x.dtype, device: x.device)
                 .index_copy_(0, slot, ws.narrow(0, r0, rows)).view(ec, capacity, 1);   // [E_c, C, 1], 0 on padding
             var weighted = ScaleRows(h, slotWeight);                          // [E_c, C, F]: g · h, as Sorted does
@@ -236,30 +223,15 @@ public static class Dispatch
         var plan = Plan.Make(indices, experts.Count);
         var bank = torch.is_grad_enabled() ? null : ExpertBank.For(experts);
         var ws = SortedWeights(weights, plan, x.dtype);                                          // [N·K, 1]
-        long d = x.shape[1];
-        long width = WeightOf(experts[0].up_proj).shape[0];                                   // F
         var y = torch.zeros_like(x);                                                             // [N, D]
-        foreach (var (e0, e1, r0, rows) in Chunks(plan.Counts, rowBytes: 4 * Math.Max(d, 2 * width)))
+        foreach (var (e0, e1, r0, rows) in Chunks(plan.Counts, BufferRowBytes(x, experts)))
         {
             using var chunkScope = torch.NewDisposeScope();   // autograd keeps what it saved; the rest goes now
             var counts = plan.Counts[e0..e1];
             var offs = GroupedMatmul.Offsets(counts, x.device);                                  // [E_c] int32 end rows
             var token = plan.Token.narrow(0, r0, rows);                                          // [R]
             var xs = x.index_select(0, token);                                                   // [R, D] grouped by expert
-            Tensor h, wDown;                                                                     // [R, F], [E_c, D, F]
-            if (bank is not null)
-            {
-                var gu = Grouped(xs, bank.GateUp.narrow(0, e0, e1 - e0).transpose(1, 2), offs, counts); // [R, 2F]
-                h = nn.functional.silu(gu.narrow(1, 0, bank.Width)).mul_(gu.narrow(1, bank.Width, bank.Width));
-                wDown = bank.Down.narrow(0, e0, e1 - e0);
-            }
-            else
-            {
-                var (wGate, wUp, down) = StackedWeights(experts.Skip(e0).Take(e1 - e0).ToList()); // [E_c, F, D] ×2, [E_c, D, F]
-                h = nn.functional.silu(Grouped(xs, wGate.transpose(1, 2), offs, counts))
-                  * Grouped(xs, wUp.transpose(1, 2), offs, counts);
-                wDown = down;
-            }
+            var (h, wDown) = GroupHidden(xs, (a, b) => Grouped(a, b, offs, counts), bank, experts, e0, e1 - e0); // [R, F], [E_c, D, F]
             var weighted = ScaleRows(h, ws.narrow(0, r0, rows));                                 // [R, F]: g · h, as Sorted does
             var ys = Grouped(weighted, wDown.transpose(1, 2), offs, counts);                     // [R, D], weighted
             y.index_add_(0, token, ys, 1);
@@ -267,10 +239,31 @@ public static class Dispatch
         return y.MoveToOuterDisposeScope();
     }
 
+    /// <summary>The SwiGLU hidden g·(silu(input·W_gateᵀ) ⊙ input·W_upᵀ) of experts [e0, e0 + count) and their stacked
+    /// down weights, through <paramref name="product"/> (PaddedBmm's bmm or GroupedMm's grouped GEMM): over the stacked
+    /// bank without autograd (gate and up in one product), else over weights stacked for this group.</summary>
+    static (Tensor Hidden, Tensor Down) GroupHidden(Tensor input, Func<Tensor, Tensor, Tensor> product, ExpertBank? bank,
+                                                    IReadOnlyList<Expert> experts, int e0, int count)
+    {
+        if (bank is not null)
+        {
+            var gu = product(input, bank.GateUp.narrow(0, e0, count).transpose(1, 2));          // [..., 2F]: gate and up at once
+            return (nn.functional.silu(gu.narrow(-1, 0, bank.Width)).mul_(gu.narrow(-1, bank.Width, bank.Width)),
+                    bank.Down.narrow(0, e0, count));                                            // [..., F], [count, D, F]
+        }
+        var (wGate, wUp, down) = StackedWeights(experts.Skip(e0).Take(count).ToList());        // [count, F, D] ×2, [count, D, F]
+        return (nn.functional.silu(product(input, wGate.transpose(1, 2))) * product(input, wUp.transpose(1, 2)), down);
+    }
+
+    /// <summary>Bytes of one row of the widest group buffer, [·, D] or [·, 2F] in fp32: what ChunkBytes bounds.</summary>
+    static long BufferRowBytes(Tensor x, IReadOnlyList<Expert> experts)
+        => 4 * Math.Max(x.shape[1], 2 * WeightOf(experts[0].up_proj).shape[0]);
+
     /// <summary>Upper bound on one [rows, ·] buffer of PaddedBmm/GroupedMm: experts are taken in consecutive groups
     /// whose buffers stay below it (an expert larger than it forms a group of its own). glibc hands a request above
-    /// 32 MiB a fresh mmap every time (HostAllocator notes in docs/moe.md): ≈ 1.4 µs per 4 KiB page on these VMs, tens
-    /// of thousands of page faults per call at 4,096 tokens, where buffers below it are reused from the heap.</summary>
+    /// 32 MiB a fresh mmap every time (docs/moe.md, benchmarks/README.md "Page faults and glibc malloc"): ≈ 1.4 µs per
+    /// 4 KiB page on these VMs, tens of thousands of page faults per call at 4,096 tokens, where buffers below it are
+    /// reused from the heap.</summary>
     public static long ChunkBytes
     {
         get => _chunkBytesOnThisThread ?? _chunkBytes;
