@@ -129,6 +129,7 @@ public static class MlaCommand
         var device = Cli.DeviceOption();
         var variants = new Option<string[]>("--variants") { Description = "Variants: mha, gqaN, mqa, mla-<kv_lora_rank>-<rope_dims> (default: mha gqa2 mqa mla-8-4 mla-12-4 mla-28-4 mla-24-8).", AllowMultipleArgumentsPerToken = true };
         var seeds = new Option<int>("--seeds") { Description = "Seeds per variant.", DefaultValueFactory = _ => 3 };
+        var firstSeed = new Option<int>("--first-seed") { Description = "First seed (trains seeds first-seed … first-seed + seeds − 1): split one experiment's seeds over processes or sessions, then pool them with --from.", DefaultValueFactory = _ => 0 };
         var steps = new Option<int?>("--steps") { Description = "Training steps per model (default 2000; --quick 150)." };
         var evalEvery = new Option<int?>("--eval-every") { Description = "Steps between eval points of the convergence curve (default 100; --quick 50)." };
         var quick = new Option<bool>("--quick") { Description = "Tiny smoke run: 2 variants, 150 steps, 128 eval sequences (finishes in a minute; not converged)." };
@@ -143,7 +144,7 @@ public static class MlaCommand
         var lr = new Option<double?>("--lr") { Description = "Peak AdamW learning rate (default 3e-3)." };
         var from = new Option<string[]>("--from") { Description = "Re-render earlier mla-frontier.json files into --out (no training); several files (same task) are merged and the verdict recomputed.", AllowMultipleArgumentsPerToken = true };
         var cmd = new Command("frontier", "Train MHA/GQA/MQA/MLA variants (matched parameters) on MQAR or a synthetic language to convergence; excess loss over Bayes vs KV bytes per token with 95% CIs.")
-            { device, variants, seeds, steps, evalEvery, quick, outDir, folder.CheckpointEvery, folder.Resume, pairs, symbols, task, topics, length, hidden, lr, from };
+            { device, variants, seeds, firstSeed, steps, evalEvery, quick, outDir, folder.CheckpointEvery, folder.Resume, pairs, symbols, task, topics, length, hidden, lr, from };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -162,7 +163,7 @@ public static class MlaCommand
             var o = new MlaFrontierOptions();
             if (q) o = o with { Variants = ["mqa", "mla-12-4"], Loop = o.Loop with { Steps = 150 }, EvalEvery = 50, EvalSequences = 128 };
             if (parse.GetValue(variants) is { Length: > 0 } v) o = o with { Variants = v };
-            o = o with { Seeds = parse.GetValue(seeds), Loop = o.Loop with { Steps = parse.GetValue(steps) ?? o.Loop.Steps }, EvalEvery = parse.GetValue(evalEvery) ?? o.EvalEvery };
+            o = o with { Seeds = parse.GetValue(seeds), FirstSeed = parse.GetValue(firstSeed), Loop = o.Loop with { Steps = parse.GetValue(steps) ?? o.Loop.Steps }, EvalEvery = parse.GetValue(evalEvery) ?? o.EvalEvery };
             if (parse.GetValue(pairs) is int np) o = o with { Pairs = np, Queries = np };
             if (parse.GetValue(symbols) is int ns) o = o with { Keys = ns, Values = ns };
             o = o with { TaskKind = parse.GetValue(task)! };

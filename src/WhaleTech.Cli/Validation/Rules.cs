@@ -70,6 +70,7 @@ public static class Rules
                     throw new WhaleArgumentException(n, x, "must be mha, mqa, gqaN or mla-<kv_lora_rank>-<rope_dims> (e.g. mla-8-4)");
         }),
         ["mla frontier --eval-every"] = Int(1, Million),
+        ["mla frontier --first-seed"] = Int(0, Million),
         ["mla frontier --out"] = OutDir,
         ["mla frontier --pairs"] = Int(1, 64),
         ["mla frontier --symbols"] = Int(2, 256),

@@ -51,6 +51,10 @@ public sealed record MlaFrontierOptions
 {
     public string[] Variants { get; init; } = ["mha", "gqa2", "mqa", "mla-8-4", "mla-12-4", "mla-28-4", "mla-24-8"];
     public int Seeds { get; init; } = 3;
+    /// <summary>The first seed: this experiment trains seeds FirstSeed … FirstSeed + Seeds − 1. A seed fixes the model's
+    /// initialization, the data stream and the eval set, whichever process trains it, so an experiment's seeds can be
+    /// split over processes (or sessions) and pooled with <see cref="MlaFrontier.Merge"/>.</summary>
+    public int FirstSeed { get; init; }
     /// <summary>Steps, batch, peak learning rate (warm-up + cosine to lr/10), weight decay and clipping.</summary>
     public TrainingLoop Loop { get; init; } = new() { Steps = 2000, BatchSize = 32, LearningRate = 3e-3 };
     public int Pairs { get; init; } = 4;
@@ -78,7 +82,7 @@ public sealed record MlaFrontierOptions
     {
         if (Variants.Length == 0) throw new WhaleArgumentException("variants", "", "must name at least one variant");
         foreach (var v in Variants) FrontierVariant.Parse(v);
-        Guard.Positive("seeds", Seeds); Loop.Validate();
+        Guard.Positive("seeds", Seeds); Guard.InRange("first seed", FirstSeed, 0, 1_000_000); Loop.Validate();
         Guard.Positive("pairs", Pairs); Guard.InRange("queries", Queries, 1, Pairs); Guard.InRange("keys", Keys, Pairs, 10_000);
         Guard.Positive("values", Values); Model.Validate(); Guard.Divides("heads", Model.Heads, "hidden", Model.Hidden);
         Guard.Positive("eval every", EvalEvery); Guard.Positive("eval sequences", EvalSequences);
@@ -243,7 +247,7 @@ public static class MlaFrontier
         Backend.Initialize();
         runs?.Begin("mla-frontier", o);
         var results = new List<FrontierRun>();
-        foreach (var (v, seed) in o.Variants.Select(FrontierVariant.Parse).SelectMany(v => Enumerable.Range(0, o.Seeds).Select(s => (v, s))))
+        foreach (var (v, seed) in o.Variants.Select(FrontierVariant.Parse).SelectMany(v => Enumerable.Range(o.FirstSeed, o.Seeds).Select(s => (v, s))))
         {
             if (runs?.StopRequested == true) break;
             using var run = runs?.Open($"{v.Name} seed {seed}");
@@ -341,7 +345,7 @@ public static class MlaFrontier
                 var (bayesLoss, bayesAccuracy) = data.Bayes(ids, targets, mask);
                 bayes = $" On seed 0's eval set the Bayes predictor's NLL is {bayesLoss:F4} nats/token and its top-1 accuracy {bayesAccuracy:P2} (the accuracy column's ceiling).";
             }
-        sb.AppendLine($"Task: {data.Describe()}; model D {o.Model.Hidden}, {o.Model.Layers} layers, {o.Model.Heads} heads of {o.HeadDim}; {o.Loop.Steps} steps × batch {o.Loop.BatchSize}, AdamW lr {o.Loop.LearningRate} warm-up + cosine; {o.Seeds} seeds; eval {o.EvalSequences} sequences.{bayes}").AppendLine();
+        sb.AppendLine($"Task: {data.Describe()}; model D {o.Model.Hidden}, {o.Model.Layers} layers, {o.Model.Heads} heads of {o.HeadDim}; {o.Loop.Steps} steps × batch {o.Loop.BatchSize}, AdamW lr {o.Loop.LearningRate} warm-up + cosine; {o.Seeds} seeds{(o.FirstSeed == 0 ? "" : $" from seed {o.FirstSeed}")}; eval {o.EvalSequences} sequences.{bayes}").AppendLine();
         string refName = r.Points.FirstOrDefault(p => p.PairedReference != "")?.PairedReference ?? "reference";
         sb.AppendLine($"| variant | params | KV B/token (bf16) | excess loss (mean ± 95 % CI) | paired Δ vs {refName} (95 % CI) | accuracy (mean ± 95 % CI) | converged | frontier | steps to ≤ {o.SpeedThreshold} nats (runs that got there) |");
         sb.AppendLine("|---|---:|---:|---|---|---|---|---|---|");
@@ -379,17 +383,26 @@ public static class MlaFrontier
         return plt.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
     }
 
-    /// <summary>Merges results of the same task and budget (e.g. variants run in parallel processes): the runs are pooled,
-    /// the points, frontier and verdict recomputed. Different tasks or step counts are an error.</summary>
+    /// <summary>Merges results of the same task and budget (variants, or seeds of one variant, run in parallel processes
+    /// or sessions): the runs are pooled, the points, frontier and verdict recomputed. Different tasks or step counts,
+    /// or the same (variant, seed) twice, are an error.</summary>
     public static MlaFrontierResult Merge(IReadOnlyList<MlaFrontierResult> parts)
     {
         var first = parts[0].Options;
         foreach (var p in parts.Skip(1))
-            if (p.Options with { Variants = first.Variants } != first)
-                throw new WhaleArgumentException("--from", string.Join(" ", p.Options.Variants), "must come from runs with the same task, model, seeds and steps");
+            if (p.Options with { Variants = first.Variants, Seeds = first.Seeds, FirstSeed = first.FirstSeed } != first)
+                throw new WhaleArgumentException("--from", string.Join(" ", p.Options.Variants), "must come from runs with the same task, model and steps");
         var runs = parts.SelectMany(p => p.Runs).ToList();
+        if (runs.GroupBy(r => (r.Variant, r.Seed)).FirstOrDefault(g => g.Count() > 1) is { } twice)
+            throw new WhaleArgumentException("--from", $"{twice.Key.Variant} seed {twice.Key.Seed}", "must name each (variant, seed) run once");
         var points = Summarize(runs, first.SpeedThreshold);
-        return new MlaFrontierResult(first with { Variants = parts.SelectMany(p => p.Options.Variants).Distinct().ToArray() }, runs, points, Verdict(points)) { Partial = parts.Any(p => p.Partial) };
+        var seeds = runs.Count == 0 ? first.Seeds : runs.GroupBy(r => r.Variant).Max(g => g.Count());
+        var merged = first with
+        {
+            Variants = parts.SelectMany(p => p.Options.Variants).Distinct().ToArray(),
+            Seeds = seeds, FirstSeed = runs.Count == 0 ? first.FirstSeed : runs.Min(r => r.Seed),
+        };
+        return new MlaFrontierResult(merged, runs, points, Verdict(points)) { Partial = parts.Any(p => p.Partial) };
     }
 
     /// <summary>Reads a result written by <see cref="Write"/> (to re-render its table and plots).</summary>

@@ -86,6 +86,38 @@ public class MlaFrontierTests
         Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => MlaFrontier.Merge([a, b with { Options = o with { Loop = o.Loop with { Steps = 20 } } }]));
     }
 
+    /// <summary>A seed fixes initialization, data stream and eval set, so seed 1 trained alone (--first-seed 1) is the
+    /// run seed 1 is after seed 0 in the same process: an experiment's seeds can be split over processes.</summary>
+    [Fact]
+    public void ASeedTrainsTheSameRunInAnyProcess()
+    {
+        var d = new MlaFrontierOptions();
+        var o = d with { Variants = ["mqa"], Seeds = 2, Loop = d.Loop with { Steps = 12 }, EvalEvery = 6, EvalSequences = 16, WarmupSteps = 2 };
+        var both = MlaFrontier.Run(o, TorchSharp.torch.CPU);
+        var alone = MlaFrontier.Run(o with { Seeds = 1, FirstSeed = 1 }, TorchSharp.torch.CPU);
+        Assert.Equal([0, 1], both.Runs.Select(r => r.Seed));
+        Assert.Equal(1, alone.Runs.Single().Seed);
+        Assert.Equal(both.Runs[1].Curve, alone.Runs[0].Curve);          // bit-exact, not within a tolerance
+        Assert.NotEqual(both.Runs[0].Curve, both.Runs[1].Curve);
+    }
+
+    [Fact]
+    public void SeedsSplitOverProcessesMergeIntoOneExperiment()
+    {
+        static FrontierRun Run(string v, int seed, double bytes, double loss) =>
+            new(v, seed, 100, (long)(bytes / 2), bytes, loss, 1 - loss, true, [new CurvePoint(10, loss, 1 - loss)]);
+        var d = new MlaFrontierOptions();
+        var o = d with { Variants = ["mha", "mqa"], Seeds = 2, Loop = d.Loop with { Steps = 10 } };
+        var a = new MlaFrontierResult(o, [Run("mha", 0, 256, 0.10), Run("mha", 1, 256, 0.12), Run("mqa", 0, 64, 0.20), Run("mqa", 1, 64, 0.22)], [], "");
+        var b = new MlaFrontierResult(o with { Seeds = 1, FirstSeed = 2 }, [Run("mha", 2, 256, 0.11), Run("mqa", 2, 64, 0.21)], [], "");
+        var m = MlaFrontier.Merge([a, b]);
+        Assert.Equal((3, 0), (m.Options.Seeds, m.Options.FirstSeed));
+        Assert.All(m.Points, p => Assert.Equal(3, p.Seeds));
+        Assert.Equal(0.10, m.Points.Single(p => p.Variant == "mqa").PairedDifference, 12);   // paired over all three seeds
+        var e = Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => MlaFrontier.Merge([a, a]));
+        Assert.Contains("mha seed 0", e.Message);
+    }
+
     [Fact]
     public void CommittedResultsWrittenBeforeTheSharedRecordsStillLoad()
     {
