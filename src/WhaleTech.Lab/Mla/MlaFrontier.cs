@@ -402,7 +402,11 @@ public static class MlaFrontier
             Variants = parts.SelectMany(p => p.Options.Variants).Distinct().ToArray(),
             Seeds = seeds, FirstSeed = runs.Count == 0 ? first.FirstSeed : runs.Min(r => r.Seed),
         };
-        return new MlaFrontierResult(merged, runs, points, Verdict(points)) { Partial = parts.Any(p => p.Partial) };
+        // Partial only while a run some part set out to train is missing from every part: an interrupted process
+        // whose remaining seeds another process trained leaves a complete experiment.
+        var planned = parts.SelectMany(p => p.Options.Variants.SelectMany(v => Enumerable.Range(p.Options.FirstSeed, p.Options.Seeds).Select(s => (v, s))));
+        var present = runs.Select(r => (r.Variant, r.Seed)).ToHashSet();
+        return new MlaFrontierResult(merged, runs, points, Verdict(points)) { Partial = planned.Any(k => !present.Contains(k)) };
     }
 
     /// <summary>Reads a result written by <see cref="Write"/> (to re-render its table and plots).</summary>

@@ -114,6 +114,12 @@ public class MlaFrontierTests
         Assert.Equal((3, 0), (m.Options.Seeds, m.Options.FirstSeed));
         Assert.All(m.Points, p => Assert.Equal(3, p.Seeds));
         Assert.Equal(0.10, m.Points.Single(p => p.Variant == "mqa").PairedDifference, 12);   // paired over all three seeds
+        Assert.False(m.Partial);
+        // A process stopped after seed 0 of three, whose seeds 1 and 2 another process trained: complete once pooled.
+        var stopped = new MlaFrontierResult(o with { Variants = ["mha"], Seeds = 3 }, [Run("mha", 0, 256, 0.10)], [], "") { Partial = true };
+        var rest = new MlaFrontierResult(o with { Variants = ["mha"], Seeds = 2, FirstSeed = 1 }, [Run("mha", 1, 256, 0.12), Run("mha", 2, 256, 0.11)], [], "");
+        Assert.False(MlaFrontier.Merge([stopped, rest]).Partial);
+        Assert.True(MlaFrontier.Merge([stopped, rest with { Runs = rest.Runs.Take(1).ToList() }]).Partial);   // seed 2 still missing
         var e = Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => MlaFrontier.Merge([a, a]));
         Assert.Contains("mha seed 0", e.Message);
     }
