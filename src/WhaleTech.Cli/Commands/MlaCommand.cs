@@ -142,9 +142,10 @@ public static class MlaCommand
         var length = new Option<int?>("--length") { Description = "Sequence length of --task language (default 32)." };
         var hidden = new Option<int?>("--hidden") { Description = "Model width D (default 32; 4 heads)." };
         var lr = new Option<double?>("--lr") { Description = "Peak AdamW learning rate (default 3e-3)." };
-        var from = new Option<string[]>("--from") { Description = "Re-render earlier mla-frontier.json files into --out (no training); several files (same task) are merged and the verdict recomputed.", AllowMultipleArgumentsPerToken = true };
+        var from = new Option<string[]>("--from") { Description = "Re-render earlier mla-frontier.json files into --out (no training); several files (same task) are merged and the verdict recomputed; files of several run lengths also test convergence across the lengths (mla-frontier-convergence.png).", AllowMultipleArgumentsPerToken = true };
+        var convergedGain = new Option<double>("--converged-gain") { Description = "With --from over several run lengths: a variant counts as converged when its last step change gains less than this many nats per doubling of the steps (upper 95 % bound).", DefaultValueFactory = _ => WhaleTech.Lab.Mla.FrontierConvergence.DefaultTolerance };
         var cmd = new Command("frontier", "Train MHA/GQA/MQA/MLA variants (matched parameters) on MQAR or a synthetic language to convergence; excess loss over Bayes vs KV bytes per token with 95% CIs.")
-            { device, variants, seeds, firstSeed, steps, evalEvery, quick, outDir, folder.CheckpointEvery, folder.Resume, pairs, symbols, task, topics, length, hidden, lr, from };
+            { device, variants, seeds, firstSeed, steps, evalEvery, quick, outDir, folder.CheckpointEvery, folder.Resume, pairs, symbols, task, topics, length, hidden, lr, from, convergedGain };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -153,8 +154,10 @@ public static class MlaCommand
             {
                 var dirOut = parse.GetValue(outDir) ?? throw new WhaleArgumentException("--out", null, "must be given with --from");
                 var parts = fromPaths.Select(MlaFrontier.Read).ToList();
-                var merged = MlaFrontier.Merge(parts.Select(p => p.Result).ToList());
-                MlaFrontier.Write(merged, dirOut, parts[0].Machine, string.Join(" ; ", parts.Select(p => p.Command)));
+                var ordered = parts.OrderByDescending(p => p.Result.Options.Loop.Steps).ToList();   // the longest runs' machine and commands first
+                var merged = MlaFrontier.Pool(ordered.Select(p => p.Result).ToList(), parse.GetValue(convergedGain));
+                var longest = ordered.Where(p => p.Result.Options.Loop.Steps == merged.Options.Loop.Steps).ToList();
+                MlaFrontier.Write(merged, dirOut, longest[0].Machine, string.Join(" ; ", longest.Select(p => p.Command)));
                 output.WriteLine($"re-rendered {string.Join(", ", fromPaths)} into {dirOut}");
                 output.WriteLine("verdict: " + merged.Verdict);
                 return 0;
@@ -175,7 +178,7 @@ public static class MlaCommand
             var runs = folder.Experiment(parse, stop);
             var result = MlaFrontier.Run(o, dev, output.WriteLine, runs);
             var table = new Table().Title($"{(o.TaskKind == "language" ? "Language" : "MQAR")} excess loss vs KV cache (mean ± 95% CI over seeds)")
-                .AddColumn("variant").AddColumn("params").AddColumn("KV B/token (bf16)").AddColumn("excess loss").AddColumn("accuracy").AddColumn("converged");
+                .AddColumn("variant").AddColumn("params").AddColumn("KV B/token (bf16)").AddColumn("excess loss").AddColumn("accuracy").AddColumn("flat tail");
             foreach (var x in result.Points)
                 table.AddRow(x.Variant, $"{x.Parameters:N0}", $"{x.KvBytesPerTokenBf16:N0}", $"{x.MeanExcessLoss:F4} ± {x.ExcessLossCi95:F4}", $"{x.MeanAccuracy:P1} ± {x.AccuracyCi95:P1}", $"{x.ConvergedRuns}/{x.Seeds}");
             KvCommand.Console(output).Write(table);

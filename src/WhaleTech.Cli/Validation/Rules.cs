@@ -71,6 +71,7 @@ public static class Rules
         }),
         ["mla frontier --eval-every"] = Int(1, Million),
         ["mla frontier --first-seed"] = Int(0, Million),
+        ["mla frontier --converged-gain"] = Real(0, 10, minExclusive: true),
         ["mla frontier --out"] = OutDir,
         ["mla frontier --pairs"] = Int(1, 64),
         ["mla frontier --symbols"] = Int(2, 256),

@@ -1,0 +1,154 @@
+// Convergence of the MLA frontier across run lengths. A run's own eval curve cannot show that a variant has
+// converged: every run warms up and then anneals its learning rate on a cosine over its whole length, so its eval loss
+// keeps falling until the last step whatever the length. The test here trains the same variants and seeds for
+// several lengths S₁ < S₂ < … (one frontier per length, pooled with `whale mla frontier --from`) and asks how much
+// longer training still buys.
+//
+// Seed s draws the same initialization, data stream and eval set at every length, so the change of a seed's excess
+// loss from one length to the next is paired: Δ = L(S_{k+1}) − L(S_k), mean and 95 % Student-t half-width over the
+// seeds both lengths have. It is expressed per doubling of the steps, g = −Δ / log₂(S_{k+1} / S_k), so that lengths
+// that are not doublings compare. A variant counts as converged when its last step change gains less than the
+// tolerance per doubling at 95 % confidence (g + half-width < tolerance), an equivalence test rather than a failure to
+// find a difference. When the gains shrink by a ratio r = g_last / g_before < 1 per doubling, the geometric tail
+// g_last · r / (1 − r) estimates what every further doubling together would still gain.
+//
+// Shapes: none (per-variant scalars over run lengths and seeds).
+using System.Text;
+using WhaleTech.Runtime;
+
+namespace WhaleTech.Lab.Mla;
+
+/// <summary>A variant's excess loss (nats) at one run length: mean and 95 % half-width over its seeds.</summary>
+public sealed record LengthPoint(int Steps, int Seeds, double MeanExcessLoss, double Ci95);
+
+/// <summary>The paired change from <see cref="FromSteps"/> to <see cref="ToSteps"/>: mean Δ (to − from) and its 95 %
+/// half-width over <see cref="Pairs"/> seeds, and the gain per doubling of the steps, −Δ / log₂(to / from).</summary>
+public sealed record LengthChange(int FromSteps, int ToSteps, int Pairs, double MeanChange, double Ci95)
+{
+    public double Doublings => Math.Log2((double)ToSteps / FromSteps);
+    public double GainPerDoubling => -MeanChange / Doublings;
+    public double GainCi95PerDoubling => Ci95 / Doublings;
+}
+
+/// <summary>One variant across run lengths; <see cref="RemainingGain"/> is the geometric-tail estimate (null unless the
+/// last two gains per doubling are positive and shrinking).</summary>
+public sealed record VariantConvergence(string Variant, IReadOnlyList<LengthPoint> Lengths, IReadOnlyList<LengthChange> Changes,
+    bool Converged, double? RemainingGain);
+
+public sealed record FrontierConvergence(double Tolerance, IReadOnlyList<int> Steps, IReadOnlyList<VariantConvergence> Variants)
+{
+    /// <summary>The default tolerance: a doubling of training that gains under 0.001 nats/token (≈ 0.05 % of the
+    /// language's Bayes loss, and about the size of the smallest gaps the frontier resolves) counts as converged.</summary>
+    public const double DefaultTolerance = 0.001;
+
+    /// <summary>Compares frontiers of one task run for different lengths (<paramref name="byLength"/>, each already merged
+    /// over its processes). Fewer than two lengths is an error: one length says nothing about convergence.</summary>
+    public static FrontierConvergence Analyze(IReadOnlyList<MlaFrontierResult> byLength, double tolerance = DefaultTolerance)
+    {
+        Guard.Positive("converged gain", tolerance);
+        var ordered = byLength.OrderBy(r => r.Options.Loop.Steps).ToList();
+        var steps = ordered.Select(r => r.Options.Loop.Steps).ToList();
+        if (steps.Distinct().Count() != steps.Count || steps.Count < 2)
+            throw new WhaleArgumentException("--from", string.Join(" ", steps), "must hold frontiers of at least two different run lengths to test convergence");
+        var variants = ordered.SelectMany(r => r.Runs.Select(x => x.Variant)).Distinct().ToList();
+        var result = new List<VariantConvergence>();
+        foreach (var v in variants)
+        {
+            var bySteps = ordered.Select(r => (Steps: r.Options.Loop.Steps, Loss: r.Runs.Where(x => x.Variant == v).ToDictionary(x => x.Seed, x => x.EvalLoss)))
+                .Where(x => x.Loss.Count > 0).ToList();
+            var lengths = bySteps.Select(x =>
+            {
+                var (mean, ci) = MlaFrontier.MeanCi95(x.Loss.Values.ToArray());
+                return new LengthPoint(x.Steps, x.Loss.Count, mean, ci);
+            }).ToList();
+            var changes = new List<LengthChange>();
+            for (int k = 0; k + 1 < bySteps.Count; k++)
+            {
+                var (a, b) = (bySteps[k], bySteps[k + 1]);
+                var diffs = b.Loss.Where(kv => a.Loss.ContainsKey(kv.Key)).Select(kv => kv.Value - a.Loss[kv.Key]).ToArray();
+                if (diffs.Length == 0) continue;
+                var (mean, ci) = MlaFrontier.MeanCi95(diffs);
+                changes.Add(new LengthChange(a.Steps, b.Steps, diffs.Length, mean, ci));
+            }
+            bool converged = changes.Count > 0 && changes[^1].Pairs >= 2 && changes[^1].GainPerDoubling + changes[^1].GainCi95PerDoubling < tolerance;
+            double? remaining = null;
+            if (changes.Count >= 2 && changes[^1].GainPerDoubling > 0 && changes[^1].GainPerDoubling < changes[^2].GainPerDoubling)
+            {
+                double r = changes[^1].GainPerDoubling / changes[^2].GainPerDoubling;
+                remaining = changes[^1].GainPerDoubling * r / (1 - r);
+            }
+            result.Add(new VariantConvergence(v, lengths, changes, converged, remaining));
+        }
+        return new FrontierConvergence(tolerance, steps, result);
+    }
+
+    /// <summary>The verdict's convergence sentence.</summary>
+    public string Sentence()
+    {
+        var yes = Variants.Where(v => v.Converged).Select(v => v.Variant).ToList();
+        var no = Variants.Where(v => !v.Converged).ToList();
+        var sb = new StringBuilder($"Across run lengths ({string.Join(", ", Steps.Select(s => s.ToString("N0")))} steps), ");
+        sb.Append($"converged (the last step change gains < {Tolerance:G3} nats per doubling at 95 % confidence): {(yes.Count == 0 ? "none" : string.Join(", ", yes))}");
+        if (no.Count > 0)
+            sb.Append("; not yet: " + string.Join(", ", no.Select(v => v.Changes.Count == 0 ? $"{v.Variant} (one length only)"
+                : $"{v.Variant} ({Gain(v.Changes[^1])} per doubling, {v.Changes[^1].FromSteps:N0} → {v.Changes[^1].ToSteps:N0}{(v.Changes[^1].ToSteps == Steps[^1] ? "" : $"; not run for {Steps[^1]:N0}")})")));
+        return sb.Append('.').ToString();
+    }
+
+    static string Gain(LengthChange c) => $"{(c.GainPerDoubling < 0 ? "−" : "")}{Math.Abs(c.GainPerDoubling):F4} ± {c.GainCi95PerDoubling:F4}";
+
+    /// <summary>The Markdown section: excess loss per length, gain per doubling per step change, and the test.</summary>
+    public string Markdown()
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("## Convergence across run lengths").AppendLine();
+        sb.AppendLine("Each run anneals its learning rate over its whole length, so a run's own curve falls to its last step; convergence is");
+        sb.AppendLine("tested across lengths instead. Seed s trains on the same data and is evaluated on the same set at every length, so each");
+        sb.AppendLine("step change is paired by seed and given per doubling of the steps (gain = −Δ / log₂ ratio; mean ± 95 % Student-t).");
+        sb.AppendLine($"Converged: the last gain's upper 95 % bound is below {Tolerance:G3} nats per doubling. Remaining: the geometric tail");
+        sb.AppendLine("g·r/(1 − r) of the last two gains (r = their ratio), shown when they shrink.").AppendLine();
+        sb.AppendLine($"| variant | {string.Join(" | ", Steps.Select(s => $"{s:N0} steps"))} | {string.Join(" | ", Steps.Zip(Steps.Skip(1), (a, b) => $"gain/doubling {Short(a)} → {Short(b)}"))} | converged | remaining (geometric) |");
+        sb.AppendLine($"|---|{string.Concat(Enumerable.Repeat("---|", 2 * Steps.Count - 1))}---|---|");
+        foreach (var v in Variants)
+        {
+            var cells = Steps.Select(s => v.Lengths.FirstOrDefault(l => l.Steps == s) is { } l ? $"{l.MeanExcessLoss:F4} ± {l.Ci95:F4} ({l.Seeds})" : "—");
+            var gains = Steps.Zip(Steps.Skip(1), (a, b) => v.Changes.FirstOrDefault(c => c.FromSteps == a && c.ToSteps == b) is { } c ? Gain(c) : "—");
+            sb.AppendLine($"| {v.Variant} | {string.Join(" | ", cells)} | {string.Join(" | ", gains)} | {(v.Converged ? "yes" : "no")} | {(v.RemainingGain is double g ? g.ToString("F4") : "—")} |");
+        }
+        sb.AppendLine().AppendLine("(Excess loss in nats/token, mean ± 95 % CI, seeds in brackets.)").AppendLine();
+        sb.AppendLine("![excess loss vs run length](mla-frontier-convergence.png)");
+        return sb.ToString();
+    }
+
+    static string Short(int steps) => steps % 1000 == 0 ? $"{steps / 1000}k" : steps.ToString("N0");
+
+    /// <summary>Mean excess loss (± 95 % CI) against run length, log-log, one line per variant.</summary>
+    public byte[] Plot(int width = 800, int height = 500)
+    {
+        var plt = new ScottPlot.Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        int i = 0;
+        foreach (var v in Variants)
+        {
+            double nudge = 0.025 * (i - (Variants.Count - 1) / 2.0);          // spread the variants' bars sideways a little
+            var xs = v.Lengths.Select(l => Math.Log2(l.Steps) + nudge).ToArray();
+            var ys = v.Lengths.Select(l => Math.Log10(Math.Max(l.MeanExcessLoss, 1e-6))).ToArray();
+            var line = plt.Add.Scatter(xs, ys);
+            line.Color = palette.GetColor(i++);
+            line.LegendText = $"{v.Variant}{(v.Converged ? " (converged)" : "")}";
+            line.MarkerSize = 7;
+            // ± CI as a vertical segment in log space, from log10(mean − ci) (clipped above 0) to log10(mean + ci)
+            foreach (var (l, x) in v.Lengths.Zip(xs))
+            {
+                var bar = plt.Add.Line(x, Math.Log10(Math.Max(l.MeanExcessLoss - l.Ci95, 1e-6)), x, Math.Log10(Math.Max(l.MeanExcessLoss + l.Ci95, 1e-6)));
+                bar.Color = line.Color;
+            }
+        }
+        plt.Title("Excess loss vs run length (mean ± 95% CI over seeds)");
+        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(Steps.Select(s => Math.Log2(s)).ToArray(), Steps.Select(Short).ToArray());
+        plt.XLabel("training steps (log scale)");
+        plt.YLabel("log10 eval excess loss (nats)");
+        plt.ShowLegend(ScottPlot.Edge.Right);
+        return plt.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
+    }
+}

@@ -1,0 +1,83 @@
+using WhaleTech.Lab.Mla;
+
+namespace WhaleTech.Tests.Attention;
+
+/// <summary>Convergence across run lengths: paired per-seed step changes, per doubling, with an equivalence test.</summary>
+public class FrontierConvergenceTests
+{
+    static readonly MlaFrontierOptions Defaults = new();
+
+    static MlaFrontierResult Length(int steps, params (string Variant, int Seed, double Loss)[] runs) =>
+        new(Defaults with { Variants = runs.Select(r => r.Variant).Distinct().ToArray(), Loop = Defaults.Loop with { Steps = steps } },
+            runs.Select(r => new FrontierRun(r.Variant, r.Seed, 100, r.Variant == "mha" ? 128 : 32, r.Variant == "mha" ? 256 : 64, r.Loss, 0.5,
+                true, [new CurvePoint(steps, r.Loss, 0.5)])).ToList(), [], "");
+
+    static (string, int, double)[] Seeds(string variant, double loss, params double[] noise) =>
+        noise.Select((e, s) => (variant, s, loss + 0.001 * s + e)).ToArray();
+
+    [Fact]
+    public void AVariantConvergesWhenItsLastDoublingGainsLessThanTheToleranceAtNinetyFivePercent()
+    {
+        var lengths = new[]
+        {
+            Length(1000, [.. Seeds("mha", 0.020, 0, 0, 0), .. Seeds("mqa", 0.030, 0, 0, 0)]),
+            Length(2000, [.. Seeds("mha", 0.012, 0, 0, 0), .. Seeds("mqa", 0.020, 0, 0, 0)]),
+            Length(4000, [.. Seeds("mha", 0.0115, 0.0001, -0.0001, 0), .. Seeds("mqa", 0.017, 0, 0, 0)]),
+        };
+        var c = FrontierConvergence.Analyze(lengths);
+        Assert.Equal([1000, 2000, 4000], c.Steps);
+        var mha = c.Variants.Single(v => v.Variant == "mha");
+        var last = mha.Changes[^1];
+        Assert.Equal((2000, 4000, 3), (last.FromSteps, last.ToSteps, last.Pairs));
+        Assert.Equal(0.0005, last.GainPerDoubling, 12);
+        Assert.Equal(4.302652729911275 * 0.0001 / Math.Sqrt(3), last.GainCi95PerDoubling, 12);   // t(0.975, 2)·s/√3, s = 1e-4
+        Assert.True(mha.Converged);                                        // 0.0005 + 0.00025 < 0.001
+        double r = 0.0005 / 0.008;
+        Assert.Equal(0.0005 * r / (1 - r), mha.RemainingGain!.Value, 12);   // geometric tail of the shrinking gains
+        var mqa = c.Variants.Single(v => v.Variant == "mqa");
+        Assert.False(mqa.Converged);                                       // still gains 0.003 per doubling
+        Assert.False(FrontierConvergence.Analyze(lengths, tolerance: 0.0007).Variants.Single(v => v.Variant == "mha").Converged);  // upper bound 0.00075
+        var sentence = c.Sentence();
+        Assert.Contains("converged (the last step change gains < 0.001 nats per doubling at 95 % confidence): mha", sentence);
+        Assert.Contains("not yet: mqa (0.0030 ± 0.0000 per doubling, 2,000 → 4,000)", sentence);
+    }
+
+    [Fact]
+    public void StepChangesThatAreNotDoublingsAreScaledPerDoubling()
+    {
+        var change = new LengthChange(8000, 12000, 3, -0.01, 0.002);
+        Assert.Equal(0.01 / Math.Log2(1.5), change.GainPerDoubling, 12);
+        Assert.Equal(0.002 / Math.Log2(1.5), change.GainCi95PerDoubling, 12);
+    }
+
+    [Fact]
+    public void OneRunLengthCannotTestConvergence()
+    {
+        var e = Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => FrontierConvergence.Analyze([Length(1000, Seeds("mha", 0.02, 0, 0))]));
+        Assert.Contains("at least two different run lengths", e.Message);
+    }
+
+    [Fact]
+    public void PoolMergesEachLengthAndTestsConvergenceOnTheLongest()
+    {
+        var parts = new[]
+        {
+            Length(1000, Seeds("mha", 0.020, 0, 0.0002, 0)),
+            Length(2000, Seeds("mha", 0.0205, 0.0001, 0, 0)[..2]),        // seeds 0 and 1 in one process …
+            Length(2000, Seeds("mha", 0.0205, 0.0001, 0, 0)[2..]) is var p ? p with { Options = p.Options with { Seeds = 1, FirstSeed = 2 } } : null!,   // … seed 2 in another
+        };
+        var pooled = MlaFrontier.Pool(parts);
+        Assert.Equal(2000, pooled.Options.Loop.Steps);
+        Assert.Equal(3, pooled.Points.Single().Seeds);
+        Assert.False(pooled.Partial);
+        Assert.NotNull(pooled.Convergence);
+        Assert.Contains("Across run lengths (1,000, 2,000 steps)", pooled.Verdict);
+        Assert.True(pooled.Convergence!.Variants.Single().Converged);
+        var md = MlaFrontier.Markdown(pooled, "machine", "cmd");
+        Assert.Contains("## Convergence across run lengths", md);
+        Assert.Contains("| mha | 0.0211 ± ", md);
+        var png = pooled.Convergence.Plot(200, 150);
+        Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47 }, png[..4]);
+        Assert.Null(MlaFrontier.Pool([parts[0]]).Convergence);            // one length: a plain merge
+    }
+}
