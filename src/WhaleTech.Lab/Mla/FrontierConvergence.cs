@@ -58,17 +58,14 @@ public sealed record FrontierConvergence(double Tolerance, IReadOnlyList<int> St
                 .Where(x => x.Loss.Count > 0).ToList();
             var lengths = bySteps.Select(x =>
             {
-                var (mean, ci) = MlaFrontier.MeanCi95(x.Loss.Values.ToArray());
+                var (mean, ci) = SeedStatistics.MeanCi95(x.Loss.Values.ToArray());
                 return new LengthPoint(x.Steps, x.Loss.Count, mean, ci);
             }).ToList();
             var changes = new List<LengthChange>();
             for (int k = 0; k + 1 < bySteps.Count; k++)
             {
                 var (a, b) = (bySteps[k], bySteps[k + 1]);
-                var diffs = b.Loss.Where(kv => a.Loss.ContainsKey(kv.Key)).Select(kv => kv.Value - a.Loss[kv.Key]).ToArray();
-                if (diffs.Length == 0) continue;
-                var (mean, ci) = MlaFrontier.MeanCi95(diffs);
-                changes.Add(new LengthChange(a.Steps, b.Steps, diffs.Length, mean, ci));
+                if (SeedStatistics.Paired(a.Loss, b.Loss) is { } d) changes.Add(new LengthChange(a.Steps, b.Steps, d.Pairs, d.Mean, d.Ci95));
             }
             bool converged = changes.Count > 0 && changes[^1].Pairs >= 2 && changes[^1].GainPerDoubling + changes[^1].GainCi95PerDoubling < tolerance;
             double? remaining = null;

@@ -161,8 +161,8 @@ public static class MlaConversionExperiment
         }
         var summary = rows.GroupBy(r => (r.Experiment, r.Case)).Select(g =>
         {
-            var (l, lc) = MlaFrontier.MeanCi95(g.Select(r => r.EvalLoss).ToArray());
-            var (a, ac) = MlaFrontier.MeanCi95(g.Select(r => r.EvalAccuracy).ToArray());
+            var (l, lc) = SeedStatistics.MeanCi95(g.Select(r => r.EvalLoss).ToArray());
+            var (a, ac) = SeedStatistics.MeanCi95(g.Select(r => r.EvalAccuracy).ToArray());
             double? d = g.All(r => r.MaxLogitDiff is not null) ? g.Average(r => r.MaxLogitDiff!.Value) : null;
             return new ConversionSummary(g.Key.Experiment, g.Key.Case, g.First().KvElementsPerToken, g.Count(), l, lc, a, ac, d);
         }).ToList();

@@ -11,7 +11,7 @@
 // convergence: convergence is tested across run lengths (FrontierConvergence.cs), by pooling frontiers of several
 // lengths with Pool (`whale mla frontier --from`).
 //
-// Statistics: mean and 95 % Student-t confidence interval over seeds (MathNet.Numerics), per variant; the verdict
+// Statistics: mean and 95 % Student-t confidence interval over seeds (Lab/SeedStatistics.cs), per variant; the verdict
 // compares each variant's interval with the best one's.
 //
 // Every (variant, seed) run can keep a run folder (Lab/Runs/ExperimentRuns): Ctrl-C and --resume, bit-exact.
@@ -19,7 +19,6 @@
 // Shapes: B batch, T sequence (MQAR: 2(N + Q)), D hidden, H heads, Dh head dim, Hkv KV heads, Dc kv_lora_rank, Dr RoPE dim.
 using System.Text;
 using System.Text.Json;
-using MathNet.Numerics.Distributions;
 using MathNet.Numerics.Statistics;
 using TorchSharp;
 using WhaleTech.Attention;
@@ -235,13 +234,6 @@ public static class MlaFrontier
         return accRange < delta && (lossRange < 0.1 * tail.Average(p => p.EvalLoss) || lossRange < 0.01);
     }
 
-    public static (double Mean, double HalfWidth) MeanCi95(IReadOnlyList<double> values)
-    {
-        double mean = values.Mean();
-        if (values.Count < 2) return (mean, 0);
-        double t = StudentT.InvCDF(0, 1, values.Count - 1, 0.975);
-        return (mean, t * values.StandardDeviation() / Math.Sqrt(values.Count));
-    }
 
     /// <summary>Trains every variant × seed. With <paramref name="runs"/> (Lab/Runs) every run keeps a run folder, a resume skips
     /// the finished ones, and after Ctrl-C the result covers the finished runs and is marked Partial.</summary>
@@ -282,10 +274,10 @@ public static class MlaFrontier
     {
         var pts = runs.GroupBy(r => r.Variant).Select(g =>
         {
-            var (acc, accCi) = MeanCi95(g.Select(r => r.EvalAccuracy).ToArray());
-            var (loss, lossCi) = MeanCi95(g.Select(r => r.EvalLoss).ToArray());
+            var (acc, accCi) = SeedStatistics.MeanCi95(g.Select(r => r.EvalAccuracy).ToArray());
+            var (loss, lossCi) = SeedStatistics.MeanCi95(g.Select(r => r.EvalLoss).ToArray());
             var reached = g.Select(r => StepsTo(r.Curve, speedThreshold)).Where(x => x is not null).Select(x => (double)x!.Value).ToArray();
-            var (steps, stepsCi) = reached.Length == 0 ? (0.0, 0.0) : MeanCi95(reached);
+            var (steps, stepsCi) = reached.Length == 0 ? (0.0, 0.0) : SeedStatistics.MeanCi95(reached);
             return new FrontierPoint(g.Key, g.First().Parameters, g.First().KvBytesPerTokenBf16, g.Count(), acc, accCi, loss, lossCi, g.Count(r => r.Converged), false)
                 { ReachedRuns = reached.Length, MeanStepsToThreshold = steps, StepsToThresholdCi95 = stepsCi };
         }).OrderBy(p => p.KvBytesPerTokenBf16).ThenBy(p => p.Variant).ToList();
@@ -297,10 +289,10 @@ public static class MlaFrontier
         return pts.Select(p =>
         {
             if (p.Variant == reference) return p;
-            var diffs = runs.Where(r => r.Variant == p.Variant && refLoss.ContainsKey(r.Seed)).Select(r => r.EvalLoss - refLoss[r.Seed]).ToArray();
-            if (diffs.Length == 0) return p;
-            var (d, ci) = MeanCi95(diffs);
-            return p with { PairedReference = reference, PairedDifference = d, PairedDifferenceCi95 = ci };
+            var own = runs.Where(r => r.Variant == p.Variant).ToDictionary(r => r.Seed, r => r.EvalLoss);
+            return SeedStatistics.Paired(refLoss, own) is { } d
+                ? p with { PairedReference = reference, PairedDifference = d.Mean, PairedDifferenceCi95 = d.Ci95 }
+                : p;
         }).ToList();
     }
 

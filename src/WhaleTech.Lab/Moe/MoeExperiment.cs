@@ -14,7 +14,6 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using MathNet.Numerics.Distributions;
 using MathNet.Numerics.Statistics;
 using TorchSharp;
 using WhaleTech.IO;
@@ -221,21 +220,13 @@ public static class MoeExperiment
         return (sum / o.EvalBatches, loads);
     }
 
-    /// <summary>Mean and half-width of the 95% Student-t confidence interval (0 for one sample).</summary>
-    public static (double Mean, double HalfWidth) MeanCi95(IReadOnlyList<double> values)
-    {
-        double mean = values.Mean();
-        if (values.Count < 2) return (mean, 0);
-        double t = StudentT.InvCDF(0, 1, values.Count - 1, 0.975);
-        return (mean, t * values.StandardDeviation() / Math.Sqrt(values.Count));
-    }
 
     public static IReadOnlyList<MoeMethodSummary> Summarize(IEnumerable<MoeRunResult> runs) => runs
         .GroupBy(r => r.Method)
         .Select(g =>
         {
-            var (loss, lossCi) = MeanCi95(g.Select(r => r.ValLoss).ToArray());
-            var (vio, vioCi) = MeanCi95(g.Select(r => r.MaxVioGlobal).ToArray());
+            var (loss, lossCi) = SeedStatistics.MeanCi95(g.Select(r => r.ValLoss).ToArray());
+            var (vio, vioCi) = SeedStatistics.MeanCi95(g.Select(r => r.MaxVioGlobal).ToArray());
             return new MoeMethodSummary(g.Key, loss, lossCi, vio, vioCi, g.Count());
         })
         .ToList();

@@ -62,14 +62,6 @@ public class MlaFrontierTests
     }
 
     [Fact]
-    public void ConfidenceIntervalIsStudentT()
-    {
-        var (mean, half) = MlaFrontier.MeanCi95([1.0, 2.0, 3.0]);
-        Assert.Equal(2.0, mean, 12);
-        Assert.Equal(4.302652729911275 * 1.0 / Math.Sqrt(3), half, 9);   // t(0.975, 2) · s / √n, s = 1
-    }
-
-    [Fact]
     public void MergePoolsRunsAndRecomputesTheVerdict()
     {
         static FrontierRun Run(string v, int seed, double bytes, double loss) =>
