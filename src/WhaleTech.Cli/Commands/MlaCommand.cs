@@ -180,7 +180,7 @@ public static class MlaCommand
             var table = new Table().Title($"{(o.TaskKind == "language" ? "Language" : "MQAR")} excess loss vs KV cache (mean ± 95% CI over seeds)")
                 .AddColumn("variant").AddColumn("params").AddColumn("KV B/token (bf16)").AddColumn("excess loss").AddColumn("accuracy").AddColumn("flat tail");
             foreach (var x in result.Points)
-                table.AddRow(x.Variant, $"{x.Parameters:N0}", $"{x.KvBytesPerTokenBf16:N0}", $"{x.MeanExcessLoss:F4} ± {x.ExcessLossCi95:F4}", $"{x.MeanAccuracy:P1} ± {x.AccuracyCi95:P1}", $"{x.ConvergedRuns}/{x.Seeds}");
+                table.AddRow(x.Variant, $"{x.Parameters:N0}", $"{x.KvBytesPerTokenBf16:N0}", $"{x.MeanExcessLoss:F4} ± {x.ExcessLossCi95:F4}", $"{x.MeanAccuracy:P1} ± {x.AccuracyCi95:P1}", $"{x.FlatTailRuns}/{x.Seeds}");
             KvCommand.Console(output).Write(table);
             output.WriteLine("verdict: " + result.Verdict);
             var dir = parse.GetValue(outDir);

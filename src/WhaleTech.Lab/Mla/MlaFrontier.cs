@@ -7,7 +7,7 @@
 // Why this task and budget: MlaQuality's 8-pair MQAR stopped at ≈30 % recall after 1,500 steps on the 2-core CPU (benchmarks/results/mla-quality-cpu-1500)
 // (learning speed only). Here the task is scaled down (4 pairs, 4 queries, 16 keys × 16 values, T = 16) and every
 // model is trained with a warm-up + cosine schedule. A run's "flat tail" (eval accuracy over the last quarter moves by
-// < ConvergedDelta and its eval loss by < 10 %) is flagged in every output, but under a cosine schedule it does not show
+// < FlatTailDelta and its eval loss by < 10 %) is flagged in every output, but under a cosine schedule it does not show
 // convergence: convergence is tested across run lengths (FrontierConvergence.cs), by pooling frontiers of several
 // lengths with Pool (`whale mla frontier --from`).
 //
@@ -71,7 +71,7 @@ public sealed record MlaFrontierOptions
     public int WarmupSteps { get; init; } = 100;
     public int EvalEvery { get; init; } = 100;
     public int EvalSequences { get; init; } = 512;
-    public double ConvergedDelta { get; init; } = 0.02;
+    public double FlatTailDelta { get; init; } = 0.02;
     /// <summary>Excess loss (nats) that counts as "learned" for the learning-speed column.</summary>
     public double SpeedThreshold { get; init; } = 0.05;
 
@@ -101,9 +101,9 @@ public sealed record MlaFrontierOptions
 
 public sealed record CurvePoint(int Step, double EvalLoss, double EvalAccuracy);
 public sealed record FrontierRun(string Variant, int Seed, long Parameters, long KvElementsPerToken, double KvBytesPerTokenBf16,
-    double EvalLoss, double EvalAccuracy, bool Converged, IReadOnlyList<CurvePoint> Curve);
+    double EvalLoss, double EvalAccuracy, bool FlatTail, IReadOnlyList<CurvePoint> Curve);
 public sealed record FrontierPoint(string Variant, long Parameters, double KvBytesPerTokenBf16, int Seeds,
-    double MeanAccuracy, double AccuracyCi95, double MeanExcessLoss, double ExcessLossCi95, int ConvergedRuns, bool OnFrontier)
+    double MeanAccuracy, double AccuracyCi95, double MeanExcessLoss, double ExcessLossCi95, int FlatTailRuns, bool OnFrontier)
 {
     /// <summary>Learning speed: runs whose eval excess loss fell to ≤ SpeedThreshold, and the mean (95 % CI) of the first
     /// eval step where it did, over those runs (0 when none did).</summary>
@@ -223,7 +223,7 @@ public static class MlaFrontier
     }
 
     /// <summary>Flat tail: over the last quarter of the curve accuracy moves by &lt; delta and loss by &lt; 10 % (or &lt; 0.01 absolute).</summary>
-    public static bool Converged(IReadOnlyList<CurvePoint> curve, double delta)
+    public static bool FlatTail(IReadOnlyList<CurvePoint> curve, double delta)
     {
         if (curve.Count < 4) return false;
         int last = curve[^1].Step;
@@ -257,11 +257,11 @@ public static class MlaFrontier
                 var curve = Train(model, o, o.Loop.Steps, o.Loop.LearningRate, seed, seed, device, $"{v.Name} seed {seed}", run);
                 if (curve is null) break;
                 long kv = KvElements(cfg);
-                r = new FrontierRun(v.Name, seed, model.ParameterCount(), kv, kv * 2.0, curve[^1].EvalLoss, curve[^1].EvalAccuracy, Converged(curve, o.ConvergedDelta), curve);
+                r = new FrontierRun(v.Name, seed, model.ParameterCount(), kv, kv * 2.0, curve[^1].EvalLoss, curve[^1].EvalAccuracy, FlatTail(curve, o.FlatTailDelta), curve);
                 run?.Finish(r);
             }
             results.Add(r);
-            log?.Invoke($"{v.Name} seed {seed}: params {r.Parameters:N0}, KV {r.KvElementsPerToken * 2} B/token, eval loss {r.EvalLoss:F4}, accuracy {r.EvalAccuracy:P1}, converged {r.Converged}");
+            log?.Invoke($"{v.Name} seed {seed}: params {r.Parameters:N0}, KV {r.KvElementsPerToken * 2} B/token, eval loss {r.EvalLoss:F4}, accuracy {r.EvalAccuracy:P1}, flat tail {r.FlatTail}");
         }
         var points = Summarize(results, o.SpeedThreshold);
         return new MlaFrontierResult(o, results, points, Verdict(points)) { Partial = runs?.Interrupted == true };
@@ -278,7 +278,7 @@ public static class MlaFrontier
             var (loss, lossCi) = SeedStatistics.MeanCi95(g.Select(r => r.EvalLoss).ToArray());
             var reached = g.Select(r => StepsTo(r.Curve, speedThreshold)).Where(x => x is not null).Select(x => (double)x!.Value).ToArray();
             var (steps, stepsCi) = reached.Length == 0 ? (0.0, 0.0) : SeedStatistics.MeanCi95(reached);
-            return new FrontierPoint(g.Key, g.First().Parameters, g.First().KvBytesPerTokenBf16, g.Count(), acc, accCi, loss, lossCi, g.Count(r => r.Converged), false)
+            return new FrontierPoint(g.Key, g.First().Parameters, g.First().KvBytesPerTokenBf16, g.Count(), acc, accCi, loss, lossCi, g.Count(r => r.FlatTail), false)
                 { ReachedRuns = reached.Length, MeanStepsToThreshold = steps, StepsToThresholdCi95 = stepsCi };
         }).OrderBy(p => p.KvBytesPerTokenBf16).ThenBy(p => p.Variant).ToList();
         // Pareto frontier: no other point has ≤ bytes and a strictly lower mean excess loss
@@ -320,10 +320,10 @@ public static class MlaFrontier
             sb.Append(pairedBetter.Count == 0 ? ", none better. " : "; better: " + string.Join(", ", pairedBetter.Select(p => $"{p.Variant} ({p.PairedDifference:F4} ± {p.PairedDifferenceCi95:F4})")) + ". ");
         }
         if (convergence is not null) return sb.Append(convergence.Sentence()).ToString();
-        var notConv = points.Where(p => p.ConvergedRuns < p.Seeds).ToList();
+        var notConv = points.Where(p => p.FlatTailRuns < p.Seeds).ToList();
         sb.Append(notConv.Count == 0
             ? "Every run's eval curve was flat over its last quarter; under the cosine schedule that alone does not show convergence (pool several run lengths with --from to test it)."
-            : $"Not every run's eval curve was flat over its last quarter: {string.Join(", ", notConv.Select(p => $"{p.Variant} {p.ConvergedRuns}/{p.Seeds}"))} — those points are a lower bound on quality.");
+            : $"Not every run's eval curve was flat over its last quarter: {string.Join(", ", notConv.Select(p => $"{p.Variant} {p.FlatTailRuns}/{p.Seeds}"))} — those points are a lower bound on quality.");
         return sb.ToString();
     }
 
@@ -348,7 +348,7 @@ public static class MlaFrontier
         sb.AppendLine($"| variant | params | KV B/token (bf16) | excess loss (mean ± 95 % CI) | paired Δ vs {refName} (95 % CI) | accuracy (mean ± 95 % CI) | flat tail | frontier | steps to ≤ {o.SpeedThreshold} nats (runs that got there) |");
         sb.AppendLine("|---|---:|---:|---|---|---|---|---|---|");
         foreach (var p in r.Points)
-            sb.AppendLine($"| {p.Variant} | {p.Parameters:N0} | {p.KvBytesPerTokenBf16:N0} | {p.MeanExcessLoss:F4} ± {p.ExcessLossCi95:F4} | {(p.PairedReference == "" ? "—" : $"{(p.PairedDifference < 0 ? "−" : "+")}{Math.Abs(p.PairedDifference):F4} ± {p.PairedDifferenceCi95:F4}")} | {p.MeanAccuracy:P2} ± {p.AccuracyCi95:P2} | {p.ConvergedRuns}/{p.Seeds} | {(p.OnFrontier ? "yes" : "")} | {(p.ReachedRuns == 0 ? "—" : $"{p.MeanStepsToThreshold:N0} ± {p.StepsToThresholdCi95:N0}")} ({p.ReachedRuns}/{p.Seeds}) |");
+            sb.AppendLine($"| {p.Variant} | {p.Parameters:N0} | {p.KvBytesPerTokenBf16:N0} | {p.MeanExcessLoss:F4} ± {p.ExcessLossCi95:F4} | {(p.PairedReference == "" ? "—" : $"{(p.PairedDifference < 0 ? "−" : "+")}{Math.Abs(p.PairedDifference):F4} ± {p.PairedDifferenceCi95:F4}")} | {p.MeanAccuracy:P2} ± {p.AccuracyCi95:P2} | {p.FlatTailRuns}/{p.Seeds} | {(p.OnFrontier ? "yes" : "")} | {(p.ReachedRuns == 0 ? "—" : $"{p.MeanStepsToThreshold:N0} ± {p.StepsToThresholdCi95:N0}")} ({p.ReachedRuns}/{p.Seeds}) |");
         sb.AppendLine().AppendLine("**Verdict.** " + r.Verdict).AppendLine();
         sb.AppendLine("![frontier](mla-frontier.png)").AppendLine().AppendLine("![curves](mla-frontier-curves.png)");
         if (r.Convergence is not null) sb.AppendLine().Append(r.Convergence.Markdown());
@@ -427,6 +427,7 @@ public static class MlaFrontier
         var doc = JsonDocument.Parse(File.ReadAllText(path)).RootElement;
         var node = System.Text.Json.Nodes.JsonNode.Parse(doc.GetProperty("result").GetRawText())!;
         if (node["Options"] is System.Text.Json.Nodes.JsonObject legacy) UpgradeFlatOptions(legacy);
+        UpgradeFlatTailNames(node);
         var result = node.Deserialize<MlaFrontierResult>(new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals })
             ?? throw new WhaleArgumentException("--from", path, "holds no result");
         return (result, doc.GetProperty("command").GetString() ?? "", doc.GetProperty("machine").GetString() ?? "");
@@ -446,6 +447,19 @@ public static class MlaFrontier
         }
         o["Model"] = Take(("Hidden", "hidden"), ("Layers", "layers"), ("Heads", "heads"));
         o["Loop"] = Take(("Steps", "Steps"), ("Batch", "BatchSize"), ("LearningRate", "LearningRate"));
+    }
+
+    /// <summary>Results written before the within-run "flat tail" flag got its name called it convergence: "Converged"
+    /// (per run), "ConvergedRuns" (per point) and the option "ConvergedDelta" are renamed on reading.</summary>
+    static void UpgradeFlatTailNames(System.Text.Json.Nodes.JsonNode result)
+    {
+        static void Rename(System.Text.Json.Nodes.JsonNode? node, string from, string to)
+        {
+            if (node is System.Text.Json.Nodes.JsonObject o && !o.ContainsKey(to) && o.Remove(from, out var value)) o[to] = value;
+        }
+        Rename(result["Options"], "ConvergedDelta", "FlatTailDelta");
+        foreach (var run in result["Runs"]?.AsArray() ?? []) Rename(run, "Converged", "FlatTail");
+        foreach (var point in result["Points"]?.AsArray() ?? []) Rename(point, "ConvergedRuns", "FlatTailRuns");
     }
 
     /// <summary>Eval loss curves of every run (log10), one colour per variant: the convergence evidence.</summary>

@@ -27,8 +27,8 @@ public class MlaFrontierTests
     {
         var rising = Enumerable.Range(0, 11).Select(i => new CurvePoint(i * 100, 2.0 - 0.15 * i, 0.1 + 0.08 * i)).ToList();
         var flat = Enumerable.Range(0, 11).Select(i => new CurvePoint(i * 100, i < 6 ? 2.0 - 0.3 * i : 0.31 + 0.001 * (i % 2), i < 6 ? 0.1 * i : 0.8)).ToList();
-        Assert.False(MlaFrontier.Converged(rising, 0.02));
-        Assert.True(MlaFrontier.Converged(flat, 0.02));
+        Assert.False(MlaFrontier.FlatTail(rising, 0.02));
+        Assert.True(MlaFrontier.FlatTail(flat, 0.02));
     }
 
     [Fact]
@@ -126,6 +126,12 @@ public class MlaFrontierTests
         Assert.Equal(new WhaleTech.Training.TrainingLoop { Steps = 1500, BatchSize = 32, LearningRate = 0.003 }, r.Options.Loop);
         Assert.Equal((2, 8, 100), (r.Options.Pairs, r.Options.Keys, r.Options.WarmupSteps));
         Assert.NotEmpty(command);
+        // Written when the flat-tail flag was called "Converged" ("ConvergedRuns", "ConvergedDelta"): the flags survive the rename.
+        var raw = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path)).RootElement.GetProperty("result");
+        Assert.Equal(raw.GetProperty("Runs").EnumerateArray().Select(x => x.GetProperty("Converged").GetBoolean()), r.Runs.Select(x => x.FlatTail));
+        Assert.Equal(raw.GetProperty("Points").EnumerateArray().Select(x => x.GetProperty("ConvergedRuns").GetInt32()), r.Points.Select(x => x.FlatTailRuns));
+        Assert.Contains(r.Runs, x => x.FlatTail);
+        Assert.Equal(raw.GetProperty("Options").GetProperty("ConvergedDelta").GetDouble(), r.Options.FlatTailDelta);
         // A result written now reads back equal.
         var dir = Path.Combine(Path.GetTempPath(), "whaletech-frontier-" + Guid.NewGuid().ToString("N"));
         try
