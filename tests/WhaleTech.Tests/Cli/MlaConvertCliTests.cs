@@ -83,6 +83,39 @@ public class MlaConvertCliTests : IDisposable
     }
 
     [Fact]
+    public void FrontierSeedsSplitOverProcessesAndLengthsPoolIntoAConvergenceTest()
+    {
+        // One length in one process, the other split by --first-seed over two; --from pools all three files.
+        string[] task = ["mla", "frontier", "--task", "language", "--topics", "2", "--length", "12", "--symbols", "8", "--variants", "mqa", "--device", "cpu"];
+        string Train(string name, int steps, params string[] seeds)
+        {
+            var dir = Path.Combine(_dir, name);
+            Assert.Equal(0, Whale([.. task, "--steps", steps.ToString(), "--eval-every", "10", .. seeds, "--out", dir]));
+            return Path.Combine(dir, "mla-frontier.json");
+        }
+        var shortRun = Train("short", 20, "--seeds", "2");
+        var longSeed0 = Train("long-s0", 40, "--seeds", "1");
+        var longSeed1 = Train("long-s1", 40, "--seeds", "1", "--first-seed", "1");
+        var pooled = Path.Combine(_dir, "pooled");
+        Assert.Equal(0, Whale("mla", "frontier", "--from", shortRun, longSeed0, longSeed1, "--out", pooled));
+        var md = File.ReadAllText(Path.Combine(pooled, "mla-frontier.md"));
+        Assert.Contains("## Convergence across run lengths", md);
+        Assert.Contains("converged (the last step change gains < 0.001 nats per doubling at 95 % confidence): none", md);   // 20 → 40 steps still learns
+        Plots.PngAssert.Readable(Path.Combine(pooled, "mla-frontier-convergence.png"));
+        var (result, _, _) = WhaleTech.Lab.Mla.MlaFrontier.Read(Path.Combine(pooled, "mla-frontier.json"));
+        Assert.Equal((40, 2, false), (result.Options.Loop.Steps, result.Runs.Count, result.Partial));         // the longest length, both seeds
+        var change = result.Convergence!.Variants.Single().Changes.Single();
+        Assert.Equal((20, 40, 2), (change.FromSteps, change.ToSteps, change.Pairs));
+        // A tolerance above the measured gain's upper bound passes the same runs.
+        var lenient = Path.Combine(_dir, "lenient");
+        Assert.InRange(change.GainPerDoubling + change.GainCi95PerDoubling, 0.001, 9);
+        Assert.Equal(0, Whale("mla", "frontier", "--from", shortRun, longSeed0, longSeed1, "--converged-gain", "9", "--out", lenient));
+        Assert.True(WhaleTech.Lab.Mla.MlaFrontier.Read(Path.Combine(lenient, "mla-frontier.json")).Result.Convergence!.Variants.Single().Converged);
+        // The same seed twice is refused, with the seed named.
+        Assert.Equal(2, Whale("mla", "frontier", "--from", longSeed0, longSeed0, "--out", Path.Combine(_dir, "twice")));
+    }
+
+    [Fact]
     public void FrontierOnTheLanguageReportsExcessLossOverTheBayesLoss()
     {
         var outDir = Path.Combine(_dir, "frontier-language");
