@@ -25,6 +25,7 @@ public static class SampleRunner
         new("10", S10MtpSpeculative.Title, S10MtpSpeculative.Run),
         new("11", S11HubCheckpoints.Title, S11HubCheckpoints.Run),
         new("12", S12MlaConvert.Title, S12MlaConvert.Run),
+        new("13", S13MlaFrontierConvergence.Title, S13MlaFrontierConvergence.Run),
     ];
 
     /// <summary>Runs sample <paramref name="number"/> (e.g. "01"); output under <paramref name="outRoot"/>/NN.</summary>
