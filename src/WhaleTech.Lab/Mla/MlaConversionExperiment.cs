@@ -195,7 +195,7 @@ public static class MlaConversionExperiment
         Directory.CreateDirectory(dir);
         IO.AtomicFile.WriteAllText(Path.Combine(dir, "mla-convert.json"), MlaFrontier.Json(new { command, machine, result = r }));
         IO.AtomicFile.WriteAllText(Path.Combine(dir, "mla-convert.md"), Markdown(r, machine, command));
-        IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-convert-curves.png"), MlaFrontier.PlotCurves(
+        IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-convert-curves.png"), FrontierPlots.Curves(
             r.Rows.Where(x => x.Curve is not null && x.Experiment.StartsWith("transmla", StringComparison.Ordinal)).Select(x => ($"{x.Experiment}: {x.Case}", x.Curve!)),
             "TransMLA fine-tunes and baselines: eval loss"));
     }

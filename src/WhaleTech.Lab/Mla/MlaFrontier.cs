@@ -350,37 +350,14 @@ public static class MlaFrontier
         foreach (var p in r.Points)
             sb.AppendLine($"| {p.Variant} | {p.Parameters:N0} | {p.KvBytesPerTokenBf16:N0} | {p.MeanExcessLoss:F4} ± {p.ExcessLossCi95:F4} | {(p.PairedReference == "" ? "—" : $"{(p.PairedDifference < 0 ? "−" : "+")}{Math.Abs(p.PairedDifference):F4} ± {p.PairedDifferenceCi95:F4}")} | {p.MeanAccuracy:P2} ± {p.AccuracyCi95:P2} | {p.FlatTailRuns}/{p.Seeds} | {(p.OnFrontier ? "yes" : "")} | {(p.ReachedRuns == 0 ? "—" : $"{p.MeanStepsToThreshold:N0} ± {p.StepsToThresholdCi95:N0}")} ({p.ReachedRuns}/{p.Seeds}) |");
         sb.AppendLine().AppendLine("**Verdict.** " + r.Verdict).AppendLine();
-        sb.AppendLine("![frontier](mla-frontier.png)").AppendLine().AppendLine("![curves](mla-frontier-curves.png)");
+        sb.AppendLine("![frontier](mla-frontier.png)").AppendLine();
+        if (r.Points.Any(p => p.PairedReference != "")) sb.AppendLine("![paired gap to the reference](mla-frontier-paired.png)").AppendLine();
+        sb.AppendLine("![curves](mla-frontier-curves.png)");
         if (r.Convergence is not null) sb.AppendLine().Append(r.Convergence.Markdown());
         return sb.ToString();
     }
 
     public static string Json(object value) => JsonSerializer.Serialize(value, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
-
-    /// <summary>Excess loss (mean ± 95 % CI, nats) against KV bytes per token; points sharing a cache size are spread
-    /// sideways a little so their bars do not hide each other.</summary>
-    public static byte[] Plot(MlaFrontierResult result, int width = 800, int height = 500)
-    {
-        var plt = new ScottPlot.Plot();
-        var seen = new Dictionary<double, int>();
-        double span = Math.Max(1, result.Points.Max(p => p.KvBytesPerTokenBf16) - result.Points.Min(p => p.KvBytesPerTokenBf16));
-        foreach (var p in result.Points)
-        {
-            int k = seen.TryGetValue(p.KvBytesPerTokenBf16, out int n) ? n : 0;
-            seen[p.KvBytesPerTokenBf16] = k + 1;
-            double x = p.KvBytesPerTokenBf16 + k * span * 0.012;
-            var s = plt.Add.Scatter(new[] { x }, new[] { p.MeanExcessLoss });
-            s.LegendText = $"{p.Variant}{(result.Convergence?.Variants.FirstOrDefault(c => c.Variant == p.Variant) is { Converged: var c } ? (c ? " (converged)" : " (not converged)") : "")}";
-            s.MarkerSize = 9;
-            var bar = plt.Add.ErrorBar(new[] { x }, new[] { p.MeanExcessLoss }, new[] { p.ExcessLossCi95 });
-            bar.Color = s.Color;
-        }
-        plt.Title($"{(result.Options.TaskKind == "language" ? "Language" : "MQAR")}, {result.Options.Seeds} seeds × {result.Options.Loop.Steps} steps: excess loss vs KV cache");
-        plt.XLabel("KV cache bytes per token (bf16, all layers)");
-        plt.YLabel("eval excess loss (nats), mean ± 95% CI");
-        plt.ShowLegend(ScottPlot.Edge.Right);
-        return plt.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
-    }
 
     /// <summary>Merges results of the same task and budget (variants, or seeds of one variant, run in parallel processes
     /// or sessions): the runs are pooled, the points, frontier and verdict recomputed. Different tasks or step counts,
@@ -462,38 +439,17 @@ public static class MlaFrontier
         foreach (var point in result["Points"]?.AsArray() ?? []) Rename(point, "ConvergedRuns", "FlatTailRuns");
     }
 
-    /// <summary>Eval loss curves of every run (log10), one colour per variant: the convergence evidence.</summary>
-    public static byte[] PlotCurves(IEnumerable<(string Label, IReadOnlyList<CurvePoint> Curve)> curves, string title, int width = 800, int height = 500)
-    {
-        var plt = new ScottPlot.Plot();
-        var palette = new ScottPlot.Palettes.Category10();
-        var labels = new Dictionary<string, int>();
-        foreach (var (label, curve) in curves)
-        {
-            bool first = !labels.ContainsKey(label);
-            if (first) labels[label] = labels.Count;
-            var line = plt.Add.Scatter(curve.Select(p => (double)p.Step).ToArray(), curve.Select(p => Math.Log10(Math.Max(p.EvalLoss, 1e-6))).ToArray());
-            line.Color = palette.GetColor(labels[label]);
-            line.MarkerSize = 0;
-            if (first) line.LegendText = label;
-        }
-        plt.Title(title);
-        plt.XLabel("step");
-        plt.YLabel("log10 eval loss (nats)");
-        plt.ShowLegend(ScottPlot.Edge.Right);
-        return plt.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
-    }
-
-    /// <summary>Writes mla-frontier.json, .md, .png and -curves.png into <paramref name="dir"/>.</summary>
+    /// <summary>Writes mla-frontier.json, .md, .png, -paired.png (when seeds pair), -curves.png (and -convergence.png when pooled over lengths) into <paramref name="dir"/>.</summary>
     public static void Write(MlaFrontierResult r, string dir, string machine, string command)
     {
         Directory.CreateDirectory(dir);
         IO.AtomicFile.WriteAllText(Path.Combine(dir, "mla-frontier.json"), Json(new { command, machine, result = r }));
         IO.AtomicFile.WriteAllText(Path.Combine(dir, "mla-frontier.md"), Markdown(r, machine, command));
         if (r.Points.Count == 0) return;                                     // interrupted before any run finished: no plots yet
-        IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier.png"), Plot(r));
+        IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier.png"), FrontierPlots.Frontier(r));
+        if (FrontierPlots.Paired(r) is { } paired) IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier-paired.png"), paired);
         IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier-curves.png"),
-            PlotCurves(r.Runs.Select(x => (x.Variant, x.Curve)), "Eval loss per run (all seeds)" + (r.Partial ? " (partial)" : "")));
+            FrontierPlots.Curves(r.Runs.Select(x => (x.Variant, x.Curve)), "Eval loss per run (all seeds)" + (r.Partial ? " (partial)" : "")));
         if (r.Convergence is not null) IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier-convergence.png"), r.Convergence.Plot());
     }
 }

@@ -144,6 +144,21 @@ public class MlaFrontierTests
         finally { Directory.Delete(dir, recursive: true); }
     }
 
+    [Fact]
+    public void FrontierPlotsGiveEachVariantOneColourAndDrawThePairedGapOnlyWhenSeedsPair()
+    {
+        var path = Path.Combine(RepoRoot(), "benchmarks", "results", "mla-frontier-language-96000-seven-cpu", "mla-frontier.json");
+        var (r, _, _) = MlaFrontier.Read(path);
+        Assert.Equal(7, r.Points.Count);
+        var order = FrontierPlots.VariantOrder(r);
+        Assert.Equal(r.Points.Select(p => p.Variant).Order(), order.Order());                 // every variant once
+        Assert.Equal(7, order.Select(v => FrontierPlots.ColorOf(order, v)).Distinct().Count());  // seven colours, no reuse
+        Assert.Equal(r.Convergence!.Variants.Select(c => c.Variant), order);                    // the convergence plot's order
+        Tests.Plots.PngAssert.Readable(FrontierPlots.Frontier(r), "frontier");
+        Tests.Plots.PngAssert.Readable(FrontierPlots.Paired(r)!, "paired");
+        Assert.Null(FrontierPlots.Paired(r with { Points = r.Points.Select(p => p with { PairedReference = "" }).ToList() }));
+    }
+
     static string RepoRoot()
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
