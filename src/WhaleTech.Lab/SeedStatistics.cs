@@ -5,6 +5,9 @@
 //   d_s = after_s − before_s  for the seeds in both  paired differences: seed s fixes the initialization, the data
 //                                                    stream and the eval set, so pairing removes the seed's own offset
 //                                                    and the interval is that of the mean difference
+//   smallest n with  m + t_{0.975, n−1} · s / √n < b  seeds an upper-bound (equivalence) test would need to pass if a
+//                                                    measured mean m and sd s held: the power question behind "not
+//                                                    converged yet"
 //
 // MathNet.Numerics provides the t quantile and the sample standard deviation.
 using MathNet.Numerics.Distributions;
@@ -26,6 +29,21 @@ public static class SeedStatistics
         double t = StudentT.InvCDF(0, 1, values.Count - 1, 0.975);
         return (mean, t * values.StandardDeviation() / Math.Sqrt(values.Count));
     }
+
+    /// <summary>The fewest seeds n (≥ 2) for which an interval of a mean <paramref name="mean"/> with sample sd
+    /// <paramref name="sd"/> would lie wholly below <paramref name="bound"/> (m + t_{0.975, n−1}·s/√n &lt; b), if the mean
+    /// and sd held; null when no number of seeds can (m ≥ b) or more than <paramref name="most"/> would be needed.</summary>
+    public static int? SeedsToBound(double mean, double sd, double bound, int most = 10_000)
+    {
+        if (!(sd >= 0) || double.IsNaN(mean) || double.IsNaN(bound)) throw new Runtime.WhaleArgumentException("sd", sd.ToString("G4"), "must be a non-negative number (with a numeric mean and bound)");
+        if (mean >= bound) return null;
+        for (int n = 2; n <= most; n++)
+            if (mean + StudentT.InvCDF(0, 1, n - 1, 0.975) * sd / Math.Sqrt(n) < bound) return n;
+        return null;
+    }
+
+    /// <summary>The sample sd behind a 95 % half-width over <paramref name="n"/> samples (the inverse of <see cref="MeanCi95"/>).</summary>
+    public static double SdFromCi95(double halfWidth, int n) => n < 2 ? 0 : halfWidth * Math.Sqrt(n) / StudentT.InvCDF(0, 1, n - 1, 0.975);
 
     /// <summary>after − before per seed present in both maps (seed → value), averaged with its 95 % interval; null when
     /// no seed is in both. The differences are summed in <paramref name="after"/>'s order.</summary>

@@ -10,7 +10,10 @@
 // that are not doublings compare. A variant counts as converged when its last step change gains less than the
 // tolerance per doubling at 95 % confidence (g + half-width < tolerance), an equivalence test rather than a failure to
 // find a difference. When the gains shrink by a ratio r = g_last / g_before < 1 per doubling, the geometric tail
-// g_last · r / (1 − r) estimates what every further doubling together would still gain.
+// g_last · r / (1 − r) estimates what every further doubling together would still gain. For a variant that has not
+// passed, "seeds to pass" is how many seeds the same test would need if the last gain's mean and spread over seeds held
+// (SeedStatistics.SeedsToBound): none while the mean gain itself is at or above the tolerance (a longer run is needed,
+// not more seeds).
 //
 // Shapes: none (per-variant scalars over run lengths and seeds).
 using System.Text;
@@ -92,6 +95,20 @@ public sealed record FrontierConvergence(double Tolerance, IReadOnlyList<int> St
         return sb.Append('.').ToString();
     }
 
+    /// <summary>Seeds the last step change's test would need if its mean gain and its spread over seeds held (null: the
+    /// mean gain is not below the tolerance, so no number of seeds passes; more seeds are then not the fix).</summary>
+    public int? SeedsToPass(VariantConvergence v)
+    {
+        if (v.Changes.Count == 0 || v.Changes[^1].Pairs < 2) return null;
+        var c = v.Changes[^1];
+        return SeedStatistics.SeedsToBound(c.GainPerDoubling, SeedStatistics.SdFromCi95(c.GainCi95PerDoubling, c.Pairs), Tolerance);
+    }
+
+    string SeedsToPassCell(VariantConvergence v) =>
+        v.Converged || v.Changes.Count == 0 || v.Changes[^1].Pairs < 2 ? "—"
+        : v.Changes[^1].GainPerDoubling >= Tolerance ? "longer run"
+        : SeedsToPass(v) is int n ? n.ToString("N0") : "> 10,000";
+
     static string Gain(LengthChange c) => $"{(c.GainPerDoubling < 0 ? "−" : "")}{Math.Abs(c.GainPerDoubling):F4} ± {c.GainCi95PerDoubling:F4}";
 
     /// <summary>The Markdown section: excess loss per length, gain per doubling per step change, and the test.</summary>
@@ -103,14 +120,15 @@ public sealed record FrontierConvergence(double Tolerance, IReadOnlyList<int> St
         sb.AppendLine("tested across lengths instead. Seed s trains on the same data and is evaluated on the same set at every length, so each");
         sb.AppendLine("step change is paired by seed and given per doubling of the steps (gain = −Δ / log₂ ratio; mean ± 95 % Student-t).");
         sb.AppendLine($"Converged: the last gain's upper 95 % bound is below {Tolerance:G3} nats per doubling. Remaining: the geometric tail");
-        sb.AppendLine("g·r/(1 − r) of the last two gains (r = their ratio), shown when they shrink.").AppendLine();
-        sb.AppendLine($"| variant | {string.Join(" | ", Steps.Select(s => $"{s:N0} steps"))} | {string.Join(" | ", Steps.Zip(Steps.Skip(1), (a, b) => $"gain/doubling {Short(a)} → {Short(b)}"))} | converged | remaining (geometric) |");
-        sb.AppendLine($"|---|{string.Concat(Enumerable.Repeat("---|", 2 * Steps.Count - 1))}---|---|");
+        sb.AppendLine("g·r/(1 − r) of the last two gains (r = their ratio), shown when they shrink. Seeds to pass: how many seeds the test");
+        sb.AppendLine("would need if the last gain's mean and spread held (\"longer run\": the mean gain is not below the tolerance).").AppendLine();
+        sb.AppendLine($"| variant | {string.Join(" | ", Steps.Select(s => $"{s:N0} steps"))} | {string.Join(" | ", Steps.Zip(Steps.Skip(1), (a, b) => $"gain/doubling {Short(a)} → {Short(b)}"))} | converged | remaining (geometric) | seeds to pass |");
+        sb.AppendLine($"|---|{string.Concat(Enumerable.Repeat("---|", 2 * Steps.Count - 1))}---|---|---|");
         foreach (var v in Variants)
         {
             var cells = Steps.Select(s => v.Lengths.FirstOrDefault(l => l.Steps == s) is { } l ? $"{l.MeanExcessLoss:F4} ± {l.Ci95:F4} ({l.Seeds})" : "—");
             var gains = Steps.Zip(Steps.Skip(1), (a, b) => v.Changes.FirstOrDefault(c => c.FromSteps == a && c.ToSteps == b) is { } c ? Gain(c) : "—");
-            sb.AppendLine($"| {v.Variant} | {string.Join(" | ", cells)} | {string.Join(" | ", gains)} | {(v.Converged ? "yes" : "no")} | {(v.RemainingGain is double g ? g.ToString("F4") : "—")} |");
+            sb.AppendLine($"| {v.Variant} | {string.Join(" | ", cells)} | {string.Join(" | ", gains)} | {(v.Converged ? "yes" : "no")} | {(v.RemainingGain is double g ? g.ToString("F4") : "—")} | {SeedsToPassCell(v)} |");
         }
         sb.AppendLine().AppendLine("(Excess loss in nats/token, mean ± 95 % CI, seeds in brackets.)").AppendLine();
         sb.AppendLine("![excess loss vs run length](mla-frontier-convergence.png)");

@@ -43,6 +43,30 @@ public class FrontierConvergenceTests
     }
 
     [Fact]
+    public void ANotYetConvergedVariantSaysHowManySeedsTheTestWouldNeedOrThatItNeedsALongerRun()
+    {
+        // mha gains 0.0006, 0.0004, 0.0008 per doubling (mean 0.0006, sd 0.0002). At 3 seeds the upper bound
+        // 0.0006 + 4.303·0.0002/√3 = 0.00110 misses 0.001; at 4 seeds 0.0006 + 3.182·0.0002/√4 = 0.00092 would pass.
+        // mqa still gains 0.003 per doubling: more seeds cannot make it pass, only a longer run.
+        var lengths = new[]
+        {
+            Length(1000, [.. Seeds("mha", 0.020, 0, 0, 0), .. Seeds("mqa", 0.030, 0, 0, 0)]),
+            Length(2000, [.. Seeds("mha", 0.0194, 0, 0.0002, -0.0002), .. Seeds("mqa", 0.027, 0, 0, 0)]),
+        };
+        var c = FrontierConvergence.Analyze(lengths);
+        var mha = c.Variants.Single(v => v.Variant == "mha");
+        Assert.False(mha.Converged);
+        Assert.Equal(0.0006, mha.Changes[^1].GainPerDoubling, 12);
+        Assert.Equal(4, c.SeedsToPass(mha));
+        var mqa = c.Variants.Single(v => v.Variant == "mqa");
+        Assert.Null(c.SeedsToPass(mqa));
+        var md = c.Markdown();
+        Assert.Contains("| seeds to pass |", md);
+        Assert.Matches(@"\| mha \|.*\| no \| — \| 4 \|", md);
+        Assert.Matches(@"\| mqa \|.*\| no \| — \| longer run \|", md);
+    }
+
+    [Fact]
     public void StepChangesThatAreNotDoublingsAreScaledPerDoubling()
     {
         var change = new LengthChange(8000, 12000, 3, -0.01, 0.002);

@@ -43,4 +43,33 @@ public class SeedStatisticsTests
         var one = SeedStatistics.Paired(new Dictionary<int, double> { [5] = 1.0 }, new Dictionary<int, double> { [5] = 1.5 })!.Value;
         Assert.Equal((1, 0.5, 0.0), (one.Pairs, one.Mean, one.Ci95));
     }
+    [Fact]
+    public void SeedsToBoundIsTheFewestSeedsWhoseIntervalClearsTheBound()
+    {
+        // m = 0.0007, s = 0.00065, b = 0.001: need t_{0.975, n−1}/√n < 0.3/0.65 = 0.4615; n = 20 gives 2.0930/√20 = 0.4680,
+        // n = 21 gives 2.0860/√21 = 0.4552.
+        Assert.Equal(21, SeedStatistics.SeedsToBound(0.0007, 0.00065, 0.001));
+        Assert.Equal(2, SeedStatistics.SeedsToBound(0.0, 0.0, 0.001));                      // no spread: any two seeds pass
+        Assert.Null(SeedStatistics.SeedsToBound(0.001, 0.0, 0.001));                         // a mean on the bound never passes
+        Assert.Null(SeedStatistics.SeedsToBound(0.0009, 1.0, 0.001, most: 100));             // more than the cap
+        // The answer passes and one seed fewer does not.
+        foreach (var (m, sd) in new[] { (0.0002, 0.0004), (0.0005, 0.0016), (-0.0003, 0.002) })
+        {
+            int n = SeedStatistics.SeedsToBound(m, sd, 0.001)!.Value;
+            double Upper(int k) => m + MathNet.Numerics.Distributions.StudentT.InvCDF(0, 1, k - 1, 0.975) * sd / Math.Sqrt(k);
+            Assert.True(Upper(n) < 0.001);
+            if (n > 2) Assert.True(Upper(n - 1) >= 0.001);
+        }
+        Assert.Throws<WhaleArgumentException>(() => SeedStatistics.SeedsToBound(0, -1, 0.001));
+    }
+
+    [Fact]
+    public void SdFromCi95InvertsTheInterval()
+    {
+        double[] xs = [0.3, 0.1, 0.7, 0.4];
+        var (_, half) = SeedStatistics.MeanCi95(xs);
+        double sd = MathNet.Numerics.Statistics.Statistics.StandardDeviation(xs);
+        Assert.Equal(sd, SeedStatistics.SdFromCi95(half, xs.Length), 12);
+        Assert.Equal(0.0, SeedStatistics.SdFromCi95(0.5, 1));
+    }
 }
