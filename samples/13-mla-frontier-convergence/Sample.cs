@@ -56,7 +56,7 @@ public static class S13MlaFrontierConvergence
         ctx.Out.WriteLine($"Seeds split over parts pool to one experiment of {pooled.Runs.Count} runs: {pooled.Runs.Count == baseline.Variants.Length * seeds}");
 
         MlaFrontier.Write(pooled, ctx.OutDir, MachineInfo.Collect(ctx.Device).ToString(), "dotnet run -c Release --project samples -- 13" + (ctx.Quick ? " --quick" : ""));
-        ctx.Out.WriteLine($"Wrote {ctx.OutDir}/mla-frontier.md (with the convergence section), mla-frontier.png, mla-frontier-curves.png and mla-frontier-convergence.png.");
+        ctx.Out.WriteLine($"Wrote {ctx.OutDir}/mla-frontier.md (with the convergence section), mla-frontier.png, mla-frontier-paired.png, mla-frontier-curves.png and mla-frontier-convergence.png.");
         if (convergence.Variants.Any(v => !v.Converged))
             ctx.Out.WriteLine("Short runs are still far from converged; the committed study doubles the steps up to 192,000: benchmarks/results/mla-frontier-language-*-cpu/ and docs/mla.md.");
     }
