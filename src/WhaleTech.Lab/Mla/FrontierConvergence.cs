@@ -95,8 +95,9 @@ public sealed record FrontierConvergence(double Tolerance, IReadOnlyList<int> St
         return sb.Append('.').ToString();
     }
 
-    /// <summary>Seeds the last step change's test would need if its mean gain and its spread over seeds held (null: the
-    /// mean gain is not below the tolerance, so no number of seeds passes; more seeds are then not the fix).</summary>
+    /// <summary>Seeds the last step change's test would need if its mean gain and its spread over seeds held. Null when
+    /// there is no paired change of ≥ 2 seeds, when the mean gain is not below the tolerance (then no number of seeds
+    /// passes: a longer run is the fix), or when over 10,000 seeds would be needed.</summary>
     public int? SeedsToPass(VariantConvergence v)
     {
         if (v.Changes.Count == 0 || v.Changes[^1].Pairs < 2) return null;
@@ -141,7 +142,6 @@ public sealed record FrontierConvergence(double Tolerance, IReadOnlyList<int> St
     public byte[] Plot(int width = 800, int height = 500)
     {
         var plt = new ScottPlot.Plot();
-        var palette = new ScottPlot.Palettes.Category10();
         int i = 0;
         foreach (var v in Variants)
         {
@@ -149,7 +149,7 @@ public sealed record FrontierConvergence(double Tolerance, IReadOnlyList<int> St
             var xs = v.Lengths.Select(l => Math.Log2(l.Steps) + nudge).ToArray();
             var ys = v.Lengths.Select(l => Math.Log10(Math.Max(l.MeanExcessLoss, 1e-6))).ToArray();
             var line = plt.Add.Scatter(xs, ys);
-            line.Color = palette.GetColor(i++);
+            line.Color = FrontierPlots.VariantColor(i++);              // the same colour as in the frontier plots
             line.LegendText = $"{v.Variant}{(v.Converged ? " (converged)" : "")}";
             line.MarkerSize = 7;
             // ± CI as a vertical segment in log space, from log10(mean − ci) (clipped above 0) to log10(mean + ci)

@@ -10,34 +10,22 @@ public static class FrontierPlots
     internal static List<string> VariantOrder(MlaFrontierResult result) =>
         (result.Convergence?.Variants.Select(c => c.Variant) ?? result.Options.Variants).Concat(result.Points.Select(p => p.Variant)).Distinct().ToList();
 
-    internal static ScottPlot.Color ColorOf(List<string> order, string variant) => new ScottPlot.Palettes.Category10().GetColor(order.IndexOf(variant));
+    static readonly ScottPlot.Palettes.Category10 Palette = new();
 
-    /// <summary>Excess loss (mean ± 95 % CI, nats) against KV bytes per token; points sharing a cache size are spread
-    /// sideways a little so their bars do not hide each other.</summary>
+    /// <summary>The colour of the <paramref name="index"/>-th variant, in every frontier plot and the convergence plot.</summary>
+    internal static ScottPlot.Color VariantColor(int index) => Palette.GetColor(index);
+
+    internal static ScottPlot.Color ColorOf(List<string> order, string variant) => VariantColor(order.IndexOf(variant));
+
+    /// <summary>Excess loss (mean ± 95 % CI, nats) against KV bytes per token.</summary>
     public static byte[] Frontier(MlaFrontierResult result, int width = 800, int height = 500)
     {
         var plt = new ScottPlot.Plot();
-        var seen = new Dictionary<double, int>();
-        // one colour per variant, in the convergence plot's order when there is one, so a variant looks the same in both
-        var order = VariantOrder(result);
-        double span = Math.Max(1, result.Points.Max(p => p.KvBytesPerTokenBf16) - result.Points.Min(p => p.KvBytesPerTokenBf16));
-        foreach (var p in result.Points)
-        {
-            int k = seen.TryGetValue(p.KvBytesPerTokenBf16, out int n) ? n : 0;
-            seen[p.KvBytesPerTokenBf16] = k + 1;
-            double x = p.KvBytesPerTokenBf16 + k * span * 0.012;
-            var s = plt.Add.Scatter(new[] { x }, new[] { p.MeanExcessLoss });
-            s.LegendText = $"{p.Variant}{(result.Convergence?.Variants.FirstOrDefault(c => c.Variant == p.Variant) is { Converged: var c } ? (c ? " (converged)" : " (not converged)") : "")}";
-            s.Color = ColorOf(order, p.Variant);
-            s.MarkerSize = 9;
-            var bar = plt.Add.ErrorBar(new[] { x }, new[] { p.MeanExcessLoss }, new[] { p.ExcessLossCi95 });
-            bar.Color = s.Color;
-        }
+        PointsWithBars(plt, result, result.Points, p => (p.MeanExcessLoss, p.ExcessLossCi95),
+            p => result.Convergence?.Variants.FirstOrDefault(c => c.Variant == p.Variant) is { Converged: var c } ? (c ? " (converged)" : " (not converged)") : "");
         plt.Title($"{(result.Options.TaskKind == "language" ? "Language" : "MQAR")}, {result.Options.Seeds} seeds × {result.Options.Loop.Steps} steps: excess loss vs KV cache");
-        plt.XLabel("KV cache bytes per token (bf16, all layers)");
         plt.YLabel("eval excess loss (nats), mean ± 95% CI");
-        plt.ShowLegend(ScottPlot.Edge.Right);
-        return plt.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
+        return Finish(plt, width, height);
     }
 
     /// <summary>Paired gap to the reference variant (mean ± 95 % CI over seeds of excess(variant) − excess(reference),
@@ -49,52 +37,65 @@ public static class FrontierPlots
         var paired = result.Points.Where(p => p.PairedReference != "").ToList();
         if (paired.Count == 0) return null;
         var plt = new ScottPlot.Plot();
-        var order = VariantOrder(result);
-        var seen = new Dictionary<double, int>();
-        double span = Math.Max(1, result.Points.Max(p => p.KvBytesPerTokenBf16) - result.Points.Min(p => p.KvBytesPerTokenBf16));
         var zero = plt.Add.HorizontalLine(0);
         zero.Color = ScottPlot.Colors.Black;
         zero.LinePattern = ScottPlot.LinePattern.Dashed;
         zero.LegendText = $"{paired[0].PairedReference} (reference)";
-        foreach (var p in paired)
+        PointsWithBars(plt, result, paired, p => (p.PairedDifference, p.PairedDifferenceCi95),
+            p => Math.Abs(p.PairedDifference) > p.PairedDifferenceCi95 ? (p.PairedDifference > 0 ? " (worse)" : " (better)") : "");
+        plt.Title($"Paired by seed: excess loss minus {paired[0].PairedReference}'s, {result.Options.Seeds} seeds × {result.Options.Loop.Steps} steps");
+        plt.YLabel("paired gap (nats), mean ± 95% CI");
+        return Finish(plt, width, height);
+    }
+
+    /// <summary>One marker with its ± bar per point, at its KV bytes per token, in its variant's colour; points sharing a
+    /// cache size are spread sideways a little (by 1.2 % of the result's KV range each) so their bars do not hide each other.</summary>
+    static void PointsWithBars(ScottPlot.Plot plt, MlaFrontierResult result, IEnumerable<FrontierPoint> points,
+        Func<FrontierPoint, (double Value, double Ci95)> y, Func<FrontierPoint, string> legendSuffix)
+    {
+        var order = VariantOrder(result);
+        double span = Math.Max(1, result.Points.Max(p => p.KvBytesPerTokenBf16) - result.Points.Min(p => p.KvBytesPerTokenBf16));
+        var seen = new Dictionary<double, int>();
+        foreach (var p in points)
         {
             int k = seen.TryGetValue(p.KvBytesPerTokenBf16, out int n) ? n : 0;
             seen[p.KvBytesPerTokenBf16] = k + 1;
             double x = p.KvBytesPerTokenBf16 + k * span * 0.012;
-            var s = plt.Add.Scatter(new[] { x }, new[] { p.PairedDifference });
+            var (value, ci) = y(p);
+            var s = plt.Add.Scatter(new[] { x }, new[] { value });
             s.Color = ColorOf(order, p.Variant);
             s.MarkerSize = 9;
-            bool significant = Math.Abs(p.PairedDifference) > p.PairedDifferenceCi95;
-            s.LegendText = $"{p.Variant}{(significant ? (p.PairedDifference > 0 ? " (worse)" : " (better)") : "")}";
-            var bar = plt.Add.ErrorBar(new[] { x }, new[] { p.PairedDifference }, new[] { p.PairedDifferenceCi95 });
+            s.LegendText = p.Variant + legendSuffix(p);
+            var bar = plt.Add.ErrorBar(new[] { x }, new[] { value }, new[] { ci });
             bar.Color = s.Color;
         }
-        plt.Title($"Paired by seed: excess loss minus {paired[0].PairedReference}'s, {result.Options.Seeds} seeds × {result.Options.Loop.Steps} steps");
         plt.XLabel("KV cache bytes per token (bf16, all layers)");
-        plt.YLabel("paired gap (nats), mean ± 95% CI");
+    }
+
+    static byte[] Finish(ScottPlot.Plot plt, int width, int height)
+    {
         plt.ShowLegend(ScottPlot.Edge.Right);
         return plt.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
     }
 
-    /// <summary>Eval loss curves of every run (log10), one colour per variant: the convergence evidence.</summary>
-    public static byte[] Curves(IEnumerable<(string Label, IReadOnlyList<CurvePoint> Curve)> curves, string title, int width = 800, int height = 500)
+    /// <summary>Eval loss curves of every run (log10), one colour per label: the convergence evidence. Colours follow
+    /// <paramref name="order"/> when given (a frontier's <see cref="VariantOrder"/>), else the labels' first appearance.</summary>
+    public static byte[] Curves(IEnumerable<(string Label, IReadOnlyList<CurvePoint> Curve)> curves, string title, IReadOnlyList<string>? order = null, int width = 800, int height = 500)
     {
         var plt = new ScottPlot.Plot();
-        var palette = new ScottPlot.Palettes.Category10();
-        var labels = new Dictionary<string, int>();
+        var labels = order?.Select((label, i) => (label, i)).ToDictionary(x => x.label, x => x.i) ?? new Dictionary<string, int>();
+        var named = new HashSet<string>();
         foreach (var (label, curve) in curves)
         {
-            bool first = !labels.ContainsKey(label);
-            if (first) labels[label] = labels.Count;
+            if (!labels.ContainsKey(label)) labels[label] = labels.Count;
             var line = plt.Add.Scatter(curve.Select(p => (double)p.Step).ToArray(), curve.Select(p => Math.Log10(Math.Max(p.EvalLoss, 1e-6))).ToArray());
-            line.Color = palette.GetColor(labels[label]);
+            line.Color = VariantColor(labels[label]);
             line.MarkerSize = 0;
-            if (first) line.LegendText = label;
+            if (named.Add(label)) line.LegendText = label;
         }
         plt.Title(title);
         plt.XLabel("step");
         plt.YLabel("log10 eval loss (nats)");
-        plt.ShowLegend(ScottPlot.Edge.Right);
-        return plt.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
+        return Finish(plt, width, height);
     }
 }

@@ -449,7 +449,7 @@ public static class MlaFrontier
         IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier.png"), FrontierPlots.Frontier(r));
         if (FrontierPlots.Paired(r) is { } paired) IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier-paired.png"), paired);
         IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier-curves.png"),
-            FrontierPlots.Curves(r.Runs.Select(x => (x.Variant, x.Curve)), "Eval loss per run (all seeds)" + (r.Partial ? " (partial)" : "")));
+            FrontierPlots.Curves(r.Runs.Select(x => (x.Variant, x.Curve)), "Eval loss per run (all seeds)" + (r.Partial ? " (partial)" : ""), FrontierPlots.VariantOrder(r)));
         if (r.Convergence is not null) IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier-convergence.png"), r.Convergence.Plot());
     }
 }

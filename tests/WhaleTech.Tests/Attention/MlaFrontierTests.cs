@@ -156,6 +156,7 @@ public class MlaFrontierTests
         Assert.Equal(r.Convergence!.Variants.Select(c => c.Variant), order);                    // the convergence plot's order
         Tests.Plots.PngAssert.Readable(FrontierPlots.Frontier(r), "frontier");
         Tests.Plots.PngAssert.Readable(FrontierPlots.Paired(r)!, "paired");
+        Tests.Plots.PngAssert.Readable(FrontierPlots.Curves(r.Runs.Select(x => (x.Variant, x.Curve)), "curves", order), "curves");
         Assert.Null(FrontierPlots.Paired(r with { Points = r.Points.Select(p => p with { PairedReference = "" }).ToList() }));
     }
 
