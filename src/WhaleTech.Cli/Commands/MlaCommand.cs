@@ -133,6 +133,7 @@ public static class MlaCommand
         var steps = new Option<int?>("--steps") { Description = "Training steps per model (default 2000; --quick 150)." };
         var evalEvery = new Option<int?>("--eval-every") { Description = "Steps between eval points of the convergence curve (default 100; --quick 50)." };
         var quick = new Option<bool>("--quick") { Description = "Tiny smoke run: 2 variants, 150 steps, 128 eval sequences (finishes in a minute; not converged)." };
+        var evalSets = new Option<int>("--eval-sets") { Description = "Also score every final model on this many shared eval sets, sampled excess loss and exact KL, and report the eval set's share of the seed spread (0 = off).", DefaultValueFactory = _ => 0 };
         var folder = RunFolderOptions.ForExperiment(null, "mla-frontier.json, .md, .png and -curves.png");
         var outDir = folder.Out;
         var pairs = new Option<int?>("--pairs") { Description = "MQAR key–value pairs per sequence (default 4; queries = pairs)." };
@@ -145,7 +146,7 @@ public static class MlaCommand
         var from = new Option<string[]>("--from") { Description = "Re-render earlier mla-frontier.json files into --out (no training); several files (same task) are merged and the verdict recomputed; files of several run lengths also test convergence across the lengths (mla-frontier-convergence.png).", AllowMultipleArgumentsPerToken = true };
         var convergedGain = new Option<double>("--converged-gain") { Description = "With --from over several run lengths: a variant counts as converged when its last step change gains less than this many nats per doubling of the steps (upper 95 % bound).", DefaultValueFactory = _ => WhaleTech.Lab.Mla.FrontierConvergence.DefaultTolerance };
         var cmd = new Command("frontier", "Train MHA/GQA/MQA/MLA variants (matched parameters) on MQAR or a synthetic language to convergence; excess loss over Bayes vs KV bytes per token with 95% CIs.")
-            { device, variants, seeds, firstSeed, steps, evalEvery, quick, outDir, folder.CheckpointEvery, folder.Resume, pairs, symbols, task, topics, length, hidden, lr, from, convergedGain };
+            { device, variants, seeds, firstSeed, steps, evalEvery, evalSets, quick, outDir, folder.CheckpointEvery, folder.Resume, pairs, symbols, task, topics, length, hidden, lr, from, convergedGain };
         cmd.SetAction(parse =>
         {
             var dev = Backend.ResolveDevice(parse.GetValue(device));
@@ -166,7 +167,7 @@ public static class MlaCommand
             var o = new MlaFrontierOptions();
             if (q) o = o with { Variants = ["mqa", "mla-12-4"], Loop = o.Loop with { Steps = 150 }, EvalEvery = 50, EvalSequences = 128 };
             if (parse.GetValue(variants) is { Length: > 0 } v) o = o with { Variants = v };
-            o = o with { Seeds = parse.GetValue(seeds), FirstSeed = parse.GetValue(firstSeed), Loop = o.Loop with { Steps = parse.GetValue(steps) ?? o.Loop.Steps }, EvalEvery = parse.GetValue(evalEvery) ?? o.EvalEvery };
+            o = o with { Seeds = parse.GetValue(seeds), FirstSeed = parse.GetValue(firstSeed), Loop = o.Loop with { Steps = parse.GetValue(steps) ?? o.Loop.Steps }, EvalEvery = parse.GetValue(evalEvery) ?? o.EvalEvery, EvalSets = parse.GetValue(evalSets) };
             if (parse.GetValue(pairs) is int np) o = o with { Pairs = np, Queries = np };
             if (parse.GetValue(symbols) is int ns) o = o with { Keys = ns, Values = ns };
             o = o with { TaskKind = parse.GetValue(task)! };

@@ -70,6 +70,7 @@ public static class Rules
                     throw new WhaleArgumentException(n, x, "must be mha, mqa, gqaN or mla-<kv_lora_rank>-<rope_dims> (e.g. mla-8-4)");
         }),
         ["mla frontier --eval-every"] = Int(1, Million),
+        ["mla frontier --eval-sets"] = Int(0, 1000, "0 = off"),
         ["mla frontier --first-seed"] = Int(0, Million),
         ["mla frontier --converged-gain"] = Real(0, 10, minExclusive: true),
         ["mla frontier --out"] = OutDir,

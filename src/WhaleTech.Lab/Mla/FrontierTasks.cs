@@ -12,6 +12,13 @@
 //             NLL − Bayes NLL on the same tokens. Unlike MQAR it is graded (no ceiling at 0 nats a small model can
 //             hit by memorizing) and tests aggregation of evidence over the context rather than exact lookup.
 //
+// Two estimators of the excess loss on an eval set. The sampled one, mean over scored positions of
+//     log p(x_{t+1} | x_≤t) − log q(x_{t+1} | x_≤t)                    (what the frontier has always reported),
+// and the exact KL, the same mean with the next token integrated out (Rao–Blackwell):
+//     KL_t = Σ_v p(v | x_≤t) (log p(v | x_≤t) − log q(v | x_≤t)).
+// Both have expectation E_ctx KL(p ‖ q); the KL's eval-set noise comes from the contexts only, not from the draw of the
+// scored token, so it is far smaller (FrontierEvalNoise.cs measures both). On MQAR p is a point mass: the two coincide.
+//
 // Shapes: B batch, T sequence, V vocabulary, K topics.
 using MathNet.Numerics.Distributions;
 using WhaleTech.Runtime;
@@ -29,6 +36,9 @@ public interface IFrontierTask
     /// <summary>The Bayes-optimal predictor on the masked positions of a batch from <see cref="Batch"/>: its mean NLL
     /// (nats) and its top-1 accuracy.</summary>
     (double Loss, double Accuracy) Bayes(Tensor ids, Tensor targets, Tensor mask);
+    /// <summary>The exact excess loss (file header): the mean over the masked positions of KL(Bayes ‖ model), given the
+    /// model's log-probabilities <paramref name="logProbs"/> [B, T, V] on this batch.</summary>
+    double ExcessKl(Tensor ids, Tensor targets, Tensor mask, Tensor logProbs);
     /// <summary>One sentence for the results' Task line.</summary>
     string Describe();
 }
@@ -40,6 +50,12 @@ public sealed class MqarFrontierTask(MlaQualityOptions mqar) : IFrontierTask
     public int SequenceLength => 2 * (mqar.Pairs + mqar.Queries);
     public (Tensor Ids, Tensor Targets, Tensor Mask) Batch(int batch, Random rng) => MlaQuality.Batch(mqar, batch, rng);
     public (double Loss, double Accuracy) Bayes(Tensor ids, Tensor targets, Tensor mask) => (0, 1);
+    public double ExcessKl(Tensor ids, Tensor targets, Tensor mask, Tensor logProbs)            // p is a point mass: KL = NLL
+    {
+        using var scope = NewDisposeScope();
+        var picked = logProbs.to_type(ScalarType.Float64).gather(-1, targets.to(logProbs.device).unsqueeze(-1)).squeeze(-1);
+        return -picked[mask.to(logProbs.device)].mean().item<double>();
+    }
     public string Describe() => $"MQAR, {mqar.Pairs} pairs, {mqar.Queries} queries, {mqar.Keys} keys × {mqar.Values} values (T = {SequenceLength}). Bayes-optimal loss is 0, so eval loss = excess loss";
 }
 
@@ -102,11 +118,47 @@ public sealed class TopicBigramLanguage : IFrontierTask
     /// <summary>The exact posterior-predictive NLL and top-1 accuracy over the masked positions.</summary>
     public (double Loss, double Accuracy) Bayes(Tensor ids, Tensor targets, Tensor mask)
     {
+        double nll = 0, correct = 0; long count = 0;
+        Posterior(ids, targets, mask, (row, target, pred, z) =>
+        {
+            nll -= Math.Log(pred[target] / z);
+            int arg = 0;
+            for (int b = 1; b < pred.Length; b++) if (pred[b] > pred[arg]) arg = b;
+            correct += arg == target ? 1 : 0;
+            count++;
+        });
+        return count == 0 ? (0, 1) : (nll / count, correct / count);
+    }
+
+    /// <summary>Mean KL(Bayes ‖ model) over the masked positions (file header); logProbs [B, T, V].</summary>
+    public double ExcessKl(Tensor ids, Tensor targets, Tensor mask, Tensor logProbs)
+    {
+        int V = VocabSize;
+        if (logProbs.ndim != 3 || logProbs.shape[0] != ids.shape[0] || logProbs.shape[1] != ids.shape[1] || logProbs.shape[2] != V)
+            throw new WhaleArgumentException("logProbs", string.Join("×", logProbs.shape), $"must be [B, T, V] = [{ids.shape[0]}, {ids.shape[1]}, {V}]");
+        double[] q;
+        using (var cpu = logProbs.to_type(ScalarType.Float64).cpu().contiguous()) q = cpu.data<double>().ToArray();
+        double kl = 0; long count = 0;
+        Posterior(ids, targets, mask, (row, target, pred, z) =>
+        {
+            for (int b = 0; b < V; b++)
+            {
+                double p = pred[b] / z;
+                if (p > 0) kl += p * (Math.Log(p) - q[row * V + b]);
+            }
+            count++;
+        });
+        return count == 0 ? 0 : kl / count;
+    }
+
+    /// <summary>The forward recursion of the Bayes predictor (file header): at every masked position, calls
+    /// <paramref name="visit"/>(row = n·T + t, target, pred, z) with the unnormalized posterior predictive pred [V] (Σ = z).</summary>
+    void Posterior(Tensor ids, Tensor targets, Tensor mask, Action<int, int, double[], double> visit)
+    {
         int B = (int)ids.shape[0], T = (int)ids.shape[1], V = VocabSize, K = Topics;
         var x = ids.cpu().contiguous().data<long>().ToArray();
         var y = targets.cpu().contiguous().data<long>().ToArray();
         var m = mask.cpu().contiguous().data<bool>().ToArray();
-        double nll = 0, correct = 0; long count = 0;
         var logW = new double[K];
         var pred = new double[V];
         for (int n = 0; n < B; n++)
@@ -115,26 +167,21 @@ public sealed class TopicBigramLanguage : IFrontierTask
             for (int t = 0; t < T; t++)
             {
                 int prev = (int)x[n * T + t], target = (int)y[n * T + t];
-                double max = logW.Max(), z = 0;
-                Array.Clear(pred);
-                for (int k = 0; k < K; k++)
-                {
-                    double w = Math.Exp(logW[k] - max);
-                    z += w;
-                    for (int b = 0; b < V; b++) pred[b] += w * _p[k][prev, b];
-                }
                 if (m[n * T + t])
                 {
-                    nll -= Math.Log(pred[target] / z);
-                    int arg = 0;
-                    for (int b = 1; b < V; b++) if (pred[b] > pred[arg]) arg = b;
-                    correct += arg == target ? 1 : 0;
-                    count++;
+                    double max = logW.Max(), z = 0;
+                    Array.Clear(pred);
+                    for (int k = 0; k < K; k++)
+                    {
+                        double w = Math.Exp(logW[k] - max);
+                        z += w;
+                        for (int b = 0; b < V; b++) pred[b] += w * _p[k][prev, b];
+                    }
+                    visit(n * T + t, target, pred, z);
                 }
                 for (int k = 0; k < K; k++) logW[k] += Math.Log(_p[k][prev, target]);     // the target is the next input
             }
         }
-        return count == 0 ? (0, 1) : (nll / count, correct / count);
     }
 
     public string Describe() => $"topic-mixture bigram language, {Topics} topics × {VocabSize} symbols, Dirichlet(α = {_alpha}) rows, T = {SequenceLength}; every position scored. The Bayes-optimal loss is computed exactly per eval sequence (topic posterior from the prefix) and subtracted: excess loss = eval NLL − Bayes NLL";

@@ -71,6 +71,9 @@ public sealed record MlaFrontierOptions
     public int WarmupSteps { get; init; } = 100;
     public int EvalEvery { get; init; } = 100;
     public int EvalSequences { get; init; } = 512;
+    /// <summary>Extra eval sets, shared by all seeds, on which every final model is scored to measure eval noise
+    /// (FrontierEvalNoise.cs); 0 = none.</summary>
+    public int EvalSets { get; init; }
     public double FlatTailDelta { get; init; } = 0.02;
     /// <summary>Excess loss (nats) that counts as "learned" for the learning-speed column.</summary>
     public double SpeedThreshold { get; init; } = 0.05;
@@ -85,7 +88,7 @@ public sealed record MlaFrontierOptions
         Guard.Positive("seeds", Seeds); Guard.InRange("first seed", FirstSeed, 0, 1_000_000); Loop.Validate();
         Guard.Positive("pairs", Pairs); Guard.InRange("queries", Queries, 1, Pairs); Guard.InRange("keys", Keys, Pairs, 10_000);
         Guard.Positive("values", Values); Model.Validate(); Guard.Divides("heads", Model.Heads, "hidden", Model.Hidden);
-        Guard.Positive("eval every", EvalEvery); Guard.Positive("eval sequences", EvalSequences);
+        Guard.Positive("eval every", EvalEvery); Guard.Positive("eval sequences", EvalSequences); Guard.InRange("eval sets", EvalSets, 0, 1000);
         if (TaskKind is not ("mqar" or "language")) throw new WhaleArgumentException("task", TaskKind, "must be mqar or language");
         if (TaskKind == "language") { Guard.InRange("topics", Topics, 1, 64); Guard.InRange("length", Length, 2, 4096); Guard.InRange("symbols", Values, 2, 256); }
         return this;
@@ -99,9 +102,20 @@ public sealed record MlaFrontierOptions
     public IFrontierTask Data => TaskKind == "language" ? new TopicBigramLanguage(Values, Topics, Length) : new MqarFrontierTask(Task);
 }
 
-public sealed record CurvePoint(int Step, double EvalLoss, double EvalAccuracy);
+/// <summary>One eval point: the sampled excess loss (EvalLoss) and, in runs recorded since it was added, the exact KL
+/// (FrontierTasks.cs header) on the same eval set.</summary>
+public sealed record CurvePoint(int Step, double EvalLoss, double EvalAccuracy)
+{
+    public double? EvalKl { get; init; }
+}
+/// <summary>Sampled excess loss, accuracy and exact KL of one model on one eval set.</summary>
+public sealed record EvalScore(double Loss, double Accuracy, double Kl);
 public sealed record FrontierRun(string Variant, int Seed, long Parameters, long KvElementsPerToken, double KvBytesPerTokenBf16,
-    double EvalLoss, double EvalAccuracy, bool FlatTail, IReadOnlyList<CurvePoint> Curve);
+    double EvalLoss, double EvalAccuracy, bool FlatTail, IReadOnlyList<CurvePoint> Curve)
+{
+    /// <summary>The final model scored on the shared eval sets of FrontierEvalNoise (only with EvalSets &gt; 0).</summary>
+    public IReadOnlyList<EvalScore>? EvalSets { get; init; }
+}
 public sealed record FrontierPoint(string Variant, long Parameters, double KvBytesPerTokenBf16, int Seeds,
     double MeanAccuracy, double AccuracyCi95, double MeanExcessLoss, double ExcessLossCi95, int FlatTailRuns, bool OnFrontier)
 {
@@ -125,6 +139,8 @@ public sealed record MlaFrontierResult(MlaFrontierOptions Options, IReadOnlyList
     /// <summary>Set by <see cref="MlaFrontier.Pool"/> when frontiers of several run lengths were pooled: these runs are
     /// the longest ones, and this is the test of convergence across the lengths.</summary>
     public FrontierConvergence? Convergence { get; init; }
+    /// <summary>The eval set's share of the seed spread, when the runs were scored on shared eval sets (EvalSets &gt; 0).</summary>
+    public FrontierEvalNoise? EvalNoise { get; init; }
 }
 
 public static class MlaFrontier
@@ -149,8 +165,10 @@ public static class MlaFrontier
     public static long KvElements(ModelConfig cfg) => cfg.AttentionVariant.KvElementsPerTokenPerLayer(cfg) * cfg.NumHiddenLayers;
 
     internal static (Tensor Loss, Tensor Correct) LossAndCorrect(DeepSeekLM model, Tensor ids, Tensor targets, Tensor mask)
+        => LossAndCorrect(model.forward(ids), targets, mask);
+
+    static (Tensor Loss, Tensor Correct) LossAndCorrect(Tensor logits, Tensor targets, Tensor mask)
     {
-        var logits = model.forward(ids);
         var picked = logits[mask];
         var target = targets[mask];
         var loss = nn.functional.cross_entropy(picked.to_type(ScalarType.Float32), target);
@@ -161,14 +179,23 @@ public static class MlaFrontier
     /// fixed eval set.</summary>
     public static (double Loss, double Accuracy) Evaluate(DeepSeekLM model, MlaFrontierOptions o, int seed, Device device)
     {
+        var s = Score(model, o.Data, o.EvalSequences, new Random(10_000 + seed), device);
+        return (s.Loss, s.Accuracy);
+    }
+
+    /// <summary>Scores <paramref name="model"/> on <paramref name="sequences"/> eval sequences drawn with
+    /// <paramref name="rng"/>: sampled excess loss, accuracy and exact KL (FrontierTasks.cs header).</summary>
+    public static EvalScore Score(DeepSeekLM model, IFrontierTask data, int sequences, Random rng, Device device)
+    {
         bool wasTraining = model.training;
         model.eval();
         using var scope = torch.NewDisposeScope();
         using var g = torch.no_grad();
-        var data = o.Data;
-        var (ids, targets, mask) = data.Batch(o.EvalSequences, new Random(10_000 + seed));
-        var (loss, acc) = LossAndCorrect(model, ids.to(device), targets.to(device), mask.to(device));
-        var result = (loss.item<float>() - data.Bayes(ids, targets, mask).Loss, (double)acc.item<float>());
+        var (ids, targets, mask) = data.Batch(sequences, rng);
+        var logits = model.forward(ids.to(device));                                  // [B, T, V]
+        var (loss, acc) = LossAndCorrect(logits, targets.to(device), mask.to(device));
+        double kl = data.ExcessKl(ids, targets, mask, nn.functional.log_softmax(logits.to_type(ScalarType.Float32), -1));
+        var result = new EvalScore(loss.item<float>() - data.Bayes(ids, targets, mask).Loss, acc.item<float>(), kl);
         if (wasTraining) model.train();
         return result;
     }
@@ -185,17 +212,18 @@ public static class MlaFrontier
         using var opt = new AdamWOptimizer(model.parameters(), lr, weightDecay: o.Loop.WeightDecay);
         var resumed = run?.Start(model, opt);
         var curve = resumed is null ? [] : RunCheckpoint.StateAs<List<CurvePoint>>(resumed) ?? [];
-        if (resumed is null)
+        var data = o.Data;
+        CurvePoint Eval(int step)
         {
-            var (l0, a0) = Evaluate(model, o, evalSeed, device);
-            curve.Add(new CurvePoint(0, l0, a0));
+            var s = Score(model, data, o.EvalSequences, new Random(10_000 + evalSeed), device);
+            return new CurvePoint(step, s.Loss, s.Accuracy) { EvalKl = s.Kl };
         }
+        if (resumed is null) curve.Add(Eval(0));
         model.train();
         var stepper = new OptimizerStepper(opt, model.parameters(), maxGradNorm: o.Loop.GradClip, maxNonFiniteInRow: 1)
             { Warn = w => throw new WhaleException($"{label}: {w}") };
         var schedule = new LrSchedule(lr, Math.Min(o.WarmupSteps, steps / 10), steps, lr / 10).Validate();
         var rng = new Random(dataSeed);
-        var data = o.Data;
         int start = resumed?.Step ?? 0;
         for (int i = 0; i < start; i++)                                      // resume: the data stream replays to where the run stopped
         {
@@ -211,9 +239,9 @@ public static class MlaFrontier
             var scalars = new Dictionary<string, double> { ["loss"] = outcome.Loss, ["grad_norm"] = outcome.GradNorm, ["learning_rate"] = schedule.At(step) };
             if ((step + 1) % o.EvalEvery == 0 || step + 1 == steps)
             {
-                var (l, a) = Evaluate(model, o, evalSeed, device);
-                curve.Add(new CurvePoint(step + 1, l, a));
-                (scalars["eval/loss"], scalars["eval/accuracy"]) = (l, a);
+                var point = Eval(step + 1);
+                curve.Add(point);
+                (scalars["eval/loss"], scalars["eval/accuracy"], scalars["eval/kl"]) = (point.EvalLoss, point.EvalAccuracy, point.EvalKl!.Value);
             }
             run?.Log(step + 1, scalars);
             if (run?.AfterStep(step + 1, steps, model, opt, step + 1, () => curve) == true) return null;
@@ -257,14 +285,16 @@ public static class MlaFrontier
                 var curve = Train(model, o, o.Loop.Steps, o.Loop.LearningRate, seed, seed, device, $"{v.Name} seed {seed}", run);
                 if (curve is null) break;
                 long kv = KvElements(cfg);
-                r = new FrontierRun(v.Name, seed, model.ParameterCount(), kv, kv * 2.0, curve[^1].EvalLoss, curve[^1].EvalAccuracy, FlatTail(curve, o.FlatTailDelta), curve);
+                r = new FrontierRun(v.Name, seed, model.ParameterCount(), kv, kv * 2.0, curve[^1].EvalLoss, curve[^1].EvalAccuracy, FlatTail(curve, o.FlatTailDelta), curve)
+                    { EvalSets = o.EvalSets == 0 ? null : FrontierEvalNoise.Score(model, o, device) };
                 run?.Finish(r);
             }
             results.Add(r);
             log?.Invoke($"{v.Name} seed {seed}: params {r.Parameters:N0}, KV {r.KvElementsPerToken * 2} B/token, eval loss {r.EvalLoss:F4}, accuracy {r.EvalAccuracy:P1}, flat tail {r.FlatTail}");
         }
         var points = Summarize(results, o.SpeedThreshold);
-        return new MlaFrontierResult(o, results, points, Verdict(points)) { Partial = runs?.Interrupted == true };
+        var result = new MlaFrontierResult(o, results, points, Verdict(points)) { Partial = runs?.Interrupted == true };
+        return result with { EvalNoise = FrontierEvalNoise.Analyze([result]) };
     }
 
     /// <summary>The first eval step whose excess loss is ≤ <paramref name="threshold"/>, or null.</summary>
@@ -354,6 +384,7 @@ public static class MlaFrontier
         if (r.Points.Any(p => p.PairedReference != "")) sb.AppendLine("![paired gap to the reference](mla-frontier-paired.png)").AppendLine();
         sb.AppendLine("![curves](mla-frontier-curves.png)");
         if (r.Convergence is not null) sb.AppendLine().Append(r.Convergence.Markdown());
+        if (r.EvalNoise is not null) sb.AppendLine().Append(r.EvalNoise.Markdown());
         return sb.ToString();
     }
 
@@ -391,10 +422,11 @@ public static class MlaFrontier
     public static MlaFrontierResult Pool(IReadOnlyList<MlaFrontierResult> parts, double tolerance = FrontierConvergence.DefaultTolerance)
     {
         var byLength = parts.GroupBy(p => p.Options.Loop.Steps).OrderBy(g => g.Key).Select(g => Merge(g.ToList())).ToList();
-        if (byLength.Count == 1) return byLength[0];
+        var noise = FrontierEvalNoise.Analyze(byLength);
+        if (byLength.Count == 1) return byLength[0] with { EvalNoise = noise };
         var convergence = FrontierConvergence.Analyze(byLength, tolerance);
         var longest = byLength[^1];
-        return longest with { Verdict = Verdict(longest.Points, convergence), Convergence = convergence };
+        return longest with { Verdict = Verdict(longest.Points, convergence), Convergence = convergence, EvalNoise = noise };
     }
 
     /// <summary>Reads a result written by <see cref="Write"/> (to re-render its table and plots).</summary>

@@ -72,4 +72,70 @@ public class FrontierTasksTests
         Assert.InRange(excess, 0.0, Math.Log(8));                         // an untrained model is near uniform: ln 8 − Bayes
         Assert.InRange(excess + bayes, Math.Log(8) - 0.1, Math.Log(8) + 0.1);
     }
+
+    /// <summary>The exact KL against the same independent formula as above: the predictive p(v | x_≤t) as a ratio of
+    /// marginal likelihoods. With the model = that predictive the KL is 0; with a uniform model it is ln V − H(p_t), whose
+    /// mean over sequences the sampled estimator (ln V − Bayes NLL) matches in expectation. The sampled one's per-sequence
+    /// spread gives the tolerance: 4 standard errors.</summary>
+    [Fact]
+    public void ExactKlIsZeroAtTheBayesPredictorAndTheSampledExcessIsUnbiasedForIt()
+    {
+        const int V = 5, K = 3, T = 8;
+        var lang = new TopicBigramLanguage(vocab: V, topics: K, length: T);
+        var (ids, targets, mask) = lang.Batch(4, new Random(7));
+        var x = ids.data<long>().ToArray(); var y = targets.data<long>().ToArray();
+        var logP = new double[4 * T * V];
+        double uniformKl = 0;
+        for (int n = 0; n < 4; n++)
+        {
+            var seq = new List<int> { (int)x[n * T] };
+            for (int t = 0; t < T; t++) seq.Add((int)y[n * T + t]);
+            double Marginal(IReadOnlyList<int> s, int upto)
+            {
+                double sum = 0;
+                for (int k = 0; k < K; k++)
+                {
+                    double p = 1;
+                    for (int i = 1; i <= upto; i++) p *= lang.Transition(k, s[i - 1], s[i]);
+                    sum += p / K;
+                }
+                return sum;
+            }
+            for (int t = 0; t < T; t++)
+            {
+                double entropy = 0;
+                for (int v = 0; v < V; v++)
+                {
+                    var candidate = seq.Take(t + 1).Append(v).ToList();
+                    double p = Marginal(candidate, t + 1) / Marginal(seq, t);
+                    logP[(n * T + t) * V + v] = Math.Log(p);
+                    entropy -= p * Math.Log(p);
+                }
+                uniformKl += Math.Log(V) - entropy;
+            }
+        }
+        var bayes = torch.tensor(logP, [4, T, V]);
+        Assert.Equal(0, lang.ExcessKl(ids, targets, mask, bayes), 12);
+        Assert.Equal(uniformKl / (4 * T), lang.ExcessKl(ids, targets, mask, torch.full(4, T, V, -Math.Log(V), torch.float64)), 12);
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => lang.ExcessKl(ids, targets, mask, torch.zeros(4, T, V + 1)));
+
+        // Unbiased: over many sequences the sampled excess of the uniform model agrees with its KL.
+        var (bi, bt, bm) = lang.Batch(2000, new Random(11));
+        double kl = lang.ExcessKl(bi, bt, bm, torch.full(2000, T, V, -Math.Log(V), torch.float64));
+        var perSequence = Enumerable.Range(0, 2000).Select(n => Math.Log(V) - lang.Bayes(bi[n..(n + 1)], bt[n..(n + 1)], bm[n..(n + 1)]).Loss).ToArray();
+        double se = MathNet.Numerics.Statistics.Statistics.StandardDeviation(perSequence) / Math.Sqrt(2000);
+        Assert.InRange(perSequence.Average() - kl, -4 * se, 4 * se);
+    }
+
+    /// <summary>On MQAR the Bayes predictor is a point mass on the target, so the KL is the model's NLL there.</summary>
+    [Fact]
+    public void MqarExactKlIsTheNll()
+    {
+        var o = new MlaFrontierOptions { Pairs = 2, Queries = 2, Keys = 8, Values = 8 };
+        var (ids, targets, mask) = o.Data.Batch(6, new Random(2));
+        torch.manual_seed(3);
+        var logProbs = torch.nn.functional.log_softmax(torch.randn(6, ids.shape[1], 16), -1);
+        double nll = torch.nn.functional.cross_entropy(logProbs[mask], targets[mask]).item<float>();
+        Assert.Equal(nll, o.Data.ExcessKl(ids, targets, mask, logProbs), 5);
+    }
 }
