@@ -14,7 +14,8 @@
 // Statistics: mean and 95 % Student-t confidence interval over seeds (Lab/SeedStatistics.cs), per variant; the verdict
 // compares each variant's interval with the best one's.
 //
-// Every (variant, seed) run can keep a run folder (Lab/Runs/ExperimentRuns): Ctrl-C and --resume, bit-exact.
+// Every (variant, seed) run can keep a run folder (Lab/Runs/ExperimentRuns): Ctrl-C and --resume, bit-exact. The result
+// files (JSON, Markdown, plots) are MlaFrontierFiles.cs.
 //
 // Shapes: B batch, T sequence (MQAR: 2(N + Q)), D hidden, H heads, Dh head dim, Hkv KV heads, Dc kv_lora_rank, Dr RoPE dim.
 using System.Text;
@@ -131,6 +132,11 @@ public sealed record FrontierPoint(string Variant, long Parameters, double KvByt
     public string PairedReference { get; init; } = "";
     public double PairedDifference { get; init; }
     public double PairedDifferenceCi95 { get; init; }
+    /// <summary>The same for the exact KL (FrontierTasks.cs header), when every run of the result recorded it; null otherwise.</summary>
+    public double? MeanExactKl { get; init; }
+    public double? ExactKlCi95 { get; init; }
+    public double? PairedKlDifference { get; init; }
+    public double? PairedKlCi95 { get; init; }
 }
 public sealed record MlaFrontierResult(MlaFrontierOptions Options, IReadOnlyList<FrontierRun> Runs, IReadOnlyList<FrontierPoint> Points, string Verdict)
 {
@@ -143,7 +149,7 @@ public sealed record MlaFrontierResult(MlaFrontierOptions Options, IReadOnlyList
     public FrontierEvalNoise? EvalNoise { get; init; }
 }
 
-public static class MlaFrontier
+public static partial class MlaFrontier
 {
     /// <summary>The config of <paramref name="variant"/>: D hidden, H heads of Dh = D/H; MLA with Dn = Dv = Dh and no
     /// q-LoRA; the dense MLP resized so the model has ≈ the MHA model's parameters.</summary>
@@ -313,15 +319,24 @@ public static class MlaFrontier
         }).OrderBy(p => p.KvBytesPerTokenBf16).ThenBy(p => p.Variant).ToList();
         // Pareto frontier: no other point has ≤ bytes and a strictly lower mean excess loss
         pts = pts.Select(p => p with { OnFrontier = !pts.Any(q => q != p && q.KvBytesPerTokenBf16 <= p.KvBytesPerTokenBf16 && q.MeanExcessLoss < p.MeanExcessLoss) }).ToList();
+        bool withKl = runs.All(r => r.Curve.Count > 0 && r.Curve[^1].EvalKl is not null);
+        static double Kl(FrontierRun r) => r.Curve[^1].EvalKl!.Value;
+        if (withKl)
+            pts = pts.Select(p =>
+            {
+                var (mean, ci) = SeedStatistics.MeanCi95(runs.Where(r => r.Variant == p.Variant).Select(Kl).ToArray());
+                return p with { MeanExactKl = mean, ExactKlCi95 = ci };
+            }).ToList();
         if (pts.Count < 2) return pts;
         var reference = pts.MaxBy(p => p.KvBytesPerTokenBf16)!.Variant;
-        var refLoss = runs.Where(r => r.Variant == reference).ToDictionary(r => r.Seed, r => r.EvalLoss);
+        Dictionary<int, double> BySeed(string variant, Func<FrontierRun, double> value) => runs.Where(r => r.Variant == variant).ToDictionary(r => r.Seed, value);
         return pts.Select(p =>
         {
             if (p.Variant == reference) return p;
-            var own = runs.Where(r => r.Variant == p.Variant).ToDictionary(r => r.Seed, r => r.EvalLoss);
-            return SeedStatistics.Paired(refLoss, own) is { } d
-                ? p with { PairedReference = reference, PairedDifference = d.Mean, PairedDifferenceCi95 = d.Ci95 }
+            if (SeedStatistics.Paired(BySeed(reference, r => r.EvalLoss), BySeed(p.Variant, r => r.EvalLoss)) is not { } d) return p;
+            p = p with { PairedReference = reference, PairedDifference = d.Mean, PairedDifferenceCi95 = d.Ci95 };
+            return withKl && SeedStatistics.Paired(BySeed(reference, Kl), BySeed(p.Variant, Kl)) is { } k
+                ? p with { PairedKlDifference = k.Mean, PairedKlCi95 = k.Ci95 }
                 : p;
         }).ToList();
     }
@@ -356,39 +371,6 @@ public static class MlaFrontier
             : $"Not every run's eval curve was flat over its last quarter: {string.Join(", ", notConv.Select(p => $"{p.Variant} {p.FlatTailRuns}/{p.Seeds}"))} — those points are a lower bound on quality.");
         return sb.ToString();
     }
-
-    public static string Markdown(MlaFrontierResult r, string machine, string command)
-    {
-        var o = r.Options;
-        var sb = new StringBuilder();
-        var data = o.Data;
-        sb.AppendLine($"# MLA frontier: {(o.TaskKind == "language" ? "synthetic-language" : "MQAR")} excess loss vs KV bytes per token").AppendLine();
-        if (r.Partial) sb.AppendLine($"**Partial:** interrupted after {r.Runs.Count} of {o.Variants.Length * o.Seeds} runs; continue with the same command and `--resume`.").AppendLine();
-        sb.AppendLine($"Command: `{command}`  ").AppendLine($"Machine: {machine}  ");
-        string bayes = "";
-        if (o.TaskKind == "language")
-            using (torch.NewDisposeScope())
-            {
-                var (ids, targets, mask) = data.Batch(o.EvalSequences, new Random(10_000));
-                var (bayesLoss, bayesAccuracy) = data.Bayes(ids, targets, mask);
-                bayes = $" On seed 0's eval set the Bayes predictor's NLL is {bayesLoss:F4} nats/token and its top-1 accuracy {bayesAccuracy:P2} (the accuracy column's ceiling).";
-            }
-        sb.AppendLine($"Task: {data.Describe()}; model D {o.Model.Hidden}, {o.Model.Layers} layers, {o.Model.Heads} heads of {o.HeadDim}; {o.Loop.Steps} steps × batch {o.Loop.BatchSize}, AdamW lr {o.Loop.LearningRate} warm-up + cosine; {o.Seeds} seeds{(o.FirstSeed == 0 ? "" : $" from seed {o.FirstSeed}")}; eval {o.EvalSequences} sequences.{bayes}").AppendLine();
-        string refName = r.Points.FirstOrDefault(p => p.PairedReference != "")?.PairedReference ?? "reference";
-        sb.AppendLine($"| variant | params | KV B/token (bf16) | excess loss (mean ± 95 % CI) | paired Δ vs {refName} (95 % CI) | accuracy (mean ± 95 % CI) | flat tail | frontier | steps to ≤ {o.SpeedThreshold} nats (runs that got there) |");
-        sb.AppendLine("|---|---:|---:|---|---|---|---|---|---|");
-        foreach (var p in r.Points)
-            sb.AppendLine($"| {p.Variant} | {p.Parameters:N0} | {p.KvBytesPerTokenBf16:N0} | {p.MeanExcessLoss:F4} ± {p.ExcessLossCi95:F4} | {(p.PairedReference == "" ? "—" : $"{(p.PairedDifference < 0 ? "−" : "+")}{Math.Abs(p.PairedDifference):F4} ± {p.PairedDifferenceCi95:F4}")} | {p.MeanAccuracy:P2} ± {p.AccuracyCi95:P2} | {p.FlatTailRuns}/{p.Seeds} | {(p.OnFrontier ? "yes" : "")} | {(p.ReachedRuns == 0 ? "—" : $"{p.MeanStepsToThreshold:N0} ± {p.StepsToThresholdCi95:N0}")} ({p.ReachedRuns}/{p.Seeds}) |");
-        sb.AppendLine().AppendLine("**Verdict.** " + r.Verdict).AppendLine();
-        sb.AppendLine("![frontier](mla-frontier.png)").AppendLine();
-        if (r.Points.Any(p => p.PairedReference != "")) sb.AppendLine("![paired gap to the reference](mla-frontier-paired.png)").AppendLine();
-        sb.AppendLine("![curves](mla-frontier-curves.png)");
-        if (r.Convergence is not null) sb.AppendLine().Append(r.Convergence.Markdown());
-        if (r.EvalNoise is not null) sb.AppendLine().Append(r.EvalNoise.Markdown());
-        return sb.ToString();
-    }
-
-    public static string Json(object value) => JsonSerializer.Serialize(value, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
 
     /// <summary>Merges results of the same task and budget (variants, or seeds of one variant, run in parallel processes
     /// or sessions): the runs are pooled, the points, frontier and verdict recomputed. Different tasks or step counts,
@@ -429,59 +411,4 @@ public static class MlaFrontier
         return longest with { Verdict = Verdict(longest.Points, convergence), Convergence = convergence, EvalNoise = noise };
     }
 
-    /// <summary>Reads a result written by <see cref="Write"/> (to re-render its table and plots).</summary>
-    public static (MlaFrontierResult Result, string Command, string Machine) Read(string path)
-    {
-        if (!File.Exists(path)) throw new WhaleArgumentException("--from", path, "must name an existing mla-frontier.json");
-        var doc = JsonDocument.Parse(File.ReadAllText(path)).RootElement;
-        var node = System.Text.Json.Nodes.JsonNode.Parse(doc.GetProperty("result").GetRawText())!;
-        if (node["Options"] is System.Text.Json.Nodes.JsonObject legacy) UpgradeFlatOptions(legacy);
-        UpgradeFlatTailNames(node);
-        var result = node.Deserialize<MlaFrontierResult>(new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals })
-            ?? throw new WhaleArgumentException("--from", path, "holds no result");
-        return (result, doc.GetProperty("command").GetString() ?? "", doc.GetProperty("machine").GetString() ?? "");
-    }
-
-    /// <summary>Options written before the model shape and the training loop were records of their own held
-    /// "Hidden"/"Layers"/"Heads" and "Steps"/"Batch"/"LearningRate" flat; they move into "Model" and "Loop".</summary>
-    static void UpgradeFlatOptions(System.Text.Json.Nodes.JsonObject o)
-    {
-        if (o.ContainsKey("Model") || o.ContainsKey("Loop")) return;
-        System.Text.Json.Nodes.JsonObject Take(params (string From, string To)[] fields)
-        {
-            var moved = new System.Text.Json.Nodes.JsonObject();
-            foreach (var (from, to) in fields)
-                if (o.Remove(from, out var value)) moved[to] = value;
-            return moved;
-        }
-        o["Model"] = Take(("Hidden", "hidden"), ("Layers", "layers"), ("Heads", "heads"));
-        o["Loop"] = Take(("Steps", "Steps"), ("Batch", "BatchSize"), ("LearningRate", "LearningRate"));
-    }
-
-    /// <summary>Results written before the within-run "flat tail" flag got its name called it convergence: "Converged"
-    /// (per run), "ConvergedRuns" (per point) and the option "ConvergedDelta" are renamed on reading.</summary>
-    static void UpgradeFlatTailNames(System.Text.Json.Nodes.JsonNode result)
-    {
-        static void Rename(System.Text.Json.Nodes.JsonNode? node, string from, string to)
-        {
-            if (node is System.Text.Json.Nodes.JsonObject o && !o.ContainsKey(to) && o.Remove(from, out var value)) o[to] = value;
-        }
-        Rename(result["Options"], "ConvergedDelta", "FlatTailDelta");
-        foreach (var run in result["Runs"]?.AsArray() ?? []) Rename(run, "Converged", "FlatTail");
-        foreach (var point in result["Points"]?.AsArray() ?? []) Rename(point, "ConvergedRuns", "FlatTailRuns");
-    }
-
-    /// <summary>Writes mla-frontier.json, .md, .png, -paired.png (when seeds pair), -curves.png (and -convergence.png when pooled over lengths) into <paramref name="dir"/>.</summary>
-    public static void Write(MlaFrontierResult r, string dir, string machine, string command)
-    {
-        Directory.CreateDirectory(dir);
-        IO.AtomicFile.WriteAllText(Path.Combine(dir, "mla-frontier.json"), Json(new { command, machine, result = r }));
-        IO.AtomicFile.WriteAllText(Path.Combine(dir, "mla-frontier.md"), Markdown(r, machine, command));
-        if (r.Points.Count == 0) return;                                     // interrupted before any run finished: no plots yet
-        IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier.png"), FrontierPlots.Frontier(r));
-        if (FrontierPlots.Paired(r) is { } paired) IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier-paired.png"), paired);
-        IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier-curves.png"),
-            FrontierPlots.Curves(r.Runs.Select(x => (x.Variant, x.Curve)), "Eval loss per run (all seeds)" + (r.Partial ? " (partial)" : ""), FrontierPlots.VariantOrder(r)));
-        if (r.Convergence is not null) IO.AtomicFile.WriteAllBytes(Path.Combine(dir, "mla-frontier-convergence.png"), r.Convergence.Plot());
-    }
 }

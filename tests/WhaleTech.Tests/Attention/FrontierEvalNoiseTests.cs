@@ -46,6 +46,7 @@ public class FrontierEvalNoiseTests
         Assert.Equal(0, gain.TrainingSd, 12);
         Assert.Equal(0.001, gain.ObservedSd, 12);                         // own set: 0.004 + 0.001 s
         Assert.Contains("## Eval noise", MlaFrontier.Markdown(pooled, "machine", "command"));
+        Assert.All(pooled.Points, p => Assert.Null(p.MeanExactKl));         // curves without the KL (older runs): no KL columns
 
         var plain = a with { Runs = a.Runs.Select(r => r with { EvalSets = null }).ToList() };
         Assert.Null(FrontierEvalNoise.Analyze([plain]));
@@ -69,6 +70,9 @@ public class FrontierEvalNoiseTests
         });
         Assert.NotEqual(r.Runs[0].EvalSets![0].Loss, r.Runs[0].EvalSets![1].Loss);   // the sets differ
         Assert.Contains(r.EvalNoise!.Rows, x => x.Quantity == "paired Δ vs mha");
+        Assert.All(r.Points, p => Assert.NotNull(p.MeanExactKl));           // every run recorded the KL: the table shows it
+        Assert.NotNull(r.Points.Single(p => p.Variant == "mqa").PairedKlDifference);
+        Assert.Contains("| variant | exact KL (mean ± 95 % CI)", MlaFrontier.Markdown(r, "machine", "command"));
         Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (o with { EvalSets = -1 }).Validate());
     }
 }
