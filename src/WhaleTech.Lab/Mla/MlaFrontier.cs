@@ -137,6 +137,8 @@ public sealed record FrontierPoint(string Variant, long Parameters, double KvByt
     public double? ExactKlCi95 { get; init; }
     public double? PairedKlDifference { get; init; }
     public double? PairedKlCi95 { get; init; }
+    /// <summary>How many shared eval sets the KL is averaged over (0: each seed's own eval set).</summary>
+    public int ExactKlSharedSets { get; init; }
 }
 public sealed record MlaFrontierResult(MlaFrontierOptions Options, IReadOnlyList<FrontierRun> Runs, IReadOnlyList<FrontierPoint> Points, string Verdict)
 {
@@ -319,13 +321,16 @@ public static partial class MlaFrontier
         }).OrderBy(p => p.KvBytesPerTokenBf16).ThenBy(p => p.Variant).ToList();
         // Pareto frontier: no other point has ≤ bytes and a strictly lower mean excess loss
         pts = pts.Select(p => p with { OnFrontier = !pts.Any(q => q != p && q.KvBytesPerTokenBf16 <= p.KvBytesPerTokenBf16 && q.MeanExcessLoss < p.MeanExcessLoss) }).ToList();
-        bool withKl = runs.All(r => r.Curve.Count > 0 && r.Curve[^1].EvalKl is not null);
-        static double Kl(FrontierRun r) => r.Curve[^1].EvalKl!.Value;
+        // The exact KL: the mean over the shared eval sets when every run has them (the lowest-noise number: the eval
+        // noise averages out and the seeds share the sets), else the seed's own eval set when every run recorded it.
+        bool shared = runs.Count > 0 && runs.All(r => r.EvalSets is { Count: > 0 });
+        bool withKl = shared || runs.All(r => r.Curve.Count > 0 && r.Curve[^1].EvalKl is not null);
+        double Kl(FrontierRun r) => shared ? r.EvalSets!.Average(x => x.Kl) : r.Curve[^1].EvalKl!.Value;
         if (withKl)
             pts = pts.Select(p =>
             {
                 var (mean, ci) = SeedStatistics.MeanCi95(runs.Where(r => r.Variant == p.Variant).Select(Kl).ToArray());
-                return p with { MeanExactKl = mean, ExactKlCi95 = ci };
+                return p with { MeanExactKl = mean, ExactKlCi95 = ci, ExactKlSharedSets = shared ? runs.Where(r => r.Variant == p.Variant).Min(r => r.EvalSets!.Count) : 0 };
             }).ToList();
         if (pts.Count < 2) return pts;
         var reference = pts.MaxBy(p => p.KvBytesPerTokenBf16)!.Variant;

@@ -46,10 +46,11 @@ public class FrontierEvalNoiseTests
         Assert.Equal(0, gain.TrainingSd, 12);
         Assert.Equal(0.001, gain.ObservedSd, 12);                         // own set: 0.004 + 0.001 s
         Assert.Contains("## Eval noise", MlaFrontier.Markdown(pooled, "machine", "command"));
-        Assert.All(pooled.Points, p => Assert.Null(p.MeanExactKl));         // curves without the KL (older runs): no KL columns
+        Assert.All(pooled.Points, p => Assert.Equal(2, p.ExactKlSharedSets)); // the KL columns average the shared sets
 
         var plain = a with { Runs = a.Runs.Select(r => r with { EvalSets = null }).ToList() };
         Assert.Null(FrontierEvalNoise.Analyze([plain]));
+        Assert.All(MlaFrontier.Summarize(plain.Runs), p => Assert.Null(p.MeanExactKl));   // older runs: neither sets nor curve KL
     }
 
     [Fact]
@@ -71,7 +72,11 @@ public class FrontierEvalNoiseTests
         Assert.NotEqual(r.Runs[0].EvalSets![0].Loss, r.Runs[0].EvalSets![1].Loss);   // the sets differ
         Assert.Contains(r.EvalNoise!.Rows, x => x.Quantity == "paired Δ vs mha");
         Assert.All(r.Points, p => Assert.NotNull(p.MeanExactKl));           // every run recorded the KL: the table shows it
-        Assert.NotNull(r.Points.Single(p => p.Variant == "mqa").PairedKlDifference);
+        var mqa = r.Points.Single(p => p.Variant == "mqa");
+        Assert.NotNull(mqa.PairedKlDifference);
+        Assert.Equal(3, mqa.ExactKlSharedSets);                             // every run has the shared sets: their mean
+        double Shared(string v, int seed) => r.Runs.Single(x => x.Variant == v && x.Seed == seed).EvalSets!.Average(x => x.Kl);
+        Assert.Equal((Shared("mqa", 0) - Shared("mha", 0) + Shared("mqa", 1) - Shared("mha", 1)) / 2, mqa.PairedKlDifference!.Value, 12);
         Assert.Contains("| variant | exact KL (mean ± 95 % CI)", MlaFrontier.Markdown(r, "machine", "command"));
         Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => (o with { EvalSets = -1 }).Validate());
     }
