@@ -36,9 +36,10 @@ public interface IFrontierTask
     /// <summary>The Bayes-optimal predictor on the masked positions of a batch from <see cref="Batch"/>: its mean NLL
     /// (nats) and its top-1 accuracy.</summary>
     (double Loss, double Accuracy) Bayes(Tensor ids, Tensor targets, Tensor mask);
-    /// <summary>The exact excess loss (file header): the mean over the masked positions of KL(Bayes ‖ model), given the
-    /// model's log-probabilities <paramref name="logProbs"/> [B, T, V] on this batch.</summary>
-    double ExcessKl(Tensor ids, Tensor targets, Tensor mask, Tensor logProbs);
+    /// <summary>In one pass of the Bayes predictor: its mean NLL over the masked positions (<see cref="Bayes"/>'s Loss)
+    /// and the exact excess loss (file header), the mean of KL(Bayes ‖ model) there, given the model's
+    /// log-probabilities <paramref name="logProbs"/> [B, T, V] on this batch.</summary>
+    (double BayesLoss, double Kl) BayesLossAndKl(Tensor ids, Tensor targets, Tensor mask, Tensor logProbs);
     /// <summary>One sentence for the results' Task line.</summary>
     string Describe();
 }
@@ -50,11 +51,11 @@ public sealed class MqarFrontierTask(MlaQualityOptions mqar) : IFrontierTask
     public int SequenceLength => 2 * (mqar.Pairs + mqar.Queries);
     public (Tensor Ids, Tensor Targets, Tensor Mask) Batch(int batch, Random rng) => MlaQuality.Batch(mqar, batch, rng);
     public (double Loss, double Accuracy) Bayes(Tensor ids, Tensor targets, Tensor mask) => (0, 1);
-    public double ExcessKl(Tensor ids, Tensor targets, Tensor mask, Tensor logProbs)            // p is a point mass: KL = NLL
+    public (double BayesLoss, double Kl) BayesLossAndKl(Tensor ids, Tensor targets, Tensor mask, Tensor logProbs)   // p is a point mass: KL = NLL
     {
         using var scope = NewDisposeScope();
         var picked = logProbs.to_type(ScalarType.Float64).gather(-1, targets.to(logProbs.device).unsqueeze(-1)).squeeze(-1);
-        return -picked[mask.to(logProbs.device)].mean().item<double>();
+        return (0, -picked[mask.to(logProbs.device)].mean().item<double>());
     }
     public string Describe() => $"MQAR, {mqar.Pairs} pairs, {mqar.Queries} queries, {mqar.Keys} keys × {mqar.Values} values (T = {SequenceLength}). Bayes-optimal loss is 0, so eval loss = excess loss";
 }
@@ -130,17 +131,18 @@ public sealed class TopicBigramLanguage : IFrontierTask
         return count == 0 ? (0, 1) : (nll / count, correct / count);
     }
 
-    /// <summary>Mean KL(Bayes ‖ model) over the masked positions (file header); logProbs [B, T, V].</summary>
-    public double ExcessKl(Tensor ids, Tensor targets, Tensor mask, Tensor logProbs)
+    /// <summary>The Bayes NLL and the mean KL(Bayes ‖ model) over the masked positions (file header); logProbs [B, T, V].</summary>
+    public (double BayesLoss, double Kl) BayesLossAndKl(Tensor ids, Tensor targets, Tensor mask, Tensor logProbs)
     {
         int V = VocabSize;
         if (logProbs.ndim != 3 || logProbs.shape[0] != ids.shape[0] || logProbs.shape[1] != ids.shape[1] || logProbs.shape[2] != V)
             throw new WhaleArgumentException("logProbs", string.Join("×", logProbs.shape), $"must be [B, T, V] = [{ids.shape[0]}, {ids.shape[1]}, {V}]");
         double[] q;
         using (var cpu = logProbs.to_type(ScalarType.Float64).cpu().contiguous()) q = cpu.data<double>().ToArray();
-        double kl = 0; long count = 0;
+        double nll = 0, kl = 0; long count = 0;
         Posterior(ids, targets, mask, (row, target, pred, z) =>
         {
+            nll -= Math.Log(pred[target] / z);
             for (int b = 0; b < V; b++)
             {
                 double p = pred[b] / z;
@@ -148,7 +150,7 @@ public sealed class TopicBigramLanguage : IFrontierTask
             }
             count++;
         });
-        return count == 0 ? 0 : kl / count;
+        return count == 0 ? (0, 0) : (nll / count, kl / count);
     }
 
     /// <summary>The forward recursion of the Bayes predictor (file header): at every masked position, calls

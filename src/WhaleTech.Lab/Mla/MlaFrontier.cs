@@ -19,8 +19,6 @@
 //
 // Shapes: B batch, T sequence (MQAR: 2(N + Q)), D hidden, H heads, Dh head dim, Hkv KV heads, Dc kv_lora_rank, Dr RoPE dim.
 using System.Text;
-using System.Text.Json;
-using MathNet.Numerics.Statistics;
 using TorchSharp;
 using WhaleTech.Attention;
 using WhaleTech.Core;
@@ -202,8 +200,8 @@ public static partial class MlaFrontier
         var (ids, targets, mask) = data.Batch(sequences, rng);
         var logits = model.forward(ids.to(device));                                  // [B, T, V]
         var (loss, acc) = LossAndCorrect(logits, targets.to(device), mask.to(device));
-        double kl = data.ExcessKl(ids, targets, mask, nn.functional.log_softmax(logits.to_type(ScalarType.Float32), -1));
-        var result = new EvalScore(loss.item<float>() - data.Bayes(ids, targets, mask).Loss, acc.item<float>(), kl);
+        var (bayes, kl) = data.BayesLossAndKl(ids, targets, mask, nn.functional.log_softmax(logits.to_type(ScalarType.Float32), -1));
+        var result = new EvalScore(loss.item<float>() - bayes, acc.item<float>(), kl);
         if (wasTraining) model.train();
         return result;
     }

@@ -115,13 +115,14 @@ public class FrontierTasksTests
             }
         }
         var bayes = torch.tensor(logP, [4, T, V]);
-        Assert.Equal(0, lang.ExcessKl(ids, targets, mask, bayes), 12);
-        Assert.Equal(uniformKl / (4 * T), lang.ExcessKl(ids, targets, mask, torch.full(4, T, V, -Math.Log(V), torch.float64)), 12);
-        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => lang.ExcessKl(ids, targets, mask, torch.zeros(4, T, V + 1)));
+        Assert.Equal(0, lang.BayesLossAndKl(ids, targets, mask, bayes).Kl, 12);
+        Assert.Equal(lang.Bayes(ids, targets, mask).Loss, lang.BayesLossAndKl(ids, targets, mask, bayes).BayesLoss);   // the same pass, bit for bit
+        Assert.Equal(uniformKl / (4 * T), lang.BayesLossAndKl(ids, targets, mask, torch.full(4, T, V, -Math.Log(V), torch.float64)).Kl, 12);
+        Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => lang.BayesLossAndKl(ids, targets, mask, torch.zeros(4, T, V + 1)));
 
         // Unbiased: over many sequences the sampled excess of the uniform model agrees with its KL.
         var (bi, bt, bm) = lang.Batch(2000, new Random(11));
-        double kl = lang.ExcessKl(bi, bt, bm, torch.full(2000, T, V, -Math.Log(V), torch.float64));
+        double kl = lang.BayesLossAndKl(bi, bt, bm, torch.full(2000, T, V, -Math.Log(V), torch.float64)).Kl;
         var perSequence = Enumerable.Range(0, 2000).Select(n => Math.Log(V) - lang.Bayes(bi[n..(n + 1)], bt[n..(n + 1)], bm[n..(n + 1)]).Loss).ToArray();
         double se = MathNet.Numerics.Statistics.Statistics.StandardDeviation(perSequence) / Math.Sqrt(2000);
         Assert.InRange(perSequence.Average() - kl, -4 * se, 4 * se);
@@ -136,6 +137,6 @@ public class FrontierTasksTests
         torch.manual_seed(3);
         var logProbs = torch.nn.functional.log_softmax(torch.randn(6, ids.shape[1], 16), -1);
         double nll = torch.nn.functional.cross_entropy(logProbs[mask], targets[mask]).item<float>();
-        Assert.Equal(nll, o.Data.ExcessKl(ids, targets, mask, logProbs), 5);
+        Assert.Equal(nll, o.Data.BayesLossAndKl(ids, targets, mask, logProbs).Kl, 5);
     }
 }
