@@ -82,6 +82,24 @@ public class MlaConvertCliTests : IDisposable
         Assert.Equal(2, Whale("mla", "frontier", "--from", Path.Combine(_dir, "missing.json"), "--out", again));
     }
 
+    /// <summary>`--eval-sets` scores the final models on shared sets: the report gains the KL table and the eval-noise
+    /// section, the JSON carries the scores through `--from`, and a bad count is refused before any training.</summary>
+    [Fact]
+    public void FrontierEvalSetsReportTheEvalNoise()
+    {
+        var outDir = Path.Combine(_dir, "noise");
+        Assert.Equal(0, Whale("mla", "frontier", "--task", "language", "--topics", "2", "--length", "12", "--symbols", "8", "--variants", "mha", "mqa",
+            "--seeds", "2", "--steps", "20", "--eval-every", "10", "--eval-sets", "2", "--device", "cpu", "--out", outDir));
+        var md = File.ReadAllText(Path.Combine(outDir, "mla-frontier.md"));
+        Assert.Contains("## Eval noise", md);
+        Assert.Contains("averaged over the 2 shared eval sets", md);
+        var again = Path.Combine(_dir, "noise-again");
+        Assert.Equal(0, Whale("mla", "frontier", "--from", Path.Combine(outDir, "mla-frontier.json"), "--out", again));
+        Assert.Equal(md, File.ReadAllText(Path.Combine(again, "mla-frontier.md")));
+        Assert.All(WhaleTech.Lab.Mla.MlaFrontier.Read(Path.Combine(again, "mla-frontier.json")).Result.Runs, r => Assert.Equal(2, r.EvalSets!.Count));
+        Assert.Equal(2, Whale("mla", "frontier", "--eval-sets", "-1", "--steps", "10"));
+    }
+
     [Fact]
     public void FrontierSeedsSplitOverProcessesAndLengthsPoolIntoAConvergenceTest()
     {
