@@ -15,14 +15,31 @@
 // (SeedStatistics.SeedsToBound): none while the mean gain itself is at or above the tolerance (a longer run is needed,
 // not more seeds).
 //
+// Which estimator: the sampled excess loss (the frontier's number) carries the eval set's sampling noise, which does
+// not cancel between two lengths' models and is, past ≈ 24k steps, most of a gain's spread (FrontierEvalNoise.cs). So
+// a step change is tested on the exact KL when every run of both lengths recorded it (MlaFrontier.KlSets): averaged
+// over the shared eval sets when all have them ("KL×N"), else on each seed's own set ("KL own"). Both have the
+// sampled estimator's expectation; the sampled change is still shown beside it.
+//
 // Shapes: none (per-variant scalars over run lengths and seeds).
 using System.Text;
 using WhaleTech.Runtime;
 
 namespace WhaleTech.Lab.Mla;
 
-/// <summary>A variant's excess loss (nats) at one run length: mean and 95 % half-width over its seeds.</summary>
-public sealed record LengthPoint(int Steps, int Seeds, double MeanExcessLoss, double Ci95);
+/// <summary>A variant's excess loss (nats) at one run length: mean and 95 % half-width over its seeds; <see cref="Kl"/>
+/// the same by the exact KL when every run recorded it.</summary>
+public sealed record LengthPoint(int Steps, int Seeds, double MeanExcessLoss, double Ci95)
+{
+    public KlEstimate? Kl { get; init; }
+}
+
+/// <summary>A mean (or paired mean change) of the exact KL and its 95 % half-width over seeds: averaged over Sets
+/// shared eval sets, or (Sets = 0) on each seed's own eval set.</summary>
+public sealed record KlEstimate(double Mean, double Ci95, int Sets)
+{
+    public string Label => Sets > 0 ? $"KL×{Sets}" : "KL own";
+}
 
 /// <summary>The paired change from <see cref="FromSteps"/> to <see cref="ToSteps"/>: mean Δ (to − from) and its 95 %
 /// half-width over <see cref="Pairs"/> seeds, and the gain per doubling of the steps, −Δ / log₂(to / from).</summary>
@@ -31,6 +48,11 @@ public sealed record LengthChange(int FromSteps, int ToSteps, int Pairs, double 
     public double Doublings => Math.Log2((double)ToSteps / FromSteps);
     public double GainPerDoubling => -MeanChange / Doublings;
     public double GainCi95PerDoubling => Ci95 / Doublings;
+    /// <summary>The same paired change by the exact KL, when every run of both lengths recorded it (file header).</summary>
+    public KlEstimate? Kl { get; init; }
+    /// <summary>The gain per doubling the test uses: by the exact KL when there is one, else by the sampled excess loss.</summary>
+    public double TestedGainPerDoubling => Kl is { } k ? -k.Mean / Doublings : GainPerDoubling;
+    public double TestedGainCi95PerDoubling => Kl is { } k ? k.Ci95 / Doublings : GainCi95PerDoubling;
 }
 
 /// <summary>One variant across run lengths; <see cref="RemainingGain"/> is the geometric-tail estimate (null unless the
@@ -57,25 +79,37 @@ public sealed record FrontierConvergence(double Tolerance, IReadOnlyList<int> St
         var result = new List<VariantConvergence>();
         foreach (var v in variants)
         {
-            var bySteps = ordered.Select(r => (Steps: r.Options.Loop.Steps, Loss: r.Runs.Where(x => x.Variant == v).ToDictionary(x => x.Seed, x => x.EvalLoss)))
-                .Where(x => x.Loss.Count > 0).ToList();
+            var bySteps = ordered.Select(r => (Steps: r.Options.Loop.Steps, Runs: r.Runs.Where(x => x.Variant == v).ToList()))
+                .Where(x => x.Runs.Count > 0).ToList();
+            static Dictionary<int, double> BySeed(List<FrontierRun> runs, Func<FrontierRun, double> value) => runs.ToDictionary(x => x.Seed, value);
             var lengths = bySteps.Select(x =>
             {
-                var (mean, ci) = SeedStatistics.MeanCi95(x.Loss.Values.ToArray());
-                return new LengthPoint(x.Steps, x.Loss.Count, mean, ci);
+                var (mean, ci) = SeedStatistics.MeanCi95(x.Runs.Select(r => r.EvalLoss).ToArray());
+                KlEstimate? kl = null;
+                if (MlaFrontier.KlSets(x.Runs) is int sets)
+                {
+                    var (m, c) = SeedStatistics.MeanCi95(x.Runs.Select(r => MlaFrontier.ExactKl(r, sets)).ToArray());
+                    kl = new KlEstimate(m, c, sets);
+                }
+                return new LengthPoint(x.Steps, x.Runs.Count, mean, ci) { Kl = kl };
             }).ToList();
             var changes = new List<LengthChange>();
             for (int k = 0; k + 1 < bySteps.Count; k++)
             {
                 var (a, b) = (bySteps[k], bySteps[k + 1]);
-                if (SeedStatistics.Paired(a.Loss, b.Loss) is { } d) changes.Add(new LengthChange(a.Steps, b.Steps, d.Pairs, d.Mean, d.Ci95));
+                if (SeedStatistics.Paired(BySeed(a.Runs, r => r.EvalLoss), BySeed(b.Runs, r => r.EvalLoss)) is not { } d) continue;
+                KlEstimate? kl = null;
+                if (MlaFrontier.KlSets(a.Runs.Concat(b.Runs)) is int sets
+                    && SeedStatistics.Paired(BySeed(a.Runs, r => MlaFrontier.ExactKl(r, sets)), BySeed(b.Runs, r => MlaFrontier.ExactKl(r, sets))) is { } dk)
+                    kl = new KlEstimate(dk.Mean, dk.Ci95, sets);
+                changes.Add(new LengthChange(a.Steps, b.Steps, d.Pairs, d.Mean, d.Ci95) { Kl = kl });
             }
-            bool converged = changes.Count > 0 && changes[^1].Pairs >= 2 && changes[^1].GainPerDoubling + changes[^1].GainCi95PerDoubling < tolerance;
+            bool converged = changes.Count > 0 && changes[^1].Pairs >= 2 && changes[^1].TestedGainPerDoubling + changes[^1].TestedGainCi95PerDoubling < tolerance;
             double? remaining = null;
-            if (changes.Count >= 2 && changes[^1].GainPerDoubling > 0 && changes[^1].GainPerDoubling < changes[^2].GainPerDoubling)
+            if (changes.Count >= 2 && changes[^1].TestedGainPerDoubling > 0 && changes[^1].TestedGainPerDoubling < changes[^2].TestedGainPerDoubling)
             {
-                double r = changes[^1].GainPerDoubling / changes[^2].GainPerDoubling;
-                remaining = changes[^1].GainPerDoubling * r / (1 - r);
+                double r = changes[^1].TestedGainPerDoubling / changes[^2].TestedGainPerDoubling;
+                remaining = changes[^1].TestedGainPerDoubling * r / (1 - r);
             }
             result.Add(new VariantConvergence(v, lengths, changes, converged, remaining));
         }
@@ -102,15 +136,22 @@ public sealed record FrontierConvergence(double Tolerance, IReadOnlyList<int> St
     {
         if (v.Changes.Count == 0 || v.Changes[^1].Pairs < 2) return null;
         var c = v.Changes[^1];
-        return SeedStatistics.SeedsToBound(c.GainPerDoubling, SeedStatistics.SdFromCi95(c.GainCi95PerDoubling, c.Pairs), Tolerance);
+        return SeedStatistics.SeedsToBound(c.TestedGainPerDoubling, SeedStatistics.SdFromCi95(c.TestedGainCi95PerDoubling, c.Pairs), Tolerance);
     }
 
     string SeedsToPassCell(VariantConvergence v) =>
         v.Converged || v.Changes.Count == 0 || v.Changes[^1].Pairs < 2 ? "—"
-        : v.Changes[^1].GainPerDoubling >= Tolerance ? "longer run"
+        : v.Changes[^1].TestedGainPerDoubling >= Tolerance ? "longer run"
         : SeedsToPass(v) is int n ? n.ToString("N0") : "> 10,000";
 
-    static string Gain(LengthChange c) => $"{(c.GainPerDoubling < 0 ? "−" : "")}{Math.Abs(c.GainPerDoubling):F4} ± {c.GainCi95PerDoubling:F4}";
+    static string Signed(double gain, double ci) => $"{(gain < 0 ? "−" : "")}{Math.Abs(gain):F4} ± {ci:F4}";
+
+    /// <summary>The tested gain per doubling, labelled with its estimator when it is the exact KL.</summary>
+    static string Gain(LengthChange c) => c.Kl is null ? Signed(c.GainPerDoubling, c.GainCi95PerDoubling)
+        : $"{c.Kl.Label} {Signed(c.TestedGainPerDoubling, c.TestedGainCi95PerDoubling)}";
+
+    /// <summary>A table cell: the tested gain and, when that is the KL, the sampled one beside it.</summary>
+    static string GainCell(LengthChange c) => c.Kl is null ? Gain(c) : $"{Gain(c)} (sampled {Signed(c.GainPerDoubling, c.GainCi95PerDoubling)})";
 
     /// <summary>The Markdown section: excess loss per length, gain per doubling per step change, and the test.</summary>
     public string Markdown()
@@ -122,16 +163,19 @@ public sealed record FrontierConvergence(double Tolerance, IReadOnlyList<int> St
         sb.AppendLine("step change is paired by seed and given per doubling of the steps (gain = −Δ / log₂ ratio; mean ± 95 % Student-t).");
         sb.AppendLine($"Converged: the last gain's upper 95 % bound is below {Tolerance:G3} nats per doubling. Remaining: the geometric tail");
         sb.AppendLine("g·r/(1 − r) of the last two gains (r = their ratio), shown when they shrink. Seeds to pass: how many seeds the test");
-        sb.AppendLine("would need if the last gain's mean and spread held (\"longer run\": the mean gain is not below the tolerance).").AppendLine();
+        sb.AppendLine("would need if the last gain's mean and spread held (\"longer run\": the mean gain is not below the tolerance).");
+        sb.AppendLine("A step change is tested on the exact KL when every run of both lengths recorded it: KL×N averages N eval sets shared by");
+        sb.AppendLine("all seeds, KL own is each seed's own set (the sampled change is shown beside it); otherwise on the sampled excess loss.").AppendLine();
         sb.AppendLine($"| variant | {string.Join(" | ", Steps.Select(s => $"{s:N0} steps"))} | {string.Join(" | ", Steps.Zip(Steps.Skip(1), (a, b) => $"gain/doubling {Short(a)} → {Short(b)}"))} | converged | remaining (geometric) | seeds to pass |");
         sb.AppendLine($"|---|{string.Concat(Enumerable.Repeat("---|", 2 * Steps.Count - 1))}---|---|---|");
         foreach (var v in Variants)
         {
-            var cells = Steps.Select(s => v.Lengths.FirstOrDefault(l => l.Steps == s) is { } l ? $"{l.MeanExcessLoss:F4} ± {l.Ci95:F4} ({l.Seeds})" : "—");
-            var gains = Steps.Zip(Steps.Skip(1), (a, b) => v.Changes.FirstOrDefault(c => c.FromSteps == a && c.ToSteps == b) is { } c ? Gain(c) : "—");
+            var cells = Steps.Select(s => v.Lengths.FirstOrDefault(l => l.Steps == s) is { } l
+                ? $"{l.MeanExcessLoss:F4} ± {l.Ci95:F4} ({l.Seeds}){(l.Kl is { } k ? $"; {k.Label} {k.Mean:F4} ± {k.Ci95:F4}" : "")}" : "—");
+            var gains = Steps.Zip(Steps.Skip(1), (a, b) => v.Changes.FirstOrDefault(c => c.FromSteps == a && c.ToSteps == b) is { } c ? GainCell(c) : "—");
             sb.AppendLine($"| {v.Variant} | {string.Join(" | ", cells)} | {string.Join(" | ", gains)} | {(v.Converged ? "yes" : "no")} | {(v.RemainingGain is double g ? g.ToString("F4") : "—")} | {SeedsToPassCell(v)} |");
         }
-        sb.AppendLine().AppendLine("(Excess loss in nats/token, mean ± 95 % CI, seeds in brackets.)").AppendLine();
+        sb.AppendLine().AppendLine("(Excess loss in nats/token, mean ± 95 % CI, seeds in brackets; after it the exact KL where every run recorded it.)").AppendLine();
         sb.AppendLine("![excess loss vs run length](mla-frontier-convergence.png)");
         return sb.ToString();
     }

@@ -130,13 +130,16 @@ public sealed record FrontierPoint(string Variant, long Parameters, double KvByt
     public string PairedReference { get; init; } = "";
     public double PairedDifference { get; init; }
     public double PairedDifferenceCi95 { get; init; }
-    /// <summary>The same for the exact KL (FrontierTasks.cs header), when every run of the result recorded it; null otherwise.</summary>
+    /// <summary>The same for the exact KL (FrontierTasks.cs header), when every run of the variant (for the gap: of both
+    /// variants) recorded it; null otherwise.</summary>
     public double? MeanExactKl { get; init; }
     public double? ExactKlCi95 { get; init; }
     public double? PairedKlDifference { get; init; }
     public double? PairedKlCi95 { get; init; }
-    /// <summary>How many shared eval sets the KL is averaged over (0: each seed's own eval set).</summary>
+    /// <summary>How many shared eval sets the KL is averaged over (0: each seed's own eval set); the same for the
+    /// paired KL gap, which uses what both variants' runs have (MlaFrontier.KlSets).</summary>
     public int ExactKlSharedSets { get; init; }
+    public int PairedKlSharedSets { get; init; }
 }
 public sealed record MlaFrontierResult(MlaFrontierOptions Options, IReadOnlyList<FrontierRun> Runs, IReadOnlyList<FrontierPoint> Points, string Verdict)
 {
@@ -319,30 +322,45 @@ public static partial class MlaFrontier
         }).OrderBy(p => p.KvBytesPerTokenBf16).ThenBy(p => p.Variant).ToList();
         // Pareto frontier: no other point has ≤ bytes and a strictly lower mean excess loss
         pts = pts.Select(p => p with { OnFrontier = !pts.Any(q => q != p && q.KvBytesPerTokenBf16 <= p.KvBytesPerTokenBf16 && q.MeanExcessLoss < p.MeanExcessLoss) }).ToList();
-        // The exact KL: the mean over the shared eval sets when every run has them (the lowest-noise number: the eval
-        // noise averages out and the seeds share the sets), else the seed's own eval set when every run recorded it.
-        bool shared = runs.Count > 0 && runs.All(r => r.EvalSets is { Count: > 0 });
-        bool withKl = shared || runs.All(r => r.Curve.Count > 0 && r.Curve[^1].EvalKl is not null);
-        double Kl(FrontierRun r) => shared ? r.EvalSets!.Average(x => x.Kl) : r.Curve[^1].EvalKl!.Value;
-        if (withKl)
-            pts = pts.Select(p =>
-            {
-                var (mean, ci) = SeedStatistics.MeanCi95(runs.Where(r => r.Variant == p.Variant).Select(Kl).ToArray());
-                return p with { MeanExactKl = mean, ExactKlCi95 = ci, ExactKlSharedSets = shared ? runs.Where(r => r.Variant == p.Variant).Min(r => r.EvalSets!.Count) : 0 };
-            }).ToList();
+        // The exact KL, per variant: the mean over the shared eval sets when every run of the variant has them (the
+        // lowest-noise number: the eval noise averages out and the seeds share the sets), else the seed's own eval set
+        // when every run recorded it (KlSets). A paired gap uses what both variants' runs have.
+        IEnumerable<FrontierRun> Of(string variant) => runs.Where(r => r.Variant == variant);
+        pts = pts.Select(p =>
+        {
+            if (KlSets(Of(p.Variant)) is not int sets) return p;
+            var (mean, ci) = SeedStatistics.MeanCi95(Of(p.Variant).Select(r => ExactKl(r, sets)).ToArray());
+            return p with { MeanExactKl = mean, ExactKlCi95 = ci, ExactKlSharedSets = sets };
+        }).ToList();
         if (pts.Count < 2) return pts;
         var reference = pts.MaxBy(p => p.KvBytesPerTokenBf16)!.Variant;
-        Dictionary<int, double> BySeed(string variant, Func<FrontierRun, double> value) => runs.Where(r => r.Variant == variant).ToDictionary(r => r.Seed, value);
+        Dictionary<int, double> BySeed(string variant, Func<FrontierRun, double> value) => Of(variant).ToDictionary(r => r.Seed, value);
         return pts.Select(p =>
         {
             if (p.Variant == reference) return p;
             if (SeedStatistics.Paired(BySeed(reference, r => r.EvalLoss), BySeed(p.Variant, r => r.EvalLoss)) is not { } d) return p;
             p = p with { PairedReference = reference, PairedDifference = d.Mean, PairedDifferenceCi95 = d.Ci95 };
-            return withKl && SeedStatistics.Paired(BySeed(reference, Kl), BySeed(p.Variant, Kl)) is { } k
-                ? p with { PairedKlDifference = k.Mean, PairedKlCi95 = k.Ci95 }
+            return KlSets(Of(reference).Concat(Of(p.Variant))) is int sets
+                && SeedStatistics.Paired(BySeed(reference, r => ExactKl(r, sets)), BySeed(p.Variant, r => ExactKl(r, sets))) is { } k
+                ? p with { PairedKlDifference = k.Mean, PairedKlCi95 = k.Ci95, PairedKlSharedSets = sets }
                 : p;
         }).ToList();
     }
+
+    /// <summary>How the exact KL of <paramref name="runs"/> compares: over the first N shared eval sets when every run
+    /// has them (N, the fewest any run has), else on each seed's own eval set when every run recorded its KL (0), else
+    /// not at all (null: runs recorded before the KL was).</summary>
+    public static int? KlSets(IEnumerable<FrontierRun> runs)
+    {
+        var list = runs.ToList();
+        if (list.Count == 0) return null;
+        if (list.All(r => r.EvalSets is { Count: > 0 })) return list.Min(r => r.EvalSets!.Count);
+        return list.All(r => r.Curve.Count > 0 && r.Curve[^1].EvalKl is not null) ? 0 : null;
+    }
+
+    /// <summary>Run <paramref name="r"/>'s final exact KL: the mean over its first <paramref name="sets"/> shared eval
+    /// sets, or (0) on its own eval set.</summary>
+    public static double ExactKl(FrontierRun r, int sets) => sets > 0 ? r.EvalSets!.Take(sets).Average(x => x.Kl) : r.Curve[^1].EvalKl!.Value;
 
     /// <summary>The plain-words verdict: which variants are indistinguishable from the best (overlapping 95 % CIs of the
     /// excess loss) and which are worse, at what cache size; non-converged points are named.</summary>
@@ -376,23 +394,35 @@ public static partial class MlaFrontier
     }
 
     /// <summary>Merges results of the same task and budget (variants, or seeds of one variant, run in parallel processes
-    /// or sessions): the runs are pooled, the points, frontier and verdict recomputed. Different tasks or step counts,
-    /// or the same (variant, seed) twice, are an error.</summary>
+    /// or sessions): the runs are pooled, the points, frontier and verdict recomputed. Different tasks or step counts
+    /// are an error; the shared eval sets may differ (they score the final model and change no training bit). The same
+    /// (variant, seed) twice is an error unless one copy has more shared eval sets than every other and all are the
+    /// same training reproduced (final sampled excess loss within <see cref="ReproducedWithin"/>), as when a run is
+    /// repeated to score it on shared eval sets: then that copy is kept.</summary>
     public static MlaFrontierResult Merge(IReadOnlyList<MlaFrontierResult> parts)
     {
         var first = parts[0].Options;
+        static MlaFrontierOptions Training(MlaFrontierOptions o, MlaFrontierOptions like) => o with { Variants = like.Variants, Seeds = like.Seeds, FirstSeed = like.FirstSeed, EvalSets = like.EvalSets };
         foreach (var p in parts.Skip(1))
-            if (p.Options with { Variants = first.Variants, Seeds = first.Seeds, FirstSeed = first.FirstSeed } != first)
+            if (Training(p.Options, first) != first)
                 throw new WhaleArgumentException("--from", string.Join(" ", p.Options.Variants), "must come from runs with the same task, model and steps");
-        var runs = parts.SelectMany(p => p.Runs).ToList();
-        if (runs.GroupBy(r => (r.Variant, r.Seed)).FirstOrDefault(g => g.Count() > 1) is { } twice)
-            throw new WhaleArgumentException("--from", $"{twice.Key.Variant} seed {twice.Key.Seed}", "must name each (variant, seed) run once");
+        var runs = new List<FrontierRun>();
+        foreach (var g in parts.SelectMany(p => p.Runs).GroupBy(r => (r.Variant, r.Seed)))
+        {
+            var copies = g.OrderByDescending(c => c.EvalSets?.Count ?? 0).ToList();
+            static int Sets(FrontierRun r) => r.EvalSets?.Count ?? 0;
+            if (copies.Count > 1 && (Sets(copies[0]) == Sets(copies[1]) || copies.Any(c => Math.Abs(c.EvalLoss - copies[0].EvalLoss) > ReproducedWithin)))
+                throw new WhaleArgumentException("--from", $"{g.Key.Variant} seed {g.Key.Seed}",
+                    $"must name each (variant, seed) run once, or once plus reproductions of it that add shared eval sets (final excess loss within {ReproducedWithin:G2}; these read {string.Join(", ", copies.Select(c => $"{c.EvalLoss:F6} with {Sets(c)} sets"))})");
+            runs.Add(copies[0]);
+        }
         var points = Summarize(runs, first.SpeedThreshold);
         var seeds = runs.Count == 0 ? first.Seeds : runs.GroupBy(r => r.Variant).Max(g => g.Count());
         var merged = first with
         {
             Variants = parts.SelectMany(p => p.Options.Variants).Distinct().ToArray(),
             Seeds = seeds, FirstSeed = runs.Count == 0 ? first.FirstSeed : runs.Min(r => r.Seed),
+            EvalSets = parts.Max(p => p.Options.EvalSets),
         };
         // Partial only while a run some part set out to train is missing from every part: an interrupted process
         // whose remaining seeds another process trained leaves a complete experiment.
@@ -400,6 +430,11 @@ public static partial class MlaFrontier
         var present = runs.Select(r => (r.Variant, r.Seed)).ToHashSet();
         return new MlaFrontierResult(merged, runs, points, Verdict(points)) { Partial = planned.Any(k => !present.Contains(k)) };
     }
+
+    /// <summary>Two runs of one (variant, seed) whose final sampled excess loss differs by at most this are the same
+    /// training reproduced: repeated runs here differ by ≤ 2.4e-7 (float summation order), 40× below this and far
+    /// below the eval noise (≈ 8e-4); a different training (another seed or schedule) differs by ≈ 1e-3.</summary>
+    public const double ReproducedWithin = 1e-5;
 
     /// <summary>Pools results: each run length's parts are merged (<see cref="Merge"/>); with one length that is the
     /// result, with several it is the longest length's, carrying the test of convergence across the lengths

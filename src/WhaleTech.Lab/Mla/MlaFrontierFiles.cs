@@ -34,14 +34,16 @@ public static partial class MlaFrontier
         static string Signed(double d, double ci) => $"{(d < 0 ? "−" : "+")}{Math.Abs(d):F4} ± {ci:F4}";
         foreach (var p in r.Points)
             sb.AppendLine($"| {p.Variant} | {p.Parameters:N0} | {p.KvBytesPerTokenBf16:N0} | {p.MeanExcessLoss:F4} ± {p.ExcessLossCi95:F4} | {(p.PairedReference == "" ? "—" : Signed(p.PairedDifference, p.PairedDifferenceCi95))} | {p.MeanAccuracy:P2} ± {p.AccuracyCi95:P2} | {p.FlatTailRuns}/{p.Seeds} | {(p.OnFrontier ? "yes" : "")} | {(p.ReachedRuns == 0 ? "—" : $"{p.MeanStepsToThreshold:N0} ± {p.StepsToThresholdCi95:N0}")} ({p.ReachedRuns}/{p.Seeds}) |");
-        if (r.Points.Count > 0 && r.Points.All(p => p.MeanExactKl is not null))
+        if (r.Points.Any(p => p.MeanExactKl is not null))
         {
-            int sets = r.Points[0].ExactKlSharedSets;
-            sb.AppendLine().AppendLine($"The same runs by the exact KL (the scored token integrated out: a lower-noise estimate of the same excess loss, FrontierTasks.cs), " +
-                (sets > 0 ? $"averaged over the {sets} shared eval sets (the same sequences for every seed):" : "on each seed's own eval set:")).AppendLine();
-            sb.AppendLine($"| variant | exact KL (mean ± 95 % CI) | paired Δ vs {refName} (95 % CI) |").AppendLine("|---|---|---|");
+            static string Sets(int n) => n > 0 ? $"{n} shared" : "own";
+            sb.AppendLine().AppendLine("The same runs by the exact KL (the scored token integrated out: a lower-noise estimate of the same excess loss, " +
+                "FrontierTasks.cs), averaged over the eval sets shared by every seed where every run of the variant (for a gap: of both) has them, " +
+                "else on each seed's own eval set; — where some run predates the KL:").AppendLine();
+            sb.AppendLine($"| variant | exact KL (mean ± 95 % CI) | eval sets | paired Δ vs {refName} (95 % CI) | eval sets |").AppendLine("|---|---|---|---|---|");
             foreach (var p in r.Points)
-                sb.AppendLine($"| {p.Variant} | {p.MeanExactKl:F4} ± {p.ExactKlCi95:F4} | {(p.PairedKlDifference is { } k ? Signed(k, p.PairedKlCi95!.Value) : "—")} |");
+                sb.AppendLine($"| {p.Variant} | {(p.MeanExactKl is { } m ? $"{m:F4} ± {p.ExactKlCi95:F4}" : "—")} | {(p.MeanExactKl is null ? "—" : Sets(p.ExactKlSharedSets))} | " +
+                    $"{(p.PairedKlDifference is { } k ? Signed(k, p.PairedKlCi95!.Value) : "—")} | {(p.PairedKlDifference is null ? "—" : Sets(p.PairedKlSharedSets))} |");
         }
         sb.AppendLine().AppendLine("**Verdict.** " + r.Verdict).AppendLine();
         sb.AppendLine("![frontier](mla-frontier.png)").AppendLine();

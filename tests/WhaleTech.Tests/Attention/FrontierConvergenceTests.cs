@@ -104,4 +104,54 @@ public class FrontierConvergenceTests
         Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47 }, png[..4]);
         Assert.Null(MlaFrontier.Pool([parts[0]]).Convergence);            // one length: a plain merge
     }
+    /// <summary>A length whose runs carry the exact KL: on shared eval sets (each run's sets read <paramref name="kl"/>
+    /// ± 0.0002, so their mean is kl) or, with sets = 0, on the seed's own eval set only.</summary>
+    static MlaFrontierResult WithKl(MlaFrontierResult length, Func<int, double> kl, int sets) => length with
+    {
+        Runs = length.Runs.Select(r => r with
+        {
+            Curve = [new CurvePoint(r.Curve[^1].Step, r.EvalLoss, 0.5) { EvalKl = kl(r.Seed) }],
+            EvalSets = sets == 0 ? null : Enumerable.Range(0, sets).Select(j => new EvalScore(r.EvalLoss, 0.5, kl(r.Seed) + (j % 2 == 0 ? 0.0002 : -0.0002))).ToList(),
+        }).ToList(),
+    };
+
+    [Fact]
+    public void AStepChangeIsTestedOnTheExactKlWhenEveryRunOfBothLengthsRecordedIt()
+    {
+        // Sampled: the gain per doubling is 0.0005 on average but the seeds' own eval sets scatter it by ±0.003, so the
+        // sampled test cannot pass. The exact KL of the same models gains 0.0005, 0.0004, 0.0006 (sd 1e-4).
+        var shortRun = Length(1000, Seeds("mha", 0.0120, 0, 0, 0));
+        var longRun = Length(2000, Seeds("mha", 0.0115, 0.003, -0.003, 0));
+        double KlShort(int s) => 0.0100 + 0.001 * s;
+        double KlLong(int s) => KlShort(s) - new[] { 0.0005, 0.0004, 0.0006 }[s];
+
+        var sampled = FrontierConvergence.Analyze([shortRun, longRun]).Variants.Single();
+        Assert.Null(sampled.Changes[^1].Kl);
+        Assert.False(sampled.Converged);
+
+        var c = FrontierConvergence.Analyze([WithKl(shortRun, KlShort, 4), WithKl(longRun, KlLong, 4)]);
+        var v = c.Variants.Single();
+        var change = v.Changes[^1];
+        Assert.Equal(4, change.Kl!.Sets);
+        Assert.Equal(0.0005, change.TestedGainPerDoubling, 12);
+        Assert.Equal(4.302652729911275 * 0.0001 / Math.Sqrt(3), change.TestedGainCi95PerDoubling, 12);
+        Assert.Equal(sampled.Changes[^1].GainPerDoubling, change.GainPerDoubling, 12);   // the sampled change is still there
+        Assert.True(v.Converged);                                          // 0.0005 + 0.00025 < 0.001
+        Assert.Equal(0.0110, v.Lengths[0].Kl!.Mean, 12);                   // the level's KL: the mean over the sets
+        var md = c.Markdown();
+        Assert.Contains("KL×4 0.0005 ± 0.0002 (sampled 0.0005 ± ", md);
+        Assert.Contains("; KL×4 0.0110 ± ", md);
+        Assert.Contains("converged (the last step change gains < 0.001 nats per doubling at 95 % confidence): mha", c.Sentence());
+
+        // Own-set KL at both lengths is paired too (the same eval set per seed): the same numbers, labelled "KL own".
+        var own = FrontierConvergence.Analyze([WithKl(shortRun, KlShort, 0), WithKl(longRun, KlLong, 0)]).Variants.Single();
+        Assert.Equal((0, 0.0005), (own.Changes[^1].Kl!.Sets, Math.Round(own.Changes[^1].TestedGainPerDoubling, 12)));
+        Assert.True(own.Converged);
+        // Shared sets at one length and own-set KL at the other: the own-set KL is what both have.
+        Assert.Equal(0, FrontierConvergence.Analyze([WithKl(shortRun, KlShort, 0), WithKl(longRun, KlLong, 4)]).Variants.Single().Changes[^1].Kl!.Sets);
+        // A length recorded before the KL was: the sampled test, as before.
+        var older = FrontierConvergence.Analyze([shortRun, WithKl(longRun, KlLong, 4)]).Variants.Single();
+        Assert.Null(older.Changes[^1].Kl);
+        Assert.False(older.Converged);
+    }
 }

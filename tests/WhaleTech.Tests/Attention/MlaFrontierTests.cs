@@ -117,6 +117,41 @@ public class MlaFrontierTests
     }
 
     [Fact]
+    public void ARunReproducedToScoreItOnSharedEvalSetsReplacesTheOriginalWhenPooled()
+    {
+        static FrontierRun Run(string v, int seed, double bytes, double loss, double? kl = null, int sets = 0) =>
+            new(v, seed, 100, (long)(bytes / 2), bytes, loss, 1 - loss, true, [new CurvePoint(10, loss, 1 - loss) { EvalKl = kl }])
+                { EvalSets = sets == 0 ? null : Enumerable.Range(0, sets).Select(j => new EvalScore(loss, 1 - loss, kl!.Value + 0.001 * j)).ToList() };
+        var d = new MlaFrontierOptions();
+        var o = d with { Variants = ["mha", "mqa"], Loop = d.Loop with { Steps = 10 } };
+        // committed: both variants, recorded before the KL; reproduced: mha again, scored on 2 shared sets
+        var committed = new MlaFrontierResult(o, [Run("mha", 0, 256, 0.10), Run("mha", 1, 256, 0.12), Run("mqa", 0, 64, 0.20), Run("mqa", 1, 64, 0.23)], [], "");
+        var again = new MlaFrontierResult(o with { Variants = ["mha"], EvalSets = 2 },
+            [Run("mha", 0, 256, 0.10 + 2e-7, 0.09, sets: 2), Run("mha", 1, 256, 0.12, 0.11, sets: 2)], [], "");
+        var m = MlaFrontier.Merge([committed, again]);                      // EvalSets differ: they change no training bit
+        Assert.Equal(4, m.Runs.Count);
+        Assert.All(m.Runs.Where(r => r.Variant == "mha"), r => Assert.Equal(2, r.EvalSets!.Count));   // the richer copy is kept
+        Assert.Equal(2, m.Options.EvalSets);
+        var mha = m.Points.Single(p => p.Variant == "mha");
+        Assert.Equal((0.1005, 2), (Math.Round(mha.MeanExactKl!.Value, 12), mha.ExactKlSharedSets));   // per variant: mha has the KL …
+        var mqa = m.Points.Single(p => p.Variant == "mqa");
+        Assert.Null(mqa.MeanExactKl);                                       // … mqa does not, so no KL gap either
+        Assert.Null(mqa.PairedKlDifference);
+        Assert.Equal(0.105, mqa.PairedDifference, 6);                       // the sampled gap pools the reproduced mha
+        Assert.Matches(@"\| mqa \| — \| — \| — \| — \|", MlaFrontier.Markdown(m, "machine", "command"));
+
+        // mqa with own-set KL only: its gap to mha is taken on the own sets both have, not on mha's shared sets
+        var withKl = committed with { Runs = [.. committed.Runs.Take(2), Run("mqa", 0, 64, 0.20, 0.15), Run("mqa", 1, 64, 0.23, 0.17)] };
+        var k = MlaFrontier.Merge([withKl, again]).Points.Single(p => p.Variant == "mqa");
+        Assert.Equal((0.06, 0), (Math.Round(k.PairedKlDifference!.Value, 12), k.PairedKlSharedSets));   // (0.15 − 0.09 + 0.17 − 0.11) / 2
+
+        var other = again with { Runs = [Run("mha", 0, 256, 0.1003, 0.09, sets: 2)] };   // not the same training
+        var e = Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => MlaFrontier.Merge([committed, other]));
+        Assert.Contains("mha seed 0", e.Message);
+        Assert.Contains("reproductions of it", e.Message);
+    }
+
+    [Fact]
     public void CommittedResultsWrittenBeforeTheSharedRecordsStillLoad()
     {
         // Written when the options held Hidden/Layers/Heads and Steps/Batch/LearningRate flat; Read moves them into Model and Loop.
