@@ -373,7 +373,10 @@ public static partial class MlaFrontier
         var worse = points.Except(tied).ToList();
         var smallestTied = tied.MinBy(p => p.KvBytesPerTokenBf16)!;
         sb.Append($"Lowest excess loss: {best.Variant} ({best.MeanExcessLoss:F4} ± {best.ExcessLossCi95:F4} nats, {best.KvBytesPerTokenBf16:N0} B/token). ");
-        sb.Append($"Not separable from it at 95 % (overlapping Student-t intervals, {best.Seeds} seeds): {string.Join(", ", tied.Select(p => p.Variant))}; ");
+        var seedCounts = points.Select(p => p.Seeds).Distinct().Order().ToList();
+        string seeds = seedCounts.Count > 1 ? $"{seedCounts[0]}–{seedCounts[^1]} seeds"
+            : seedCounts[0] == 1 ? "1 seed, so no interval yet: pool more seeds with --from" : $"{seedCounts[0]} seeds";
+        sb.Append($"Not separable from it at 95 % (overlapping Student-t intervals, {seeds}): {string.Join(", ", tied.Select(p => p.Variant))}; ");
         sb.Append($"the smallest cache among them is {smallestTied.Variant} at {smallestTied.KvBytesPerTokenBf16:N0} B/token. ");
         sb.Append(worse.Count == 0 ? "No variant is distinguishably worse. " : $"Distinguishably worse: {string.Join(", ", worse.Select(p => $"{p.Variant} ({p.MeanExcessLoss:F4} ± {p.ExcessLossCi95:F4})"))}. ");
         var paired = points.Where(p => p.PairedReference != "" && p.Seeds >= 2).ToList();

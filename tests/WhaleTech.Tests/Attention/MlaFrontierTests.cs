@@ -61,6 +61,19 @@ public class MlaFrontierTests
         Assert.Contains("worse: mqa (+0.1100", verdict);                          // paired: it is there
     }
 
+    /// <summary>The verdict names how many seeds its intervals rest on: a range when the points differ, and no interval
+    /// at all for one seed (a single process of a split experiment), rather than a "± 0" that reads as certainty.</summary>
+    [Fact]
+    public void VerdictNamesTheSeedCountsBehindItsIntervals()
+    {
+        FrontierRun Run(string v, double bytes, int seed, double loss) => new(v, seed, 1, (long)bytes / 2, bytes, loss, 1, true, [new CurvePoint(0, loss, 1)]);
+        var one = MlaFrontier.Verdict(MlaFrontier.Summarize([Run("mha", 256, 3, 0.1)]));
+        Assert.Contains("1 seed, so no interval yet", one);
+        var mixed = MlaFrontier.Summarize(Enumerable.Range(0, 6).Select(s => Run("mha", 256, s, 0.1 + 0.01 * s))
+            .Concat(Enumerable.Range(0, 3).Select(s => Run("mqa", 64, s, 0.2 + 0.01 * s))).ToList());
+        Assert.Contains("Student-t intervals, 3–6 seeds)", MlaFrontier.Verdict(mixed));
+    }
+
     [Fact]
     public void MergePoolsRunsAndRecomputesTheVerdict()
     {
