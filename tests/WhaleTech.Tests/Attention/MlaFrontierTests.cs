@@ -43,12 +43,14 @@ public class MlaFrontierTests
         Assert.Null(MlaFrontier.StepsTo([new CurvePoint(0, 1, 0)], 0.05));
     }
 
+    /// <summary>A finished run of <paramref name="v"/> whose curve is its one final eval point.</summary>
+    static FrontierRun Run(string v, double bytes, int seed, double loss) => new(v, seed, 1, (long)bytes / 2, bytes, loss, 1, true, [new CurvePoint(0, loss, 1)]);
+
     /// <summary>Seeds share data and eval sets across variants, so a constant per-seed gap is significant even when the
     /// seeds' spread makes the unpaired intervals overlap.</summary>
     [Fact]
     public void PairedDifferencesAgainstTheLargestCacheRemoveTheSeedSpread()
     {
-        FrontierRun Run(string v, double bytes, int seed, double loss) => new(v, seed, 1, (long)bytes / 2, bytes, loss, 1, true, [new CurvePoint(0, loss, 1)]);
         var runs = new[] { 0.1, 0.5, 0.9 }.SelectMany((l, s) => new[] { Run("mha", 256, s, l), Run("mqa", 64, s, l + 0.1 + 0.01 * s) }).ToList();
         var points = MlaFrontier.Summarize(runs);
         var mqa = points.Single(p => p.Variant == "mqa");
@@ -66,7 +68,6 @@ public class MlaFrontierTests
     [Fact]
     public void VerdictNamesTheSeedCountsBehindItsIntervals()
     {
-        FrontierRun Run(string v, double bytes, int seed, double loss) => new(v, seed, 1, (long)bytes / 2, bytes, loss, 1, true, [new CurvePoint(0, loss, 1)]);
         var one = MlaFrontier.Verdict(MlaFrontier.Summarize([Run("mha", 256, 3, 0.1)]));
         Assert.Contains("1 seed, so no interval yet", one);
         var mixed = MlaFrontier.Summarize(Enumerable.Range(0, 6).Select(s => Run("mha", 256, s, 0.1 + 0.01 * s))
