@@ -5,12 +5,17 @@
 // 1024³), because its kernels are blocked for large M. These kernels are register-blocked for small M instead:
 //
 //   NT  y[m, n] = Σ_k x[m, k] · W[n, k]     (nn.Linear, scores against cached keys, the W_UV unfold)
-//       M ≤ 4 (memory-bound): W streams one row at a time, prefetched a row ahead, and each row serves all M
-//       rows of x from L1. M > 4: a tile of 4 rows of x × 4 rows of W keeps 16 AVX-512 accumulators, and all M
-//       rows are done before moving on, so W still streams from memory once.
+//       tiles of 4 rows of W, each against every row of x (4 rows of x × 4 rows of W: 16 AVX-512 accumulators;
+//       1 row of x: 4), so W streams from memory once and each load of x serves 4 rows of W. One row of W at a
+//       time (the earlier few-row path) read x once per row of W: at 4 rows × K 2,048 x is 32 KiB, all of L1, so
+//       x came from L2 at 4× the weight's bytes, and one row's 4 accumulator chains wait on FMA latency; the
+//       linears of a batch-4 decode step streamed their weights at ≈ 17 GB/s instead of ≈ 28 (≈ 34 at 1 row
+//       instead of ≈ 43; tests/…/SmallGemmTests and the mla-roofline suite measure it).
 //   NN  y[m, n] = Σ_k x[m, k] · B[k, n]     (probabilities × cached values, the W_UK fold)
-//       a tile of 8 rows of x × 32 columns of B keeps 16 accumulators; each B row segment is loaded once and
-//       multiplied by 8 broadcast x values; rows of B are prefetched ahead of the strided walk down k.
+//       a tile of 8 rows of x × 32 columns of B (M ≤ 4: up to 4 rows × 64 columns) keeps 16 accumulators; each
+//       B row segment is loaded once and multiplied by the broadcast x values; rows of B are prefetched ahead of
+//       the strided walk down k. (The earlier few-row path accumulated y in L1 instead of registers: a load and a
+//       store of y per FMA; the W_UK fold at batch 4 read its 4 MiB ≈ 2.8× slower.)
 //
 // Every output element has one fixed summation order (NT: one 16-lane accumulator over k, then the lane sum;
 // NN: one accumulator per output over k) whichever tile computes it and whatever the thread count (threads
@@ -137,27 +142,27 @@ public static unsafe class SmallGemm
     static void NtRange(float* x, long ldx, float* w, long ldw, float* y, long ldy, int M, int n0, int n1, int K)
     {
         int n = n0;
-        if (M > 4)
-            for (; n + 4 <= n1; n += 4)
+        for (; n + 4 <= n1; n += 4)                                      // tiles of 4 rows of W, all M rows of x each
+            for (int m = 0; m < M; m += 4)
             {
-                int m = 0;
-                for (; m + 4 <= M; m += 4) Nt4x4(x + m * ldx, ldx, w + n * ldw, ldw, y + m * ldy + n, ldy, K);
-                if (m < M)                                               // the last 1–3 rows: W rows are hot
-                    for (int j = 0; j < 4; j++) NtRows(x + m * ldx, ldx, M - m, w + (n + j) * ldw, y + m * ldy + n + j, ldy, K, prefetch: false);
+                int rows = Math.Min(4, M - m);
+                if (rows == 1) Nt1x4(x + m * ldx, w + n * ldw, ldw, y + m * ldy + n, K);
+                else Nt4x4(x + m * ldx, ldx, rows, w + n * ldw, ldw, y + m * ldy + n, ldy, K);
             }
-        // M ≤ 4 (memory-bound): W streams one row at a time, prefetched a row ahead, each row serving every
-        // row of x from L1. Also the last N % 4 outputs of M > 4.
-        for (; n < n1; n++)
+        for (; n < n1; n++)                                              // the last N % 4 outputs: one row of W each
             for (int m = 0; m < M; m += 4)
                 NtRows(x + m * ldx, ldx, Math.Min(4, M - m), w + n * ldw, y + m * ldy + n, ldy, K, prefetch: m == 0);
     }
 
+    /// <summary>y[0..rows, 0..4] for up to 4 rows of x against 4 rows of W: 16 chains. Missing rows repeat row 0 and
+    /// are not stored. The next tile's 4 rows of W are prefetched at the same k.</summary>
     [MethodImpl(Hot)]
-    static void Nt4x4(float* x0, long ldx, float* w0, long ldw, float* y, long ldy, int K)
+    static void Nt4x4(float* x0, long ldx, int rows, float* w0, long ldw, float* y, long ldy, int K)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default,
                          a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
-        float* w1 = w0 + ldw, w2 = w1 + ldw, w3 = w2 + ldw, x1 = x0 + ldx, x2 = x1 + ldx, x3 = x2 + ldx;
+        float* w1 = w0 + ldw, w2 = w1 + ldw, w3 = w2 + ldw;
+        float* x1 = rows > 1 ? x0 + ldx : x0, x2 = rows > 2 ? x0 + 2 * ldx : x0, x3 = rows > 3 ? x0 + 3 * ldx : x0;
         long nextTile = 4 * ldw;                                                          // the next tile's rows
         for (int k = 0; k < K; k += 16)
         {
@@ -172,14 +177,34 @@ public static unsafe class SmallGemm
             u = Vector512.Load(x3 + k);
             a30 = Vector512.FusedMultiplyAdd(u, v0, a30); a31 = Vector512.FusedMultiplyAdd(u, v1, a31); a32 = Vector512.FusedMultiplyAdd(u, v2, a32); a33 = Vector512.FusedMultiplyAdd(u, v3, a33);
         }
-        y[0] = Vector512.Sum(a00); y[1] = Vector512.Sum(a01); y[2] = Vector512.Sum(a02); y[3] = Vector512.Sum(a03); y += ldy;
-        y[0] = Vector512.Sum(a10); y[1] = Vector512.Sum(a11); y[2] = Vector512.Sum(a12); y[3] = Vector512.Sum(a13); y += ldy;
-        y[0] = Vector512.Sum(a20); y[1] = Vector512.Sum(a21); y[2] = Vector512.Sum(a22); y[3] = Vector512.Sum(a23); y += ldy;
-        y[0] = Vector512.Sum(a30); y[1] = Vector512.Sum(a31); y[2] = Vector512.Sum(a32); y[3] = Vector512.Sum(a33);
+        y[0] = Vector512.Sum(a00); y[1] = Vector512.Sum(a01); y[2] = Vector512.Sum(a02); y[3] = Vector512.Sum(a03);
+        if (rows < 2) return;
+        y += ldy; y[0] = Vector512.Sum(a10); y[1] = Vector512.Sum(a11); y[2] = Vector512.Sum(a12); y[3] = Vector512.Sum(a13);
+        if (rows < 3) return;
+        y += ldy; y[0] = Vector512.Sum(a20); y[1] = Vector512.Sum(a21); y[2] = Vector512.Sum(a22); y[3] = Vector512.Sum(a23);
+        if (rows < 4) return;
+        y += ldy; y[0] = Vector512.Sum(a30); y[1] = Vector512.Sum(a31); y[2] = Vector512.Sum(a32); y[3] = Vector512.Sum(a33);
+    }
+
+    /// <summary>y[0, 0..4] for one row of x against 4 rows of W: 4 chains, each x load serving 4 rows of W.</summary>
+    [MethodImpl(Hot)]
+    static void Nt1x4(float* x, float* w0, long ldw, float* y, int K)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        float* w1 = w0 + ldw, w2 = w1 + ldw, w3 = w2 + ldw;
+        long nextTile = 4 * ldw;
+        for (int k = 0; k < K; k += 16)
+        {
+            Prefetch(w0 + k + nextTile); Prefetch(w1 + k + nextTile); Prefetch(w2 + k + nextTile); Prefetch(w3 + k + nextTile);
+            var u = Vector512.Load(x + k);
+            a0 = Vector512.FusedMultiplyAdd(u, Vector512.Load(w0 + k), a0); a1 = Vector512.FusedMultiplyAdd(u, Vector512.Load(w1 + k), a1);
+            a2 = Vector512.FusedMultiplyAdd(u, Vector512.Load(w2 + k), a2); a3 = Vector512.FusedMultiplyAdd(u, Vector512.Load(w3 + k), a3);
+        }
+        y[0] = Vector512.Sum(a0); y[1] = Vector512.Sum(a1); y[2] = Vector512.Sum(a2); y[3] = Vector512.Sum(a3);
     }
 
     /// <summary>y[m, 0] = x[m] · w for the <paramref name="rows"/> (1–4) rows of x: one W row against up to four rows
-    /// of x, four independent FMA chains (one chain alone waits on FMA latency). Each output is one 16-lane
+    /// of x, four independent FMA chains (the last N % 4 outputs). Each output is one 16-lane
     /// accumulator over k in steps of 16, then the lane sum — the order of every NT tile, so an element's bits do
     /// not depend on which tile computed it. Missing rows repeat row 0 and are not stored.</summary>
     [MethodImpl(Hot)]
@@ -208,7 +233,13 @@ public static unsafe class SmallGemm
     [MethodImpl(Hot)]
     static void NnRange(float* x, long ldx, float* b, long ldb, float* y, long ldy, int M, int n0, int n1, int K)
     {
-        if (M <= 4) { NnStream(x, ldx, b, ldb, y, ldy, M, n0, n1, K); return; }
+        if (M <= 4)                                                      // few rows: 4 × 64 register tiles
+        {
+            int c = n0;
+            for (; c + 64 <= n1; c += 64) Nn4x64(x, ldx, M, b + c, ldb, y + c, ldy, K);
+            if (c < n1) NnStream(x, ldx, b, ldb, y, ldy, M, c, n1, K);   // the last N % 64 columns
+            return;
+        }
         int n = n0;
         for (; n + 32 <= n1; n += 32)
         {
@@ -219,11 +250,11 @@ public static unsafe class SmallGemm
     }
 
     /// <summary>Software prefetch distances, tuned on the reference EPYC (Zen 5, 1 thread; measured in tmp
-    /// experiments, the committed benchmark shows the effect): the row-streaming NT dot reads 8 KiB ahead (≈ 49 GB/s
-    /// of weight read against ≈ 31 GB/s without), the 4×4 NT tile the next tile's 4 weight rows; the NN tile,
+    /// experiments, the committed benchmark shows the effect): the one-row NT dot (the N % 4 tail) reads 8 KiB ahead,
+    /// the NT tiles the next tile's 4 weight rows at the same k; the NN tile,
     /// whose walk down k jumps a row stride per step (2,304 B for the latent cache), touches the row 64 steps ahead,
-    /// which the hardware prefetcher does not; the few-row NN stream touches its row segment 8 rows ahead (the W_UK fold
-    /// at batch ≤ 4 read its 4 MiB at ≈ 9 GB/s without). Prefetches never fault, so reading past the end is harmless.</summary>
+    /// which the hardware prefetcher does not; the few-row NN tile and stream touch their row segment 8 rows ahead (the
+    /// W_UK fold at batch ≤ 4 read its 4 MiB at ≈ 9 GB/s without). Prefetches never fault, so reading past the end is harmless.</summary>
     const int RowAhead = 2048, PrefetchRows = 64, StreamRowsAhead = 8;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -260,7 +291,7 @@ public static unsafe class SmallGemm
         if (rows > 7) { a7.Store(y + 7 * ldy); c7.Store(y + 7 * ldy + 16); }
     }
 
-    /// <summary>Few rows (memory-bound): B streams row by row (each row's [n0, n1) read once, sequentially), and
+    /// <summary>Few rows, the last N % 64 columns: B streams row by row (each row's [n0, n1) read once), and
     /// y[m, n0..n1) accumulates in place (in L1). y[m, n] = fma(x[m, k], B[k, n], y[m, n]) for k = 0, 1, … from +0:
     /// the same operations in the same order as a tile's accumulator, so the same bits.</summary>
     [MethodImpl(Hot)]
@@ -278,6 +309,37 @@ public static unsafe class SmallGemm
                 for (int n = n0; n < n1; n += 16) Vector512.FusedMultiplyAdd(s, Vector512.Load(b + n), Vector512.Load(ym + n)).Store(ym + n);
             }
         }
+    }
+
+    /// <summary>y[0..rows, 0..64] for up to 4 rows of x (missing rows repeat row 0 and are not stored): 16 chains
+    /// in registers, each B row segment (256 B) loaded once for all rows.</summary>
+    [MethodImpl(Hot)]
+    static void Nn4x64(float* x, long ldx, int rows, float* b, long ldb, float* y, long ldy, int K)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, c0 = default, c1 = default, c2 = default, c3 = default,
+                         d0 = default, d1 = default, d2 = default, d3 = default, e0 = default, e1 = default, e2 = default, e3 = default;
+        float* x1 = rows > 1 ? x + ldx : x, x2 = rows > 2 ? x + 2 * ldx : x, x3 = rows > 3 ? x + 3 * ldx : x;
+        for (int k = 0; k < K; k++, b += ldb)
+        {
+            float* ahead = b + StreamRowsAhead * ldb;
+            Prefetch(ahead); Prefetch(ahead + 16); Prefetch(ahead + 32); Prefetch(ahead + 48);
+            var v0 = Vector512.Load(b); var v1 = Vector512.Load(b + 16); var v2 = Vector512.Load(b + 32); var v3 = Vector512.Load(b + 48);
+            var s = Vector512.Create(x[k]);
+            a0 = Vector512.FusedMultiplyAdd(s, v0, a0); c0 = Vector512.FusedMultiplyAdd(s, v1, c0); d0 = Vector512.FusedMultiplyAdd(s, v2, d0); e0 = Vector512.FusedMultiplyAdd(s, v3, e0);
+            s = Vector512.Create(x1[k]);
+            a1 = Vector512.FusedMultiplyAdd(s, v0, a1); c1 = Vector512.FusedMultiplyAdd(s, v1, c1); d1 = Vector512.FusedMultiplyAdd(s, v2, d1); e1 = Vector512.FusedMultiplyAdd(s, v3, e1);
+            s = Vector512.Create(x2[k]);
+            a2 = Vector512.FusedMultiplyAdd(s, v0, a2); c2 = Vector512.FusedMultiplyAdd(s, v1, c2); d2 = Vector512.FusedMultiplyAdd(s, v2, d2); e2 = Vector512.FusedMultiplyAdd(s, v3, e2);
+            s = Vector512.Create(x3[k]);
+            a3 = Vector512.FusedMultiplyAdd(s, v0, a3); c3 = Vector512.FusedMultiplyAdd(s, v1, c3); d3 = Vector512.FusedMultiplyAdd(s, v2, d3); e3 = Vector512.FusedMultiplyAdd(s, v3, e3);
+        }
+        a0.Store(y); c0.Store(y + 16); d0.Store(y + 32); e0.Store(y + 48);
+        if (rows < 2) return;
+        y += ldy; a1.Store(y); c1.Store(y + 16); d1.Store(y + 32); e1.Store(y + 48);
+        if (rows < 3) return;
+        y += ldy; a2.Store(y); c2.Store(y + 16); d2.Store(y + 32); e2.Store(y + 48);
+        if (rows < 4) return;
+        y += ldy; a3.Store(y); c3.Store(y + 16); d3.Store(y + 32); e3.Store(y + 48);
     }
 
     [MethodImpl(Hot)]

@@ -22,6 +22,7 @@ public class SmallGemmTests
 
     [Theory]
     [InlineData(1, 37, 64)]
+    [InlineData(2, 45, 256)]
     [InlineData(3, 36, 128)]
     [InlineData(4, 41, 2048)]
     [InlineData(7, 8, 576)]
@@ -74,7 +75,7 @@ public class SmallGemmTests
     {
         using var scope = NewDisposeScope();
         var g = new torch.Generator(3);
-        var x = torch.randn(16, 1024, generator: g); var w = torch.randn(2052, 1024, generator: g);  // 2 M MACs: splits over threads
+        var x = torch.randn(16, 1024, generator: g); var w = torch.randn(2051, 1024, generator: g);  // 2 M MACs: splits over threads; N % 4 = 3 one-row tail outputs
         try
         {
             SmallGemm.ThreadsOverride = 1;
@@ -85,10 +86,21 @@ public class SmallGemmTests
             Assert.True(Same(SmallGemm.LinearKernel(x, w)!, all), "2 threads");
             var c = torch.randn(1, 4096, 512, generator: g); var p = torch.randn(1, 16, 4096, generator: g);
             SmallGemm.ThreadsOverride = 1; var v1 = SmallGemm.BmmKernel(p, c)!;
-            for (int m = 0; m < 16; m += 5)                                   // M = 1 streams B, M = 16 tiles it: same bits
-                Assert.True(Same(SmallGemm.BmmKernel(p.narrow(1, m, 1).contiguous(), c)!, v1.narrow(1, m, 1)), $"NN row {m} alone");
-            for (int m = 0; m < 16; m += 5)                                   // M = 4 (row dots) vs M = 16 (4×4 tiles)
-                Assert.True(Same(SmallGemm.LinearKernel(x.narrow(0, m / 4 * 4, 4).contiguous(), w)!.narrow(0, m % 4, 1), all.narrow(0, m, 1)), $"row {m} in a batch of 4");
+            for (int m = 0; m < 16; m += 5)                                   // M ≤ 4 (4 × 64 tiles) vs M = 16 (8 × 32 tiles): same bits
+                foreach (int batch in new[] { 1, 3 })
+                {
+                    int first = Math.Min(m, 16 - batch);
+                    Assert.True(Same(SmallGemm.BmmKernel(p.narrow(1, first, batch).contiguous(), c)!.narrow(1, m - first, 1), v1.narrow(1, m, 1)), $"NN row {m} in a batch of {batch}");
+                }
+            var c80 = c.narrow(2, 0, 80);                                     // N % 64 = 16: the few-row stream's columns
+            var v80 = SmallGemm.BmmKernel(p, c80)!;
+            Assert.True(Same(SmallGemm.BmmKernel(p.narrow(1, 5, 2).contiguous(), c80)!, v80.narrow(1, 5, 2)), "NN, 80 columns, 2 rows");
+            foreach (int batch in new[] { 2, 3, 4, 5 })                      // 1-row, partial and full 4×4 tiles: same bits
+                for (int m = 0; m < 16; m += 5)
+                {
+                    int first = Math.Min(m / batch * batch, 16 - batch);
+                    Assert.True(Same(SmallGemm.LinearKernel(x.narrow(0, first, batch).contiguous(), w)!.narrow(0, m - first, 1), all.narrow(0, m, 1)), $"row {m} in a batch of {batch}");
+                }
             SmallGemm.ThreadsOverride = 2; Assert.True(Same(SmallGemm.BmmKernel(p, c)!, v1), "NN, 2 threads");
         }
         finally { SmallGemm.ThreadsOverride = 0; }
