@@ -8,9 +8,9 @@
 //       tiles of 4 rows of W, each against every row of x (4 rows of x × 4 rows of W: 16 AVX-512 accumulators;
 //       1 row of x: 4), so W streams from memory once and each load of x serves 4 rows of W. One row of W at a
 //       time (the earlier few-row path) read x once per row of W: at 4 rows × K 2,048 x is 32 KiB, all of L1, so
-//       x came from L2 at 4× the weight's bytes, and one row's 4 accumulator chains wait on FMA latency; the
-//       linears of a batch-4 decode step streamed their weights at ≈ 17 GB/s instead of ≈ 28 (≈ 34 at 1 row
-//       instead of ≈ 43; tests/…/SmallGemmTests and the mla-roofline suite measure it).
+//       x came from L2 at 4× the weight's bytes, and one row's 4 accumulator chains wait on FMA latency: in tmp
+//       experiments the three linears of a batch-4 decode step ran 1.6× faster in tiles (1.25× at batch 1); the
+//       mla-roofline suite measures the whole step.
 //   NN  y[m, n] = Σ_k x[m, k] · B[k, n]     (probabilities × cached values, the W_UK fold)
 //       a tile of 8 rows of x × 32 columns of B (M ≤ 4: up to 4 rows × 64 columns) keeps 16 accumulators; each
 //       B row segment is loaded once and multiplied by the broadcast x values; rows of B are prefetched ahead of
@@ -166,7 +166,7 @@ public static unsafe class SmallGemm
         long nextTile = 4 * ldw;                                                          // the next tile's rows
         for (int k = 0; k < K; k += 16)
         {
-            Prefetch(w0 + k + nextTile); Prefetch(w1 + k + nextTile); Prefetch(w2 + k + nextTile); Prefetch(w3 + k + nextTile);
+            PrefetchL2(w0 + k + nextTile); PrefetchL2(w1 + k + nextTile); PrefetchL2(w2 + k + nextTile); PrefetchL2(w3 + k + nextTile);
             var v0 = Vector512.Load(w0 + k); var v1 = Vector512.Load(w1 + k); var v2 = Vector512.Load(w2 + k); var v3 = Vector512.Load(w3 + k);
             var u = Vector512.Load(x0 + k);
             a00 = Vector512.FusedMultiplyAdd(u, v0, a00); a01 = Vector512.FusedMultiplyAdd(u, v1, a01); a02 = Vector512.FusedMultiplyAdd(u, v2, a02); a03 = Vector512.FusedMultiplyAdd(u, v3, a03);
@@ -195,7 +195,7 @@ public static unsafe class SmallGemm
         long nextTile = 4 * ldw;
         for (int k = 0; k < K; k += 16)
         {
-            Prefetch(w0 + k + nextTile); Prefetch(w1 + k + nextTile); Prefetch(w2 + k + nextTile); Prefetch(w3 + k + nextTile);
+            PrefetchL2(w0 + k + nextTile); PrefetchL2(w1 + k + nextTile); PrefetchL2(w2 + k + nextTile); PrefetchL2(w3 + k + nextTile);
             var u = Vector512.Load(x + k);
             a0 = Vector512.FusedMultiplyAdd(u, Vector512.Load(w0 + k), a0); a1 = Vector512.FusedMultiplyAdd(u, Vector512.Load(w1 + k), a1);
             a2 = Vector512.FusedMultiplyAdd(u, Vector512.Load(w2 + k), a2); a3 = Vector512.FusedMultiplyAdd(u, Vector512.Load(w3 + k), a3);
@@ -260,6 +260,13 @@ public static unsafe class SmallGemm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Prefetch(float* p) { if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch0(p); }
 
+    /// <summary>Prefetch into L2 only (prefetcht1): what the tiles use for their streams. Into L1 (prefetcht0) the
+    /// far-ahead lines of the weight or cache stream evict the rows of x and the lines in use; on the reference EPYC
+    /// (tmp experiments, operands larger than L3) the 4-row NT tiles streamed 20–25 % faster this way and the 8 × 32
+    /// NN tile over a batch-4 latent cache (37 MB) ran ≈ 2× faster.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void PrefetchL2(float* p) { if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch1(p); }
+
     /// <summary>y[0..rows, 0..32] for up to 8 rows of x (missing rows repeat row 0 and are not stored): 16 chains.</summary>
     [MethodImpl(Hot)]
     static void Nn8x32(float* x, long ldx, int rows, float* b, long ldb, float* y, long ldy, int K)
@@ -270,7 +277,7 @@ public static unsafe class SmallGemm
                x4 = rows > 4 ? x + 4 * ldx : x, x5 = rows > 5 ? x + 5 * ldx : x, x6 = rows > 6 ? x + 6 * ldx : x, x7 = rows > 7 ? x + 7 * ldx : x;
         for (int k = 0; k < K; k++, b += ldb)
         {
-            Prefetch(b + PrefetchRows * ldb); Prefetch(b + PrefetchRows * ldb + 16);     // rows ahead: the walk down k is strided
+            PrefetchL2(b + PrefetchRows * ldb); PrefetchL2(b + PrefetchRows * ldb + 16);     // rows ahead: the walk down k is strided
             var lo = Vector512.Load(b); var hi = Vector512.Load(b + 16);
             var s = Vector512.Create(x[k]); a0 = Vector512.FusedMultiplyAdd(s, lo, a0); c0 = Vector512.FusedMultiplyAdd(s, hi, c0);
             s = Vector512.Create(x1[k]); a1 = Vector512.FusedMultiplyAdd(s, lo, a1); c1 = Vector512.FusedMultiplyAdd(s, hi, c1);
@@ -322,7 +329,7 @@ public static unsafe class SmallGemm
         for (int k = 0; k < K; k++, b += ldb)
         {
             float* ahead = b + StreamRowsAhead * ldb;
-            Prefetch(ahead); Prefetch(ahead + 16); Prefetch(ahead + 32); Prefetch(ahead + 48);
+            PrefetchL2(ahead); PrefetchL2(ahead + 16); PrefetchL2(ahead + 32); PrefetchL2(ahead + 48);
             var v0 = Vector512.Load(b); var v1 = Vector512.Load(b + 16); var v2 = Vector512.Load(b + 32); var v3 = Vector512.Load(b + 48);
             var s = Vector512.Create(x[k]);
             a0 = Vector512.FusedMultiplyAdd(s, v0, a0); c0 = Vector512.FusedMultiplyAdd(s, v1, c0); d0 = Vector512.FusedMultiplyAdd(s, v2, d0); e0 = Vector512.FusedMultiplyAdd(s, v3, e0);
