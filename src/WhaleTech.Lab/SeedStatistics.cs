@@ -42,6 +42,15 @@ public static class SeedStatistics
         return null;
     }
 
+    /// <summary>A table cell for a mean over <paramref name="n"/> seeds: "m ± ci", or "m (1 seed)" where one seed gives no
+    /// interval (its half-width 0 would read as certainty). <paramref name="signed"/> writes + or − before the mean
+    /// (gaps); <paramref name="format"/> is the number format of both.</summary>
+    public static string MeanCiCell(double mean, double ci, int n, bool signed = false, string format = "F4")
+    {
+        string m = signed ? $"{(mean < 0 ? "−" : "+")}{Math.Abs(mean).ToString(format)}" : mean < 0 ? $"−{Math.Abs(mean).ToString(format)}" : mean.ToString(format);
+        return n < 2 ? $"{m} ({n} seed{(n == 1 ? "" : "s")})" : $"{m} ± {ci.ToString(format)}";
+    }
+
     /// <summary>The sample sd behind a 95 % half-width over <paramref name="n"/> samples (the inverse of <see cref="MeanCi95"/>).</summary>
     public static double SdFromCi95(double halfWidth, int n) => n < 2 ? 0 : halfWidth * Math.Sqrt(n) / StudentT.InvCDF(0, 1, n - 1, 0.975);
 

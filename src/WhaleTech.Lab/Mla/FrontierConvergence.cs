@@ -144,14 +144,12 @@ public sealed record FrontierConvergence(double Tolerance, IReadOnlyList<int> St
         : v.Changes[^1].TestedGainPerDoubling >= Tolerance ? "longer run"
         : SeedsToPass(v) is int n ? n.ToString("N0") : "> 10,000";
 
-    static string Signed(double gain, double ci) => $"{(gain < 0 ? "−" : "")}{Math.Abs(gain):F4} ± {ci:F4}";
-
     /// <summary>The tested gain per doubling, labelled with its estimator when it is the exact KL.</summary>
-    static string Gain(LengthChange c) => c.Kl is null ? Signed(c.GainPerDoubling, c.GainCi95PerDoubling)
-        : $"{c.Kl.Label} {Signed(c.TestedGainPerDoubling, c.TestedGainCi95PerDoubling)}";
+    static string Gain(LengthChange c) => c.Kl is null ? SeedStatistics.MeanCiCell(c.GainPerDoubling, c.GainCi95PerDoubling, c.Pairs)
+        : $"{c.Kl.Label} {SeedStatistics.MeanCiCell(c.TestedGainPerDoubling, c.TestedGainCi95PerDoubling, c.Pairs)}";
 
     /// <summary>A table cell: the tested gain and, when that is the KL, the sampled one beside it.</summary>
-    static string GainCell(LengthChange c) => c.Kl is null ? Gain(c) : $"{Gain(c)} (sampled {Signed(c.GainPerDoubling, c.GainCi95PerDoubling)})";
+    static string GainCell(LengthChange c) => c.Kl is null ? Gain(c) : $"{Gain(c)} (sampled {SeedStatistics.MeanCiCell(c.GainPerDoubling, c.GainCi95PerDoubling, c.Pairs)})";
 
     /// <summary>The Markdown section: excess loss per length, gain per doubling per step change, and the test.</summary>
     public string Markdown()
@@ -171,11 +169,12 @@ public sealed record FrontierConvergence(double Tolerance, IReadOnlyList<int> St
         foreach (var v in Variants)
         {
             var cells = Steps.Select(s => v.Lengths.FirstOrDefault(l => l.Steps == s) is { } l
-                ? $"{l.MeanExcessLoss:F4} ± {l.Ci95:F4} ({l.Seeds}){(l.Kl is { } k ? $"; {k.Label} {k.Mean:F4} ± {k.Ci95:F4}" : "")}" : "—");
+                ? (l.Seeds < 2 ? $"{l.MeanExcessLoss:F4} (1){(l.Kl is { } k1 ? $"; {k1.Label} {k1.Mean:F4}" : "")}"
+                               : $"{l.MeanExcessLoss:F4} ± {l.Ci95:F4} ({l.Seeds}){(l.Kl is { } k ? $"; {k.Label} {k.Mean:F4} ± {k.Ci95:F4}" : "")}") : "—");
             var gains = Steps.Zip(Steps.Skip(1), (a, b) => v.Changes.FirstOrDefault(c => c.FromSteps == a && c.ToSteps == b) is { } c ? GainCell(c) : "—");
             sb.AppendLine($"| {v.Variant} | {string.Join(" | ", cells)} | {string.Join(" | ", gains)} | {(v.Converged ? "yes" : "no")} | {(v.RemainingGain is double g ? g.ToString("F4") : "—")} | {SeedsToPassCell(v)} |");
         }
-        sb.AppendLine().AppendLine("(Excess loss in nats/token, mean ± 95 % CI, seeds in brackets; after it the exact KL where every run recorded it.)").AppendLine();
+        sb.AppendLine().AppendLine("(Excess loss in nats/token, mean ± 95 % CI, seeds in brackets (one seed: no interval); after it the exact KL where every run recorded it.)").AppendLine();
         sb.AppendLine("![excess loss vs run length](mla-frontier-convergence.png)");
         return sb.ToString();
     }

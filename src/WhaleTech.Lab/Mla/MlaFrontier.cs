@@ -372,21 +372,21 @@ public static partial class MlaFrontier
         var tied = points.Where(p => p.MeanExcessLoss - p.ExcessLossCi95 <= best.MeanExcessLoss + best.ExcessLossCi95).ToList();
         var worse = points.Except(tied).ToList();
         var smallestTied = tied.MinBy(p => p.KvBytesPerTokenBf16)!;
-        sb.Append($"Lowest excess loss: {best.Variant} ({best.MeanExcessLoss:F4} ± {best.ExcessLossCi95:F4} nats, {best.KvBytesPerTokenBf16:N0} B/token). ");
+        sb.Append($"Lowest excess loss: {best.Variant} ({SeedStatistics.MeanCiCell(best.MeanExcessLoss, best.ExcessLossCi95, best.Seeds)} nats, {best.KvBytesPerTokenBf16:N0} B/token). ");
         var seedCounts = points.Select(p => p.Seeds).Distinct().Order().ToList();
         string seeds = seedCounts.Count > 1 ? $"{seedCounts[0]}–{seedCounts[^1]} seeds"
             : seedCounts[0] == 1 ? "1 seed, so no interval yet: pool more seeds with --from" : $"{seedCounts[0]} seeds";
         sb.Append($"Not separable from it at 95 % (overlapping Student-t intervals, {seeds}): {string.Join(", ", tied.Select(p => p.Variant))}; ");
         sb.Append($"the smallest cache among them is {smallestTied.Variant} at {smallestTied.KvBytesPerTokenBf16:N0} B/token. ");
-        sb.Append(worse.Count == 0 ? "No variant is distinguishably worse. " : $"Distinguishably worse: {string.Join(", ", worse.Select(p => $"{p.Variant} ({p.MeanExcessLoss:F4} ± {p.ExcessLossCi95:F4})"))}. ");
+        sb.Append(worse.Count == 0 ? "No variant is distinguishably worse. " : $"Distinguishably worse: {string.Join(", ", worse.Select(p => $"{p.Variant} ({SeedStatistics.MeanCiCell(p.MeanExcessLoss, p.ExcessLossCi95, p.Seeds)})"))}. ");
         var paired = points.Where(p => p.PairedReference != "" && p.Seeds >= 2).ToList();
         if (paired.Count > 0)
         {
             var pairedWorse = paired.Where(p => p.PairedDifference - p.PairedDifferenceCi95 > 0).ToList();
             var pairedBetter = paired.Where(p => p.PairedDifference + p.PairedDifferenceCi95 < 0).ToList();
             sb.Append($"Paired by seed against {paired[0].PairedReference} (same data and eval set per seed): ");
-            sb.Append(pairedWorse.Count == 0 ? "none is distinguishably worse" : "worse: " + string.Join(", ", pairedWorse.Select(p => $"{p.Variant} (+{p.PairedDifference:F4} ± {p.PairedDifferenceCi95:F4})")));
-            sb.Append(pairedBetter.Count == 0 ? ", none better. " : "; better: " + string.Join(", ", pairedBetter.Select(p => $"{p.Variant} ({p.PairedDifference:F4} ± {p.PairedDifferenceCi95:F4})")) + ". ");
+            sb.Append(pairedWorse.Count == 0 ? "none is distinguishably worse" : "worse: " + string.Join(", ", pairedWorse.Select(p => $"{p.Variant} ({SeedStatistics.MeanCiCell(p.PairedDifference, p.PairedDifferenceCi95, p.Seeds, signed: true)})")));
+            sb.Append(pairedBetter.Count == 0 ? ", none better. " : "; better: " + string.Join(", ", pairedBetter.Select(p => $"{p.Variant} ({SeedStatistics.MeanCiCell(p.PairedDifference, p.PairedDifferenceCi95, p.Seeds, signed: true)})")) + ". ");
         }
         if (convergence is not null) return sb.Append(convergence.Sentence()).ToString();
         var notConv = points.Where(p => p.FlatTailRuns < p.Seeds).ToList();

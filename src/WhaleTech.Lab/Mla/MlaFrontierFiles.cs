@@ -31,9 +31,13 @@ public static partial class MlaFrontier
         string refName = r.Points.FirstOrDefault(p => p.PairedReference != "")?.PairedReference ?? "reference";
         sb.AppendLine($"| variant | params | KV B/token (bf16) | excess loss (mean ± 95 % CI) | paired Δ vs {refName} (95 % CI) | accuracy (mean ± 95 % CI) | flat tail | frontier | steps to ≤ {o.SpeedThreshold} nats (runs that got there) |");
         sb.AppendLine("|---|---:|---:|---|---|---|---|---|---|");
-        static string Signed(double d, double ci) => $"{(d < 0 ? "−" : "+")}{Math.Abs(d):F4} ± {ci:F4}";
         foreach (var p in r.Points)
-            sb.AppendLine($"| {p.Variant} | {p.Parameters:N0} | {p.KvBytesPerTokenBf16:N0} | {p.MeanExcessLoss:F4} ± {p.ExcessLossCi95:F4} | {(p.PairedReference == "" ? "—" : Signed(p.PairedDifference, p.PairedDifferenceCi95))} | {p.MeanAccuracy:P2} ± {p.AccuracyCi95:P2} | {p.FlatTailRuns}/{p.Seeds} | {(p.OnFrontier ? "yes" : "")} | {(p.ReachedRuns == 0 ? "—" : $"{p.MeanStepsToThreshold:N0} ± {p.StepsToThresholdCi95:N0}")} ({p.ReachedRuns}/{p.Seeds}) |");
+        {
+            string Cell(double mean, double ci, bool signed = false) => SeedStatistics.MeanCiCell(mean, ci, p.Seeds, signed);
+            string accuracy = p.Seeds < 2 ? $"{p.MeanAccuracy:P2} (1 seed)" : $"{p.MeanAccuracy:P2} ± {p.AccuracyCi95:P2}";
+            string speed = p.ReachedRuns == 0 ? "—" : SeedStatistics.MeanCiCell(p.MeanStepsToThreshold, p.StepsToThresholdCi95, p.ReachedRuns, format: "N0");
+            sb.AppendLine($"| {p.Variant} | {p.Parameters:N0} | {p.KvBytesPerTokenBf16:N0} | {Cell(p.MeanExcessLoss, p.ExcessLossCi95)} | {(p.PairedReference == "" ? "—" : Cell(p.PairedDifference, p.PairedDifferenceCi95, signed: true))} | {accuracy} | {p.FlatTailRuns}/{p.Seeds} | {(p.OnFrontier ? "yes" : "")} | {speed} ({p.ReachedRuns}/{p.Seeds}) |");
+        }
         if (r.Points.Any(p => p.MeanExactKl is not null))
         {
             static string Sets(int n) => n > 0 ? $"{n} shared" : "own";
@@ -42,8 +46,8 @@ public static partial class MlaFrontier
                 "else on each seed's own eval set; — where some run predates the KL:").AppendLine();
             sb.AppendLine($"| variant | exact KL (mean ± 95 % CI) | eval sets | paired Δ vs {refName} (95 % CI) | eval sets |").AppendLine("|---|---|---|---|---|");
             foreach (var p in r.Points)
-                sb.AppendLine($"| {p.Variant} | {(p.MeanExactKl is { } m ? $"{m:F4} ± {p.ExactKlCi95:F4}" : "—")} | {(p.MeanExactKl is null ? "—" : Sets(p.ExactKlSharedSets))} | " +
-                    $"{(p.PairedKlDifference is { } k ? Signed(k, p.PairedKlCi95!.Value) : "—")} | {(p.PairedKlDifference is null ? "—" : Sets(p.PairedKlSharedSets))} |");
+                sb.AppendLine($"| {p.Variant} | {(p.MeanExactKl is { } m ? SeedStatistics.MeanCiCell(m, p.ExactKlCi95 ?? 0, p.Seeds) : "—")} | {(p.MeanExactKl is null ? "—" : Sets(p.ExactKlSharedSets))} | " +
+                    $"{(p.PairedKlDifference is { } k ? SeedStatistics.MeanCiCell(k, p.PairedKlCi95!.Value, p.Seeds, signed: true) : "—")} | {(p.PairedKlDifference is null ? "—" : Sets(p.PairedKlSharedSets))} |");
         }
         sb.AppendLine().AppendLine("**Verdict.** " + r.Verdict).AppendLine();
         sb.AppendLine("![frontier](mla-frontier.png)").AppendLine();

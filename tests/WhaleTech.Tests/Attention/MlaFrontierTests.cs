@@ -68,8 +68,13 @@ public class MlaFrontierTests
     [Fact]
     public void VerdictNamesTheSeedCountsBehindItsIntervals()
     {
-        var one = MlaFrontier.Verdict(MlaFrontier.Summarize([Run("mha", 256, 3, 0.1)]));
+        var onePoint = MlaFrontier.Summarize([Run("mha", 256, 3, 0.1)]);
+        var one = MlaFrontier.Verdict(onePoint);
         Assert.Contains("1 seed, so no interval yet", one);
+        var d = new MlaFrontierOptions();                                   // and its table row gives no "± 0.0000" either
+        var table = MlaFrontier.Markdown(new MlaFrontierResult(d with { Variants = ["mha"], Seeds = 1, FirstSeed = 3 }, [Run("mha", 256, 3, 0.1)], onePoint, one), "machine", "command");
+        Assert.Contains("| 0.1000 (1 seed) |", table);
+        Assert.DoesNotContain("± 0.0000", table);
         var mixed = MlaFrontier.Summarize(Enumerable.Range(0, 6).Select(s => Run("mha", 256, s, 0.1 + 0.01 * s))
             .Concat(Enumerable.Range(0, 3).Select(s => Run("mqa", 64, s, 0.2 + 0.01 * s))).ToList());
         Assert.Contains("Student-t intervals, 3–6 seeds)", MlaFrontier.Verdict(mixed));

@@ -20,6 +20,16 @@ public class SeedStatisticsTests
     }
 
     [Fact]
+    public void OneSeedIsWrittenWithoutAnInterval()
+    {
+        Assert.Equal("0.0061 ± 0.0011", SeedStatistics.MeanCiCell(0.00612, 0.00107, 6));
+        Assert.Equal("0.0061 (1 seed)", SeedStatistics.MeanCiCell(0.00612, 0, 1));     // not "± 0.0000", which reads as certainty
+        Assert.Equal("+0.0009 ± 0.0004", SeedStatistics.MeanCiCell(0.0009, 0.0004, 3, signed: true));
+        Assert.Equal("−0.0002 (1 seed)", SeedStatistics.MeanCiCell(-0.0002, 0, 1, signed: true));
+        Assert.Equal("5,333 ± 1,734", SeedStatistics.MeanCiCell(5333, 1734, 6, format: "N0"));
+    }
+
+    [Fact]
     public void PairingUsesTheSeedsPresentInBothAndRemovesEachSeedsOffset()
     {
         // Seeds 0–2 differ by large offsets (0, 1, 2) that both sides share; seed 3 exists on one side only.
