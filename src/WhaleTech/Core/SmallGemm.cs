@@ -249,7 +249,7 @@ public static unsafe class SmallGemm
             for (int m = 0; m < M; m++) Nn1x16(x + m * ldx, b + n, ldb, y + m * ldy + n, K);
     }
 
-    /// <summary>Software prefetch distances, tuned on the reference EPYC (Zen 5, 1 thread; measured in tmp
+    /// <summary>Software prefetch distances, tuned on the reference EPYCs (Zen 5; the L2 hints on Zen 4; 1 thread; measured in tmp
     /// experiments, the committed benchmark shows the effect): the one-row NT dot (the N % 4 tail) reads 8 KiB ahead,
     /// the NT tiles the next tile's 4 weight rows at the same k; the NN tile,
     /// whose walk down k jumps a row stride per step (2,304 B for the latent cache), touches the row 64 steps ahead,

@@ -19,7 +19,8 @@ public sealed record MachineInfo(
     [property: JsonPropertyName("backend")] string Backend,
     [property: JsonPropertyName("device")] string Device,
     [property: JsonPropertyName("gpu")] string? Gpu,
-    [property: JsonPropertyName("gpu_memory_gib")] double? GpuMemoryGiB)
+    [property: JsonPropertyName("gpu_memory_gib")] double? GpuMemoryGiB,
+    [property: JsonPropertyName("cpu_detail")] string? CpuDetail = null)
 {
     /// <summary>Reads the description of this machine, for the given device.</summary>
     public static MachineInfo Collect(torch.Device device)
@@ -38,12 +39,13 @@ public sealed record MachineInfo(
             Backend: Runtime.Backend.BackendName,
             Device: device.ToString(),
             Gpu: gpu,
-            GpuMemoryGiB: gpuMem);
+            GpuMemoryGiB: gpuMem,
+            CpuDetail: CpuDetailLine());
     }
 
     /// <summary>One line for report headers.</summary>
     public override string ToString()
-        => $"{Cpu} ({LogicalCores} logical cores, {TorchThreads} torch threads, {MemoryGiB} GiB), {Os}; {DotNet}; " +
+        => $"{Cpu}{(CpuDetail is null ? "" : $" [{CpuDetail}]")} ({LogicalCores} logical cores, {TorchThreads} torch threads, {MemoryGiB} GiB), {Os}; {DotNet}; " +
            $"TorchSharp {TorchSharp}, libtorch {LibTorch}, backend {Backend}; device {Device}" +
            (Gpu is null ? "" : $" = {Gpu} ({GpuMemoryGiB} GiB)");
 
@@ -59,6 +61,51 @@ public sealed record MachineInfo(
         catch (IOException) { }
         return RuntimeInformation.ProcessArchitecture.ToString();
     }
+
+    /// <summary>CPU family/model, its microarchitecture where known, clock and vector width, from /proc/cpuinfo: a VM's
+    /// "model name" can be the same ("AMD EPYC") on CPUs whose limits differ by 2× (a Zen 4 runs 512-bit FMAs at half
+    /// a Zen 5's rate), so results from different hosts need this to be told apart. Null where /proc/cpuinfo is absent.</summary>
+    static string? CpuDetailLine()
+    {
+        try
+        {
+            if (!File.Exists("/proc/cpuinfo")) return null;
+            string? vendor = null, family = null, model = null, mhz = null, flags = null;
+            foreach (var line in File.ReadLines("/proc/cpuinfo"))
+            {
+                int colon = line.IndexOf(':');
+                if (colon < 0) { if (vendor is not null) break; continue; }            // the first processor's block only
+                string key = line[..colon].Trim(), value = line[(colon + 1)..].Trim();
+                switch (key)
+                {
+                    case "vendor_id": vendor ??= value; break;
+                    case "cpu family": family ??= value; break;
+                    case "model": model ??= value; break;
+                    case "cpu MHz": mhz ??= value; break;
+                    case "flags": flags ??= value; break;
+                }
+            }
+            if (family is null || model is null) return null;
+            string arch = Microarchitecture(vendor, int.Parse(family), int.Parse(model)) is { } a ? $", {a}" : "";
+            string clock = double.TryParse(mhz, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var m) ? $", {m / 1000:F1} GHz" : "";
+            string vectors = flags is null ? "" : flags.Split(' ').Contains("avx512f") ? ", AVX-512" : flags.Split(' ').Contains("avx2") ? ", AVX2" : "";
+            return $"family {family} model {model}{arch}{clock}{vectors}";
+        }
+        catch (Exception e) when (e is IOException or FormatException or OverflowException) { return null; }
+    }
+
+    /// <summary>AMD's Zen generations by family and model (AMD's published family/model numbers); null where unknown.</summary>
+    internal static string? Microarchitecture(string? vendor, int family, int model) => vendor switch
+    {
+        "AuthenticAMD" => family switch
+        {
+            0x17 => model < 0x30 ? "Zen / Zen+" : "Zen 2",
+            0x19 => model is >= 0x10 and < 0x20 or >= 0x60 and < 0x80 or >= 0xA0 and < 0xB0 ? "Zen 4" : "Zen 3",
+            0x1A => "Zen 5",
+            _ => null,
+        },
+        _ => null,
+    };
 
     /// <summary>libtorch version: from an external PyTorch's version.py, else the version the package ships.</summary>
     public static string LibTorchVersion()
