@@ -387,6 +387,21 @@ public static partial class MlaFrontier
             sb.Append($"Paired by seed against {paired[0].PairedReference} (same data and eval set per seed): ");
             sb.Append(pairedWorse.Count == 0 ? "none is distinguishably worse" : "worse: " + string.Join(", ", pairedWorse.Select(p => $"{p.Variant} ({SeedStatistics.MeanCiCell(p.PairedDifference, p.PairedDifferenceCi95, p.Seeds, signed: true)})")));
             sb.Append(pairedBetter.Count == 0 ? ", none better. " : "; better: " + string.Join(", ", pairedBetter.Select(p => $"{p.Variant} ({SeedStatistics.MeanCiCell(p.PairedDifference, p.PairedDifferenceCi95, p.Seeds, signed: true)})")) + ". ");
+            var kl = paired.Where(p => p.PairedKlDifference is not null).ToList();
+            if (kl.Count > 0)
+            {
+                string Gap(FrontierPoint p) => $"{p.Variant} ({SeedStatistics.MeanCiCell(p.PairedKlDifference!.Value, p.PairedKlCi95 ?? 0, p.Seeds, signed: true)})";
+                var klWorse = kl.Where(p => p.PairedKlDifference - p.PairedKlCi95 > 0).ToList();
+                var klBetter = kl.Where(p => p.PairedKlDifference + p.PairedKlCi95 < 0).ToList();
+                var level = kl.Except(klWorse).Except(klBetter).ToList();
+                sb.Append($"By the exact KL (the same gap with less eval noise; {kl.Count} of {paired.Count} variants have it): ");
+                sb.Append(string.Join("; ", new[]
+                {
+                    klWorse.Count == 0 ? "" : "worse: " + string.Join(", ", klWorse.Select(Gap)),
+                    level.Count == 0 ? "" : "not separable: " + string.Join(", ", level.Select(Gap)),
+                    klBetter.Count == 0 ? "" : "better: " + string.Join(", ", klBetter.Select(Gap)),
+                }.Where(t => t != "")) + ". ");
+            }
         }
         if (convergence is not null) return sb.Append(convergence.Sentence()).ToString();
         var notConv = points.Where(p => p.FlatTailRuns < p.Seeds).ToList();

@@ -163,6 +163,10 @@ public class MlaFrontierTests
         var withKl = committed with { Runs = [.. committed.Runs.Take(2), Run("mqa", 0, 64, 0.20, 0.15), Run("mqa", 1, 64, 0.23, 0.17)] };
         var k = MlaFrontier.Merge([withKl, again]).Points.Single(p => p.Variant == "mqa");
         Assert.Equal((0.06, 0), (Math.Round(k.PairedKlDifference!.Value, 12), k.PairedKlSharedSets));   // (0.15 − 0.09 + 0.17 − 0.11) / 2
+        // The verdict states the KL gap beside the sampled one; before, it named the sampled gaps only.
+        Assert.Contains("By the exact KL (the same gap with less eval noise; 1 of 1 variants have it): worse: mqa (+0.0600 ± 0.0000)",
+            MlaFrontier.Merge([withKl, again]).Verdict);
+        Assert.DoesNotContain("By the exact KL", m.Verdict);               // mqa without the KL: no such sentence
 
         var other = again with { Runs = [Run("mha", 0, 256, 0.1003, 0.09, sets: 2)] };   // not the same training
         var e = Assert.Throws<WhaleTech.Runtime.WhaleArgumentException>(() => MlaFrontier.Merge([committed, other]));
