@@ -39,7 +39,7 @@ public sealed class MlaRooflineSuite : ISuite
         var dtype = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
         var result = new BenchmarkResult(Name, Description, MachineInfo.Collect(device)) { Plot = new PlotSpec("roofline_fraction", "context", LogX: true) };
         using var probe = new LimitProbe(device, options.Quick);
-        result.With("shapes", shapes.Name).With("dtype", dtype.ToString()).With("rounds", rounds);
+        result.With("shapes", shapes.Name).With("dtype", dtype.ToString()).With("rounds", rounds).With("few_rows", SmallGemm.FewRows.ToString().ToLowerInvariant());
         int maxPositions = (int)contexts.Max() + 2;
         using var explicitLayer = (MultiHeadLatentAttention)DecodeBenchmark.BuildLayer(shapes, DecodeVariant.MlaAbsorbed, maxPositions, dtype, device);
         using var sdpaLayer = (MultiHeadLatentAttention)DecodeBenchmark.BuildLayer(shapes, DecodeVariant.MlaAbsorbedSdpa, maxPositions, dtype, device);

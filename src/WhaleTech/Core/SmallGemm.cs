@@ -5,17 +5,20 @@
 // 1024³), because its kernels are blocked for large M. These kernels are register-blocked for small M instead:
 //
 //   NT  y[m, n] = Σ_k x[m, k] · W[n, k]     (nn.Linear, scores against cached keys, the W_UV unfold)
-//       tiles of 4 rows of W, each against every row of x (4 rows of x × 4 rows of W: 16 AVX-512 accumulators;
-//       1 row of x: 4), so W streams from memory once and each load of x serves 4 rows of W. One row of W at a
-//       time (the earlier few-row path) read x once per row of W: at 4 rows × K 2,048 x is 32 KiB, all of L1, so
-//       x came from L2 at 4× the weight's bytes, and one row's 4 accumulator chains wait on FMA latency: in tmp
-//       experiments the three linears of a batch-4 decode step ran 1.6× faster in tiles (1.25× at batch 1); the
-//       mla-roofline suite measures the whole step.
+//       M > 4: tiles of 4 rows of W, each against 4 rows of x (16 AVX-512 accumulators), so each load of x
+//       serves 4 rows of W. M ≤ 4 (memory-bound) takes one of two walks, chosen per CPU (FewRows):
+//       - Streams: one row of W at a time, prefetched 8 KiB ahead, serving every row of x from L1: a single
+//         sequential stream. Fastest on Zen 5, where 4 interleaved weight rows streamed 1.3–1.7× slower at
+//         batch 1–4 in tmp experiments (V2-Lite's linears, the fold and the unfold).
+//       - Tiles: 4 rows of W against all rows of x (1 row of x: 4 chains). On Zen 4 one W row at a time read x
+//         from L2 at 4× the weight's bytes (4 rows × K 2,048 is 32 KiB, all of L1) and waited on FMA latency:
+//         the batch-4 decode step ran 1.56× faster in tiles (benchmarks/results/…/few-row-tiles).
 //   NN  y[m, n] = Σ_k x[m, k] · B[k, n]     (probabilities × cached values, the W_UK fold)
-//       a tile of 8 rows of x × 32 columns of B (M ≤ 4: up to 4 rows × 64 columns) keeps 16 accumulators; each
-//       B row segment is loaded once and multiplied by the broadcast x values; rows of B are prefetched ahead of
-//       the strided walk down k. (The earlier few-row path accumulated y in L1 instead of registers: a load and a
-//       store of y per FMA; the W_UK fold at batch 4 read its 4 MiB ≈ 2.8× slower.)
+//       a tile of 8 rows of x × 32 columns of B keeps 16 accumulators; each B row segment is loaded once and
+//       multiplied by the broadcast x values; rows of B are prefetched ahead of the strided walk down k.
+//       M ≤ 4: Streams accumulates y in L1 (B streams row by row, a load and a store of y per FMA: the fold
+//       at batch 1–4 ran 1.3–1.8× faster this way on Zen 5); Tiles keeps up to 4 rows × 64 columns in registers
+//       (on Zen 4 the fold at batch 4 read its 4 MiB ≈ 2.8× faster than streaming).
 //
 // Every output element has one fixed summation order (NT: one 16-lane accumulator over k, then the lane sum;
 // NN: one accumulator per output over k) whichever tile computes it and whatever the thread count (threads
@@ -42,6 +45,34 @@ public static unsafe class SmallGemm
 
     /// <summary>On by default where AVX-512 is present; WHALETECH_SMALL_GEMM=0 turns it off at start-up.</summary>
     public static bool Enabled { get; set; } = Vector512.IsHardwareAccelerated && Environment.GetEnvironmentVariable("WHALETECH_SMALL_GEMM") != "0";
+
+    /// <summary>How products with at most 4 rows of x walk W (NT) or B (NN); every walk gives the same bits.</summary>
+    public enum FewRowWalk
+    {
+        /// <summary>One weight row (NT) or B row (NN) at a time: one sequential stream.</summary>
+        Streams,
+        /// <summary>Register tiles over 4 weight rows (NT) or 64 columns (NN).</summary>
+        Tiles,
+    }
+
+    /// <summary>The walk of M ≤ 4 products in this process: WHALETECH_SMALL_GEMM_FEW_ROWS=streams|tiles, else
+    /// the faster one measured for this CPU (<see cref="FewRowWalkFor"/>).</summary>
+    public static FewRowWalk FewRows { get; set; } = Environment.GetEnvironmentVariable("WHALETECH_SMALL_GEMM_FEW_ROWS") switch
+    {
+        "streams" => FewRowWalk.Streams,
+        "tiles" => FewRowWalk.Tiles,
+        _ => FewRowWalkFor(Runtime.MachineInfo.HostMicroarchitecture),
+    };
+
+    /// <summary>Tiles on Zen 4, where they measured faster (1.56× at batch 4); streams elsewhere: Zen 5 measured
+    /// 1.3–1.7× faster with streams, and on a CPU not measured the single stream is the hardware prefetcher's
+    /// simplest case.</summary>
+    public static FewRowWalk FewRowWalkFor(string? microarchitecture) => microarchitecture == "Zen 4" ? FewRowWalk.Tiles : FewRowWalk.Streams;
+
+    /// <summary>Overrides <see cref="FewRows"/> for products started on this thread (tests compare the walks).</summary>
+    [ThreadStatic] internal static FewRowWalk? FewRowsOverride;
+
+    static bool FewRowTiles => (FewRowsOverride ?? FewRows) == FewRowWalk.Tiles;
 
     /// <summary>Products the kernels have computed in this process (tests check that a path really used them).</summary>
     public static long Calls => Interlocked.Read(ref _calls);
@@ -135,13 +166,17 @@ public static unsafe class SmallGemm
 
     /// <summary>y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · W[N, K]ᵀ (row stride ldw); K % 16 == 0.</summary>
     internal static void Nt(float* x, long ldx, float* w, long ldw, float* y, long ldy, int M, int N, int K)
-        => ForChunks(N, (long)M * N * K, (n0, n1) => NtRange(x, ldx, w, ldw, y, ldy, M, n0, n1, K));
+    {
+        bool tiles = M > 4 || FewRowTiles;
+        ForChunks(N, (long)M * N * K, (n0, n1) => NtRange(x, ldx, w, ldw, y, ldy, M, n0, n1, K, tiles));
+    }
 
-    /// <summary>Outputs [n0, n1) of every row (n0 a multiple of 4).</summary>
+    /// <summary>Outputs [n0, n1) of every row (n0 a multiple of 4), in tiles or (M ≤ 4) one W row at a time.</summary>
     [MethodImpl(Hot)]
-    static void NtRange(float* x, long ldx, float* w, long ldw, float* y, long ldy, int M, int n0, int n1, int K)
+    static void NtRange(float* x, long ldx, float* w, long ldw, float* y, long ldy, int M, int n0, int n1, int K, bool tiles)
     {
         int n = n0;
+        if (tiles)
         for (; n + 4 <= n1; n += 4)                                      // tiles of 4 rows of W, all M rows of x each
             for (int m = 0; m < M; m += 4)
             {
@@ -149,7 +184,7 @@ public static unsafe class SmallGemm
                 if (rows == 1) Nt1x4(x + m * ldx, w + n * ldw, ldw, y + m * ldy + n, K);
                 else Nt4x4(x + m * ldx, ldx, rows, w + n * ldw, ldw, y + m * ldy + n, ldy, K);
             }
-        for (; n < n1; n++)                                              // the last N % 4 outputs: one row of W each
+        for (; n < n1; n++)                                              // streams, or the last N % 4 outputs: one row of W each
             for (int m = 0; m < M; m += 4)
                 NtRows(x + m * ldx, ldx, Math.Min(4, M - m), w + n * ldw, y + m * ldy + n, ldy, K, prefetch: m == 0);
     }
@@ -227,12 +262,16 @@ public static unsafe class SmallGemm
 
     /// <summary>y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · B[K, N] (row stride ldb); N % 16 == 0.</summary>
     internal static void Nn(float* x, long ldx, float* b, long ldb, float* y, long ldy, int M, int N, int K)
-        => ForChunks(N, (long)M * N * K, (n0, n1) => NnRange(x, ldx, b, ldb, y, ldy, M, n0, n1, K));
+    {
+        bool tiles = M > 4 || FewRowTiles;
+        ForChunks(N, (long)M * N * K, (n0, n1) => NnRange(x, ldx, b, ldb, y, ldy, M, n0, n1, K, tiles));
+    }
 
     /// <summary>Columns [n0, n1) of every row (n0 a multiple of 32).</summary>
     [MethodImpl(Hot)]
-    static void NnRange(float* x, long ldx, float* b, long ldb, float* y, long ldy, int M, int n0, int n1, int K)
+    static void NnRange(float* x, long ldx, float* b, long ldb, float* y, long ldy, int M, int n0, int n1, int K, bool tiles)
     {
+        if (!tiles) { NnStream(x, ldx, b, ldb, y, ldy, M, n0, n1, K); return; }    // few rows, streamed
         if (M <= 4)                                                      // few rows: 4 × 64 register tiles
         {
             int c = n0;
@@ -298,7 +337,7 @@ public static unsafe class SmallGemm
         if (rows > 7) { a7.Store(y + 7 * ldy); c7.Store(y + 7 * ldy + 16); }
     }
 
-    /// <summary>Few rows, the last N % 64 columns: B streams row by row (each row's [n0, n1) read once), and
+    /// <summary>Few rows (all columns, or the tiles' last N % 64): B streams row by row (each row's [n0, n1) read once), and
     /// y[m, n0..n1) accumulates in place (in L1). y[m, n] = fma(x[m, k], B[k, n], y[m, n]) for k = 0, 1, … from +0:
     /// the same operations in the same order as a tile's accumulator, so the same bits.</summary>
     [MethodImpl(Hot)]

@@ -67,6 +67,22 @@ public sealed record MachineInfo(
     /// a Zen 5's rate), so results from different hosts need this to be told apart. Null where /proc/cpuinfo is absent.</summary>
     static string? CpuDetailLine()
     {
+        if (HostCpu.Value is not { } cpu) return null;
+        string arch = Microarchitecture(cpu.Vendor, cpu.Family, cpu.Model) is { } a ? $", {a}" : "";
+        string clock = double.TryParse(cpu.Mhz, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var m) ? $", {m / 1000:F1} GHz" : "";
+        string vectors = cpu.Flags is null ? "" : cpu.Flags.Split(' ').Contains("avx512f") ? ", AVX-512" : cpu.Flags.Split(' ').Contains("avx2") ? ", AVX2" : "";
+        return $"family {cpu.Family} model {cpu.Model}{arch}{clock}{vectors}";
+    }
+
+    /// <summary>This host's microarchitecture ("Zen 4", "Zen 5", …) where known, else null: kernels whose fastest
+    /// walk differs between CPUs choose by it (Core/SmallGemm).</summary>
+    public static string? HostMicroarchitecture => HostCpu.Value is { } cpu ? Microarchitecture(cpu.Vendor, cpu.Family, cpu.Model) : null;
+
+    sealed record CpuFields(string? Vendor, int Family, int Model, string? Mhz, string? Flags);
+
+    /// <summary>The first processor's block of /proc/cpuinfo, read once; null where absent or unreadable.</summary>
+    static readonly Lazy<CpuFields?> HostCpu = new(() =>
+    {
         try
         {
             if (!File.Exists("/proc/cpuinfo")) return null;
@@ -86,13 +102,10 @@ public sealed record MachineInfo(
                 }
             }
             if (family is null || model is null) return null;
-            string arch = Microarchitecture(vendor, int.Parse(family), int.Parse(model)) is { } a ? $", {a}" : "";
-            string clock = double.TryParse(mhz, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var m) ? $", {m / 1000:F1} GHz" : "";
-            string vectors = flags is null ? "" : flags.Split(' ').Contains("avx512f") ? ", AVX-512" : flags.Split(' ').Contains("avx2") ? ", AVX2" : "";
-            return $"family {family} model {model}{arch}{clock}{vectors}";
+            return new CpuFields(vendor, int.Parse(family), int.Parse(model), mhz, flags);
         }
-        catch (Exception e) when (e is IOException or FormatException or OverflowException) { return null; }
-    }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or OverflowException) { return null; }
+    });
 
     /// <summary>AMD's Zen generations by family and model (AMD's published family/model numbers); null where unknown.</summary>
     internal static string? Microarchitecture(string? vendor, int family, int model) => vendor switch

@@ -107,6 +107,36 @@ public class SmallGemmTests
     }
 
     [Fact]
+    public void FewRowStreamsAndTilesGiveTheSameBits()
+    {
+        using var scope = NewDisposeScope();
+        var g = new torch.Generator(11);
+        var x = torch.randn(4, 1024, generator: g); var w = torch.randn(2051, 1024, generator: g);   // N % 4 = 3: the tiles' one-row tail
+        var c = torch.randn(1, 512, 80, generator: g); var p = torch.randn(1, 4, 512, generator: g); // N % 64 = 16: the tiles' stream tail
+        try
+        {
+            foreach (int M in new[] { 1, 2, 3, 4 })
+            {
+                var xm = x.narrow(0, 0, M).contiguous(); var pm = p.narrow(1, 0, M).contiguous();
+                SmallGemm.FewRowsOverride = SmallGemm.FewRowWalk.Streams;
+                var ntStreams = SmallGemm.LinearKernel(xm, w)!; var nnStreams = SmallGemm.BmmKernel(pm, c)!;
+                SmallGemm.FewRowsOverride = SmallGemm.FewRowWalk.Tiles;
+                Assert.True(Same(SmallGemm.LinearKernel(xm, w)!, ntStreams), $"NT, {M} rows");
+                Assert.True(Same(SmallGemm.BmmKernel(pm, c)!, nnStreams), $"NN, {M} rows");
+            }
+        }
+        finally { SmallGemm.FewRowsOverride = null; }
+    }
+
+    [Fact]
+    public void FewRowsTakeTilesOnlyWhereTheyMeasuredFaster()
+    {
+        Assert.Equal(SmallGemm.FewRowWalk.Tiles, SmallGemm.FewRowWalkFor("Zen 4"));
+        Assert.Equal(SmallGemm.FewRowWalk.Streams, SmallGemm.FewRowWalkFor("Zen 5"));
+        Assert.Equal(SmallGemm.FewRowWalk.Streams, SmallGemm.FewRowWalkFor(null));              // a CPU not measured
+    }
+
+    [Fact]
     public void WhatTheKernelsDoNotCoverGoesToLibtorch()
     {
         using var scope = NewDisposeScope();

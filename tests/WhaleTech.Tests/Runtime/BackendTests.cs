@@ -38,6 +38,7 @@ public class BackendTests
         {
             Assert.StartsWith("family ", info.CpuDetail);                   // x86 Linux: family/model in the machine line
             Assert.Contains($"[{info.CpuDetail}]", info.ToString());
+            if (MachineInfo.HostMicroarchitecture is { } arch) Assert.Contains(arch, info.CpuDetail);   // the name kernels choose by
         }
     }
 
