@@ -48,6 +48,7 @@ root.SetAction(parse =>
     bool quick = parse.GetValue(quickOpt);
     var device = Backend.ResolveDevice(deviceChoice);
     Backend.ConfigureThreads(null);   // libtorch's default unless WHALETECH_THREADS says otherwise; recorded in the machine line
+    WhaleTech.Core.SmallGemm.EnvironmentFewRows();   // a bad WHALETECH_SMALL_GEMM_FEW_ROWS fails here, before any suite runs
     var options = new SuiteOptions(quick);
 
     Console.WriteLine($"{suite.Name} on {device}{(quick ? " (quick)" : "")}: {suite.Description}");

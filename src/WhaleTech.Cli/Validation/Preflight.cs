@@ -1,5 +1,6 @@
-// The validation pass that runs after parsing and before a command's action: --max-memory, WHALETECH_THREADS,
-// every option and argument against its rule (Rules.cs), then the command's own cross-option and memory checks.
+// The validation pass that runs after parsing and before a command's action: --max-memory, WHALETECH_THREADS and
+// WHALETECH_SMALL_GEMM_FEW_ROWS, every option and argument against its rule (Rules.cs), then the command's own
+// cross-option and memory checks.
 // A WhaleArgumentException that names a library parameter ("heads", "batch_size") is reported under the
 // command's option for it ("--heads", "--batch-size"), so every message names what the user typed.
 // WHALETECH_DRY_RUN=1 stops after this pass with exit code 0 (the robustness suite's "valid value" cases).
@@ -25,6 +26,7 @@ public static class Preflight
         if (parse.GetValue<string?>(Rules.MaxMemoryName) is { } limit) MemoryBudget.Override = MemoryBudget.Parse(Rules.MaxMemoryName, limit);
         if (Environment.GetEnvironmentVariable(MemoryBudget.Variable) is { Length: > 0 } env) MemoryBudget.Parse(MemoryBudget.Variable, env);
         Backend.EnvironmentThreads();
+        WhaleTech.Core.SmallGemm.EnvironmentFewRows();
         foreach (var a in command.Arguments)
             if (Rules.RuleOf(a) is { } rule) rule.Validate(a.Name, Value(parse, a));
         foreach (var o in command.Options)

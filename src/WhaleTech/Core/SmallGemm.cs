@@ -12,7 +12,7 @@
 //         batch 1–4 in tmp experiments (V2-Lite's linears, the fold and the unfold).
 //       - Tiles: 4 rows of W against all rows of x (1 row of x: 4 chains). On Zen 4 one W row at a time read x
 //         from L2 at 4× the weight's bytes (4 rows × K 2,048 is 32 KiB, all of L1) and waited on FMA latency:
-//         the batch-4 decode step ran 1.56× faster in tiles (benchmarks/results/…/few-row-tiles).
+//         the batch-4 decode step ran 1.45–1.49× faster in tiles (benchmarks/results/…/few-row-tiles).
 //   NN  y[m, n] = Σ_k x[m, k] · B[k, n]     (probabilities × cached values, the W_UK fold)
 //       a tile of 8 rows of x × 32 columns of B keeps 16 accumulators; each B row segment is loaded once and
 //       multiplied by the broadcast x values; rows of B are prefetched ahead of the strided walk down k.
@@ -55,24 +55,42 @@ public static unsafe class SmallGemm
         Tiles,
     }
 
-    /// <summary>The walk of M ≤ 4 products in this process: WHALETECH_SMALL_GEMM_FEW_ROWS=streams|tiles, else
-    /// the faster one measured for this CPU (<see cref="FewRowWalkFor"/>).</summary>
-    public static FewRowWalk FewRows { get; set; } = Environment.GetEnvironmentVariable("WHALETECH_SMALL_GEMM_FEW_ROWS") switch
-    {
-        "streams" => FewRowWalk.Streams,
-        "tiles" => FewRowWalk.Tiles,
-        _ => FewRowWalkFor(Runtime.MachineInfo.HostMicroarchitecture),
-    };
+    public const string FewRowsVariable = "WHALETECH_SMALL_GEMM_FEW_ROWS";
 
-    /// <summary>Tiles on Zen 4, where they measured faster (1.56× at batch 4); streams elsewhere: Zen 5 measured
-    /// 1.3–1.7× faster with streams, and on a CPU not measured the single stream is the hardware prefetcher's
-    /// simplest case.</summary>
+    /// <summary>The walk of M ≤ 4 products in this process: WHALETECH_SMALL_GEMM_FEW_ROWS=streams|tiles, else
+    /// the faster one measured for this CPU (<see cref="FewRowWalkFor"/>). Read at first use, not at type
+    /// initialisation, so a bad value is a WhaleArgumentException, not a TypeInitializationException.</summary>
+    public static FewRowWalk FewRows
+    {
+        get => _fewRows ??= EnvironmentFewRows() ?? FewRowWalkFor(Runtime.MachineInfo.HostMicroarchitecture);
+        set => _fewRows = value;
+    }
+    static FewRowWalk? _fewRows;
+
+    /// <summary>WHALETECH_SMALL_GEMM_FEW_ROWS when set (checked: streams or tiles), else null. The programs call it
+    /// before any work, so a typo is a one-line error naming the variable.</summary>
+    public static FewRowWalk? EnvironmentFewRows()
+    {
+        var env = Environment.GetEnvironmentVariable(FewRowsVariable);
+        if (string.IsNullOrWhiteSpace(env)) return null;
+        return env.Trim().ToLowerInvariant() switch
+        {
+            "streams" => FewRowWalk.Streams,
+            "tiles" => FewRowWalk.Tiles,
+            _ => throw new Runtime.WhaleArgumentException(FewRowsVariable, env, "must be streams or tiles (how SmallGemm walks products with ≤ 4 rows of x; unset: chosen per CPU)"),
+        };
+    }
+
+    /// <summary>Tiles on Zen 4, where they measured faster (the batch-4 step 1.45–1.49×); streams elsewhere: Zen 5
+    /// measured 1.3–1.7× faster with streams, and on a CPU not measured the single stream is the hardware
+    /// prefetcher's simplest case.</summary>
     public static FewRowWalk FewRowWalkFor(string? microarchitecture) => microarchitecture == "Zen 4" ? FewRowWalk.Tiles : FewRowWalk.Streams;
 
     /// <summary>Overrides <see cref="FewRows"/> for products started on this thread (tests compare the walks).</summary>
     [ThreadStatic] internal static FewRowWalk? FewRowsOverride;
 
-    static bool FewRowTiles => (FewRowsOverride ?? FewRows) == FewRowWalk.Tiles;
+    /// <summary>Whether a product with M rows of x runs in register tiles: always above 4 rows, else per FewRows.</summary>
+    static bool UseTiles(int M) => M > 4 || (FewRowsOverride ?? FewRows) == FewRowWalk.Tiles;
 
     /// <summary>Products the kernels have computed in this process (tests check that a path really used them).</summary>
     public static long Calls => Interlocked.Read(ref _calls);
@@ -167,7 +185,7 @@ public static unsafe class SmallGemm
     /// <summary>y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · W[N, K]ᵀ (row stride ldw); K % 16 == 0.</summary>
     internal static void Nt(float* x, long ldx, float* w, long ldw, float* y, long ldy, int M, int N, int K)
     {
-        bool tiles = M > 4 || FewRowTiles;
+        bool tiles = UseTiles(M);
         ForChunks(N, (long)M * N * K, (n0, n1) => NtRange(x, ldx, w, ldw, y, ldy, M, n0, n1, K, tiles));
     }
 
@@ -177,13 +195,15 @@ public static unsafe class SmallGemm
     {
         int n = n0;
         if (tiles)
-        for (; n + 4 <= n1; n += 4)                                      // tiles of 4 rows of W, all M rows of x each
-            for (int m = 0; m < M; m += 4)
-            {
-                int rows = Math.Min(4, M - m);
-                if (rows == 1) Nt1x4(x + m * ldx, w + n * ldw, ldw, y + m * ldy + n, K);
-                else Nt4x4(x + m * ldx, ldx, rows, w + n * ldw, ldw, y + m * ldy + n, ldy, K);
-            }
+        {
+            for (; n + 4 <= n1; n += 4)                                  // tiles of 4 rows of W, all M rows of x each
+                for (int m = 0; m < M; m += 4)
+                {
+                    int rows = Math.Min(4, M - m);
+                    if (rows == 1) Nt1x4(x + m * ldx, w + n * ldw, ldw, y + m * ldy + n, K);
+                    else Nt4x4(x + m * ldx, ldx, rows, w + n * ldw, ldw, y + m * ldy + n, ldy, K);
+                }
+        }
         for (; n < n1; n++)                                              // streams, or the last N % 4 outputs: one row of W each
             for (int m = 0; m < M; m += 4)
                 NtRows(x + m * ldx, ldx, Math.Min(4, M - m), w + n * ldw, y + m * ldy + n, ldy, K, prefetch: m == 0);
@@ -263,7 +283,7 @@ public static unsafe class SmallGemm
     /// <summary>y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · B[K, N] (row stride ldb); N % 16 == 0.</summary>
     internal static void Nn(float* x, long ldx, float* b, long ldb, float* y, long ldy, int M, int N, int K)
     {
-        bool tiles = M > 4 || FewRowTiles;
+        bool tiles = UseTiles(M);
         ForChunks(N, (long)M * N * K, (n0, n1) => NnRange(x, ldx, b, ldb, y, ldy, M, n0, n1, K, tiles));
     }
 

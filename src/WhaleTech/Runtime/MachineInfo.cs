@@ -70,7 +70,8 @@ public sealed record MachineInfo(
         if (HostCpu.Value is not { } cpu) return null;
         string arch = Microarchitecture(cpu.Vendor, cpu.Family, cpu.Model) is { } a ? $", {a}" : "";
         string clock = double.TryParse(cpu.Mhz, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var m) ? $", {m / 1000:F1} GHz" : "";
-        string vectors = cpu.Flags is null ? "" : cpu.Flags.Split(' ').Contains("avx512f") ? ", AVX-512" : cpu.Flags.Split(' ').Contains("avx2") ? ", AVX2" : "";
+        var flags = cpu.Flags?.Split(' ') ?? [];
+        string vectors = flags.Contains("avx512f") ? ", AVX-512" : flags.Contains("avx2") ? ", AVX2" : "";
         return $"family {cpu.Family} model {cpu.Model}{arch}{clock}{vectors}";
     }
 

@@ -78,6 +78,10 @@ public class IssueExamplesTests(RobustnessFixture fx) : IClassFixture<Robustness
     }
 
     [Fact]
+    public async Task AnUnknownFewRowWalkIsRejected()
+        => AssertUsageError(await Run(["info"], new Dictionary<string, string> { ["WHALETECH_SMALL_GEMM_FEW_ROWS"] = "tile" }), "WHALETECH_SMALL_GEMM_FEW_ROWS");
+
+    [Fact]
     public async Task IdsWithAnEmptyEntryAreRejected() => AssertUsageError(await Run(["checkpoint", "generate", fx.ModelDir, "--ids", "1,,2"]), "--ids");
 
     [Fact]
