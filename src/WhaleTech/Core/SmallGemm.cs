@@ -10,6 +10,7 @@
 //       - Streams: one row of W at a time, prefetched 8 KiB ahead, serving every row of x from L1: a single
 //         sequential stream. Fastest on Zen 5, where 4 interleaved weight rows streamed 1.3–1.7× slower at
 //         batch 1–4 in tmp experiments (V2-Lite's linears, the fold and the unfold).
+//       Either walk first copies rows of x that would share L1 sets (a multiple of 4 KiB apart) apart (RowsApart).
 //       - Tiles: 4 rows of W against all rows of x (1 row of x: 4 chains). On Zen 4 one W row at a time read x
 //         from L2 at 4× the weight's bytes (4 rows × K 2,048 is 32 KiB, all of L1) and waited on FMA latency:
 //         the batch-4 decode step ran 1.45–1.49× faster in tiles (benchmarks/results/…/few-row-tiles).
@@ -33,6 +34,7 @@
 // Shapes: M rows of x, K reduced dimension, N outputs; B batch of independent products (Bmm).
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -186,7 +188,37 @@ public static unsafe class SmallGemm
     internal static void Nt(float* x, long ldx, float* w, long ldw, float* y, long ldy, int M, int N, int K)
     {
         bool tiles = UseTiles(M);
+        if (M > 1 && ldx * sizeof(float) % L1SetSpan == 0) x = RowsApart(x, ref ldx, M, K);
         ForChunks(N, (long)M * N * K, (n0, n1) => NtRange(x, ldx, w, ldw, y, ldy, M, n0, n1, K, tiles));
+    }
+
+    /// <summary>Bytes between addresses that share an L1 set (64 sets × 64 B lines on Zen 4 and Zen 5, and on recent
+    /// Intel cores).</summary>
+    const int L1SetSpan = 4096;
+
+    /// <summary>Floats added to each row of x in <see cref="RowsApart"/>: 256 B, which measured faster than 64 B.</summary>
+    const int RowPad = 64;
+
+    [ThreadStatic] static float* _rowsApart;
+    [ThreadStatic] static long _rowsApartFloats;
+
+    /// <summary>x copied to a per-thread buffer with row stride K + RowPad, where its rows start a multiple of 4 KiB
+    /// apart (x = [M, 2048] fp32 rows are 8 KiB apart). Every NT step loads the same k of all rows of x at once;
+    /// rows on one L1 set compete for its ways and banks, and on the reference Zen 5 (1 thread, tmp experiment,
+    /// q_proj [3072, 2048]) the product at 2 rows of x ran 1.3× and at 4 rows 1.2× faster with its rows copied apart.
+    /// Same values, same order of operations: the same bits. The copy is M·K floats, read once for N·M dot products.</summary>
+    static float* RowsApart(float* x, ref long ldx, int M, int K)
+    {
+        long stride = K + RowPad, need = M * stride;
+        if (_rowsApartFloats < need)
+        {
+            if (_rowsApart != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(_rowsApart);
+            _rowsApart = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(need * sizeof(float)), 64);
+            _rowsApartFloats = need;
+        }
+        for (int m = 0; m < M; m++) Buffer.MemoryCopy(x + m * ldx, _rowsApart + m * stride, (long)K * sizeof(float), (long)K * sizeof(float));
+        ldx = stride;
+        return _rowsApart;
     }
 
     /// <summary>Outputs [n0, n1) of every row (n0 a multiple of 4), in tiles or (M ≤ 4) one W row at a time.</summary>
@@ -232,14 +264,39 @@ public static unsafe class SmallGemm
             u = Vector512.Load(x3 + k);
             a30 = Vector512.FusedMultiplyAdd(u, v0, a30); a31 = Vector512.FusedMultiplyAdd(u, v1, a31); a32 = Vector512.FusedMultiplyAdd(u, v2, a32); a33 = Vector512.FusedMultiplyAdd(u, v3, a33);
         }
-        y[0] = Vector512.Sum(a00); y[1] = Vector512.Sum(a01); y[2] = Vector512.Sum(a02); y[3] = Vector512.Sum(a03);
+        var sums = LaneSums(a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33);   // [y row 0 | 1 | 2 | 3], 4 each
+        sums.GetLower().GetLower().Store(y);
         if (rows < 2) return;
-        y += ldy; y[0] = Vector512.Sum(a10); y[1] = Vector512.Sum(a11); y[2] = Vector512.Sum(a12); y[3] = Vector512.Sum(a13);
+        sums.GetLower().GetUpper().Store(y + ldy);
         if (rows < 3) return;
-        y += ldy; y[0] = Vector512.Sum(a20); y[1] = Vector512.Sum(a21); y[2] = Vector512.Sum(a22); y[3] = Vector512.Sum(a23);
+        sums.GetUpper().GetLower().Store(y + 2 * ldy);
         if (rows < 4) return;
-        y += ldy; y[0] = Vector512.Sum(a30); y[1] = Vector512.Sum(a31); y[2] = Vector512.Sum(a32); y[3] = Vector512.Sum(a33);
+        sums.GetUpper().GetUpper().Store(y + 3 * ldy);
     }
+
+    static readonly Vector512<int> EvenLanes = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    static readonly Vector512<int> OddLanes = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+
+    /// <summary>[a₀+a₁, a₂+a₃, …, a₁₄+a₁₅, b₀+b₁, …, b₁₄+b₁₅]: the sums of adjacent lanes of a, then of b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> PairSums(Vector512<float> a, Vector512<float> b)
+        => Avx512F.PermuteVar16x32x2(a, EvenLanes, b) + Avx512F.PermuteVar16x32x2(a, OddLanes, b);
+
+    /// <summary>The 16 lane sums of 16 accumulators in one vector, lane i = Vector512.Sum(a_i), in 15 pair steps
+    /// instead of 16 separate reductions (the scores of absorbed decode, 16 heads × S keys over K = 576, ran
+    /// 1.12–1.15× faster; tmp experiments on the reference Zen 5). Vector512.Sum adds adjacent lanes, then adjacent pairs, then
+    /// quads, then the two halves; four levels of PairSums add the same pairs in the same order, so the bits are
+    /// Vector512.Sum's (Core/SmallGemmTests compares them).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> LaneSums(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3,
+        Vector512<float> a4, Vector512<float> a5, Vector512<float> a6, Vector512<float> a7, Vector512<float> a8, Vector512<float> a9,
+        Vector512<float> a10, Vector512<float> a11, Vector512<float> a12, Vector512<float> a13, Vector512<float> a14, Vector512<float> a15)
+        => Avx512F.IsSupported   // else Vector512 is emulated (tests run the kernels on any CPU)
+            ? PairSums(PairSums(PairSums(PairSums(a0, a1), PairSums(a2, a3)), PairSums(PairSums(a4, a5), PairSums(a6, a7))),
+                       PairSums(PairSums(PairSums(a8, a9), PairSums(a10, a11)), PairSums(PairSums(a12, a13), PairSums(a14, a15))))
+            : Vector512.Create(Vector512.Sum(a0), Vector512.Sum(a1), Vector512.Sum(a2), Vector512.Sum(a3), Vector512.Sum(a4), Vector512.Sum(a5),
+                               Vector512.Sum(a6), Vector512.Sum(a7), Vector512.Sum(a8), Vector512.Sum(a9), Vector512.Sum(a10), Vector512.Sum(a11),
+                               Vector512.Sum(a12), Vector512.Sum(a13), Vector512.Sum(a14), Vector512.Sum(a15));
 
     /// <summary>y[0, 0..4] for one row of x against 4 rows of W: 4 chains, each x load serving 4 rows of W.</summary>
     [MethodImpl(Hot)]
@@ -312,9 +369,18 @@ public static unsafe class SmallGemm
     /// experiments, the committed benchmark shows the effect): the one-row NT dot (the N % 4 tail) reads 8 KiB ahead,
     /// the NT tiles the next tile's 4 weight rows at the same k; the NN tile,
     /// whose walk down k jumps a row stride per step (2,304 B for the latent cache), touches the row 64 steps ahead,
-    /// which the hardware prefetcher does not; the few-row NN tile and stream touch their row segment 8 rows ahead (the
-    /// W_UK fold at batch ≤ 4 read its 4 MiB at ≈ 9 GB/s without). Prefetches never fault, so reading past the end is harmless.</summary>
+    /// which the hardware prefetcher does not; the few-row NN tile touches its row segment 8 rows ahead into L2 and the
+    /// few-row NN stream 4 rows ahead, non-temporally (NtaRowsAhead; the W_UK fold at batch ≤ 4 read its 4 MiB at
+    /// ≈ 9 GB/s without). Prefetches never fault, so reading past the end is harmless.</summary>
     const int RowAhead = 2048, PrefetchRows = 64, StreamRowsAhead = 8;
+
+    /// <summary>Non-temporal prefetch (prefetchnta): the few-row NN stream's rows of B, used once. On the reference
+    /// Zen 5 the W_UK fold (16 heads × [128, 512], from memory) ran 1.3–1.4× faster this way, 4 rows ahead, than with
+    /// prefetcht0 8 rows ahead (tmp experiment, 1 and 4 rows of x).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void PrefetchNta(float* p) { if (Sse.IsSupported) Sse.PrefetchNonTemporal(p); }
+
+    const int NtaRowsAhead = 4;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Prefetch(float* p) { if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch0(p); }
@@ -367,7 +433,7 @@ public static unsafe class SmallGemm
             for (int n = n0; n < n1; n += 16) Vector512<float>.Zero.Store(y + m * ldy + n);
         for (int k = 0; k < K; k++, b += ldb)
         {
-            for (int n = n0; n < n1; n += 16) Prefetch(b + StreamRowsAhead * ldb + n);   // a row segment a few rows ahead
+            for (int n = n0; n < n1; n += 16) PrefetchNta(b + NtaRowsAhead * ldb + n);   // a row segment a few rows ahead
             for (int m = 0; m < M; m++)
             {
                 var s = Vector512.Create(x[m * ldx + k]);

@@ -1,6 +1,7 @@
 // Core/SmallGemm: the small-M kernels agree with a float64 reference within the fp32 dot-product error bound,
 // on every shape and view the decode step hands them; they are batch- and thread-count-invariant; and they
 // decline (null → libtorch) whatever they do not cover.
+using System.Runtime.Intrinsics;
 using TorchSharp;
 using WhaleTech.Core;
 using static TorchSharp.torch;
@@ -126,6 +127,43 @@ public class SmallGemmTests
             }
         }
         finally { SmallGemm.FewRowsOverride = null; }
+    }
+
+    [Fact]
+    public void RowsOfXOnOneL1SetAreCopiedApartWithTheSameBits()
+    {
+        using var scope = NewDisposeScope();
+        var g = new torch.Generator(13);
+        var w = torch.randn(1, 37, 1024, generator: g);                      // NT against [37, 1024]ᵀ: 4 KiB rows of x
+        var wide = torch.randn(1, 8, 1040, generator: g);                     // the same rows 4,160 B apart: not copied
+        var x = wide.narrow(2, 0, 1024).contiguous();                         // 4,096 B apart: copied apart first
+        try
+        {
+            foreach (var walk in new[] { SmallGemm.FewRowWalk.Streams, SmallGemm.FewRowWalk.Tiles })
+                foreach (int M in new[] { 2, 3, 4, 8 })
+                {
+                    SmallGemm.FewRowsOverride = walk;
+                    var strided = SmallGemm.BmmKernel(wide.narrow(1, 0, M).narrow(2, 0, 1024), w.transpose(1, 2))!;
+                    var copied = SmallGemm.BmmKernel(x.narrow(1, 0, M), w.transpose(1, 2))!;
+                    Assert.True(Same(copied, strided), $"{walk}, {M} rows");
+                }
+        }
+        finally { SmallGemm.FewRowsOverride = null; }
+    }
+
+    [Fact]
+    public void LaneSumsAreVector512SumBitForBit()
+    {
+        var rng = new Random(5);
+        var acc = new Vector512<float>[16];
+        for (int trial = 0; trial < 2000; trial++)
+        {
+            for (int i = 0; i < 16; i++)   // magnitudes 1e-3 … 1e3 of both signs, so that rounding depends on the order
+                acc[i] = Vector512.Create(Enumerable.Range(0, 16).Select(_ => (float)((rng.NextDouble() * 2 - 1) * Math.Pow(10, rng.Next(-3, 4)))).ToArray());
+            var sums = SmallGemm.LaneSums(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7], acc[8], acc[9], acc[10], acc[11], acc[12], acc[13], acc[14], acc[15]);
+            for (int i = 0; i < 16; i++)
+                Assert.Equal(BitConverter.SingleToInt32Bits(Vector512.Sum(acc[i])), BitConverter.SingleToInt32Bits(sums.GetElement(i)));
+        }
     }
 
     [Fact]
