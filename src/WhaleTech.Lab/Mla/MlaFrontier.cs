@@ -8,7 +8,8 @@
 // (learning speed only). Here the task is scaled down (4 pairs, 4 queries, 16 keys × 16 values, T = 16) and every
 // model is trained with a warm-up + cosine schedule. A run's "flat tail" (eval accuracy over the last quarter moves by
 // < FlatTailDelta and its eval loss by < 10 %) is flagged in every output, but under a cosine schedule it does not show
-// convergence: convergence is tested across run lengths (FrontierConvergence.cs), by pooling frontiers of several
+// convergence: convergence is tested across run lengths (FrontierConvergence.cs, and whether the gaps between variants
+// still move: FrontierGapDrift.cs), by pooling frontiers of several
 // lengths with Pool (`whale mla frontier --from`).
 //
 // Statistics: mean and 95 % Student-t confidence interval over seeds (Lab/SeedStatistics.cs), per variant; the verdict
@@ -148,6 +149,9 @@ public sealed record MlaFrontierResult(MlaFrontierOptions Options, IReadOnlyList
     /// <summary>Set by <see cref="MlaFrontier.Pool"/> when frontiers of several run lengths were pooled: these runs are
     /// the longest ones, and this is the test of convergence across the lengths.</summary>
     public FrontierConvergence? Convergence { get; init; }
+    /// <summary>Set with <see cref="Convergence"/>: how each variant's paired gap to the reference moved between the
+    /// run lengths (FrontierGapDrift.cs).</summary>
+    public FrontierGapDrift? GapDrift { get; init; }
     /// <summary>The eval set's share of the seed spread, when the runs were scored on shared eval sets (EvalSets &gt; 0).</summary>
     public FrontierEvalNoise? EvalNoise { get; init; }
 }
@@ -364,7 +368,7 @@ public static partial class MlaFrontier
 
     /// <summary>The plain-words verdict: which variants are indistinguishable from the best (overlapping 95 % CIs of the
     /// excess loss) and which are worse, at what cache size; non-converged points are named.</summary>
-    public static string Verdict(IReadOnlyList<FrontierPoint> points, FrontierConvergence? convergence = null)
+    public static string Verdict(IReadOnlyList<FrontierPoint> points, FrontierConvergence? convergence = null, FrontierGapDrift? gapDrift = null)
     {
         if (points.Count == 0) return "No run finished yet (interrupted before the first one ended).";
         var sb = new StringBuilder();
@@ -403,6 +407,7 @@ public static partial class MlaFrontier
                 }.Where(t => t != "")) + ". ");
             }
         }
+        if (gapDrift is not null) sb.Append(gapDrift.Sentence()).Append(' ');
         if (convergence is not null) return sb.Append(convergence.Sentence()).ToString();
         var notConv = points.Where(p => p.FlatTailRuns < p.Seeds).ToList();
         sb.Append(notConv.Count == 0
@@ -463,8 +468,9 @@ public static partial class MlaFrontier
         var noise = FrontierEvalNoise.Analyze(byLength);
         if (byLength.Count == 1) return byLength[0] with { EvalNoise = noise };
         var convergence = FrontierConvergence.Analyze(byLength, tolerance);
+        var drift = FrontierGapDrift.Analyze(byLength, tolerance);
         var longest = byLength[^1];
-        return longest with { Verdict = Verdict(longest.Points, convergence), Convergence = convergence, EvalNoise = noise };
+        return longest with { Verdict = Verdict(longest.Points, convergence, drift), Convergence = convergence, GapDrift = drift, EvalNoise = noise };
     }
 
 }

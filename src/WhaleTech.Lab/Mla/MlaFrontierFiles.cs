@@ -54,6 +54,7 @@ public static partial class MlaFrontier
         if (r.Points.Any(p => p.PairedReference != "")) sb.AppendLine("![paired gap to the reference](mla-frontier-paired.png)").AppendLine();
         sb.AppendLine("![curves](mla-frontier-curves.png)");
         if (r.Convergence is not null) sb.AppendLine().Append(r.Convergence.Markdown());
+        if (r.GapDrift is not null) sb.AppendLine().Append(r.GapDrift.Markdown());
         if (r.EvalNoise is not null) sb.AppendLine().Append(r.EvalNoise.Markdown());
         return sb.ToString();
     }

@@ -7,12 +7,12 @@ public class FrontierConvergenceTests
 {
     static readonly MlaFrontierOptions Defaults = new();
 
-    static MlaFrontierResult Length(int steps, params (string Variant, int Seed, double Loss)[] runs) =>
+    internal static MlaFrontierResult Length(int steps, params (string Variant, int Seed, double Loss)[] runs) =>
         new(Defaults with { Variants = runs.Select(r => r.Variant).Distinct().ToArray(), Loop = Defaults.Loop with { Steps = steps } },
             runs.Select(r => new FrontierRun(r.Variant, r.Seed, 100, r.Variant == "mha" ? 128 : 32, r.Variant == "mha" ? 256 : 64, r.Loss, 0.5,
                 true, [new CurvePoint(steps, r.Loss, 0.5)])).ToList(), [], "");
 
-    static (string, int, double)[] Seeds(string variant, double loss, params double[] noise) =>
+    internal static (string, int, double)[] Seeds(string variant, double loss, params double[] noise) =>
         noise.Select((e, s) => (variant, s, loss + 0.001 * s + e)).ToArray();
 
     [Fact]
@@ -106,7 +106,7 @@ public class FrontierConvergenceTests
     }
     /// <summary>A length whose runs carry the exact KL: on shared eval sets (each run's sets read <paramref name="kl"/>
     /// ± 0.0002, so their mean is kl) or, with sets = 0, on the seed's own eval set only.</summary>
-    static MlaFrontierResult WithKl(MlaFrontierResult length, Func<int, double> kl, int sets) => length with
+    internal static MlaFrontierResult WithKl(MlaFrontierResult length, Func<int, double> kl, int sets) => length with
     {
         Runs = length.Runs.Select(r => r with
         {
