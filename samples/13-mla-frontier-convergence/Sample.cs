@@ -12,6 +12,8 @@
 // 4. Every final model is also scored on eval sets all seeds share (EvalSets, --eval-sets), by the exact KL: the same
 //    excess loss with the scored token integrated out. The test uses it, because the sampled number's eval noise does
 //    not cancel between two lengths' models (Lab/Mla/FrontierEvalNoise.cs); the sampled gain is printed beside it.
+// 5. A verdict compares variants, so it also needs their gaps to have stopped moving: the pooled result reports how
+//    each variant's paired gap to the reference changed from S to 2S, per doubling (Lab/Mla/FrontierGapDrift.cs).
 // The same from the command line: whale mla frontier --task language … --first-seed k, then --from a.json b.json ….
 using WhaleTech.Lab.Mla;
 using WhaleTech.Runtime;
@@ -57,6 +59,11 @@ public static class S13MlaFrontierConvergence
         int flat = pooled.Runs.Count(r => r.FlatTail);
         ctx.Out.WriteLine($"\nWithin-run flat-tail flag at {2 * steps} steps: {flat} of {pooled.Runs.Count} runs (it cannot see what a longer run would gain).");
         ctx.Out.WriteLine(convergence.Sentence());
+        // 5. The gap to the reference at both lengths, paired by seed: a gap that no longer moves is a settled verdict,
+        //    even while both variants still gain a little.
+        foreach (var g in pooled.GapDrift?.Rows ?? [])
+            ctx.Out.WriteLine($"Gap {g.Variant} − {pooled.GapDrift!.Reference} ({g.Estimator}): {g.GapFrom:+0.0000;-0.0000} at {g.FromSteps} steps, {g.GapTo:+0.0000;-0.0000} at {g.ToSteps}; " +
+                $"drift {g.DriftPerDoubling:+0.0000;-0.0000} ± {g.DriftCi95PerDoubling:F4} per doubling, settled: {(g.SettledWithin(pooled.GapDrift.Tolerance) ? "yes" : "no")}");
         ctx.Out.WriteLine("Verdict: " + pooled.Verdict);
         ctx.Out.WriteLine($"Seeds split over parts pool to one experiment of {pooled.Runs.Count} runs: {pooled.Runs.Count == baseline.Variants.Length * seeds}");
         ctx.Out.WriteLine($"Every final model scored on the {baseline.EvalSets} shared eval sets: {pooled.Runs.All(r => r.EvalSets?.Count == baseline.EvalSets)}");
