@@ -206,7 +206,8 @@ public static unsafe class SmallGemm
     /// apart (x = [M, 2048] fp32 rows are 8 KiB apart). Every NT step loads the same k of all rows of x at once;
     /// rows on one L1 set compete for its ways and banks, and on the reference Zen 5 (1 thread, tmp experiment,
     /// q_proj [3072, 2048]) the product at 2 rows of x ran 1.3× and at 4 rows 1.2× faster with its rows copied apart.
-    /// Same values, same order of operations: the same bits. The copy is M·K floats, read once for N·M dot products.</summary>
+    /// Same values, same order of operations: the same bits. The copy is M·K floats, read once for N·M dot products.
+    /// The buffer grows to the largest product seen on the thread (at most MaxRows·(K + RowPad) floats) and is kept.</summary>
     static float* RowsApart(float* x, ref long ldx, int M, int K)
     {
         long stride = K + RowPad, need = M * stride;
