@@ -38,7 +38,9 @@ public sealed record LengthPoint(int Steps, int Seeds, double MeanExcessLoss, do
 /// shared eval sets, or (Sets = 0) on each seed's own eval set.</summary>
 public sealed record KlEstimate(double Mean, double Ci95, int Sets)
 {
-    public string Label => Sets > 0 ? $"KL×{Sets}" : "KL own";
+    public string Label => LabelFor(Sets);
+    /// <summary>"KL×N" for N shared eval sets, "KL own" for 0 (each seed's own set).</summary>
+    public static string LabelFor(int sets) => sets > 0 ? $"KL×{sets}" : "KL own";
 }
 
 /// <summary>The paired change from <see cref="FromSteps"/> to <see cref="ToSteps"/>: mean Δ (to − from) and its 95 %

@@ -63,7 +63,7 @@ public sealed record FrontierGapDrift(string Reference, double Tolerance, IReadO
         var (ma, ca) = SeedStatistics.MeanCi95(gapA);
         var (mb, cb) = SeedStatistics.MeanCi95(gapB);
         var (md, cd) = SeedStatistics.MeanCi95(drift);
-        string estimator = sets is int m ? new KlEstimate(0, 0, m).Label : "sampled";
+        string estimator = sets is int m ? KlEstimate.LabelFor(m) : "sampled";
         return new GapDriftRow(variant, a.Options.Loop.Steps, b.Options.Loop.Steps, seeds.Count, estimator, ma, ca, mb, cb, md, cd);
     }
 

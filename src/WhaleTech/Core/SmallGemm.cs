@@ -10,10 +10,11 @@
 //       - Streams: one row of W at a time, prefetched 8 KiB ahead, serving every row of x from L1: a single
 //         sequential stream. Fastest on Zen 5, where 4 interleaved weight rows streamed 1.3–1.7× slower at
 //         batch 1–4 in tmp experiments (V2-Lite's linears, the fold and the unfold).
-//       Either walk first copies rows of x that would share L1 sets (a multiple of 4 KiB apart) apart (RowsApart).
 //       - Tiles: 4 rows of W against all rows of x (1 row of x: 4 chains). On Zen 4 one W row at a time read x
 //         from L2 at 4× the weight's bytes (4 rows × K 2,048 is 32 KiB, all of L1) and waited on FMA latency:
 //         the batch-4 decode step ran 1.45–1.49× faster in tiles (benchmarks/results/…/few-row-tiles).
+//       Every NT product with ≥ 2 rows of x first copies rows that would share L1 sets (a multiple of 4 KiB
+//       apart) apart (RowsApart).
 //   NN  y[m, n] = Σ_k x[m, k] · B[k, n]     (probabilities × cached values, the W_UK fold)
 //       a tile of 8 rows of x × 32 columns of B keeps 16 accumulators; each B row segment is loaded once and
 //       multiplied by the broadcast x values; rows of B are prefetched ahead of the strided walk down k.
@@ -384,14 +385,14 @@ public static unsafe class SmallGemm
     const int NtaRowsAhead = 4;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Prefetch(float* p) { if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch0(p); }
+    static void Prefetch(float* p) { if (Sse.IsSupported) Sse.Prefetch0(p); }
 
     /// <summary>Prefetch into L2 only (prefetcht1): what the tiles use for their streams. Into L1 (prefetcht0) the
     /// far-ahead lines of the weight or cache stream evict the rows of x and the lines in use; on the reference EPYC
     /// (tmp experiments, operands larger than L3) the 4-row NT tiles streamed 20–25 % faster this way and the 8 × 32
     /// NN tile over a batch-4 latent cache (37 MB) ran ≈ 2× faster.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void PrefetchL2(float* p) { if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch1(p); }
+    static void PrefetchL2(float* p) { if (Sse.IsSupported) Sse.Prefetch1(p); }
 
     /// <summary>y[0..rows, 0..32] for up to 8 rows of x (missing rows repeat row 0 and are not stored): 16 chains.</summary>
     [MethodImpl(Hot)]
