@@ -15,6 +15,7 @@
 // 5. A verdict compares variants, so it also needs their gaps to have stopped moving: the pooled result reports how
 //    each variant's paired gap to the reference changed from S to 2S, per doubling (Lab/Mla/FrontierGapDrift.cs).
 // The same from the command line: whale mla frontier --task language … --first-seed k, then --from a.json b.json ….
+using WhaleTech.Lab;
 using WhaleTech.Lab.Mla;
 using WhaleTech.Runtime;
 
@@ -62,8 +63,8 @@ public static class S13MlaFrontierConvergence
         // 5. The gap to the reference at both lengths, paired by seed: a gap that no longer moves is a settled verdict,
         //    even while both variants still gain a little.
         foreach (var g in pooled.GapDrift?.Rows ?? [])
-            ctx.Out.WriteLine($"Gap {g.Variant} − {pooled.GapDrift!.Reference} ({g.Estimator}): {g.GapFrom:+0.0000;-0.0000} at {g.FromSteps} steps, {g.GapTo:+0.0000;-0.0000} at {g.ToSteps}; " +
-                $"drift {g.DriftPerDoubling:+0.0000;-0.0000} ± {g.DriftCi95PerDoubling:F4} per doubling, settled: {(g.SettledWithin(pooled.GapDrift.Tolerance) ? "yes" : "no")}");
+            ctx.Out.WriteLine($"Gap {g.Variant} − {pooled.GapDrift!.Reference} ({g.Estimator}): {SeedStatistics.Number(g.GapFrom, signed: true)} at {g.FromSteps} steps, {SeedStatistics.Number(g.GapTo, signed: true)} at {g.ToSteps}; " +
+                $"drift {SeedStatistics.Number(g.DriftPerDoubling, signed: true)} ± {g.DriftCi95PerDoubling:F4} per doubling, settled: {(g.SettledWithin(pooled.GapDrift.Tolerance) ? "yes" : "no")}");
         ctx.Out.WriteLine("Verdict: " + pooled.Verdict);
         ctx.Out.WriteLine($"Seeds split over parts pool to one experiment of {pooled.Runs.Count} runs: {pooled.Runs.Count == baseline.Variants.Length * seeds}");
         ctx.Out.WriteLine($"Every final model scored on the {baseline.EvalSets} shared eval sets: {pooled.Runs.All(r => r.EvalSets?.Count == baseline.EvalSets)}");

@@ -47,8 +47,17 @@ public static class SeedStatistics
     /// (gaps); <paramref name="format"/> is the number format of both.</summary>
     public static string MeanCiCell(double mean, double ci, int n, bool signed = false, string format = "F4")
     {
-        string m = signed ? $"{(mean < 0 ? "−" : "+")}{Math.Abs(mean).ToString(format)}" : mean < 0 ? $"−{Math.Abs(mean).ToString(format)}" : mean.ToString(format);
+        string m = Number(mean, signed, format);
         return n < 2 ? $"{m} ({n} seed{(n == 1 ? "" : "s")})" : $"{m} ± {ci.ToString(format)}";
+    }
+
+    /// <summary><paramref name="value"/> in <paramref name="format"/> with a typographic minus ("−"), a "+" before positive
+    /// values when <paramref name="signed"/>, and no sign at all where it rounds to zero (so never "−0.0000").</summary>
+    public static string Number(double value, bool signed = false, string format = "F4")
+    {
+        string digits = Math.Abs(value).ToString(format);
+        if (!digits.Any(c => c is >= '1' and <= '9')) return digits;
+        return value < 0 ? "−" + digits : signed ? "+" + digits : digits;
     }
 
     /// <summary>The sample sd behind a 95 % half-width over <paramref name="n"/> samples (the inverse of <see cref="MeanCi95"/>).</summary>

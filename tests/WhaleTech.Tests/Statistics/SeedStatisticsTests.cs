@@ -30,6 +30,16 @@ public class SeedStatisticsTests
     }
 
     [Fact]
+    public void AMeanThatRoundsToZeroHasNoSign()
+    {
+        Assert.Equal("0.0000 ± 0.0013", SeedStatistics.MeanCiCell(-0.00003, 0.0013, 3, signed: true));   // not "−0.0000"
+        Assert.Equal("0.0000 ± 0.0013", SeedStatistics.MeanCiCell(0.00003, 0.0013, 3, signed: true));    // not "+0.0000"
+        Assert.Equal("0.0000", SeedStatistics.Number(-0.00003));
+        Assert.Equal("−0.0001", SeedStatistics.Number(-0.00006, signed: true));                           // rounds away from 0
+        Assert.Equal("+0.0001", SeedStatistics.Number(0.00006, signed: true));
+    }
+
+    [Fact]
     public void PairingUsesTheSeedsPresentInBothAndRemovesEachSeedsOffset()
     {
         // Seeds 0–2 differ by large offsets (0, 1, 2) that both sides share; seed 3 exists on one side only.
