@@ -1,5 +1,6 @@
 // The frontier's plots: excess loss vs KV bytes per token (unpaired intervals), the paired gap to the reference
-// variant vs KV bytes (the intervals the verdict's "paired by seed" sentence uses), and every run's eval-loss curve.
+// variant vs KV bytes (by the exact KL where every point has it, else the sampled excess loss: the intervals of the
+// verdict's "paired by seed" sentences), and every run's eval-loss curve.
 // One colour per variant, in the same order in every plot of one result (and in the convergence plot,
 // FrontierConvergence.Plot), so a variant can be followed from one picture to the next.
 namespace WhaleTech.Lab.Mla;
@@ -28,24 +29,40 @@ public static class FrontierPlots
         return Finish(plt, width, height);
     }
 
-    /// <summary>Paired gap to the reference variant (mean ± 95 % CI over seeds of excess(variant) − excess(reference),
-    /// same seed, same data and eval set) against KV bytes per token, with the zero line: a bar that clears zero is a
-    /// significant difference. Seed-to-seed spread shared by all variants cancels, so these bars are much narrower than
-    /// the unpaired ones of <see cref="Frontier"/>. Null when no point is paired (fewer than 2 common seeds).</summary>
+    /// <summary>Paired gap to the reference variant (mean ± 95 % CI over seeds of variant − reference, same seed, same
+    /// data and eval set) against KV bytes per token, with the zero line: a bar that clears zero is a significant
+    /// difference. Seed-to-seed spread shared by all variants cancels, so these bars are much narrower than the unpaired
+    /// ones of <see cref="Frontier"/>. The gap is the exact KL's where every paired point has it (the lower-noise
+    /// estimate the verdict reads first), else the sampled excess loss's (<see cref="PairedGap"/>). Null when no point
+    /// is paired (fewer than 2 common seeds).</summary>
     public static byte[]? Paired(MlaFrontierResult result, int width = 800, int height = 500)
     {
         var paired = result.Points.Where(p => p.PairedReference != "").ToList();
         if (paired.Count == 0) return null;
+        var (estimator, gap) = PairedGap(paired);
         var plt = new ScottPlot.Plot();
         var zero = plt.Add.HorizontalLine(0);
         zero.Color = ScottPlot.Colors.Black;
         zero.LinePattern = ScottPlot.LinePattern.Dashed;
         zero.LegendText = $"{paired[0].PairedReference} (reference)";
-        PointsWithBars(plt, result, paired, p => (p.PairedDifference, p.PairedDifferenceCi95),
-            p => Math.Abs(p.PairedDifference) > p.PairedDifferenceCi95 ? (p.PairedDifference > 0 ? " (worse)" : " (better)") : "");
-        plt.Title($"Paired by seed: excess loss minus {paired[0].PairedReference}'s, {result.Options.Seeds} seeds × {result.Options.Loop.Steps} steps");
+        PointsWithBars(plt, result, paired, gap,
+            p => gap(p) is var (d, ci) && Math.Abs(d) > ci ? (d > 0 ? " (worse)" : " (better)") : "");
+        int fewest = paired.Min(p => p.Seeds), most = paired.Max(p => p.Seeds);
+        plt.Title($"Paired by seed: {estimator} minus {paired[0].PairedReference}'s, {(fewest == most ? $"{most}" : $"{fewest}–{most}")} seeds × {result.Options.Loop.Steps} steps");
         plt.YLabel("paired gap (nats), mean ± 95% CI");
         return Finish(plt, width, height);
+    }
+
+    /// <summary>Which gap the paired plot draws: the exact KL's when every point has a paired KL gap, else the sampled
+    /// excess loss's; its name for the title, and the (mean, 95 % half-width) of one point.</summary>
+    internal static (string Estimator, Func<FrontierPoint, (double Value, double Ci95)> Gap) PairedGap(IReadOnlyList<FrontierPoint> paired)
+    {
+        if (paired.Count > 0 && paired.All(p => p.PairedKlDifference is not null))
+        {
+            int sets = paired.Min(p => p.PairedKlSharedSets);
+            return (sets > 0 ? $"exact KL ({sets} shared eval sets)" : "exact KL", p => (p.PairedKlDifference!.Value, p.PairedKlCi95 ?? 0));
+        }
+        return ("excess loss", p => (p.PairedDifference, p.PairedDifferenceCi95));
     }
 
     /// <summary>One marker with its ± bar per point, at its KV bytes per token, in its variant's colour; points sharing a

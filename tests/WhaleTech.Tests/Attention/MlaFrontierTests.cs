@@ -218,6 +218,19 @@ public class MlaFrontierTests
         Assert.Null(FrontierPlots.Paired(r with { Points = r.Points.Select(p => p with { PairedReference = "" }).ToList() }));
     }
 
+    [Fact]
+    public void ThePairedPlotDrawsTheExactKlGapWhenEveryPointHasIt()
+    {
+        var sampledOnly = new FrontierPoint("mqa", 1, 64, 3, 0.3, 0.01, 0.006, 0.001, 3, true) { PairedReference = "mha", PairedDifference = 0.0006, PairedDifferenceCi95 = 0.0022 };
+        var withKl = sampledOnly with { PairedKlDifference = 0.0009, PairedKlCi95 = 0.0020, PairedKlSharedSets = 16 };
+        var (estimator, gap) = FrontierPlots.PairedGap([withKl, withKl with { Variant = "mla-8-8" }]);
+        Assert.Equal("exact KL (16 shared eval sets)", estimator);
+        Assert.Equal((0.0009, 0.0020), gap(withKl));
+        (estimator, gap) = FrontierPlots.PairedGap([withKl, sampledOnly with { Variant = "gqa2" }]);   // one point lacks it: all sampled
+        Assert.Equal("excess loss", estimator);
+        Assert.Equal((0.0006, 0.0022), gap(withKl));
+    }
+
     static string RepoRoot()
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
