@@ -48,7 +48,7 @@ public static class FrontierPlots
         PointsWithBars(plt, result, paired, gap,
             p => gap(p) is var (d, ci) && Math.Abs(d) > ci ? (d > 0 ? " (worse)" : " (better)") : "");
         int fewest = paired.Min(p => p.Seeds), most = paired.Max(p => p.Seeds);
-        plt.Title($"Paired by seed: {estimator} minus {paired[0].PairedReference}'s, {(fewest == most ? $"{most}" : $"{fewest}–{most}")} seeds × {result.Options.Loop.Steps} steps");
+        plt.Title($"Paired gap to {paired[0].PairedReference}, {estimator}: {(fewest == most ? $"{most}" : $"{fewest}–{most}")} seeds × {result.Options.Loop.Steps} steps");
         plt.YLabel("paired gap (nats), mean ± 95% CI");
         return Finish(plt, width, height);
     }
@@ -60,7 +60,7 @@ public static class FrontierPlots
         if (paired.Count > 0 && paired.All(p => p.PairedKlDifference is not null))
         {
             int sets = paired.Min(p => p.PairedKlSharedSets);
-            return (sets > 0 ? $"exact KL ({sets} shared eval sets)" : "exact KL", p => (p.PairedKlDifference!.Value, p.PairedKlCi95 ?? 0));
+            return (sets > 0 ? $"exact KL on {sets} shared sets" : "exact KL", p => (p.PairedKlDifference!.Value, p.PairedKlCi95 ?? 0));
         }
         return ("excess loss", p => (p.PairedDifference, p.PairedDifferenceCi95));
     }

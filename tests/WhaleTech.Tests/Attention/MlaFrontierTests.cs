@@ -224,7 +224,7 @@ public class MlaFrontierTests
         var sampledOnly = new FrontierPoint("mqa", 1, 64, 3, 0.3, 0.01, 0.006, 0.001, 3, true) { PairedReference = "mha", PairedDifference = 0.0006, PairedDifferenceCi95 = 0.0022 };
         var withKl = sampledOnly with { PairedKlDifference = 0.0009, PairedKlCi95 = 0.0020, PairedKlSharedSets = 16 };
         var (estimator, gap) = FrontierPlots.PairedGap([withKl, withKl with { Variant = "mla-8-8" }]);
-        Assert.Equal("exact KL (16 shared eval sets)", estimator);
+        Assert.Equal("exact KL on 16 shared sets", estimator);
         Assert.Equal((0.0009, 0.0020), gap(withKl));
         (estimator, gap) = FrontierPlots.PairedGap([withKl, sampledOnly with { Variant = "gqa2" }]);   // one point lacks it: all sampled
         Assert.Equal("excess loss", estimator);
