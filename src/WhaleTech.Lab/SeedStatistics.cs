@@ -43,8 +43,8 @@ public static class SeedStatistics
     }
 
     /// <summary>A table cell for a mean over <paramref name="n"/> seeds: "m ± ci", or "m (1 seed)" where one seed gives no
-    /// interval (its half-width 0 would read as certainty). <paramref name="signed"/> writes + or − before the mean
-    /// (gaps); <paramref name="format"/> is the number format of both.</summary>
+    /// interval (its half-width 0 would read as certainty). The mean is written by <see cref="Number"/> (+ before it when
+    /// <paramref name="signed"/>, for gaps; no sign where it rounds to zero); <paramref name="format"/> is the number format of both.</summary>
     public static string MeanCiCell(double mean, double ci, int n, bool signed = false, string format = "F4")
     {
         string m = Number(mean, signed, format);

@@ -70,12 +70,10 @@ public sealed record FrontierGapDrift(string Reference, double Tolerance, IReadO
     /// <summary>Each variant's last change between run lengths.</summary>
     public IReadOnlyList<GapDriftRow> Last => Rows.GroupBy(r => r.Variant).Select(g => g.MaxBy(r => r.ToSteps)!).ToList();
 
-    static string Signed(double x) => $"{(x < 0 ? "−" : "+")}{Math.Abs(x):F4}";
-
     /// <summary>The verdict's sentence: whose gap to the reference has settled over its last doubling.</summary>
     public string Sentence()
     {
-        string Cell(GapDriftRow r) => $"{r.Variant} ({r.Estimator}, {r.FromSteps:N0} → {r.ToSteps:N0}: gap {Signed(r.GapFrom)} → {Signed(r.GapTo)}, " +
+        string Cell(GapDriftRow r) => $"{r.Variant} ({r.Estimator}, {r.FromSteps:N0} → {r.ToSteps:N0}: gap {SeedStatistics.Number(r.GapFrom, signed: true)} → {SeedStatistics.Number(r.GapTo, signed: true)}, " +
             $"{SeedStatistics.MeanCiCell(r.DriftPerDoubling, r.DriftCi95PerDoubling, r.Pairs, signed: true)} per doubling)";
         var settled = Last.Where(r => r.SettledWithin(Tolerance)).ToList();
         var moving = Last.Except(settled).ToList();
